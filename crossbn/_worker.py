@@ -1,0 +1,47 @@
+"""The code execnet runs inside a backend's worker process.
+
+It is sent as source by `runner.py` (execnet's `remote_exec`), so it imports
+crossbn only after the first message has put the project root on sys.path:
+a worker under another interpreter needs NumPy and its framework, not an
+installed crossbn. Every request gets a reply; an exception in the framework
+becomes an "error" reply with its traceback, never a dead worker. Only a real
+crash (segfault, abort, OOM kill) ends the process, and the runner sees that.
+"""
+
+
+def serve(channel):
+    import sys
+    import time
+    import traceback
+
+    root, spec = channel.receive()
+    if root not in sys.path:
+        sys.path.insert(0, root)
+    from crossbn import wire
+    from crossbn.backends import Unsupported, load
+    from crossbn.case import Case
+
+    backend = load(spec)
+    for request in channel:
+        op = request.get("op")
+        start = time.perf_counter()
+        try:
+            if op == "describe":
+                reply = {"status": "ok", "describe": backend.describe()}
+            elif op == "run":
+                case = Case.from_dict(request["case"])
+                observed = backend.run(case, wire.decode(request["inputs"]), request["device"])
+                reply = {"status": "ok", "observables": wire.encode(observed)}
+            else:
+                reply = {"status": "error", "message": f"unknown request {op!r}"}
+        except Unsupported as e:
+            reply = {"status": "unsupported", "message": str(e)}
+        except Exception as e:  # the framework raised: report it, keep serving
+            reply = {"status": "error", "message": f"{type(e).__name__}: {e}",
+                     "traceback": traceback.format_exc()}
+        reply["seconds"] = time.perf_counter() - start
+        channel.send(reply)
+
+
+if __name__ == "__channelexec__":
+    serve(channel)  # noqa: F821 - execnet injects `channel`

@@ -1,0 +1,116 @@
+"""PyTorch eager `nn.BatchNorm{1,2,3}d`.
+
+Translation from the canonical case:
+- momentum: PyTorch weights the NEW batch statistic, so it gets 1 - momentum;
+  `cumulative` becomes momentum=None.
+- channels_last: the stored (N, *spatial, C) array is viewed as (N, C, *spatial)
+  with `movedim`, which for rank 4/5 is exactly PyTorch's channels_last(_3d)
+  memory format: the module sees the framework's own channels-last path.
+- declared convention: the running variance is fed the UNBIASED batch variance.
+- intermediates: `aten.native_batch_norm` (the CPU kernel the module calls)
+  returns the batch mean and inverse std it computed, on a copy of the state.
+"""
+
+from __future__ import annotations
+
+from .base import Backend, Unsupported
+from .devinfo import cpu_name
+
+_MODULES = {2: "BatchNorm1d", 3: "BatchNorm1d", 4: "BatchNorm2d", 5: "BatchNorm3d"}
+
+
+def _to_torch(torch, a, device):
+    if a.dtype.name == "bfloat16":  # torch.from_numpy does not know ml_dtypes
+        import numpy as np
+
+        return torch.from_numpy(a.view(np.int16)).view(torch.bfloat16).to(device)
+    return torch.from_numpy(a).to(device)
+
+
+def _to_numpy(torch, t):
+    t = t.detach().cpu()
+    if t.dtype == torch.bfloat16:
+        import ml_dtypes
+
+        return t.view(torch.int16).numpy().view(ml_dtypes.bfloat16).copy()
+    return t.numpy().copy()  # never share memory with a buffer updated in place later
+
+
+class TorchBackend(Backend):
+    name = "torch"
+    packages = ("torch", "numpy")
+    modules = ("torch",)
+    extra = "torch"
+    conventions = {"running_var": "unbiased"}
+
+    def supports(self, case) -> str | None:
+        return None  # every Case field has a PyTorch spelling
+
+    def describe(self) -> dict:
+        import torch
+
+        devices = {"cpu": cpu_name()}
+        if torch.cuda.is_available():
+            devices["cuda"] = torch.cuda.get_device_name(0)
+        return {"version": str(torch.__version__), "devices": devices}
+
+    def run(self, case, inputs: dict, device: str) -> dict:
+        import torch
+
+        dt = getattr(torch, case.dtype)
+        bn = getattr(torch.nn, _MODULES[case.rank])(
+            case.channels,
+            eps=case.eps,
+            momentum=None if case.cumulative else 1.0 - case.momentum,
+            affine=case.affine,
+            track_running_stats=case.track_running_stats,
+            device=device,
+            dtype=dt,
+        )
+        with torch.no_grad():
+            for name, attr in (("gamma", "weight"), ("beta", "bias"),
+                               ("running_mean", "running_mean"), ("running_var", "running_var")):
+                if name in inputs:
+                    getattr(bn, attr).copy_(_to_torch(torch, inputs[name], device))
+
+        channels_last = case.channel_axis != 1
+        out: dict = {}
+        for k, step in enumerate(case.steps):
+            training = step != "eval"
+            bn.train(training)
+            leaf = _to_torch(torch, inputs[f"x{k}"], device).requires_grad_(case.gradients)
+            x = leaf.movedim(-1, 1) if channels_last else leaf
+            if training:
+                out.update(self._intermediates(torch, bn, x.detach(), step))
+            bn.zero_grad(set_to_none=True)
+            try:
+                y = bn(x)
+            except ValueError as e:  # documented: one value per channel in training
+                raise Unsupported(f"PyTorch refuses the case: {e}") from e
+            y_stored = y.movedim(1, -1) if channels_last else y
+            out[f"{step}.y"] = _to_numpy(torch, y_stored.contiguous())
+            if training and case.track_running_stats:
+                out[f"{step}.running_mean"] = _to_numpy(torch, bn.running_mean)
+                out[f"{step}.running_var"] = _to_numpy(torch, bn.running_var)
+            if case.gradients:
+                dy = _to_torch(torch, inputs[f"dy{k}"], device)
+                y_stored.backward(dy)
+                out[f"{step}.dx"] = _to_numpy(torch, leaf.grad)
+                if case.affine:
+                    out[f"{step}.dgamma"] = _to_numpy(torch, bn.weight.grad)
+                    out[f"{step}.dbeta"] = _to_numpy(torch, bn.bias.grad)
+        return out
+
+    @staticmethod
+    def _intermediates(torch, bn, x, step) -> dict:
+        """Batch mean and inverse std as the kernel computed them (copies of the
+        running state, so the module's own update is not disturbed)."""
+        clone = (lambda t: None if t is None else t.detach().clone())
+        try:
+            _, mean, invstd = torch.ops.aten.native_batch_norm(
+                x, clone(bn.weight), clone(bn.bias), clone(bn.running_mean), clone(bn.running_var),
+                True, 0.0, bn.eps,
+            )
+        except (RuntimeError, ValueError):
+            return {}
+        return {f"{step}.batch_mean": _to_numpy(torch, mean), f"{step}.invstd": _to_numpy(torch, invstd)}

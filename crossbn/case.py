@@ -1,0 +1,218 @@
+"""One BatchNorm test case: a frozen record of everything that determines it.
+
+A `Case` is pure data. Together with its seed it fixes every input byte (see
+`inputs.py`), so the same case gives the same arrays on every machine and in
+every worker. Its `id` is a content hash: two catalogues that describe the same
+case give the same id, and renaming a catalogue group does not change it.
+
+Conventions are crossbn's canonical ones, never a framework default:
+- `momentum` is the weight kept on the OLD running value
+  (running = momentum * running + (1 - momentum) * batch), as in Keras, Flax and
+  ONNX. Adapters translate (PyTorch gets 1 - momentum).
+- `eps` is always explicit.
+- The channel axis follows from `layout`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+from dataclasses import dataclass, field
+
+DTYPES = ("float64", "float32", "float16", "bfloat16")
+LAYOUTS = ("channels_first", "channels_last")
+DISTRIBUTIONS = ("normal", "uniform", "constant_channel", "near_eps", "fp16_stress")
+SPECIAL_VALUES = ("nan", "inf", "-inf")
+
+# Short tags for readable pytest ids (`-k f16`, `-k cl`, `-k eval`).
+_DTYPE_TAG = {"float64": "f64", "float32": "f32", "float16": "f16", "bfloat16": "bf16"}
+_LAYOUT_TAG = {"channels_first": "cf", "channels_last": "cl"}
+
+
+class CaseError(ValueError):
+    """A case that cannot exist; the message names the field and the value."""
+
+
+@dataclass(frozen=True)
+class Case:
+    # --- where it came from (not part of the id) --------------------------
+    suite: str = "adhoc"
+    # Catalogue file stem the case was expanded from, e.g. "default".
+    group: str = "case"
+    # Name of the catalogue entry that produced it, e.g. "offset": says why the
+    # case exists and makes `-k offset` select the whole family.
+
+    # --- the tensor -------------------------------------------------------
+    shape: tuple[int, ...] = (8, 3)
+    # Logical shape in channels-first order (N, C, *spatial); rank 2 to 5.
+    # Independent of `layout`, so the same numbers mean the same case.
+    layout: str = "channels_first"
+    # How the array is stored and handed to the framework: "channels_first"
+    # puts C at axis 1, "channels_last" at axis -1 (rank 2 is the same for both).
+    dtype: str = "float32"
+    # Dtype of inputs, parameters, running statistics and outputs.
+
+    # --- the layer ----------------------------------------------------------
+    eps: float = 1e-5
+    # Added to the variance inside the square root. Always explicit.
+    momentum: float = 0.9
+    # Canonical: weight kept on the OLD running value (Keras/Flax/ONNX meaning).
+    cumulative: bool = False
+    # PyTorch's momentum=None: running stats are the cumulative average of all
+    # batches seen. `momentum` is then unused. Only frameworks that have it run it.
+    affine: bool = True
+    # Learnable scale gamma and shift beta (seeded values). False: no parameters,
+    # which is the same as gamma = 1, beta = 0 and no dgamma/dbeta.
+    track_running_stats: bool = True
+    # False: the layer keeps no running statistics and normalizes with the batch
+    # statistics in eval too (PyTorch track_running_stats=False).
+
+    # --- what is run --------------------------------------------------------
+    train_steps: int = 1
+    # Training-mode steps, each a forward and backward pass on a fresh batch
+    # that updates the running statistics.
+    eval_step: bool = True
+    # After training, one eval-mode forward/backward on a fresh batch using the
+    # running statistics (or the batch ones when track_running_stats is False).
+    gradients: bool = True
+    # Also compare dx, dgamma, dbeta for a seeded upstream gradient dy.
+
+    # --- the values ----------------------------------------------------------
+    distribution: str = "normal"
+    # How x is drawn: "normal", "uniform", "constant_channel" (channel 0 has
+    # zero variance), "near_eps" (spread such that var ~ eps), "fp16_stress"
+    # (magnitudes near float16's maximum). See inputs.py.
+    scale: float = 1.0
+    # Spread sigma of x (ignored by "near_eps", which derives it from eps).
+    offset_ratio: float = 0.0
+    # Mean offset |mu|/sigma: conditioning of the normalization. 0 = centred.
+    specials: tuple[tuple[str, int, tuple[int, ...]], ...] = ()
+    # Non-finite values planted after generation: (value, step, index) with
+    # value "nan" | "inf" | "-inf", step the batch number, index in logical
+    # (channels-first) coordinates.
+    seed: int = 0
+    # Seeds every generated array (x per step, dy per step, gamma, beta and the
+    # initial running statistics).
+
+    # derived, cached
+    _id: str = field(default="", init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        _validate(self)
+        if len(self.shape) == 2:  # (N, C) has one layout: keep one spelling, one id
+            object.__setattr__(self, "layout", "channels_first")
+        object.__setattr__(self, "_id", _content_hash(self))
+
+    # ---------------------------------------------------------------- derived
+    @property
+    def id(self) -> str:
+        """Stable 12-hex-digit content hash (suite and group excluded)."""
+        return self._id
+
+    @property
+    def rank(self) -> int:
+        return len(self.shape)
+
+    @property
+    def channels(self) -> int:
+        return self.shape[1]
+
+    @property
+    def channel_axis(self) -> int:
+        return 1 if self.layout == "channels_first" or self.rank == 2 else self.rank - 1
+
+    @property
+    def array_shape(self) -> tuple[int, ...]:
+        """Shape of the stored arrays (channels moved last for channels_last)."""
+        if self.channel_axis == 1:
+            return self.shape
+        n, c, *spatial = self.shape
+        return (n, *spatial, c)
+
+    @property
+    def reduction_size(self) -> int:
+        """Elements per channel that the batch statistics reduce over."""
+        return math.prod(self.shape) // self.channels
+
+    @property
+    def steps(self) -> tuple[str, ...]:
+        """Step names in execution order: train0, train1, ..., eval."""
+        names = tuple(f"train{k}" for k in range(self.train_steps))
+        return names + (("eval",) if self.eval_step else ())
+
+    @property
+    def pytest_id(self) -> str:
+        """Readable, -k friendly id: group, dtype, shape, layout, mode, hash."""
+        shape = "x".join(map(str, self.shape))
+        mode = f"t{self.train_steps}" + ("e" if self.eval_step else "")
+        return f"{self.group}-{_DTYPE_TAG[self.dtype]}-{shape}-{_LAYOUT_TAG[self.layout]}-{mode}-{self.id[:8]}"
+
+    def to_dict(self) -> dict:
+        """Plain JSON-able dict (lists for tuples); inverse of `from_dict`."""
+        d = dataclasses.asdict(self)
+        d.pop("_id")
+        return json.loads(json.dumps(d))
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Case":
+        d = dict(d)
+        unknown = set(d) - {f.name for f in dataclasses.fields(cls) if f.init}
+        if unknown:
+            raise CaseError(f"unknown case field(s): {', '.join(sorted(unknown))}")
+        if "shape" in d:
+            d["shape"] = tuple(d["shape"])
+        if "specials" in d:
+            d["specials"] = tuple((str(v), int(s), tuple(i)) for v, s, i in d["specials"])
+        return cls(**d)
+
+
+def _content_hash(case: Case) -> str:
+    d = dataclasses.asdict(case)
+    for name in ("suite", "group", "_id"):
+        d.pop(name)
+    blob = json.dumps(d, sort_keys=True, separators=(",", ":"), default=list)
+    return hashlib.sha256(blob.encode()).hexdigest()[:12]
+
+
+def _validate(c: Case) -> None:
+    def bad(name: str, why: str) -> CaseError:
+        return CaseError(f"field '{name}' = {getattr(c, name)!r}: {why}")
+
+    if not isinstance(c.shape, tuple) or not all(isinstance(s, int) and s >= 1 for s in c.shape):
+        raise bad("shape", "must be a sequence of positive integers")
+    if not 2 <= len(c.shape) <= 5:
+        raise bad("shape", "rank must be 2 to 5 (N, C, *spatial)")
+    if c.layout not in LAYOUTS:
+        raise bad("layout", f"must be one of {LAYOUTS}")
+    if c.dtype not in DTYPES:
+        raise bad("dtype", f"must be one of {DTYPES}")
+    if not (isinstance(c.eps, (int, float)) and math.isfinite(c.eps) and c.eps >= 0):
+        raise bad("eps", "must be a finite number >= 0")
+    if not (isinstance(c.momentum, (int, float)) and 0.0 <= c.momentum <= 1.0):
+        raise bad("momentum", "must be in [0, 1] (weight kept on the old running value)")
+    if not isinstance(c.train_steps, int) or c.train_steps < 0:
+        raise bad("train_steps", "must be an integer >= 0")
+    if c.train_steps == 0 and not c.eval_step:
+        raise bad("eval_step", "a case with no training steps must have an eval step")
+    if c.distribution not in DISTRIBUTIONS:
+        raise bad("distribution", f"must be one of {DISTRIBUTIONS}")
+    if not (isinstance(c.scale, (int, float)) and math.isfinite(c.scale) and c.scale > 0):
+        raise bad("scale", "must be a finite number > 0")
+    if not (isinstance(c.offset_ratio, (int, float)) and math.isfinite(c.offset_ratio)):
+        raise bad("offset_ratio", "must be a finite number")
+    if c.cumulative and not c.track_running_stats:
+        raise bad("cumulative", "a cumulative average needs track_running_stats")
+    for value, step, index in c.specials:
+        if value not in SPECIAL_VALUES:
+            raise bad("specials", f"value {value!r} must be one of {SPECIAL_VALUES}")
+        if not 0 <= step < len(c.steps):
+            raise bad("specials", f"step {step} is not one of the case's {len(c.steps)} steps")
+        if len(index) != len(c.shape) or not all(0 <= i < s for i, s in zip(index, c.shape)):
+            raise bad("specials", f"index {tuple(index)} is outside shape {c.shape}")
+    if not isinstance(c.seed, int) or c.seed < 0:
+        raise bad("seed", "must be an integer >= 0")
+    for name in ("cumulative", "affine", "track_running_stats", "eval_step", "gradients"):
+        if not isinstance(getattr(c, name), bool):
+            raise bad(name, "must be true or false")

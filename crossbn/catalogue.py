@@ -1,0 +1,128 @@
+"""Case catalogues: `cases/<suite>.toml` files expanded into `Case`s.
+
+A catalogue is data (TOML), read with the standard library's tomllib:
+
+    include = ["found"]          # optional: other suites whose cases are added
+
+    [defaults]                   # optional: field values for every group
+    dtype = "float32"
+
+    [[group]]
+    name = "ranks"               # required; becomes part of every pytest id
+    train_steps = 3              # plain keys fix a Case field for the group
+    [group.axes]                 # each key lists values; the group expands to
+    shape = [[8, 3], [4, 3, 5]]  # their cartesian product, in file order
+    layout = ["channels_first", "channels_last"]
+
+Cases with the same content (same id) are kept once, first occurrence wins.
+Every mistake is a `CatalogueError` naming the file, the group, the case (its
+axis values) and the field.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import tomllib
+from pathlib import Path
+
+from .case import Case, CaseError
+
+CASES_DIR = Path(__file__).resolve().parent.parent / "cases"
+_FIELDS = {f.name for f in dataclasses.fields(Case) if f.init} - {"suite", "group"}
+_GROUP_KEYS = {"name", "axes", "description"}
+
+
+class CatalogueError(ValueError):
+    """A malformed catalogue; the message says where."""
+
+
+def suite_path(suite: str) -> Path:
+    """A suite name ("default") or a path to a .toml file."""
+    p = Path(suite)
+    if p.suffix == ".toml":
+        if not p.is_file():
+            raise CatalogueError(f"{p}: catalogue file not found")
+        return p
+    p = CASES_DIR / f"{suite}.toml"
+    if not p.is_file():
+        known = sorted(q.stem for q in CASES_DIR.glob("*.toml"))
+        raise CatalogueError(f"unknown suite {suite!r}: no {p}; known suites: {', '.join(known)}")
+    return p
+
+
+def available_suites() -> list[str]:
+    return sorted(q.stem for q in CASES_DIR.glob("*.toml"))
+
+
+def load_suite(suite: str) -> list[Case]:
+    cases: dict[str, Case] = {}
+    _load(suite_path(suite), cases, seen=())
+    return list(cases.values())
+
+
+def _load(path: Path, cases: dict[str, Case], seen: tuple[Path, ...]) -> None:
+    where = str(path)
+    if path.resolve() in seen:
+        raise CatalogueError(f"{where}: include cycle through {' -> '.join(map(str, seen))}")
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as e:
+        raise CatalogueError(f"{where}: not valid TOML: {e}") from e
+    unknown = set(data) - {"include", "defaults", "group"}
+    if unknown:
+        raise CatalogueError(f"{where}: unknown top-level key(s) {sorted(unknown)}; expected include, defaults, [[group]]")
+    for inc in _as_list(data.get("include", []), f"{where}: 'include'"):
+        target = path.parent / inc if str(inc).endswith(".toml") else None
+        _load(target if target else suite_path(str(inc)), cases, seen + (path.resolve(),))
+    defaults = data.get("defaults", {})
+    if not isinstance(defaults, dict):
+        raise CatalogueError(f"{where}: [defaults] must be a table")
+    _check_fields(defaults, f"{where} [defaults]")
+    groups = data.get("group", [])
+    if not isinstance(groups, list):
+        raise CatalogueError(f"{where}: 'group' must be an array of tables ([[group]])")
+    for gi, group in enumerate(groups):
+        for case in _expand(group, defaults, path.stem, f"{where} group #{gi + 1}"):
+            cases.setdefault(case.id, case)
+
+
+def _as_list(value, where: str) -> list:
+    if not isinstance(value, list):
+        raise CatalogueError(f"{where} must be a list, got {value!r}")
+    return value
+
+
+def _check_fields(table: dict, where: str) -> None:
+    unknown = set(table) - _FIELDS
+    if unknown:
+        raise CatalogueError(f"{where}: unknown field(s) {sorted(unknown)}; Case fields are {sorted(_FIELDS)}")
+
+
+def _expand(group, defaults: dict, suite: str, where: str) -> list[Case]:
+    if not isinstance(group, dict):
+        raise CatalogueError(f"{where}: must be a table")
+    name = group.get("name")
+    if not isinstance(name, str) or not name.replace("_", "").replace("-", "").isalnum():
+        raise CatalogueError(f"{where}: field 'name' must be a word (letters, digits, - or _), got {name!r}")
+    where = f"{where} '{name}'"
+    fixed = {k: v for k, v in group.items() if k not in _GROUP_KEYS}
+    _check_fields(fixed, where)
+    axes = group.get("axes", {})
+    if not isinstance(axes, dict):
+        raise CatalogueError(f"{where}: [group.axes] must be a table of lists")
+    _check_fields(axes, f"{where} [axes]")
+    for k, values in axes.items():
+        if not isinstance(values, list) or not values:
+            raise CatalogueError(f"{where} [axes]: field '{k}' must be a non-empty list of values, got {values!r}")
+    out = []
+    keys = list(axes)
+    for combo in itertools.product(*(axes[k] for k in keys)):
+        point = dict(zip(keys, combo))
+        fields = {**defaults, **fixed, **point, "suite": suite, "group": name}
+        try:
+            out.append(Case.from_dict(fields))
+        except (CaseError, TypeError) as e:
+            label = ", ".join(f"{k}={v!r}" for k, v in point.items()) or "the only case"
+            raise CatalogueError(f"{where}, case ({label}): {e}") from e
+    return out

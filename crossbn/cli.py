@@ -1,0 +1,120 @@
+"""The `crossbn` command.
+
+  crossbn run [--suite S] [--backends A,B|all] [--devices cpu,cuda] [--out DIR] [-n N] [-- PYTEST ARGS]
+  crossbn backends [--backend-module F]    list backends, their versions and availability
+  crossbn suites                           list the case catalogues and their sizes
+
+`run` is pytest underneath (pytest-xdist for -n): the same run as
+`pytest --pyargs crossbn.conformance --crossbn-suite S ...`, with the results
+written to DIR/results.jsonl (default reports/<timestamp>/).
+
+Exit status of `run`: 0 when the run completed and its results were written,
+whatever they say (findings are the product, not an error); with --strict, 1
+when any result is a deviation, nan-mismatch, crash or timeout; 2 for bad
+usage (unknown suite/backend/option, malformed catalogue); 3 for an internal error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+
+def _run(args: argparse.Namespace, extra: list[str]) -> int:
+    import pytest
+
+    out = Path(args.out) if args.out else Path("reports") / time.strftime("%Y%m%d-%H%M%S")
+    out.mkdir(parents=True, exist_ok=True)
+    argv = ["--pyargs", "crossbn.conformance", "-p", "no:cacheprovider",
+            f"--crossbn-suite={args.suite}", f"--crossbn-backends={args.backends}",
+            f"--crossbn-devices={args.devices}", f"--crossbn-out={out}",
+            f"--crossbn-timeout={args.timeout}", "-q", "-rN", "--tb=no", "-o", "console_output_style=count"]
+    for module in args.backend_module:
+        argv.append(f"--crossbn-backend-module={module}")
+    if args.n not in ("0", 0):
+        argv += ["-n", str(args.n)]
+    argv += extra
+    print(f"crossbn run: suite {args.suite}, backends {args.backends}, devices {args.devices}, -n {args.n}, "
+          f"results -> {out / 'results.jsonl'}", flush=True)
+    code = pytest.main(argv)
+    if code in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED):
+        print(f"crossbn run: results in {out / 'results.jsonl'}")
+        return 1 if (args.strict and code == pytest.ExitCode.TESTS_FAILED) else 0
+    if code == pytest.ExitCode.USAGE_ERROR:
+        return 2
+    if code == pytest.ExitCode.NO_TESTS_COLLECTED:
+        print("crossbn run: no test selected (check --suite, --backends and any -k)", file=sys.stderr)
+        return 2
+    return 3
+
+
+def _backends(args: argparse.Namespace) -> int:
+    from .backends import BackendError, discover, load
+
+    try:
+        specs = discover(tuple(args.backend_module))
+    except BackendError as e:
+        print(f"crossbn: {e}", file=sys.stderr)
+        return 2
+    for name, spec in specs.items():
+        b = load(spec)
+        why = b.available()
+        versions = ", ".join(f"{k} {v}" for k, v in b.versions().items())
+        print(f"{name:18s} {'unavailable: ' + why if why else 'available'}  ({versions})  [{spec}]")
+    return 0
+
+
+def _suites(args: argparse.Namespace) -> int:
+    from .catalogue import CatalogueError, available_suites, load_suite
+
+    for name in available_suites():
+        try:
+            print(f"{name:10s} {len(load_suite(name)):5d} cases")
+        except CatalogueError as e:
+            print(f"{name:10s} ERROR: {e}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="crossbn", description="Cross-backend BatchNorm consistency suite.")
+    sub = p.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="run a suite against backends (pytest underneath)",
+                         description="Arguments after -- go to pytest (e.g. -- -k offset -x).")
+    run.add_argument("--suite", default=os.environ.get("CROSSBN_SUITE", "default"),
+                     help="catalogue in cases/ or a .toml path (default: default)")
+    run.add_argument("--backends", default=os.environ.get("CROSSBN_BACKENDS", "all"),
+                     help="comma-separated backends or 'all' (default: all)")
+    run.add_argument("--devices", default=os.environ.get("CROSSBN_DEVICES", "cpu"),
+                     help="comma-separated: cpu, cuda (default: cpu)")
+    run.add_argument("--out", default=os.environ.get("CROSSBN_OUT"),
+                     help="output directory (default: reports/<timestamp>)")
+    run.add_argument("-n", default="auto", help="parallel pytest-xdist workers, 0 for none (default: auto)")
+    run.add_argument("--timeout", type=float, default=300.0, help="seconds per case before a worker is killed")
+    run.add_argument("--backend-module", action="append", default=[], help="a .py file with extra backends")
+    run.add_argument("--strict", action="store_true", help="exit 1 when any result fails")
+    run.set_defaults(func=_run)
+    bk = sub.add_parser("backends", help="list backends and whether they can run here")
+    bk.add_argument("--backend-module", action="append", default=[])
+    bk.set_defaults(func=_backends)
+    su = sub.add_parser("suites", help="list case catalogues")
+    su.set_defaults(func=_suites)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    extra: list[str] = []
+    if "--" in argv:
+        i = argv.index("--")
+        argv, extra = argv[:i], argv[i + 1:]
+    args = build_parser().parse_args(argv)
+    if args.command == "run":
+        return _run(args, extra)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

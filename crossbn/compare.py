@@ -1,0 +1,192 @@
+"""Metrics and verdicts: a backend's observables against the oracle's.
+
+For every observable: the largest absolute and relative error, the largest
+distance in units in the last place of the output dtype, and the ratio
+error / bound from the error-bound model (tolerance.py), with the position of
+the worst element. NaN and ±Inf are compared by position (and sign), never by
+value. Verdicts, from the observable up to the whole result:
+
+  match         every compared element within its bound (ratio <= 1)
+  convention    outside the canonical bound but within the bound of the
+                backend's documented convention (e.g. PyTorch's unbiased
+                running variance)
+  deviation     outside both
+  nan-mismatch  NaN/Inf where the oracle has none, or the other way round
+plus, decided by the runner: crash, timeout, unsupported.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+import ml_dtypes
+import numpy as np
+
+from .backends.base import OBSERVABLES
+from .tolerance import SAFETY, smallest_subnormal, unit_roundoff
+
+# Severity order: the result's verdict is its worst observable's.
+SEVERITY = ("unsupported", "match", "convention", "deviation", "nan-mismatch", "timeout", "crash")
+FAILING = frozenset({"deviation", "nan-mismatch", "timeout", "crash"})
+
+_MANTISSA_BITS = {"float64": 53, "float32": 24, "float16": 11, "bfloat16": 8}
+
+
+def worst(verdicts) -> str:
+    return max(verdicts, key=SEVERITY.index, default="match")
+
+
+@dataclass
+class ObservableResult:
+    name: str                   # "<step>.<observable>", e.g. "train0.y"
+    verdict: str
+    ratio: float                # max over elements of error / bound (canonical semantics)
+    max_abs: float              # largest |actual - expected|
+    max_rel: float              # largest |actual - expected| / |expected| (expected != 0)
+    max_ulp: float              # largest error in ulps of the output dtype at the expected value
+    where: list[int]            # index of the element with the worst ratio
+    expected_at: float          # oracle value there
+    actual_at: float            # backend value there
+    bound_at: float             # the bound there
+    n_over: int                 # elements over their bound
+    size: int
+    dtype: str                  # dtype the backend returned
+    convention_ratio: float | None = None  # ratio against the declared convention, when it differs
+    note: str = ""
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def ulp(values: np.ndarray, dtype_name: str) -> np.ndarray:
+    """Spacing of the output dtype at |values| (float64 array)."""
+    p = _MANTISSA_BITS[dtype_name]
+    tiny = smallest_subnormal(dtype_name)
+    with np.errstate(divide="ignore"):
+        e = np.floor(np.log2(np.abs(values)))
+    return np.maximum(np.where(np.isfinite(e), np.exp2(e - (p - 1)), tiny), tiny)
+
+
+def _overflow_threshold(dtype_name: str) -> float:
+    """Smallest magnitude that rounds to Inf in the dtype: max + half an ulp."""
+    p = _MANTISSA_BITS[dtype_name]
+    info = ml_dtypes.finfo(dtype_name) if dtype_name == "bfloat16" else np.finfo(dtype_name)
+    return float(info.max) + 2.0 ** (int(np.log2(float(info.max))) - p)
+
+
+def _nonfinite_mismatch(a: np.ndarray, e: np.ndarray) -> str:
+    for label, fa, fe in (("NaN", np.isnan(a), np.isnan(e)),
+                          ("+Inf", np.isposinf(a), np.isposinf(e)),
+                          ("-Inf", np.isneginf(a), np.isneginf(e))):
+        diff = fa != fe
+        if diff.any():
+            first = tuple(int(i) for i in np.argwhere(diff)[0])
+            return (f"{int(diff.sum())} element(s) differ in {label} position; first at {list(first)}: "
+                    f"expected {e[first]!r}, got {a[first]!r}")
+    return ""
+
+
+def _ratio_stats(a, e, bound):
+    finite = np.isfinite(e) & np.isfinite(a)
+    with np.errstate(invalid="ignore"):
+        err = np.where(finite, np.abs(a - e), 0.0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = np.where(err == 0, 0.0, err / bound)
+    # a NaN bound (no finite conditioning) cannot vouch for a nonzero error
+    return err, np.where(np.isnan(ratio), np.inf, ratio)
+
+
+def compare_observable(name: str, actual: np.ndarray, expected: np.ndarray, model_bound: np.ndarray,
+                       convention: tuple[np.ndarray, np.ndarray] | None = None) -> ObservableResult:
+    """`model_bound` is tolerance.model_bounds' entry; `convention` is the
+    (expected, bound) pair under the backend's declared convention, if any."""
+    out_dtype = np.dtype(actual.dtype).name
+    a = np.asarray(actual, dtype=np.float64)
+    e = np.asarray(expected, dtype=np.float64)
+    blank = dict(name=name, ratio=float("inf"), max_abs=float("nan"), max_rel=float("nan"),
+                 max_ulp=float("nan"), where=[], expected_at=float("nan"), actual_at=float("nan"),
+                 bound_at=float("nan"), n_over=int(e.size), size=int(e.size), dtype=out_dtype)
+    if a.shape != e.shape:
+        return ObservableResult(verdict="deviation", note=f"shape {list(a.shape)}, expected {list(e.shape)}", **blank)
+    # The correctly rounded result of a value beyond the output dtype's range
+    # is ±Inf (IEEE overflow), so that is what the backend should return.
+    overflow = np.isfinite(e) & (np.abs(e) >= _overflow_threshold(out_dtype))
+    e = np.where(overflow, np.copysign(np.inf, e), e)
+    mismatch = _nonfinite_mismatch(a, e)
+    if mismatch:
+        why = f" (the exact value of {int(overflow.sum())} element(s) overflows {out_dtype})" if overflow.any() else ""
+        return ObservableResult(verdict="nan-mismatch", note=mismatch + why, **blank)
+
+    u_out, tiny = unit_roundoff(out_dtype), smallest_subnormal(out_dtype)
+
+    def full_bound(model):
+        return SAFETY * (np.broadcast_to(model, e.shape) + u_out * np.abs(np.where(np.isfinite(e), e, 0)) + tiny)
+
+    bound = full_bound(model_bound)
+    # Where the model has no finite bound (0*inf: a statistic so ill-conditioned
+    # that its computed value is unconstrained) the element is not judged; the
+    # note says how many were left out.
+    unbounded = ~np.isfinite(bound) & np.isfinite(e)
+    bound = np.where(unbounded, np.inf, bound)
+    err, ratio = _ratio_stats(a, e, bound)
+    worst_at = np.unravel_index(int(np.nanargmax(ratio)), ratio.shape) if ratio.size else ()
+    max_ratio = float(ratio[worst_at]) if ratio.size else 0.0
+    with np.errstate(divide="ignore", invalid="ignore"):
+        rel = np.where(e != 0, err / np.abs(e), 0.0)
+    verdict, conv_ratio = ("match" if max_ratio <= 1.0 else "deviation"), None
+    if convention is not None:
+        ce, cb = convention
+        cbound = full_bound(cb)
+        _, cratio = _ratio_stats(a, np.asarray(ce, dtype=np.float64), np.where(np.isfinite(cbound), cbound, np.inf))
+        conv_ratio = float(np.nanmax(cratio)) if cratio.size else 0.0
+        if verdict == "deviation" and conv_ratio <= 1.0:
+            verdict = "convention"
+    return ObservableResult(
+        name=name, verdict=verdict, ratio=max_ratio,
+        max_abs=float(err.max(initial=0.0)), max_rel=float(rel.max(initial=0.0)),
+        max_ulp=float((err / ulp(e, out_dtype)).max(initial=0.0)),
+        where=[int(i) for i in worst_at],
+        expected_at=float(e[worst_at]) if e.size else float("nan"),
+        actual_at=float(a[worst_at]) if a.size else float("nan"),
+        bound_at=float(bound[worst_at]) if e.size else float("nan"),
+        n_over=int((ratio > 1.0).sum()), size=int(e.size), dtype=out_dtype, convention_ratio=conv_ratio,
+        note=f"{int(unbounded.sum())} element(s) not judged: ill-conditioned beyond the error model"
+        if unbounded.any() else "",
+    )
+
+
+@dataclass
+class Comparison:
+    verdict: str
+    observables: dict[str, ObservableResult] = field(default_factory=dict)
+    not_exposed: list[str] = field(default_factory=list)  # expected but not returned by the backend
+
+    @property
+    def worst_observable(self) -> ObservableResult | None:
+        bad = [o for o in self.observables.values() if o.verdict != "match"]
+        pool = bad or list(self.observables.values())
+        return max(pool, key=lambda o: (SEVERITY.index(o.verdict), o.ratio), default=None)
+
+
+def _dataflow_key(name: str, expected: dict) -> tuple:
+    """Order observables as data flows: step by step, and inside a step
+    statistics -> normalized output -> running statistics -> gradients."""
+    steps = list(dict.fromkeys(k.split(".")[0] for k in expected))
+    step, obs = name.split(".", 1)
+    return (steps.index(step), OBSERVABLES.index(obs) if obs in OBSERVABLES else len(OBSERVABLES))
+
+
+def compare(actual: dict, expected: dict, bounds: dict,
+            convention: tuple[dict, dict] | None = None) -> Comparison:
+    """Compare every expected observable the backend returned, in dataflow order."""
+    result = Comparison(verdict="match")
+    for name, exp in sorted(expected.items(), key=lambda kv: _dataflow_key(kv[0], expected)):
+        if name not in actual:
+            result.not_exposed.append(name)
+            continue
+        conv = None
+        if convention is not None and name in convention[0]:
+            conv = (convention[0][name], convention[1][name])
+        result.observables[name] = compare_observable(name, actual[name], exp, bounds[name], conv)
+    result.verdict = worst(o.verdict for o in result.observables.values())
+    return result

@@ -1,0 +1,1 @@
+"""crossbn's conformance tests, collected with `pytest --pyargs crossbn.conformance`."""

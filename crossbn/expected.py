@@ -1,0 +1,103 @@
+"""What a case should produce: the oracle run step by step, in float64.
+
+`simulate` drives `reference/` through a case's steps (training steps that
+update the running statistics, then eval) and returns both the expected
+observables and a per-step trace of every intermediate, which the error-bound
+model (`tolerance.py`) needs for its conditioning terms.
+
+`running_var` selects which batch variance feeds the running variance:
+"biased" is crossbn's canonical convention; "unbiased" (n/(n-1)) is PyTorch's
+documented one. Computing both lets `compare.py` tell a documented convention
+difference from a deviation.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+import reference as ref
+
+from .case import Case
+from .inputs import numpy_dtype
+
+
+@dataclass
+class StepTrace:
+    """The oracle's float64 values for one step."""
+
+    step: str              # "train0", ..., "eval"
+    training: bool         # batch statistics (True) or running ones (False)
+    x: np.ndarray          # the input, upcast
+    mean: np.ndarray       # (C,) statistics used to normalize
+    var: np.ndarray        # (C,) biased variance used to normalize
+    invstd: np.ndarray
+    x_hat: np.ndarray
+    y: np.ndarray
+    gamma: np.ndarray | None
+    beta: np.ndarray | None
+    dy: np.ndarray | None = None
+    grads: dict | None = None            # dx, dgamma, dbeta
+    running_before: tuple | None = None  # (mean, var) before this step's update
+    running_after: tuple | None = None   # (mean, var) after it
+    factor: float = 0.0                  # weight given to the new batch statistic
+    var_fed: np.ndarray | None = None    # the batch variance fed into running_var
+
+
+def _f64(a):
+    return None if a is None else np.asarray(a, dtype=np.float64)
+
+
+def _stored(a: np.ndarray, dtype: str) -> np.ndarray:
+    with np.errstate(over="ignore"):
+        return a.astype(numpy_dtype(dtype)).astype(np.float64)
+
+
+def simulate(case: Case, inputs: dict, *, running_var: str = "biased") -> tuple[dict, list[StepTrace]]:
+    ax = case.channel_axis
+    gamma, beta = _f64(inputs.get("gamma")), _f64(inputs.get("beta"))
+    running = (_f64(inputs["running_mean"]), _f64(inputs["running_var"])) if case.track_running_stats else None
+    n = case.reduction_size
+    expected: dict[str, np.ndarray] = {}
+    traces: list[StepTrace] = []
+    for k, step in enumerate(case.steps):
+        x = _f64(inputs[f"x{k}"])
+        use_batch = step != "eval" or not case.track_running_stats
+        if use_batch:
+            fwd = ref.train_forward(x, gamma, beta, case.eps, channel_axis=ax)
+            mean, var = fwd["batch_mean"], fwd["batch_var"]
+        else:
+            mean, var = running
+            fwd = ref.eval_forward(x, mean, var, gamma, beta, case.eps, channel_axis=ax)
+        t = StepTrace(step, step != "eval", x, mean, var, fwd["invstd"], fwd["x_hat"], fwd["y"], gamma, beta)
+        expected[f"{step}.y"] = t.y
+        if t.training:
+            expected.update({f"{step}.batch_mean": mean, f"{step}.batch_var": var, f"{step}.invstd": t.invstd})
+        if t.training and running is not None:
+            t.running_before = running
+            t.var_fed = ref.unbiased_var(var, n) if running_var == "unbiased" else var
+            if case.cumulative:
+                t.factor = 1.0 / (k + 1)
+                running = (ref.cumulative_update(running[0], mean, k + 1),
+                           ref.cumulative_update(running[1], t.var_fed, k + 1))
+            else:
+                t.factor = 1.0 - case.momentum
+                running = (ref.running_update(running[0], mean, case.momentum),
+                           ref.running_update(running[1], t.var_fed, case.momentum))
+            # The state is stored in the case dtype: the best any implementation
+            # can hold is the correctly rounded value (±Inf past the range),
+            # and that is what the next step and eval read back.
+            running = tuple(_stored(r, case.dtype) for r in running)
+            t.running_after = running
+            expected[f"{step}.running_mean"], expected[f"{step}.running_var"] = running
+        if case.gradients:
+            t.dy = _f64(inputs[f"dy{k}"])
+            backward = ref.train_backward if use_batch else ref.eval_backward
+            t.grads = backward(t.dy, t.x_hat, t.invstd, gamma, channel_axis=ax)
+            expected[f"{step}.dx"] = t.grads["dx"]
+            if case.affine:
+                expected[f"{step}.dgamma"] = t.grads["dgamma"]
+                expected[f"{step}.dbeta"] = t.grads["dbeta"]
+        traces.append(t)
+    return expected, traces

@@ -1,0 +1,259 @@
+"""The pytest plugin (entry point `pytest11: crossbn`): options, parametrization, hooks.
+
+Thin on purpose: it parses options, parametrizes `crossbn_target` over
+case x backend x device, hands each test to `judge.py`, writes the records,
+and on the controller merges the workers' files and prints the summary.
+Frameworks are never imported here; only worker processes import them.
+
+Options (each with a CROSSBN_* environment fallback):
+  --crossbn-suite S            catalogue name in cases/ or a .toml path   (default: default)
+  --crossbn-backends A,B|all   backends to run                          (default: all installed)
+  --crossbn-devices cpu,cuda   devices                                   (default: cpu)
+  --crossbn-out DIR            write DIR/results.jsonl                   (default: none)
+  --crossbn-backend-module F   a .py file defining extra Backend classes (repeatable)
+  --crossbn-timeout SECONDS    per-case limit before a worker is killed  (default: 300)
+"""
+
+from __future__ import annotations
+
+import os
+from collections import Counter, defaultdict
+from pathlib import Path
+
+import pytest
+
+_OPTIONS = (
+    # (name, env, default, help)
+    ("suite", "CROSSBN_SUITE", "default", "case catalogue: a name in cases/ or a path to a .toml file"),
+    ("backends", "CROSSBN_BACKENDS", "all", "comma-separated backends, or 'all' (every installed one)"),
+    ("devices", "CROSSBN_DEVICES", "cpu", "comma-separated devices: cpu, cuda"),
+    ("out", "CROSSBN_OUT", None, "directory for results-<worker>.jsonl and the merged results.jsonl"),
+    ("timeout", "CROSSBN_TIMEOUT", "300", "seconds a backend may take for one case before its worker is killed"),
+)
+DEVICES = ("cpu", "cuda")
+_STATE = pytest.StashKey()
+
+
+def pytest_addoption(parser):
+    group = parser.getgroup("crossbn", "crossbn: cross-backend BatchNorm conformance")
+    for name, env, default, help_ in _OPTIONS:
+        group.addoption(f"--crossbn-{name}", dest=f"crossbn_{name}", default=None,
+                        help=f"{help_} (env {env}; default {default})")
+    group.addoption("--crossbn-backend-module", dest="crossbn_backend_module", action="append", default=[],
+                    help="a .py file whose Backend subclasses are added (repeatable; env CROSSBN_BACKEND_MODULE, "
+                         "os.pathsep-separated)")
+
+
+def _option(config, name: str):
+    for opt, env, default, _ in _OPTIONS:
+        if opt == name:
+            value = config.getoption(f"crossbn_{name}")
+            return value if value is not None else os.environ.get(env, default)
+    raise KeyError(name)
+
+
+class _State:
+    """Per-process crossbn state, built lazily on first use."""
+
+    def __init__(self, config):
+        from .backends import discover, load, resolve
+
+        self.config = config
+        modules = tuple(config.getoption("crossbn_backend_module")) + tuple(
+            p for p in os.environ.get("CROSSBN_BACKEND_MODULE", "").split(os.pathsep) if p)
+        self.specs = discover(modules)
+        self.names = resolve(_option(config, "backends"), self.specs)
+        self.backends = {n: load(self.specs[n]) for n in self.names}
+        self.devices = [d.strip() for d in _option(config, "devices").split(",") if d.strip()]
+        bad = [d for d in self.devices if d not in DEVICES]
+        if bad:
+            raise pytest.UsageError(f"--crossbn-devices: unknown device(s) {bad}; known: {', '.join(DEVICES)}")
+        try:
+            self.timeout = float(_option(config, "timeout"))
+        except ValueError:
+            raise pytest.UsageError(f"--crossbn-timeout: not a number of seconds: {_option(config, 'timeout')!r}")
+        from .catalogue import CatalogueError, load_suite
+
+        try:
+            self.cases = load_suite(_option(config, "suite"))
+        except CatalogueError as e:
+            raise pytest.UsageError(f"--crossbn-suite: {e}") from e
+        out = _option(config, "out")
+        self.out = Path(out) if out else None
+        self.worker_id = os.environ.get("PYTEST_XDIST_WORKER", "main")
+        self._pool = self._writer = None
+        self.summary: dict[str, Counter] = defaultdict(Counter)
+
+    @property
+    def pool(self):
+        if self._pool is None:
+            from .runner import WorkerPool
+
+            self._pool = WorkerPool(self.specs, self.backends)
+        return self._pool
+
+    def record(self, rec: dict) -> None:
+        if self.out is None:
+            return
+        if self._writer is None:
+            from .results import ResultWriter
+
+            self._writer = ResultWriter(self.out, self.worker_id)
+        self._writer.write(rec)
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.close()
+        if self._writer is not None:
+            self._writer.close()
+
+
+def _state(config) -> _State:
+    if _STATE not in config.stash:
+        from .backends import BackendError
+
+        try:
+            config.stash[_STATE] = _State(config)
+        except BackendError as e:
+            raise pytest.UsageError(f"--crossbn-backends: {e}") from e
+    return config.stash[_STATE]
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "crossbn: a cross-backend BatchNorm conformance test (case x backend x device)")
+    config.addinivalue_line("markers", "crossbn_backend(name): the backend a conformance test runs on")
+    if _wants_conformance(config):
+        _state(config)  # bad options and catalogues fail here, before any collection
+
+
+def _is_controller(config) -> bool:
+    return not hasattr(config, "workerinput")
+
+
+def pytest_report_header(config):
+    if not _wants_conformance(config):
+        return None
+    st = _state(config)
+    lines = [f"crossbn: suite {_option(config, 'suite')}, devices {','.join(st.devices)}, "
+             f"results {st.out / 'results.jsonl' if st.out else '(not written: no --crossbn-out)'}"]
+    for name, b in st.backends.items():
+        why = b.available()
+        versions = ", ".join(f"{k} {v}" for k, v in b.versions().items())
+        lines.append(f"  {name:18s} {versions}" + (f"  [UNAVAILABLE: {why}]" if why else ""))
+    return lines
+
+
+def _wants_conformance(config) -> bool:
+    """True when the session is a conformance run (not, say, crossbn's own tests)."""
+    if any(config.getoption(f"crossbn_{name}") for name, *_ in _OPTIONS):
+        return True
+    if any(os.environ.get(env) for _, env, *_ in _OPTIONS):
+        return True
+    return any("conformance" in str(a) for a in config.args)
+
+
+def pytest_generate_tests(metafunc):
+    if "crossbn_target" not in metafunc.fixturenames:
+        return
+    st = _state(metafunc.config)
+    cases = st.cases
+    params = []
+    for name, backend in st.backends.items():
+        marks = [pytest.mark.crossbn, pytest.mark.crossbn_backend(name)]
+        for case in cases:
+            for device in st.devices:
+                params.append(pytest.param((case, name, device), id=f"{case.pytest_id}-{name}-{device}", marks=marks))
+    metafunc.parametrize("crossbn_target", params)
+
+
+@pytest.fixture
+def crossbn_check(request):
+    """Callable that judges one (case, backend, device), records it, and turns
+    the verdict into a pytest outcome (skip, pass, or fail with the details)."""
+    st = _state(request.config)
+
+    def check(case, backend: str, device: str) -> dict:
+        from .compare import FAILING
+        from .judge import judge
+        from .results import failure_message
+
+        rec = judge(case, backend, st.backends[backend], device, st.pool, st.timeout)
+        st.record(rec)
+        worst = rec["worst"] or {}
+        request.node.user_properties.append(("crossbn", {
+            "backend": backend, "device": device, "verdict": rec["verdict"], "case": rec["pytest_id"],
+            "ratio": worst.get("ratio"), "observable": worst.get("observable"), "version": rec["version"],
+            "reason": rec["reason"].splitlines()[0] if rec["reason"] else ""}))
+        if rec["verdict"] == "unsupported":
+            pytest.skip(f"unsupported: {rec['reason']}")
+        if rec["verdict"] in FAILING:
+            pytest.fail(failure_message(rec), pytrace=False)
+        return rec
+
+    return check
+
+
+def pytest_runtest_logreport(report):
+    # Runs on the controller for xdist workers' reports too: the summary is
+    # built from data carried on the reports, as pytest-html does.
+    if report.when != "call" and not (report.when == "setup" and report.skipped):
+        return
+    for key, data in report.user_properties:
+        if key == "crossbn":
+            _SUMMARY[data["backend"]][data["verdict"]] += 1
+            _VERSIONS[data["backend"]] = data["version"] or _VERSIONS.get(data["backend"], "")
+            if data["verdict"] in ("deviation", "nan-mismatch", "crash", "timeout"):
+                _FINDINGS.append(data)
+
+
+_SUMMARY: dict[str, Counter] = defaultdict(Counter)
+_VERSIONS: dict[str, str] = {}
+_FINDINGS: list[dict] = []
+_SHOW_FINDINGS = 10
+
+
+def _finding_order(f: dict):
+    from .compare import SEVERITY
+
+    try:
+        ratio = float(f["ratio"])
+    except (TypeError, ValueError):
+        ratio = 0.0
+    return (-SEVERITY.index(f["verdict"]), -ratio)
+
+
+def pytest_sessionfinish(session, exitstatus):
+    if not _wants_conformance(session.config):
+        return
+    st = _state(session.config)
+    st.close()
+    if _is_controller(session.config) and st.out is not None and st.out.exists():
+        from .results import merge
+
+        parts = sorted(st.out.glob("results-*.jsonl"))
+        if parts:
+            merge(parts, st.out / "results.jsonl")
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    if not _SUMMARY:
+        return
+    from .compare import SEVERITY
+
+    tr = terminalreporter
+    tr.section("crossbn verdicts")
+    verdicts = [v for v in SEVERITY if any(c[v] for c in _SUMMARY.values())]
+    tr.write_line(f"{'backend':18s}" + "".join(f"{v:>14s}" for v in verdicts) + "  version")
+    for backend in sorted(_SUMMARY):
+        tr.write_line(f"{backend:18s}" + "".join(f"{_SUMMARY[backend][v]:>14d}" for v in verdicts)
+                      + f"  {_VERSIONS.get(backend, '')}")
+    if _FINDINGS:
+        shown = sorted(_FINDINGS, key=_finding_order)[:_SHOW_FINDINGS]
+        tr.write_line(f"worst findings ({len(shown)} of {len(_FINDINGS)}; error/bound, where):")
+        for f in shown:
+            what = f"{f['observable']} error/bound {float(f['ratio']):.3g}" if f["verdict"] == "deviation" else \
+                f"{f['observable'] or ''} {f['reason'][:80]}".strip()
+            tr.write_line(f"  {f['verdict']:12s} {f['backend'] + '/' + f['device']:22s} {f['case']}: {what}")
+    st = config.stash.get(_STATE, None)
+    if st is not None and st.out is not None:
+        tr.write_line(f"results: {st.out / 'results.jsonl'}")

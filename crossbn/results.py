@@ -1,0 +1,132 @@
+"""Result records and the JSON Lines store.
+
+One record per (case, backend, device), appended and flushed the moment it
+exists, so a killed run loses nothing finished. Every process writes its own
+file (`results-<worker>.jsonl`: the controller is "main", xdist workers
+"gw0", "gw1", ...); `merge` joins them, and any other runs' files (shards,
+machines), into one `results.jsonl`, sorted by (case id, backend, device) so
+that the same results give the same file however they were scheduled.
+
+Record fields (version 1):
+  schema, case_id, pytest_id, suite, group, case (all Case fields),
+  backend, version, device, device_name, verdict, reason,
+  worst ({observable, ratio, verdict} of the worst observable),
+  observables ({"<step>.<name>": metrics, see compare.ObservableResult}),
+  not_exposed (observables the backend does not return),
+  seconds (wall time of the whole judgement), backend_seconds, worker, time.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from pathlib import Path
+
+SCHEMA = 1
+# Fields that depend on scheduling and timing, not on the result itself.
+VOLATILE = ("seconds", "backend_seconds", "worker", "time")
+
+
+def _finite(x):
+    """JSON has no inf/nan: store them as strings, as Python spells them."""
+    if isinstance(x, float) and not math.isfinite(x):
+        return repr(x)
+    if isinstance(x, dict):
+        return {k: _finite(v) for k, v in x.items()}
+    if isinstance(x, list):
+        return [_finite(v) for v in x]
+    return x
+
+
+def make_record(*, case, backend: str, device: str, verdict: str, version: str = "", device_name: str = "",
+                reason: str = "", comparison=None, seconds: float = 0.0, backend_seconds: float = 0.0) -> dict:
+    observables, worst, not_exposed = {}, None, []
+    if comparison is not None:
+        observables = {k: o.to_dict() for k, o in comparison.observables.items()}
+        w = comparison.worst_observable
+        worst = None if w is None else {"observable": w.name, "ratio": w.ratio, "verdict": w.verdict}
+        not_exposed = comparison.not_exposed
+    return _finite({
+        "schema": SCHEMA, "case_id": case.id, "pytest_id": case.pytest_id, "suite": case.suite,
+        "group": case.group, "case": case.to_dict(), "backend": backend, "version": version,
+        "device": device, "device_name": device_name, "verdict": verdict, "reason": reason,
+        "worst": worst, "observables": observables, "not_exposed": not_exposed,
+        "seconds": round(seconds, 6), "backend_seconds": round(backend_seconds, 6),
+        "worker": os.environ.get("PYTEST_XDIST_WORKER", "main"),
+        "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    })
+
+
+class ResultWriter:
+    """Appends records to `<out>/results-<worker>.jsonl`, one flushed line each."""
+
+    def __init__(self, out_dir: Path, worker: str):
+        out_dir.mkdir(parents=True, exist_ok=True)
+        self.path = out_dir / f"results-{worker}.jsonl"
+        self._f = open(self.path, "a", encoding="utf-8")
+
+    def write(self, record: dict) -> None:
+        self._f.write(json.dumps(record, sort_keys=True) + "\n")
+        self._f.flush()
+
+    def close(self) -> None:
+        self._f.close()
+
+
+def read(path: Path) -> list[dict]:
+    """Records of one JSON Lines file; a torn last line (killed writer) is skipped."""
+    out = []
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            try:
+                out.append(json.loads(line))
+            except json.JSONDecodeError:
+                continue
+    return out
+
+
+def key(record: dict) -> tuple:
+    return (record["case_id"], record["backend"], record["device"])
+
+
+def merge(paths, out_path: Path) -> list[dict]:
+    """Merge record files into `out_path`; a later duplicate key replaces an earlier one."""
+    merged: dict[tuple, dict] = {}
+    for p in paths:
+        for r in read(Path(p)):
+            merged[key(r)] = r
+    records = [merged[k] for k in sorted(merged)]
+    tmp = out_path.with_suffix(".tmp")
+    with open(tmp, "w", encoding="utf-8") as f:
+        for r in records:
+            f.write(json.dumps(r, sort_keys=True) + "\n")
+    tmp.replace(out_path)
+    return records
+
+
+def stable(record: dict) -> dict:
+    """The record without its scheduling/timing fields (for comparing runs)."""
+    return {k: v for k, v in record.items() if k not in VOLATILE}
+
+
+def failure_message(record: dict) -> str:
+    """One paragraph saying what disagrees, how badly and where."""
+    head = f"{record['pytest_id']} (case {record['case_id']}) on {record['backend']}/{record['device']}"
+    if record["verdict"] in ("crash", "timeout"):
+        return f"{head}: {record['verdict']}: {record['reason']}"
+    lines = [f"{head}: {record['verdict']}"]
+    for name, o in record["observables"].items():
+        if o["verdict"] in ("match", "convention"):
+            continue
+        if o["note"]:
+            lines.append(f"  {name}: {o['verdict']}: {o['note']}")
+            continue
+        lines.append(
+            f"  {name}: error/bound = {float(o['ratio']):.3g}; {o['n_over']}/{o['size']} elements over bound; "
+            f"max abs {float(o['max_abs']):.3g}, max rel {float(o['max_rel']):.3g}, "
+            f"{float(o['max_ulp']):.3g} ulp ({o['dtype']}); worst at {o['where']}: "
+            f"expected {o['expected_at']!r}, got {o['actual_at']!r}, bound {float(o['bound_at']):.3g}"
+        )
+    return "\n".join(lines)

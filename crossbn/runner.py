@@ -1,0 +1,110 @@
+"""Backends in isolated worker processes, through execnet.
+
+One worker process per backend (per pytest process): Keras fixes its backend
+at import, a framework may segfault or hang, and a backend may live in another
+interpreter. execnet (the library pytest-xdist itself runs on) does the process
+plumbing; arrays cross as named dtype + bytes (`wire.py`), never pickled.
+
+A call returns an `Outcome`; it never raises for the framework's sake:
+  ok           observables came back
+  unsupported  the adapter declined the case, with its reason
+  error        the framework raised (reported as a `crash` verdict, with the
+               exception; the worker survives)
+  crash        the worker process died; it is restarted for the next call
+  timeout      no reply within the limit; the worker is killed and restarted
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import execnet
+
+from . import _worker, wire
+
+PROJECT_ROOT = str(Path(__file__).resolve().parent.parent)
+DEFAULT_TIMEOUT = 300.0
+
+
+@dataclass
+class Outcome:
+    status: str                       # ok | unsupported | error | crash | timeout
+    observables: dict = field(default_factory=dict)
+    message: str = ""
+    seconds: float = 0.0
+    description: dict = field(default_factory=dict)  # reply to "describe"
+
+
+class BackendWorker:
+    """A lazily started worker process serving one backend."""
+
+    def __init__(self, name: str, spec: str, env: dict[str, str], python: str = sys.executable):
+        self.name, self.spec, self.env, self.python = name, spec, dict(env), python
+        self._group: execnet.Group | None = None
+        self._channel = None
+        self._description: dict | None = None
+
+    def _start(self) -> None:
+        self._group = execnet.Group()
+        env = "".join(f"//env:{k}={v}" for k, v in self.env.items())
+        gw = self._group.makegateway(f"popen//python={self.python}{env}")
+        self._channel = gw.remote_exec(_worker)
+        self._channel.send((PROJECT_ROOT, self.spec))
+
+    def stop(self) -> None:
+        if self._group is not None:
+            self._group.terminate(timeout=2.0)
+        self._group = self._channel = None
+
+    def request(self, message: dict, timeout: float) -> Outcome:
+        if self._channel is None:
+            self._start()
+        try:
+            self._channel.send(message)
+            reply = self._channel.receive(timeout=timeout)
+        except self._channel.TimeoutError:
+            self.stop()
+            return Outcome("timeout", message=f"{self.name}: no reply within {timeout:g} s; worker killed")
+        except (EOFError, OSError, execnet.RemoteError, execnet.HostNotFound) as e:
+            self.stop()
+            return Outcome("crash", message=f"{self.name}: worker process died: {type(e).__name__}: {e}".strip())
+        status = reply.get("status", "error")
+        message = reply.get("message", "")
+        if reply.get("traceback"):
+            message += "\n" + reply["traceback"]
+        return Outcome(status, wire.decode(reply.get("observables", {})), message,
+                       reply.get("seconds", 0.0), reply.get("describe", {}))
+
+    def describe(self, timeout: float = DEFAULT_TIMEOUT) -> dict:
+        """{"version": ..., "devices": {device: name}} or {"error": why}; cached."""
+        if self._description is None or "error" in self._description:
+            outcome = self.request({"op": "describe"}, timeout)
+            if outcome.status == "ok":
+                self._description = outcome.description
+            else:
+                self._description = {"error": f"{outcome.status}: {outcome.message}"}
+        return self._description
+
+    def run(self, case, inputs: dict, device: str, timeout: float = DEFAULT_TIMEOUT) -> Outcome:
+        return self.request({"op": "run", "case": case.to_dict(), "device": device,
+                             "inputs": wire.encode(inputs)}, timeout)
+
+
+class WorkerPool:
+    """The worker processes of one pytest process, started on first use."""
+
+    def __init__(self, specs: dict[str, str], backends: dict):
+        self._specs, self._backends = specs, backends
+        self._workers: dict[str, BackendWorker] = {}
+
+    def worker(self, name: str) -> BackendWorker:
+        if name not in self._workers:
+            self._workers[name] = BackendWorker(name, self._specs[name], self._backends[name].worker_env)
+        return self._workers[name]
+
+    def close(self) -> None:
+        for w in self._workers.values():
+            w.stop()
+        self._workers.clear()

@@ -1,0 +1,92 @@
+"""compare.py: metrics, NaN/Inf handling and verdicts on arrays with known errors."""
+
+import ml_dtypes
+import numpy as np
+import pytest
+
+from crossbn.compare import compare, compare_observable, ulp, worst
+from crossbn.tolerance import SAFETY
+
+
+def test_exact_result_matches_with_zero_ratio():
+    e = np.linspace(-3, 3, 12).reshape(3, 4)
+    r = compare_observable("train0.y", e.astype(np.float32), e.astype(np.float32).astype(np.float64), np.zeros_like(e))
+    assert r.verdict == "match" and r.ratio == 0 and r.max_abs == 0 and r.n_over == 0
+
+
+def test_ratio_is_error_over_bound_and_locates_the_worst_element():
+    e = np.ones((2, 3))
+    a = e.copy()
+    a[1, 2] += 1e-3
+    model = np.full_like(e, 1e-4)
+    r = compare_observable("train0.y", a, e, model)
+    bound = SAFETY * (1e-4 + 2.0 ** -53 * 1.0 + 5e-324)
+    assert r.verdict == "deviation"
+    assert r.where == [1, 2] and r.n_over == 1 and r.size == 6
+    assert r.ratio == pytest.approx(1e-3 / bound, rel=1e-6)
+    assert r.max_abs == pytest.approx(1e-3) and r.expected_at == 1.0 and r.actual_at == pytest.approx(1.001)
+
+
+def test_output_rounding_alone_is_within_bound():
+    """A correctly rounded float16 result of the exact value must match even with a zero model bound."""
+    e = np.random.default_rng(0).normal(size=1000)
+    r = compare_observable("eval.y", e.astype(np.float16), e, np.zeros_like(e))
+    assert r.verdict == "match" and r.max_ulp <= 0.5
+
+
+def test_ulp_matches_numpy_spacing():
+    v = np.array([1.0, 3.5, 1e-3, 6e4, 1e-7])
+    np.testing.assert_array_equal(ulp(v, "float32"), np.spacing(v.astype(np.float32)).astype(np.float64))
+    np.testing.assert_array_equal(ulp(v[:4], "float16"), np.spacing(v[:4].astype(np.float16)).astype(np.float64))
+    assert ulp(np.array([1.0]), "bfloat16")[0] == 2.0 ** -7
+    assert ulp(np.array([0.0]), "float32")[0] == np.finfo(np.float32).smallest_subnormal
+
+
+@pytest.mark.parametrize("actual_value, expected_value", [
+    (np.nan, 1.0), (1.0, np.nan), (np.inf, -np.inf), (np.inf, 1.0),
+])
+def test_nonfinite_compared_by_position_and_sign(actual_value, expected_value):
+    e = np.array([0.5, expected_value, 2.0])
+    a = np.array([0.5, actual_value, 2.0])
+    r = compare_observable("train0.y", a, e, np.zeros(3))
+    assert r.verdict == "nan-mismatch" and "[1]" in r.note
+
+
+def test_matching_nan_positions_compare_the_rest():
+    e = np.array([np.nan, np.inf, 2.0])
+    r = compare_observable("train0.y", e.copy(), e, np.zeros(3))
+    assert r.verdict == "match"
+    a = np.array([np.nan, np.inf, 2.5])
+    assert compare_observable("train0.y", a, e, np.zeros(3)).verdict == "deviation"
+
+
+def test_shape_mismatch_is_a_deviation():
+    r = compare_observable("train0.y", np.zeros((2, 3)), np.zeros((3, 2)), np.zeros((3, 2)))
+    assert r.verdict == "deviation" and "shape" in r.note
+
+
+def test_convention_when_only_the_declared_semantics_match():
+    canonical, declared = np.array([1.0, 2.0]), np.array([1.5, 2.5])
+    r = compare_observable("train0.running_var", declared.copy(), canonical, np.zeros(2),
+                           convention=(declared, np.zeros(2)))
+    assert r.verdict == "convention" and r.convention_ratio == 0
+    r = compare_observable("train0.running_var", declared + 0.1, canonical, np.zeros(2),
+                           convention=(declared, np.zeros(2)))
+    assert r.verdict == "deviation"
+
+
+def test_bfloat16_actual_is_accepted():
+    e = np.array([1.0, 2.0, 3.0])
+    r = compare_observable("train0.y", e.astype(ml_dtypes.bfloat16), e, np.zeros(3))
+    assert r.verdict == "match" and r.dtype == "bfloat16"
+
+
+def test_compare_orders_verdicts_and_lists_unexposed():
+    exp = {"train0.batch_mean": np.zeros(2), "train0.y": np.ones(2), "train0.dx": np.ones(2)}
+    bounds = {k: np.zeros(2) for k in exp}
+    act = {"train0.y": np.array([1.0, np.nan]), "train0.dx": np.array([1.0, 1.5])}
+    c = compare(act, exp, bounds)
+    assert c.not_exposed == ["train0.batch_mean"]
+    assert c.observables["train0.y"].verdict == "nan-mismatch"
+    assert c.verdict == "nan-mismatch" and c.worst_observable.name == "train0.y"
+    assert worst(["match", "convention"]) == "convention" and worst([]) == "match"

@@ -1,0 +1,107 @@
+"""End to end through the real command and real pytest-xdist workers."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from crossbn.catalogue import load_suite
+from crossbn.results import read, stable
+
+MODULE = str(Path(__file__).parent / "backends" / "numpy_variants.py")
+FOUR = ["torch", "keras-tensorflow", "keras-jax", "keras-torch"]
+
+
+def crossbn(*args, env=None, timeout=900):
+    return subprocess.run([sys.executable, "-m", "crossbn.cli", *args], capture_output=True, text=True,
+                          timeout=timeout, env={**os.environ, **(env or {})})
+
+
+@pytest.fixture(scope="module")
+def smoke_runs(tmp_path_factory):
+    """The smoke suite on the four foundation backends, with -n 2 and with -n 0."""
+    out = {}
+    for n in ("2", "0"):
+        d = tmp_path_factory.mktemp(f"smoke-n{n}")
+        proc = crossbn("run", "--suite", "smoke", "--backends", ",".join(FOUR), "-n", n, "--out", str(d))
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        out[n] = (d, proc)
+    return out
+
+
+def test_one_record_per_case_backend_device(smoke_runs):
+    d, proc = smoke_runs["2"]
+    records = read(d / "results.jsonl")
+    cases = load_suite("smoke")
+    assert len(records) == len(cases) * len(FOUR)
+    assert {(r["case_id"], r["backend"], r["device"]) for r in records} == {
+        (c.id, b, "cpu") for c in cases for b in FOUR}
+    for r in records:
+        assert r["version"] and r["verdict"] in ("match", "convention", "deviation", "nan-mismatch", "unsupported")
+        if r["verdict"] != "unsupported":
+            assert r["observables"], r
+            for o in r["observables"].values():
+                assert {"ratio", "max_abs", "max_rel", "max_ulp", "where", "verdict"} <= set(o)
+    # each xdist worker wrote its own file, merged by the controller
+    assert sorted(p.name for p in d.glob("results-*.jsonl")) == ["results-gw0.jsonl", "results-gw1.jsonl"]
+    assert "crossbn verdicts" in proc.stdout
+
+
+def test_serial_and_parallel_runs_give_the_same_results(smoke_runs):
+    a = [stable(r) for r in read(smoke_runs["2"][0] / "results.jsonl")]
+    b = [stable(r) for r in read(smoke_runs["0"][0] / "results.jsonl")]
+    assert a == b
+
+
+def test_header_names_versions_and_failure_names_case_observable_ratio(tmp_path):
+    env = {"CROSSBN_SUITE": "smoke", "CROSSBN_BACKENDS": "keras-jax", "CROSSBN_OUT": str(tmp_path)}
+    proc = subprocess.run([sys.executable, "-m", "pytest", "--pyargs", "crossbn.conformance", "-p", "no:cacheprovider",
+                           "-k", "smoke-f64-16x4"], capture_output=True, text=True, env={**os.environ, **env})
+    assert "crossbn: suite smoke" in proc.stdout and "keras-jax" in proc.stdout and "jax 0." in proc.stdout
+    records = read(tmp_path / "results.jsonl")
+    assert len(records) == 1
+    if records[0]["verdict"] == "deviation":  # Keras on JAX computing float64 in float32 (see README)
+        worst = records[0]["worst"]["observable"]
+        assert f"{worst}: error/bound = " in proc.stdout and "elements over bound" in proc.stdout
+        assert records[0]["case_id"] in proc.stdout
+
+
+def test_user_backend_module_through_env(tmp_path):
+    env = {"CROSSBN_BACKEND_MODULE": MODULE}
+    proc = crossbn("run", "--suite", "smoke", "--backends", "numpy-twopass", "-n", "0", "--out", str(tmp_path), env=env)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    verdicts = {r["verdict"] for r in read(tmp_path / "results.jsonl")}
+    assert verdicts <= {"match", "unsupported"} and "match" in verdicts
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--backends", "nosuch"], "unknown backend(s) nosuch"),
+    (["--devices", "tpu"], "unknown device(s) ['tpu']"),
+    (["--suite", "nosuchsuite"], "unknown suite 'nosuchsuite'"),
+])
+def test_bad_options_exit_2_with_a_clear_message(tmp_path, args, message):
+    proc = crossbn("run", "-n", "0", "--out", str(tmp_path), *args)
+    assert proc.returncode == 2
+    assert message in proc.stdout + proc.stderr
+
+
+def test_malformed_suite_file_is_named(tmp_path):
+    bad = tmp_path / "mine.toml"
+    bad.write_text("[[group]]\nname = 'g'\n[group.axes]\nmomentum = [0.5, 7.0]\n")
+    proc = crossbn("run", "-n", "0", "--out", str(tmp_path), "--suite", str(bad))
+    assert proc.returncode == 2
+    assert "mine.toml group #1 'g', case (momentum=7.0): field 'momentum'" in proc.stdout + proc.stderr
+
+
+def test_strict_exit_code(tmp_path):
+    env = {"CROSSBN_BACKEND_MODULE": MODULE}
+    suite = tmp_path / "offset.toml"
+    suite.write_text("[[group]]\nname = 'far'\nshape = [64, 4, 8]\noffset_ratio = 1000.0\ngradients = false\n")
+    lax = crossbn("run", "--suite", str(suite), "--backends", "numpy-onepass", "-n", "0", "--out", str(tmp_path / "a"), env=env)
+    strict = crossbn("run", "--suite", str(suite), "--backends", "numpy-onepass", "-n", "0", "--out",
+                     str(tmp_path / "b"), "--strict", env=env)
+    assert lax.returncode == 0 and strict.returncode == 1
+    assert json.loads((tmp_path / "b" / "results.jsonl").read_text())["verdict"] == "deviation"

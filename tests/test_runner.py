@@ -1,0 +1,82 @@
+"""Fault isolation with real worker processes: crash, hang and exceptions
+become verdicts, and the backend keeps serving afterwards."""
+
+from pathlib import Path
+
+import pytest
+
+from crossbn import wire
+from crossbn.backends import BackendError, discover, load, resolve
+from crossbn.case import Case
+from crossbn.judge import judge
+from crossbn.runner import WorkerPool
+
+MODULE = str(Path(__file__).parent / "backends" / "numpy_variants.py")
+
+
+@pytest.fixture
+def faulty():
+    specs = discover((MODULE,))
+    backend = load(specs["numpy-faulty"])
+    pool = WorkerPool(specs, {"numpy-faulty": backend})
+    yield lambda seed, timeout=60.0: judge(Case(shape=(8, 3), gradients=False, seed=seed), "numpy-faulty",
+                                           backend, "cpu", pool, timeout)
+    pool.close()
+
+
+def test_abort_is_a_crash_and_the_worker_restarts(faulty):
+    rec = faulty(13)
+    assert rec["verdict"] == "crash" and "died" in rec["reason"]
+    assert faulty(1)["verdict"] == "match"
+
+
+def test_hang_is_a_timeout_and_the_worker_restarts(faulty):
+    rec = faulty(14, timeout=3.0)
+    assert rec["verdict"] == "timeout" and "3 s" in rec["reason"]
+    assert faulty(2)["verdict"] == "match"
+
+
+def test_exception_is_a_crash_with_the_message_and_the_worker_survives(faulty):
+    rec = faulty(15)
+    assert rec["verdict"] == "crash"
+    assert "RuntimeError: deliberate failure inside the framework" in rec["reason"]
+    assert "Traceback" in rec["reason"]
+    assert faulty(3)["verdict"] == "match"
+
+
+def test_unsupported_case_is_recorded_with_reason(faulty):
+    specs = discover((MODULE,))
+    backend = load(specs["numpy-twopass"])
+    pool = WorkerPool(specs, {"numpy-twopass": backend})
+    try:
+        rec = judge(Case(shape=(8, 3), dtype="float16"), "numpy-twopass", backend, "cpu", pool)
+        assert rec["verdict"] == "unsupported" and rec["reason"] == "float32 only"
+        rec = judge(Case(shape=(8, 3), gradients=False), "numpy-twopass", backend, "cuda", pool)
+        assert rec["verdict"] == "unsupported" and "device 'cuda' is not available" in rec["reason"]
+    finally:
+        pool.close()
+
+
+def test_unknown_backend_is_named():
+    with pytest.raises(BackendError, match="unknown backend\\(s\\) nosuch; known: .*torch"):
+        resolve("torch,nosuch", discover())
+
+
+def test_bad_backend_module_is_named(tmp_path):
+    bad = tmp_path / "broken.py"
+    bad.write_text("import nosuchmodule_xyz\n")
+    with pytest.raises(BackendError, match="broken.py: import failed: ModuleNotFoundError"):
+        discover((str(bad),))
+    with pytest.raises(BackendError, match="no such file"):
+        discover((str(tmp_path / "missing.py"),))
+
+
+def test_wire_roundtrip_keeps_dtype_and_bytes():
+    import ml_dtypes
+    import numpy as np
+
+    arrays = {"a": np.arange(6, dtype=np.float16).reshape(2, 3),
+              "b": np.array([1.5, -2.25], dtype=ml_dtypes.bfloat16), "c": np.zeros((0, 3))}
+    back = wire.decode(wire.encode(arrays))
+    for k, v in arrays.items():
+        assert back[k].dtype == v.dtype and back[k].shape == v.shape and back[k].tobytes() == v.tobytes()
