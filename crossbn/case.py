@@ -21,7 +21,7 @@ import json
 import math
 from dataclasses import dataclass, field
 
-DTYPES = ("float64", "float32", "float16", "bfloat16")
+from .dtypes import NAMES as DTYPES
 LAYOUTS = ("channels_first", "channels_last")
 DISTRIBUTIONS = ("normal", "uniform", "constant_channel", "near_eps", "fp16_stress")
 SPECIAL_VALUES = ("nan", "inf", "-inf")
@@ -29,6 +29,9 @@ SPECIAL_VALUES = ("nan", "inf", "-inf")
 # Short tags for readable pytest ids (`-k f16`, `-k cl`, `-k eval`).
 _DTYPE_TAG = {"float64": "f64", "float32": "f32", "float16": "f16", "bfloat16": "bf16"}
 _LAYOUT_TAG = {"channels_first": "cf", "channels_last": "cl"}
+
+
+_FLOAT_FIELDS = ("eps", "momentum", "scale", "offset_ratio")
 
 
 class CaseError(ValueError):
@@ -101,6 +104,8 @@ class Case:
 
     def __post_init__(self) -> None:
         _validate(self)
+        for name in _FLOAT_FIELDS:  # 1 and 1.0 are one case: one spelling, one id
+            object.__setattr__(self, name, float(getattr(self, name)))
         if len(self.shape) == 2:  # (N, C) has one layout: keep one spelling, one id
             object.__setattr__(self, "layout", "channels_first")
         object.__setattr__(self, "_id", _content_hash(self))
@@ -162,10 +167,29 @@ class Case:
         if unknown:
             raise CaseError(f"unknown case field(s): {', '.join(sorted(unknown))}")
         if "shape" in d:
+            if not isinstance(d["shape"], (list, tuple)):
+                raise CaseError(f"field 'shape' = {d['shape']!r}: must be a list of positive integers")
             d["shape"] = tuple(d["shape"])
         if "specials" in d:
-            d["specials"] = tuple((str(v), int(s), tuple(i)) for v, s, i in d["specials"])
+            d["specials"] = _specials(d["specials"])
         return cls(**d)
+
+
+def _specials(raw) -> tuple:
+    """[[value, step, [index...]], ...] -> tuple form, or a CaseError saying what is wrong."""
+    form = "a list of [value, step, [index, ...]] entries"
+    if not isinstance(raw, (list, tuple)):
+        raise CaseError(f"field 'specials' = {raw!r}: must be {form}")
+    out = []
+    for entry in raw:
+        if not (isinstance(entry, (list, tuple)) and len(entry) == 3 and isinstance(entry[2], (list, tuple))):
+            raise CaseError(f"field 'specials' = {raw!r}: entry {entry!r} must be [value, step, [index, ...]]")
+        out.append((entry[0], entry[1], tuple(entry[2])))
+    return tuple(out)
+
+
+def _is_number(x) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool)
 
 
 def _content_hash(case: Case) -> str:
@@ -188,30 +212,36 @@ def _validate(c: Case) -> None:
         raise bad("layout", f"must be one of {LAYOUTS}")
     if c.dtype not in DTYPES:
         raise bad("dtype", f"must be one of {DTYPES}")
-    if not (isinstance(c.eps, (int, float)) and math.isfinite(c.eps) and c.eps >= 0):
+    if not (_is_number(c.eps) and math.isfinite(c.eps) and c.eps >= 0):
         raise bad("eps", "must be a finite number >= 0")
-    if not (isinstance(c.momentum, (int, float)) and 0.0 <= c.momentum <= 1.0):
+    if not (_is_number(c.momentum) and 0.0 <= c.momentum <= 1.0):
         raise bad("momentum", "must be in [0, 1] (weight kept on the old running value)")
-    if not isinstance(c.train_steps, int) or c.train_steps < 0:
+    if not isinstance(c.train_steps, int) or isinstance(c.train_steps, bool) or c.train_steps < 0:
         raise bad("train_steps", "must be an integer >= 0")
     if c.train_steps == 0 and not c.eval_step:
         raise bad("eval_step", "a case with no training steps must have an eval step")
     if c.distribution not in DISTRIBUTIONS:
         raise bad("distribution", f"must be one of {DISTRIBUTIONS}")
-    if not (isinstance(c.scale, (int, float)) and math.isfinite(c.scale) and c.scale > 0):
+    if not (_is_number(c.scale) and math.isfinite(c.scale) and c.scale > 0):
         raise bad("scale", "must be a finite number > 0")
-    if not (isinstance(c.offset_ratio, (int, float)) and math.isfinite(c.offset_ratio)):
+    if not (_is_number(c.offset_ratio) and math.isfinite(c.offset_ratio)):
         raise bad("offset_ratio", "must be a finite number")
     if c.cumulative and not c.track_running_stats:
         raise bad("cumulative", "a cumulative average needs track_running_stats")
-    for value, step, index in c.specials:
+    for special in c.specials:
+        if not (isinstance(special, tuple) and len(special) == 3 and isinstance(special[2], tuple)):
+            raise bad("specials", f"entry {special!r} must be (value, step, (index, ...))")
+        value, step, index = special
+        if not isinstance(step, int) or isinstance(step, bool) or not all(
+                isinstance(i, int) and not isinstance(i, bool) for i in index):
+            raise bad("specials", f"step and index of {special!r} must be integers")
         if value not in SPECIAL_VALUES:
             raise bad("specials", f"value {value!r} must be one of {SPECIAL_VALUES}")
         if not 0 <= step < len(c.steps):
             raise bad("specials", f"step {step} is not one of the case's {len(c.steps)} steps")
         if len(index) != len(c.shape) or not all(0 <= i < s for i, s in zip(index, c.shape)):
             raise bad("specials", f"index {tuple(index)} is outside shape {c.shape}")
-    if not isinstance(c.seed, int) or c.seed < 0:
+    if not isinstance(c.seed, int) or isinstance(c.seed, bool) or c.seed < 0:
         raise bad("seed", "must be an integer >= 0")
     for name in ("cumulative", "affine", "track_running_stats", "eval_step", "gradients"):
         if not isinstance(getattr(c, name), bool):

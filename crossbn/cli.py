@@ -26,19 +26,21 @@ from pathlib import Path
 def _run(args: argparse.Namespace, extra: list[str]) -> int:
     import pytest
 
-    out = Path(args.out) if args.out else Path("reports") / time.strftime("%Y%m%d-%H%M%S")
+    out = Path(args.out or os.environ.get("CROSSBN_OUT") or Path("reports") / time.strftime("%Y%m%d-%H%M%S"))
     out.mkdir(parents=True, exist_ok=True)
-    argv = ["--pyargs", "crossbn.conformance", "-p", "no:cacheprovider",
-            f"--crossbn-suite={args.suite}", f"--crossbn-backends={args.backends}",
-            f"--crossbn-devices={args.devices}", f"--crossbn-out={out}",
-            f"--crossbn-timeout={args.timeout}", "-q", "-rN", "--tb=no", "-o", "console_output_style=count"]
+    argv = ["--pyargs", "crossbn.conformance", "-p", "no:cacheprovider", f"--crossbn-out={out}",
+            "-q", "-rN", "--tb=no", "-o", "console_output_style=count"]
+    # Only what was given on the command line; the plugin applies CROSSBN_*
+    # environment variables and defaults, in one place.
+    for name in ("suite", "backends", "devices", "timeout"):
+        if getattr(args, name) is not None:
+            argv.append(f"--crossbn-{name}={getattr(args, name)}")
     for module in args.backend_module:
         argv.append(f"--crossbn-backend-module={module}")
     if args.n not in ("0", 0):
         argv += ["-n", str(args.n)]
     argv += extra
-    print(f"crossbn run: suite {args.suite}, backends {args.backends}, devices {args.devices}, -n {args.n}, "
-          f"results -> {out / 'results.jsonl'}", flush=True)
+    print(f"crossbn run: -n {args.n}, results -> {out / 'results.jsonl'}", flush=True)
     code = pytest.main(argv)
     if code in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED):
         print(f"crossbn run: results in {out / 'results.jsonl'}")
@@ -60,7 +62,11 @@ def _backends(args: argparse.Namespace) -> int:
         print(f"crossbn: {e}", file=sys.stderr)
         return 2
     for name, spec in specs.items():
-        b = load(spec)
+        try:
+            b = load(spec)
+        except BackendError as e:
+            print(f"{name:18s} broken: {e}")
+            continue
         why = b.available()
         versions = ", ".join(f"{k} {v}" for k, v in b.versions().items())
         print(f"{name:18s} {'unavailable: ' + why if why else 'available'}  ({versions})  [{spec}]")
@@ -83,16 +89,12 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="run a suite against backends (pytest underneath)",
                          description="Arguments after -- go to pytest (e.g. -- -k offset -x).")
-    run.add_argument("--suite", default=os.environ.get("CROSSBN_SUITE", "default"),
-                     help="catalogue in cases/ or a .toml path (default: default)")
-    run.add_argument("--backends", default=os.environ.get("CROSSBN_BACKENDS", "all"),
-                     help="comma-separated backends or 'all' (default: all)")
-    run.add_argument("--devices", default=os.environ.get("CROSSBN_DEVICES", "cpu"),
-                     help="comma-separated: cpu, cuda (default: cpu)")
-    run.add_argument("--out", default=os.environ.get("CROSSBN_OUT"),
-                     help="output directory (default: reports/<timestamp>)")
+    run.add_argument("--suite", help="catalogue in cases/ or a .toml path (env CROSSBN_SUITE; default: default)")
+    run.add_argument("--backends", help="comma-separated backends or 'all' (env CROSSBN_BACKENDS; default: all)")
+    run.add_argument("--devices", help="comma-separated: cpu, cuda (env CROSSBN_DEVICES; default: cpu)")
+    run.add_argument("--out", help="output directory (env CROSSBN_OUT; default: reports/<timestamp>)")
     run.add_argument("-n", default="auto", help="parallel pytest-xdist workers, 0 for none (default: auto)")
-    run.add_argument("--timeout", type=float, default=300.0, help="seconds per case before a worker is killed")
+    run.add_argument("--timeout", help="seconds per case before a worker is killed (env CROSSBN_TIMEOUT; default: 300)")
     run.add_argument("--backend-module", action="append", default=[], help="a .py file with extra backends")
     run.add_argument("--strict", action="store_true", help="exit 1 when any result fails")
     run.set_defaults(func=_run)

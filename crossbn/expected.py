@@ -20,7 +20,7 @@ import numpy as np
 import reference as ref
 
 from .case import Case
-from .inputs import numpy_dtype
+from .dtypes import numpy_dtype
 
 
 @dataclass
@@ -43,6 +43,7 @@ class StepTrace:
     running_after: tuple | None = None   # (mean, var) after it
     factor: float = 0.0                  # weight given to the new batch statistic
     var_fed: np.ndarray | None = None    # the batch variance fed into running_var
+    var_fed_factor: float = 1.0          # var_fed / var: n/(n-1) when unbiased, else 1
 
 
 def _f64(a):
@@ -76,6 +77,7 @@ def simulate(case: Case, inputs: dict, *, running_var: str = "biased") -> tuple[
             expected.update({f"{step}.batch_mean": mean, f"{step}.batch_var": var, f"{step}.invstd": t.invstd})
         if t.training and running is not None:
             t.running_before = running
+            t.var_fed_factor = n / (n - 1) if running_var == "unbiased" and n > 1 else 1.0
             t.var_fed = ref.unbiased_var(var, n) if running_var == "unbiased" else var
             if case.cumulative:
                 t.factor = 1.0 / (k + 1)

@@ -14,17 +14,10 @@ from __future__ import annotations
 
 import math
 
-import ml_dtypes
 import numpy as np
 
 from .case import Case
-
-NUMPY_DTYPES = {
-    "float64": np.dtype(np.float64),
-    "float32": np.dtype(np.float32),
-    "float16": np.dtype(np.float16),
-    "bfloat16": np.dtype(ml_dtypes.bfloat16),
-}
+from .dtypes import numpy_dtype
 
 # Stream numbers: fixed forever, so adding an array never shifts another one.
 _STREAM = {"gamma": 1, "beta": 2, "running_mean": 3, "running_var": 4}
@@ -35,10 +28,6 @@ _DY_STREAM = 1000  # + step
 # a float16 accumulation of the mean or of squares overflows.
 _FP16_STRESS_LOC = 3.0e4
 _FP16_STRESS_SCALE = 1.0e4
-
-
-def numpy_dtype(name: str) -> np.dtype:
-    return NUMPY_DTYPES[name]
 
 
 def _rng(case: Case, stream: int) -> np.random.Generator:

@@ -17,7 +17,7 @@ Options (each with a CROSSBN_* environment fallback):
 from __future__ import annotations
 
 import os
-from collections import Counter, defaultdict
+import math
 from pathlib import Path
 
 import pytest
@@ -53,10 +53,14 @@ def _option(config, name: str):
 
 
 class _State:
-    """Per-process crossbn state, built lazily on first use."""
+    """Per-process crossbn state: options resolved once, the worker pool and
+    the result writer started on first use, the summary (controller)."""
 
     def __init__(self, config):
         from .backends import discover, load, resolve
+        from .catalogue import CatalogueError, load_suite
+        from .results import worker_id
+        from .summary import Summary
 
         self.config = config
         modules = tuple(config.getoption("crossbn_backend_module")) + tuple(
@@ -66,23 +70,24 @@ class _State:
         self.backends = {n: load(self.specs[n]) for n in self.names}
         self.devices = [d.strip() for d in _option(config, "devices").split(",") if d.strip()]
         bad = [d for d in self.devices if d not in DEVICES]
-        if bad:
+        if bad or not self.devices:
             raise pytest.UsageError(f"--crossbn-devices: unknown device(s) {bad}; known: {', '.join(DEVICES)}")
         try:
             self.timeout = float(_option(config, "timeout"))
         except ValueError:
-            raise pytest.UsageError(f"--crossbn-timeout: not a number of seconds: {_option(config, 'timeout')!r}")
-        from .catalogue import CatalogueError, load_suite
-
+            self.timeout = -1.0
+        if not (math.isfinite(self.timeout) and self.timeout > 0):
+            raise pytest.UsageError(f"--crossbn-timeout: must be a positive number of seconds, "
+                                    f"got {_option(config, 'timeout')!r}")
         try:
             self.cases = load_suite(_option(config, "suite"))
         except CatalogueError as e:
             raise pytest.UsageError(f"--crossbn-suite: {e}") from e
         out = _option(config, "out")
         self.out = Path(out) if out else None
-        self.worker_id = os.environ.get("PYTEST_XDIST_WORKER", "main")
+        self.worker_id = worker_id()
         self._pool = self._writer = None
-        self.summary: dict[str, Counter] = defaultdict(Counter)
+        self.summary = Summary()
 
     @property
     def pool(self):
@@ -119,22 +124,37 @@ def _state(config) -> _State:
     return config.stash[_STATE]
 
 
+def _is_controller(config) -> bool:
+    return not hasattr(config, "workerinput")
+
+
+def _wants_conformance(config) -> bool:
+    """True for a conformance run (a --crossbn-* option, or crossbn.conformance
+    among the arguments); crossbn's own tests and other projects' sessions
+    are left alone even when CROSSBN_* variables are exported."""
+    if any(config.getoption(f"crossbn_{name}") for name, *_ in _OPTIONS):
+        return True
+    return any("conformance" in str(a) for a in config.args)
+
+
 def pytest_configure(config):
     config.addinivalue_line("markers", "crossbn: a cross-backend BatchNorm conformance test (case x backend x device)")
     config.addinivalue_line("markers", "crossbn_backend(name): the backend a conformance test runs on")
-    if _wants_conformance(config):
-        _state(config)  # bad options and catalogues fail here, before any collection
-
-
-def _is_controller(config) -> bool:
-    return not hasattr(config, "workerinput")
+    if not _wants_conformance(config):
+        return
+    st = _state(config)  # bad options and catalogues fail here, before any collection
+    if _is_controller(config) and st.out is not None:
+        # A new run: earlier runs' files in the same folder would be merged
+        # into this one's results, so they go (the folder is this run's).
+        for stale in (*st.out.glob("results-*.jsonl"), st.out / "results.jsonl"):
+            stale.unlink(missing_ok=True)
 
 
 def pytest_report_header(config):
     if not _wants_conformance(config):
         return None
     st = _state(config)
-    lines = [f"crossbn: suite {_option(config, 'suite')}, devices {','.join(st.devices)}, "
+    lines = [f"crossbn: suite {_option(config, 'suite')} ({len(st.cases)} cases), devices {','.join(st.devices)}, "
              f"results {st.out / 'results.jsonl' if st.out else '(not written: no --crossbn-out)'}"]
     for name, b in st.backends.items():
         why = b.available()
@@ -143,24 +163,14 @@ def pytest_report_header(config):
     return lines
 
 
-def _wants_conformance(config) -> bool:
-    """True when the session is a conformance run (not, say, crossbn's own tests)."""
-    if any(config.getoption(f"crossbn_{name}") for name, *_ in _OPTIONS):
-        return True
-    if any(os.environ.get(env) for _, env, *_ in _OPTIONS):
-        return True
-    return any("conformance" in str(a) for a in config.args)
-
-
 def pytest_generate_tests(metafunc):
     if "crossbn_target" not in metafunc.fixturenames:
         return
     st = _state(metafunc.config)
-    cases = st.cases
     params = []
-    for name, backend in st.backends.items():
+    for name in st.backends:
         marks = [pytest.mark.crossbn, pytest.mark.crossbn_backend(name)]
-        for case in cases:
+        for case in st.cases:
             for device in st.devices:
                 params.append(pytest.param((case, name, device), id=f"{case.pytest_id}-{name}-{device}", marks=marks))
     metafunc.parametrize("crossbn_target", params)
@@ -175,9 +185,14 @@ def crossbn_check(request):
     def check(case, backend: str, device: str) -> dict:
         from .compare import FAILING
         from .judge import judge
-        from .results import failure_message
+        from .results import failure_message, make_record
 
-        rec = judge(case, backend, st.backends[backend], device, st.pool, st.timeout)
+        try:
+            rec = judge(case, backend, st.backends[backend], device, st.pool, st.timeout)
+        except Exception as e:  # crossbn's own failure: still leave a record, then report it
+            st.record(make_record(case=case, backend=backend, device=device, verdict="crash",
+                                  reason=f"crossbn internal error: {type(e).__name__}: {e}"))
+            raise
         st.record(rec)
         worst = rec["worst"] or {}
         request.node.user_properties.append(("crossbn", {
@@ -193,36 +208,30 @@ def crossbn_check(request):
     return check
 
 
+@pytest.hookimpl(trylast=True)
 def pytest_runtest_logreport(report):
-    # Runs on the controller for xdist workers' reports too: the summary is
-    # built from data carried on the reports, as pytest-html does.
-    if report.when != "call" and not (report.when == "setup" and report.skipped):
-        return
-    for key, data in report.user_properties:
-        if key == "crossbn":
-            _SUMMARY[data["backend"]][data["verdict"]] += 1
-            _VERSIONS[data["backend"]] = data["version"] or _VERSIONS.get(data["backend"], "")
-            if data["verdict"] in ("deviation", "nan-mismatch", "crash", "timeout"):
-                _FINDINGS.append(data)
+    # Runs on the controller for xdist workers' reports too; the data travels
+    # on the report, so the summary is the same with or without xdist.
+    for key, data in getattr(report, "user_properties", ()):
+        if key == "crossbn" and report.when in ("call", "setup"):
+            _current_summary().add(data)
 
 
-_SUMMARY: dict[str, Counter] = defaultdict(Counter)
-_VERSIONS: dict[str, str] = {}
-_FINDINGS: list[dict] = []
-_SHOW_FINDINGS = 10
+_CONFIGS: list = []  # the config of the running session (pytest_runtest_logreport gets none)
 
 
-def _finding_order(f: dict):
-    from .compare import SEVERITY
+def _current_summary():
+    return _state(_CONFIGS[-1]).summary
 
-    try:
-        ratio = float(f["ratio"])
-    except (TypeError, ValueError):
-        ratio = 0.0
-    return (-SEVERITY.index(f["verdict"]), -ratio)
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_sessionstart(session):
+    _CONFIGS.append(session.config)
 
 
 def pytest_sessionfinish(session, exitstatus):
+    if session.config in _CONFIGS:
+        _CONFIGS.remove(session.config)
     if not _wants_conformance(session.config):
         return
     st = _state(session.config)
@@ -236,24 +245,14 @@ def pytest_sessionfinish(session, exitstatus):
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus, config):
-    if not _SUMMARY:
+    if not _wants_conformance(config):
         return
-    from .compare import SEVERITY
-
-    tr = terminalreporter
-    tr.section("crossbn verdicts")
-    verdicts = [v for v in SEVERITY if any(c[v] for c in _SUMMARY.values())]
-    tr.write_line(f"{'backend':18s}" + "".join(f"{v:>14s}" for v in verdicts) + "  version")
-    for backend in sorted(_SUMMARY):
-        tr.write_line(f"{backend:18s}" + "".join(f"{_SUMMARY[backend][v]:>14d}" for v in verdicts)
-                      + f"  {_VERSIONS.get(backend, '')}")
-    if _FINDINGS:
-        shown = sorted(_FINDINGS, key=_finding_order)[:_SHOW_FINDINGS]
-        tr.write_line(f"worst findings ({len(shown)} of {len(_FINDINGS)}; error/bound, where):")
-        for f in shown:
-            what = f"{f['observable']} error/bound {float(f['ratio']):.3g}" if f["verdict"] == "deviation" else \
-                f"{f['observable'] or ''} {f['reason'][:80]}".strip()
-            tr.write_line(f"  {f['verdict']:12s} {f['backend'] + '/' + f['device']:22s} {f['case']}: {what}")
-    st = config.stash.get(_STATE, None)
-    if st is not None and st.out is not None:
-        tr.write_line(f"results: {st.out / 'results.jsonl'}")
+    st = _state(config)
+    lines = st.summary.lines()
+    if not lines:
+        return
+    terminalreporter.section("crossbn verdicts")
+    for line in lines:
+        terminalreporter.write_line(line)
+    if st.out is not None:
+        terminalreporter.write_line(f"results: {st.out / 'results.jsonl'}")

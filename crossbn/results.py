@@ -12,7 +12,9 @@ Record fields (version 1):
   backend, version, device, device_name, verdict, reason,
   worst ({observable, ratio, verdict} of the worst observable),
   observables ({"<step>.<name>": metrics, see compare.ObservableResult}),
-  not_exposed (observables the backend does not return),
+  not_exposed (observables the backend does not return), unexpected (ones it
+  returns that the case does not have), unjudged (elements the error model
+  could not bound, summed over observables),
   seconds (wall time of the whole judgement), backend_seconds, worker, time.
 """
 
@@ -42,21 +44,28 @@ def _finite(x):
 
 def make_record(*, case, backend: str, device: str, verdict: str, version: str = "", device_name: str = "",
                 reason: str = "", comparison=None, seconds: float = 0.0, backend_seconds: float = 0.0) -> dict:
-    observables, worst, not_exposed = {}, None, []
+    observables, worst, not_exposed, unexpected = {}, None, [], []
     if comparison is not None:
         observables = {k: o.to_dict() for k, o in comparison.observables.items()}
         w = comparison.worst_observable
         worst = None if w is None else {"observable": w.name, "ratio": w.ratio, "verdict": w.verdict}
-        not_exposed = comparison.not_exposed
+        not_exposed, unexpected = comparison.not_exposed, comparison.unexpected
+        reason = reason or comparison.note
     return _finite({
         "schema": SCHEMA, "case_id": case.id, "pytest_id": case.pytest_id, "suite": case.suite,
         "group": case.group, "case": case.to_dict(), "backend": backend, "version": version,
         "device": device, "device_name": device_name, "verdict": verdict, "reason": reason,
-        "worst": worst, "observables": observables, "not_exposed": not_exposed,
+        "worst": worst, "observables": observables, "not_exposed": not_exposed, "unexpected": unexpected,
+        "unjudged": sum(o["n_unjudged"] for o in observables.values()),
         "seconds": round(seconds, 6), "backend_seconds": round(backend_seconds, 6),
-        "worker": os.environ.get("PYTEST_XDIST_WORKER", "main"),
+        "worker": worker_id(),
         "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     })
+
+
+def worker_id() -> str:
+    """"main" in a plain or controller process, "gw0", "gw1", ... in xdist workers."""
+    return os.environ.get("PYTEST_XDIST_WORKER", "main")
 
 
 class ResultWriter:
@@ -113,20 +122,24 @@ def stable(record: dict) -> dict:
 
 def failure_message(record: dict) -> str:
     """One paragraph saying what disagrees, how badly and where."""
+    from .compare import FAILING
+
     head = f"{record['pytest_id']} (case {record['case_id']}) on {record['backend']}/{record['device']}"
-    if record["verdict"] in ("crash", "timeout"):
+    if not record["observables"]:
         return f"{head}: {record['verdict']}: {record['reason']}"
-    lines = [f"{head}: {record['verdict']}"]
+    lines = [f"{head}: {record['verdict']}" + (f" ({record['reason']})" if record["reason"] else "")]
     for name, o in record["observables"].items():
-        if o["verdict"] in ("match", "convention"):
+        if o["verdict"] not in FAILING:
             continue
-        if o["note"]:
+        if not o["where"]:  # nothing to locate: NaN/Inf positions or shape differ
             lines.append(f"  {name}: {o['verdict']}: {o['note']}")
             continue
-        lines.append(
+        lines.append((
             f"  {name}: error/bound = {float(o['ratio']):.3g}; {o['n_over']}/{o['size']} elements over bound; "
             f"max abs {float(o['max_abs']):.3g}, max rel {float(o['max_rel']):.3g}, "
             f"{float(o['max_ulp']):.3g} ulp ({o['dtype']}); worst at {o['where']}: "
             f"expected {o['expected_at']!r}, got {o['actual_at']!r}, bound {float(o['bound_at']):.3g}"
-        )
+        ) + (f" ({o['note']})" if o["note"] else ""))
+    if record.get("unjudged"):
+        lines.append(f"  ({record['unjudged']} element(s) not judged: ill-conditioned beyond the error model)")
     return "\n".join(lines)

@@ -59,15 +59,15 @@ class BackendWorker:
         self._group = self._channel = None
 
     def request(self, message: dict, timeout: float) -> Outcome:
-        if self._channel is None:
-            self._start()
         try:
+            if self._channel is None:
+                self._start()
             self._channel.send(message)
             reply = self._channel.receive(timeout=timeout)
-        except self._channel.TimeoutError:
+        except execnet.TimeoutError:
             self.stop()
             return Outcome("timeout", message=f"{self.name}: no reply within {timeout:g} s; worker killed")
-        except (EOFError, OSError, execnet.RemoteError, execnet.HostNotFound) as e:
+        except (EOFError, OSError, execnet.RemoteError, execnet.HostNotFound, execnet.DataFormatError) as e:
             self.stop()
             return Outcome("crash", message=f"{self.name}: worker process died: {type(e).__name__}: {e}".strip())
         status = reply.get("status", "error")

@@ -42,24 +42,17 @@ for the second-order terms this first-order model drops.
 
 from __future__ import annotations
 
-import ml_dtypes
 import numpy as np
 
 import reference as ref
 
+from .dtypes import UNIT_ROUNDOFF, name_of
+
 LAMBDA = 4.0
 SAFETY = 2.0
 
-UNIT_ROUNDOFF = {
-    "float64": 2.0 ** -53,
-    "float32": 2.0 ** -24,
-    "float16": 2.0 ** -11,
-    "bfloat16": 2.0 ** -8,
-}
-
-
 def unit_roundoff(dtype) -> float:
-    return UNIT_ROUNDOFF[np.dtype(dtype).name]
+    return UNIT_ROUNDOFF[name_of(dtype)]
 
 
 def compute_roundoff(dtype) -> float:
@@ -68,14 +61,8 @@ def compute_roundoff(dtype) -> float:
     framework crossbn covers; statistics over thousands of values with an
     8- or 11-bit significand are not a usable BatchNorm), everything else in
     its own dtype. Storage in the half dtype is charged separately."""
-    name = np.dtype(dtype).name
+    name = name_of(dtype)
     return UNIT_ROUNDOFF["float32"] if name in ("float16", "bfloat16") else UNIT_ROUNDOFF[name]
-
-
-def smallest_subnormal(dtype) -> float:
-    dt = np.dtype(dtype)
-    info = ml_dtypes.finfo(dt) if dt.name == "bfloat16" else np.finfo(dt)
-    return float(info.smallest_subnormal)
 
 
 def rho(n: int) -> float:
@@ -130,8 +117,7 @@ def model_bounds(case, traces) -> dict[str, np.ndarray]:
                 f = t.factor
                 (old_m, old_v), (new_m, new_v) = t.running_before, t.running_after
                 # the fed variance is v or v*n/(n-1): its error scales the same way
-                c = n / (n - 1) if n > 1 else 1.0
-                dfed = c * dv + 2 * u * np.abs(t.var_fed)
+                dfed = t.var_fed_factor * dv + 2 * u * np.abs(t.var_fed)
                 d_running = (
                     (1 - f) * d_running[0] + f * dmu + 3 * u * ((1 - f) * np.abs(old_m) + f * np.abs(mu))
                     + u_store * np.abs(new_m),

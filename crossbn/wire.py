@@ -11,13 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-
-def _dtype(name: str) -> np.dtype:
-    if name == "bfloat16":
-        import ml_dtypes
-
-        return np.dtype(ml_dtypes.bfloat16)
-    return np.dtype(name)
+from .dtypes import numpy_dtype
 
 
 def encode(arrays: dict) -> dict:
@@ -29,6 +23,6 @@ def encode(arrays: dict) -> dict:
 
 def decode(payload: dict) -> dict:
     return {
-        k: np.frombuffer(raw, dtype=_dtype(dt)).reshape(shape).copy()
+        k: np.frombuffer(raw, dtype=numpy_dtype(dt)).reshape(shape).copy()
         for k, (dt, shape, raw) in payload.items()
     }

@@ -73,3 +73,13 @@ def test_invalid_cases_name_the_field(bad, field):
 def test_unknown_field_is_named():
     with pytest.raises(CaseError, match="momentun"):
         Case.from_dict({"shape": [8, 3], "momentun": 0.9})
+
+
+def test_int_and_float_spellings_are_one_case():
+    assert Case(shape=(8, 3), momentum=1, eps=0).id == Case(shape=(8, 3), momentum=1.0, eps=0.0).id
+
+
+@pytest.mark.parametrize("specials", [[["nan", 0]], [["nan", "x", [0, 0]]], [["nan", 0, [0.5, 0]]], "nan"])
+def test_malformed_specials_are_named(specials):
+    with pytest.raises(CaseError, match="field 'specials'"):
+        Case.from_dict({"shape": [8, 3], "specials": specials})

@@ -90,3 +90,25 @@ def test_compare_orders_verdicts_and_lists_unexposed():
     assert c.observables["train0.y"].verdict == "nan-mismatch"
     assert c.verdict == "nan-mismatch" and c.worst_observable.name == "train0.y"
     assert worst(["match", "convention"]) == "convention" and worst([]) == "match"
+
+
+def test_a_backend_that_returns_nothing_does_not_pass():
+    exp = {"train0.y": np.ones(2), "eval.y": np.ones(2)}
+    c = compare({}, exp, {k: np.zeros(2) for k in exp})
+    assert c.verdict == "deviation" and "train0.y" in c.note
+    c = compare({"train0.dX": np.ones(2), "train0.y": np.ones(2), "eval.y": np.ones(2)}, exp,
+                {k: np.zeros(2) for k in exp})
+    assert c.verdict == "match" and c.unexpected == ["train0.dX"]
+
+
+def test_breaking_the_documented_convention_is_a_deviation():
+    canonical, declared = np.array([1.0, 2.0]), np.array([1.5, 2.5])
+    r = compare_observable("train0.running_var", canonical.copy(), canonical, np.zeros(2),
+                           convention=(declared, np.zeros(2)))
+    assert r.verdict == "deviation" and "documented convention" in r.note
+
+
+def test_unbounded_elements_are_counted_not_judged():
+    e = np.array([1.0, 2.0])
+    r = compare_observable("train0.y", np.array([1.0, 7.0]), e, np.array([0.0, np.nan]))
+    assert r.verdict == "match" and r.n_unjudged == 1 and "not judged" in r.note

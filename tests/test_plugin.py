@@ -81,6 +81,8 @@ def test_user_backend_module_through_env(tmp_path):
     (["--backends", "nosuch"], "unknown backend(s) nosuch"),
     (["--devices", "tpu"], "unknown device(s) ['tpu']"),
     (["--suite", "nosuchsuite"], "unknown suite 'nosuchsuite'"),
+    (["--timeout", "-1"], "--crossbn-timeout: must be a positive number of seconds, got '-1'"),
+    (["--timeout", "soon"], "--crossbn-timeout: must be a positive number of seconds, got 'soon'"),
 ])
 def test_bad_options_exit_2_with_a_clear_message(tmp_path, args, message):
     proc = crossbn("run", "-n", "0", "--out", str(tmp_path), *args)
@@ -105,3 +107,14 @@ def test_strict_exit_code(tmp_path):
                      str(tmp_path / "b"), "--strict", env=env)
     assert lax.returncode == 0 and strict.returncode == 1
     assert json.loads((tmp_path / "b" / "results.jsonl").read_text())["verdict"] == "deviation"
+
+
+def test_a_new_run_replaces_an_old_one_in_the_same_folder(tmp_path):
+    env = {"CROSSBN_BACKEND_MODULE": MODULE}
+    one = tmp_path / "one.toml"
+    one.write_text("[[group]]\nname = 'one'\nshape = [8, 3]\ngradients = false\n")
+    first = crossbn("run", "--suite", "smoke", "--backends", "numpy-twopass", "-n", "2", "--out", str(tmp_path / "d"), env=env)
+    second = crossbn("run", "--suite", str(one), "--backends", "numpy-twopass", "-n", "0", "--out", str(tmp_path / "d"), env=env)
+    assert first.returncode == second.returncode == 0
+    records = read(tmp_path / "d" / "results.jsonl")
+    assert [r["group"] for r in records] == ["one"]

@@ -57,6 +57,16 @@ def test_unsupported_case_is_recorded_with_reason(faulty):
         pool.close()
 
 
+def test_missing_framework_is_unsupported_with_the_reason():
+    specs = discover((MODULE,))
+    backend = load(specs["numpy-notinstalled"])
+    pool = WorkerPool(specs, {"numpy-notinstalled": backend})
+    rec = judge(Case(shape=(8, 3)), "numpy-notinstalled", backend, "cpu", pool)
+    assert rec["verdict"] == "unsupported"
+    assert "'crossbn_no_such_framework' is not installed" in rec["reason"]
+    assert "numpy-notinstalled" not in pool._workers  # no worker process was started for it
+
+
 def test_unknown_backend_is_named():
     with pytest.raises(BackendError, match="unknown backend\\(s\\) nosuch; known: .*torch"):
         resolve("torch,nosuch", discover())
@@ -80,3 +90,18 @@ def test_wire_roundtrip_keeps_dtype_and_bytes():
     back = wire.decode(wire.encode(arrays))
     for k, v in arrays.items():
         assert back[k].dtype == v.dtype and back[k].shape == v.shape and back[k].tobytes() == v.tobytes()
+
+
+def test_two_backend_files_with_the_same_name_are_both_loaded(tmp_path):
+    for sub, name in (("a", "mine-a"), ("b", "mine-b")):
+        (tmp_path / sub).mkdir()
+        (tmp_path / sub / "mine.py").write_text(
+            "from crossbn.backends.base import Backend\n"
+            f"class B(Backend):\n    name = {name!r}\n")
+    specs = discover((str(tmp_path / "a" / "mine.py"), str(tmp_path / "b" / "mine.py")))
+    assert load(specs["mine-a"]).name == "mine-a" and load(specs["mine-b"]).name == "mine-b"
+
+
+def test_broken_entry_point_spec_is_named():
+    with pytest.raises(BackendError, match="'nosuchpkg_xyz.mod:Thing' cannot be loaded: ModuleNotFoundError"):
+        load("nosuchpkg_xyz.mod:Thing")

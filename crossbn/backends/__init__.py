@@ -10,6 +10,7 @@ subclasses with a `name` are added. A spec is "module:Class" or
 
 from __future__ import annotations
 
+import hashlib
 import importlib
 import importlib.metadata
 import importlib.util
@@ -44,7 +45,8 @@ def _import_file(path: str):
     p = Path(path)
     if not p.is_file():
         raise BackendError(f"backend module {path}: no such file")
-    name = f"crossbn_user_backend_{p.stem}"
+    # keyed by the resolved path: two files named mine.py are two modules
+    name = "crossbn_user_backend_" + hashlib.sha1(str(p.resolve()).encode()).hexdigest()[:12]
     if name in sys.modules:
         return sys.modules[name]
     spec = importlib.util.spec_from_file_location(name, p)
@@ -69,11 +71,13 @@ def discover(module_files: tuple[str, ...] = ()) -> dict[str, str]:
 def load(spec: str) -> Backend:
     """Instantiate the backend a spec names (imports its adapter, not its framework)."""
     target, _, attr = spec.rpartition(":")
-    if target.endswith(".py"):
-        module = _import_file(target)
-    else:
-        module = importlib.import_module(target)
-    return getattr(module, attr)()
+    try:
+        module = _import_file(target) if target.endswith(".py") else importlib.import_module(target)
+        return getattr(module, attr)()
+    except BackendError:
+        raise
+    except Exception as e:  # a broken third-party entry point: name it, don't crash
+        raise BackendError(f"backend spec {spec!r} cannot be loaded: {type(e).__name__}: {e}") from e
 
 
 def resolve(names: str, specs: dict[str, str]) -> list[str]:

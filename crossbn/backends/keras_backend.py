@@ -185,12 +185,9 @@ class KerasTorch(_KerasBackend):
     worker_env = {"KERAS_BACKEND": "torch"}
 
     def _devices(self) -> dict:
-        import torch
+        from .torch_backend import torch_devices
 
-        out = {"cpu": cpu_name()}
-        if torch.cuda.is_available():
-            out["cuda"] = torch.cuda.get_device_name(0)
-        return out
+        return torch_devices()
 
     def _tensor(self, a, device):
         import torch

@@ -36,6 +36,16 @@ def _to_numpy(torch, t):
     return t.numpy().copy()  # never share memory with a buffer updated in place later
 
 
+def torch_devices() -> dict:
+    """{"cpu": model, "cuda": GPU name when present}, as PyTorch sees them."""
+    import torch
+
+    devices = {"cpu": cpu_name()}
+    if torch.cuda.is_available():
+        devices["cuda"] = torch.cuda.get_device_name(0)
+    return devices
+
+
 class TorchBackend(Backend):
     name = "torch"
     packages = ("torch", "numpy")
@@ -49,10 +59,7 @@ class TorchBackend(Backend):
     def describe(self) -> dict:
         import torch
 
-        devices = {"cpu": cpu_name()}
-        if torch.cuda.is_available():
-            devices["cuda"] = torch.cuda.get_device_name(0)
-        return {"version": str(torch.__version__), "devices": devices}
+        return {"version": str(torch.__version__), "devices": torch_devices()}
 
     def run(self, case, inputs: dict, device: str) -> dict:
         import torch

@@ -90,3 +90,11 @@ class Faulty(_NumpyBackend):
         if case.seed == 15:
             raise RuntimeError("deliberate failure inside the framework")
         return _batchnorm(case, inputs, one_pass=False)
+
+
+class NotInstalled(_NumpyBackend):
+    """A backend whose framework is missing: every test records why."""
+
+    name = "numpy-notinstalled"
+    modules = ("crossbn_no_such_framework",)
+    extra = "nothing"

@@ -1,0 +1,54 @@
+"""The terminal summary of a conformance run, built on the controller from
+the small dicts each test carries in `report.user_properties` (the way
+pytest-html builds its report), so it is the same with or without xdist."""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+
+from .compare import FAILING, SEVERITY
+
+SHOW_FINDINGS = 10
+
+
+class Summary:
+    def __init__(self) -> None:
+        self.counts: dict[str, Counter] = defaultdict(Counter)
+        self.versions: dict[str, str] = {}
+        self.findings: list[dict] = []
+
+    def add(self, data: dict) -> None:
+        self.counts[data["backend"]][data["verdict"]] += 1
+        self.versions[data["backend"]] = data["version"] or self.versions.get(data["backend"], "")
+        if data["verdict"] in FAILING:
+            self.findings.append(data)
+
+    def lines(self) -> list[str]:
+        if not self.counts:
+            return []
+        verdicts = [v for v in SEVERITY if any(c[v] for c in self.counts.values())]
+        out = [f"{'backend':18s}" + "".join(f"{v:>14s}" for v in verdicts) + "  version"]
+        for backend in sorted(self.counts):
+            out.append(f"{backend:18s}" + "".join(f"{self.counts[backend][v]:>14d}" for v in verdicts)
+                       + f"  {self.versions.get(backend, '')}")
+        if self.findings:
+            shown = sorted(self.findings, key=_order)[:SHOW_FINDINGS]
+            out.append(f"worst findings ({len(shown)} of {len(self.findings)}; error/bound, where):")
+            for f in shown:
+                if f["verdict"] == "deviation" and f["observable"]:
+                    what = f"{f['observable']} error/bound {_ratio(f):.3g}"
+                else:
+                    what = f"{f['observable'] or ''} {f['reason'][:80]}".strip()
+                out.append(f"  {f['verdict']:12s} {f['backend'] + '/' + f['device']:22s} {f['case']}: {what}")
+        return out
+
+
+def _ratio(f: dict) -> float:
+    try:
+        return float(f["ratio"])
+    except (TypeError, ValueError):
+        return 0.0
+
+
+def _order(f: dict):
+    return (-SEVERITY.index(f["verdict"]), -_ratio(f))
