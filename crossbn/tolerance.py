@@ -72,8 +72,8 @@ def rho(n: int) -> float:
 def _invstd_error(v, dv, eps, u):
     s2 = v + eps
     ds2 = dv + u * s2
-    r = 1.0 / np.sqrt(s2)
     with np.errstate(invalid="ignore", divide="ignore"):
+        r = 1.0 / np.sqrt(s2)  # inf for v + eps == 0: the bound is then unbounded, as it should be
         lo = np.where(ds2 < s2, 1.0 / np.sqrt(np.maximum(s2 - ds2, 0.0)), np.inf)
         hi = 1.0 / np.sqrt(s2 + ds2)
         return np.maximum(lo - r, r - hi) + 2 * u * r
