@@ -77,7 +77,7 @@ class ResultWriter:
         self._f = open(self.path, "a", encoding="utf-8")
 
     def write(self, record: dict) -> None:
-        self._f.write(json.dumps(record, sort_keys=True) + "\n")
+        self._f.write(json.dumps(record) + "\n")
         self._f.flush()
 
     def close(self) -> None:
@@ -110,7 +110,7 @@ def merge(paths, out_path: Path) -> list[dict]:
     tmp = out_path.with_suffix(".tmp")
     with open(tmp, "w", encoding="utf-8") as f:
         for r in records:
-            f.write(json.dumps(r, sort_keys=True) + "\n")
+            f.write(json.dumps(r) + "\n")
     tmp.replace(out_path)
     return records
 
