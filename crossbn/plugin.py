@@ -143,6 +143,7 @@ def pytest_configure(config):
     if not _wants_conformance(config):
         return
     st = _state(config)  # bad options and catalogues fail here, before any collection
+    config.pluginmanager.register(_SummaryHooks(st.summary), "crossbn-summary")
     if _is_controller(config) and st.out is not None:
         # A new run: earlier runs' files in the same folder would be merged
         # into this one's results, so they go (the folder is this run's).
@@ -208,30 +209,22 @@ def crossbn_check(request):
     return check
 
 
-@pytest.hookimpl(trylast=True)
-def pytest_runtest_logreport(report):
-    # Runs on the controller for xdist workers' reports too; the data travels
-    # on the report, so the summary is the same with or without xdist.
-    for key, data in getattr(report, "user_properties", ()):
-        if key == "crossbn" and report.when in ("call", "setup"):
-            _current_summary().add(data)
+class _SummaryHooks:
+    """Registered per session: pytest_runtest_logreport gets no config, so
+    the summary it fills is bound here instead of living in a global."""
 
+    def __init__(self, summary):
+        self.summary = summary
 
-_CONFIGS: list = []  # the config of the running session (pytest_runtest_logreport gets none)
-
-
-def _current_summary():
-    return _state(_CONFIGS[-1]).summary
-
-
-@pytest.hookimpl(tryfirst=True)
-def pytest_sessionstart(session):
-    _CONFIGS.append(session.config)
+    def pytest_runtest_logreport(self, report):
+        # Runs on the controller for xdist workers' reports too; the data
+        # travels on the report, so the summary is the same with or without xdist.
+        for key, data in getattr(report, "user_properties", ()):
+            if key == "crossbn" and report.when in ("call", "setup"):
+                self.summary.add(data)
 
 
 def pytest_sessionfinish(session, exitstatus):
-    if session.config in _CONFIGS:
-        _CONFIGS.remove(session.config)
     if not _wants_conformance(session.config):
         return
     st = _state(session.config)
