@@ -26,6 +26,16 @@ LAYOUTS = ("channels_first", "channels_last")
 DISTRIBUTIONS = ("normal", "uniform", "constant_channel", "near_eps", "fp16_stress")
 SPECIAL_VALUES = ("nan", "inf", "-inf")
 
+# Backend-specific switches a case may set: name -> the framework's default.
+# The family (text before the dot) is the backend's `option_family`.
+OPTIONS = {
+    # flax.linen/nnx BatchNorm: variance as E[x^2]-E[x]^2 (True, the default)
+    # or as E[(x-mean)^2] (False).
+    "flax.use_fast_variance": True,
+    # flax BatchNorm: reduce float16/bfloat16 inputs in float32 (True, default).
+    "flax.force_float32_reductions": True,
+}
+
 # Short tags for readable pytest ids (`-k f16`, `-k cl`, `-k eval`).
 _DTYPE_TAG = {"float64": "f64", "float32": "f32", "float16": "f16", "bfloat16": "bf16"}
 _LAYOUT_TAG = {"channels_first": "cf", "channels_last": "cl"}
@@ -99,6 +109,15 @@ class Case:
     # Seeds every generated array (x per step, dy per step, gamma, beta and the
     # initial running statistics).
 
+    # --- one framework's own switches ---------------------------------------
+    options: tuple[tuple[str, object], ...] = ()
+    # Backend-specific switches as (name, value) pairs, named "<family>.<switch>"
+    # (see OPTIONS), e.g. ("flax.use_fast_variance", False). Only the backends
+    # of that family run such a case; it is not generated for the others.
+    # Values equal to the switch's default are dropped, so () is the default
+    # case and catalogues list the default first. In TOML: a table,
+    # options = { "flax.use_fast_variance" = false }.
+
     # derived, cached
     _id: str = field(default="", init=False, repr=False, compare=False)
 
@@ -106,6 +125,7 @@ class Case:
         _validate(self)
         for name in _FLOAT_FIELDS:  # 1 and 1.0 are one case: one spelling, one id
             object.__setattr__(self, name, float(getattr(self, name)))
+        object.__setattr__(self, "options", _options(self.options))
         if len(self.shape) == 2:  # (N, C) has one layout: keep one spelling, one id
             object.__setattr__(self, "layout", "channels_first")
         object.__setattr__(self, "_id", _content_hash(self))
@@ -127,6 +147,15 @@ class Case:
     @property
     def channel_axis(self) -> int:
         return 1 if self.layout == "channels_first" or self.rank == 2 else self.rank - 1
+
+    @property
+    def option_families(self) -> frozenset[str]:
+        """Families of the backend-specific switches this case sets."""
+        return frozenset(name.split(".", 1)[0] for name, _ in self.options)
+
+    def option(self, name: str):
+        """The value of a backend-specific switch (its default when unset)."""
+        return dict(self.options).get(name, OPTIONS[name])
 
     @property
     def array_shape(self) -> tuple[int, ...]:
@@ -158,6 +187,7 @@ class Case:
         """Plain JSON-able dict (lists for tuples); inverse of `from_dict`."""
         d = dataclasses.asdict(self)
         d.pop("_id")
+        d["options"] = dict(self.options)
         return json.loads(json.dumps(d))
 
     @classmethod
@@ -188,6 +218,26 @@ def _specials(raw) -> tuple:
     return tuple(out)
 
 
+def _options(raw) -> tuple:
+    """A table or (name, value) pairs -> sorted pairs without default values."""
+    form = 'a table of backend switches, e.g. { "flax.use_fast_variance" = false }'
+    if isinstance(raw, dict):
+        items = list(raw.items())
+    elif isinstance(raw, (list, tuple)) and all(isinstance(p, (list, tuple)) and len(p) == 2 for p in raw):
+        items = [tuple(p) for p in raw]
+    else:
+        raise CaseError(f"field 'options' = {raw!r}: must be {form}")
+    out = {}
+    for name, value in items:
+        if name not in OPTIONS:
+            raise CaseError(f"field 'options': unknown switch {name!r}; known: {', '.join(OPTIONS)}")
+        if type(value) is not type(OPTIONS[name]):
+            raise CaseError(f"field 'options': {name} = {value!r} must be a {type(OPTIONS[name]).__name__}")
+        if value != OPTIONS[name]:
+            out[name] = value
+    return tuple(sorted(out.items()))
+
+
 def _is_number(x) -> bool:
     return isinstance(x, (int, float)) and not isinstance(x, bool)
 
@@ -196,6 +246,8 @@ def _content_hash(case: Case) -> str:
     d = dataclasses.asdict(case)
     for name in ("suite", "group", "_id"):
         d.pop(name)
+    if not d["options"]:  # cases from before options existed keep their ids
+        d.pop("options")
     blob = json.dumps(d, sort_keys=True, separators=(",", ":"), default=list)
     return hashlib.sha256(blob.encode()).hexdigest()[:12]
 

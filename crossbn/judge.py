@@ -38,7 +38,8 @@ def judge(case, backend_name: str, backend, device: str, pool: WorkerPool,
         return make_record(**record, verdict="crash", reason=f"worker failed to start: {description['error']}",
                            seconds=time.perf_counter() - start)
     record.update(version=description["version"], device_name=description["devices"].get(device, ""))
-    why = backend.supports(case)
+    why = backend.supports(case) if backend.applies(case) else \
+        f"the case sets {', '.join(sorted(case.option_families))} switches, which {backend_name} does not have"
     if why is None and device not in description["devices"]:
         why = f"device '{device}' is not available to {backend_name} here (has: {', '.join(description['devices'])})"
     if why is not None:

@@ -172,6 +172,8 @@ def pytest_generate_tests(metafunc):
     for name in st.backends:
         marks = [pytest.mark.crossbn, pytest.mark.crossbn_backend(name)]
         for case in st.cases:
+            if not st.backends[name].applies(case):
+                continue  # another framework's switches: not a case for this backend
             for device in st.devices:
                 params.append(pytest.param((case, name, device), id=f"{case.pytest_id}-{name}-{device}", marks=marks))
     metafunc.parametrize("crossbn_target", params)

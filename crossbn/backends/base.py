@@ -30,6 +30,18 @@ CANONICAL_CONVENTIONS = {
     "running_var": "biased",
 }
 
+# What every backend declares about its documented semantics (`conventions`),
+# one place per backend; README's backend table is generated from them and
+# issue-4's observed conventions are checked against them.
+CONVENTION_KEYS = {
+    "momentum": "what the framework's momentum argument weighs: 'old' (the running value, "
+                "Keras/Flax/ONNX/TF) or 'new' (the batch statistic, PyTorch)",
+    "running_var": "variance folded into the running variance: 'biased' or 'unbiased' (n/(n-1))",
+    "default_eps": "the framework's default epsilon",
+    "channel_axis": "where the channel axis may be: 'first', 'last' or 'any'",
+    "doc": "the documentation the declaration is taken from",
+}
+
 
 class Unsupported(Exception):
     """The backend cannot express this case; the message says why."""
@@ -45,8 +57,17 @@ class Backend:
     modules: ClassVar[tuple[str, ...]] = ()
     # Environment variables its worker process needs (e.g. KERAS_BACKEND).
     worker_env: ClassVar[dict[str, str]] = {}
-    # Documented semantics where they differ from CANONICAL_CONVENTIONS.
+    # Documented semantics, every key of CONVENTION_KEYS (running_var may be
+    # left out when it is the canonical "biased").
     conventions: ClassVar[dict[str, str]] = {}
+    # Case dtypes the framework runs (others are `unsupported` by the default supports()).
+    dtypes: ClassVar[tuple[str, ...]] = ("float64", "float32", "float16", "bfloat16")
+    # Devices the backend has a path for; which exist is decided in the worker.
+    devices: ClassVar[tuple[str, ...]] = ("cpu",)
+    # Family of the case `options` this backend understands ("flax" for
+    # "flax.use_fast_variance"); cases setting another family's switches are
+    # not generated for it.
+    option_family: ClassVar[str | None] = None
 
     def available(self) -> str | None:
         """None, or why the backend cannot run here (checked without importing it)."""
@@ -69,8 +90,14 @@ class Backend:
     def convention(self, key: str) -> str:
         return self.conventions.get(key, CANONICAL_CONVENTIONS[key])
 
-    def supports(self, case) -> str | None:  # pragma: no cover - overridden
+    def applies(self, case) -> bool:
+        """False for a case that sets another backend family's switches."""
+        return all(f == self.option_family for f in case.option_families)
+
+    def supports(self, case) -> str | None:
         """None, or why this case does not apply (decided without importing)."""
+        if case.dtype not in self.dtypes:
+            return f"{self.name} does not run {case.dtype} (runs {', '.join(self.dtypes)})"
         return None
 
     # ---- worker side ---------------------------------------------------------

@@ -25,13 +25,18 @@ from .devinfo import cpu_name
 class _KerasBackend(Backend):
     keras_backend: str = ""
     extra = "keras"
+    devices = ("cpu", "cuda")
+    conventions = {
+        "momentum": "old", "running_var": "biased", "default_eps": "1e-3", "channel_axis": "any",
+        "doc": "https://keras.io/api/layers/normalization_layers/batch_normalization/",
+    }
 
     def supports(self, case) -> str | None:
         if case.cumulative:
             return "Keras BatchNormalization has no cumulative-average running statistics (PyTorch's momentum=None)"
         if not case.track_running_stats:
             return "Keras BatchNormalization always keeps running statistics (no track_running_stats=False)"
-        return None
+        return super().supports(case)
 
     # -- worker side -----------------------------------------------------------
     def describe(self) -> dict:

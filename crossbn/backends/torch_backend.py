@@ -51,10 +51,11 @@ class TorchBackend(Backend):
     packages = ("torch", "numpy")
     modules = ("torch",)
     extra = "torch"
-    conventions = {"running_var": "unbiased"}
-
-    def supports(self, case) -> str | None:
-        return None  # every Case field has a PyTorch spelling
+    devices = ("cpu", "cuda")
+    conventions = {
+        "momentum": "new", "running_var": "unbiased", "default_eps": "1e-5", "channel_axis": "first",
+        "doc": "https://pytorch.org/docs/stable/generated/torch.nn.BatchNorm2d.html",
+    }
 
     def describe(self) -> dict:
         import torch
