@@ -68,6 +68,9 @@ class Backend:
     # "flax.use_fast_variance"); cases setting another family's switches are
     # not generated for it.
     option_family: ClassVar[str | None] = None
+    # None, or why this backend has no gradients (dx, dgamma, dbeta are then
+    # not expected of it, and results say why they are missing).
+    no_gradients: ClassVar[str | None] = None
 
     def available(self) -> str | None:
         """None, or why the backend cannot run here (checked without importing it)."""
