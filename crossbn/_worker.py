@@ -30,8 +30,9 @@ def serve(channel):
                 reply = {"status": "ok", "describe": backend.describe()}
             elif op == "run":
                 case = Case.from_dict(request["case"])
+                backend.run_info = {}
                 observed = backend.run(case, wire.decode(request["inputs"]), request["device"])
-                reply = {"status": "ok", "observables": wire.encode(observed)}
+                reply = {"status": "ok", "observables": wire.encode(observed), "info": dict(backend.run_info)}
             else:
                 reply = {"status": "error", "message": f"unknown request {op!r}"}
         except Unsupported as e:

@@ -12,7 +12,8 @@ value. Verdicts, from the observable up to the whole result:
                 running variance)
   deviation     outside both
   nan-mismatch  NaN/Inf where the oracle has none, or the other way round
-plus, decided by the runner: crash, timeout, unsupported.
+plus, decided by the runner: error (the framework raised, or returned arrays
+of the wrong shape or dtype), crash (its process died), timeout, unsupported.
 """
 
 from __future__ import annotations
@@ -26,8 +27,8 @@ from .dtypes import MANTISSA_BITS, overflow_threshold, smallest_subnormal
 from .tolerance import SAFETY, unit_roundoff
 
 # Severity order: the result's verdict is its worst observable's.
-SEVERITY = ("unsupported", "match", "convention", "deviation", "nan-mismatch", "timeout", "crash")
-FAILING = frozenset({"deviation", "nan-mismatch", "timeout", "crash"})
+SEVERITY = ("unsupported", "match", "convention", "deviation", "nan-mismatch", "error", "timeout", "crash")
+FAILING = frozenset({"deviation", "nan-mismatch", "error", "timeout", "crash"})
 
 
 def worst(verdicts) -> str:

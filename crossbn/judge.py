@@ -13,6 +13,7 @@ import time
 from . import expected as expected_mod
 from . import inputs as inputs_mod
 from .compare import compare
+from .outputs import compare_devices, output_problem, without_gradients
 from .results import make_record
 from .runner import DEFAULT_TIMEOUT, WorkerPool
 from .tolerance import model_bounds
@@ -48,13 +49,31 @@ def judge(case, backend_name: str, backend, device: str, pool: WorkerPool,
     inputs = inputs_mod.generate(case)
     outcome = worker.run(case, inputs, device, timeout)
     if outcome.status != "ok":
-        verdict = {"error": "crash", "unsupported": "unsupported"}.get(outcome.status, outcome.status)
-        return make_record(**record, verdict=verdict, reason=outcome.message,
+        return make_record(**record, verdict=outcome.status, reason=outcome.message, backend_info=outcome.info,
                            backend_seconds=outcome.seconds, seconds=time.perf_counter() - start)
     exp, bounds = _expectation(case, inputs, "biased")
     convention = None
     if backend.convention("running_var") != "biased":
         convention = _expectation(case, inputs, backend.convention("running_var"))
+    notes = []
+    if backend.no_gradients and case.gradients:
+        exp, bounds = without_gradients(exp, bounds)
+        if convention is not None:
+            convention = without_gradients(*convention)
+        notes.append(f"gradients not compared: {backend.no_gradients}")
+    broken = output_problem(case, outcome.observables, exp)
+    if broken:
+        return make_record(**record, verdict="error", reason=f"{backend_name} returned malformed outputs: {broken}",
+                           backend_info=outcome.info, backend_seconds=outcome.seconds,
+                           seconds=time.perf_counter() - start)
     comparison = compare(outcome.observables, exp, bounds, convention)
-    return make_record(**record, verdict=comparison.verdict, comparison=comparison,
-                       backend_seconds=outcome.seconds, seconds=time.perf_counter() - start)
+    cross = None
+    if device != "cpu" and "cpu" in description["devices"]:
+        # within one framework, this device against its own CPU path
+        on_cpu = worker.run(case, inputs, "cpu", timeout)
+        cross = (compare_devices(outcome.observables, on_cpu.observables, bounds, device) if on_cpu.status == "ok"
+                 else {"against": "cpu", "verdict": on_cpu.status, "note": on_cpu.message.splitlines()[0]})
+    reason = "; ".join(n for n in (comparison.note, *notes) if n)
+    return make_record(**record, verdict=comparison.verdict, comparison=comparison, reason=reason,
+                       cross_device=cross, backend_info=outcome.info, backend_seconds=outcome.seconds,
+                       seconds=time.perf_counter() - start)

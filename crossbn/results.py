@@ -15,7 +15,11 @@ Record fields (version 1):
   not_exposed (observables the backend does not return), unexpected (ones it
   returns that the case does not have), unjudged (elements the error model
   could not bound, summed over observables),
-  seconds (wall time of the whole judgement), backend_seconds, worker, time.
+  cross_device (on a GPU: the same framework's outputs against its own CPU
+  outputs, see outputs.compare_devices; null on the CPU),
+  backend_info (what the backend reported about the run, e.g. torch-compile's
+  compile time), seconds (wall time of the whole judgement), backend_seconds,
+  worker, time.
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ from pathlib import Path
 
 SCHEMA = 1
 # Fields that depend on scheduling and timing, not on the result itself.
-VOLATILE = ("seconds", "backend_seconds", "worker", "time")
+VOLATILE = ("seconds", "backend_seconds", "worker", "time", "backend_info")
 
 
 def _finite(x):
@@ -43,20 +47,21 @@ def _finite(x):
 
 
 def make_record(*, case, backend: str, device: str, verdict: str, version: str = "", device_name: str = "",
-                reason: str = "", comparison=None, seconds: float = 0.0, backend_seconds: float = 0.0) -> dict:
+                reason: str = "", comparison=None, seconds: float = 0.0, backend_seconds: float = 0.0,
+                cross_device: dict | None = None, backend_info: dict | None = None) -> dict:
     observables, worst, not_exposed, unexpected = {}, None, [], []
     if comparison is not None:
         observables = {k: o.to_dict() for k, o in comparison.observables.items()}
         w = comparison.worst_observable
         worst = None if w is None else {"observable": w.name, "ratio": w.ratio, "verdict": w.verdict}
         not_exposed, unexpected = comparison.not_exposed, comparison.unexpected
-        reason = reason or comparison.note
     return _finite({
         "schema": SCHEMA, "case_id": case.id, "pytest_id": case.pytest_id, "suite": case.suite,
         "group": case.group, "case": case.to_dict(), "backend": backend, "version": version,
         "device": device, "device_name": device_name, "verdict": verdict, "reason": reason,
         "worst": worst, "observables": observables, "not_exposed": not_exposed, "unexpected": unexpected,
         "unjudged": sum(o["n_unjudged"] for o in observables.values()),
+        "cross_device": cross_device, "backend_info": backend_info or {},
         "seconds": round(seconds, 6), "backend_seconds": round(backend_seconds, 6),
         "worker": worker_id(),
         "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),

@@ -8,8 +8,8 @@ plumbing; arrays cross as named dtype + bytes (`wire.py`), never pickled.
 A call returns an `Outcome`; it never raises for the framework's sake:
   ok           observables came back
   unsupported  the adapter declined the case, with its reason
-  error        the framework raised (reported as a `crash` verdict, with the
-               exception; the worker survives)
+  error        the framework raised (an `error` verdict with the exception
+               and its traceback; the worker survives)
   crash        the worker process died; it is restarted for the next call
   timeout      no reply within the limit; the worker is killed and restarted
 """
@@ -35,6 +35,7 @@ class Outcome:
     message: str = ""
     seconds: float = 0.0
     description: dict = field(default_factory=dict)  # reply to "describe"
+    info: dict = field(default_factory=dict)         # the backend's `run_info` (JSON data)
 
 
 class BackendWorker:
@@ -75,7 +76,7 @@ class BackendWorker:
         if reply.get("traceback"):
             message += "\n" + reply["traceback"]
         return Outcome(status, wire.decode(reply.get("observables", {})), message,
-                       reply.get("seconds", 0.0), reply.get("describe", {}))
+                       reply.get("seconds", 0.0), reply.get("describe", {}), reply.get("info", {}))
 
     def describe(self, timeout: float = DEFAULT_TIMEOUT) -> dict:
         """{"version": ..., "devices": {device: name}} or {"error": why}; cached."""

@@ -15,10 +15,15 @@ from .dtypes import numpy_dtype
 
 
 def encode(arrays: dict) -> dict:
-    return {
-        k: [a.dtype.name, list(a.shape), np.ascontiguousarray(a).tobytes()]
-        for k, a in ((k, np.asarray(v)) for k, v in arrays.items())
-    }
+    if not isinstance(arrays, dict):
+        raise TypeError(f"expected a dict of arrays, got {type(arrays).__name__}")
+    out = {}
+    for k, v in arrays.items():
+        a = np.asarray(v)
+        if a.dtype.kind not in "biufc" and a.dtype.name != "bfloat16":
+            raise TypeError(f"{k}: a {a.dtype.name} array cannot be sent (numbers only)")
+        out[k] = [a.dtype.name, list(a.shape), np.ascontiguousarray(a).tobytes()]
+    return out
 
 
 def decode(payload: dict) -> dict:

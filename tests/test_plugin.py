@@ -118,3 +118,22 @@ def test_a_new_run_replaces_an_old_one_in_the_same_folder(tmp_path):
     assert first.returncode == second.returncode == 0
     records = read(tmp_path / "d" / "results.jsonl")
     assert [r["group"] for r in records] == ["one"]
+
+
+def test_faulty_backend_does_not_end_the_run(tmp_path):
+    """Segfault, abort, exits, a hang, an exception and malformed outputs, each
+    in the middle of a real parallel run: every case still gets its record."""
+    from crossbn.backends import _import_file
+
+    faults = _import_file(MODULE).FAULTS
+    suite = tmp_path / "faults.toml"
+    seeds = [1, *faults, 2]
+    suite.write_text(f"[[group]]\nname = 'faults'\nshape = [8, 3]\ngradients = false\n"
+                     f"[group.axes]\nseed = {seeds}\n")
+    proc = crossbn("run", "--suite", str(suite), "--backends", "numpy-faulty", "-n", "2", "--timeout", "5",
+                   "--out", str(tmp_path / "out"), env={"CROSSBN_BACKEND_MODULE": MODULE})
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    verdicts = {r["case"]["seed"]: r["verdict"] for r in read(tmp_path / "out" / "results.jsonl")}
+    expected = {"abort": "crash", "segfault": "crash", "exit": "crash", "hard-exit": "crash", "hang": "timeout",
+                "raise": "error", "wrong-shape": "error", "wrong-dtype": "error", "not-arrays": "error"}
+    assert verdicts == {1: "match", 2: "match", **{s: expected[f] for s, f in faults.items()}}

@@ -24,24 +24,58 @@ def faulty():
     pool.close()
 
 
-def test_abort_is_a_crash_and_the_worker_restarts(faulty):
-    rec = faulty(13)
-    assert rec["verdict"] == "crash" and "died" in rec["reason"]
-    assert faulty(1)["verdict"] == "match"
+def _seed(fault):
+    from crossbn.backends import _import_file
+
+    return next(seed for seed, f in _import_file(MODULE).FAULTS.items() if f == fault)
+
+
+@pytest.mark.parametrize("fault", ["abort", "segfault", "exit", "hard-exit"])
+def test_a_dying_process_is_a_crash_and_the_worker_restarts(faulty, fault):
+    rec = faulty(_seed(fault))
+    assert rec["verdict"] == "crash" and "worker process died" in rec["reason"], rec["reason"]
+    assert faulty(1)["verdict"] == "match"  # a fresh worker serves the next case
 
 
 def test_hang_is_a_timeout_and_the_worker_restarts(faulty):
-    rec = faulty(14, timeout=3.0)
+    rec = faulty(_seed("hang"), timeout=3.0)
     assert rec["verdict"] == "timeout" and "3 s" in rec["reason"]
     assert faulty(2)["verdict"] == "match"
 
 
-def test_exception_is_a_crash_with_the_message_and_the_worker_survives(faulty):
-    rec = faulty(15)
-    assert rec["verdict"] == "crash"
+def test_exception_is_an_error_with_the_message_and_the_worker_survives(faulty):
+    rec = faulty(_seed("raise"))
+    assert rec["verdict"] == "error"
     assert "RuntimeError: deliberate failure inside the framework" in rec["reason"]
     assert "Traceback" in rec["reason"]
     assert faulty(3)["verdict"] == "match"
+
+
+@pytest.mark.parametrize("fault, message", [
+    ("wrong-shape", "train0.y has shape [3, 8], expected [8, 3]"),
+    ("wrong-dtype", "train0.y is float64, expected float32"),
+    ("not-arrays", "train0.y: a str224 array cannot be sent"),
+])
+def test_malformed_outputs_are_an_error_naming_the_observable(faulty, fault, message):
+    rec = faulty(_seed(fault))
+    assert rec["verdict"] == "error" and message in rec["reason"], rec["reason"]
+    assert faulty(4)["verdict"] == "match"
+
+
+def test_a_second_device_is_compared_with_the_cpu_of_the_same_backend():
+    specs = discover((MODULE,))
+    backend = load(specs["numpy-twodevice"])
+    pool = WorkerPool(specs, {"numpy-twodevice": backend})
+    try:
+        good = judge(Case(shape=(16, 3), gradients=False), "numpy-twodevice", backend, "cuda", pool)
+        bad = judge(Case(shape=(16, 3), gradients=False, offset_ratio=1e3), "numpy-twodevice", backend, "cuda", pool)
+        on_cpu = judge(Case(shape=(16, 3), gradients=False), "numpy-twodevice", backend, "cpu", pool)
+    finally:
+        pool.close()
+    assert good["cross_device"]["against"] == "cpu" and good["cross_device"]["verdict"] in ("agree", "bitwise")
+    assert bad["cross_device"]["verdict"] == "disagree"
+    assert bad["cross_device"]["observables"]["train0.batch_var"]["ratio"] > 1
+    assert on_cpu["cross_device"] is None
 
 
 def test_unsupported_case_is_recorded_with_reason(faulty):

@@ -108,5 +108,9 @@ class Backend:
         """Versions and devices, from inside the worker (imports the framework)."""
         raise NotImplementedError
 
+    # Set by run() to tell the results something about this run (JSON data:
+    # numbers, strings), e.g. torch-compile's compile time. Reset per run.
+    run_info: dict = {}
+
     def run(self, case, inputs: dict, device: str) -> dict:
         raise NotImplementedError

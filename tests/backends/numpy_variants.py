@@ -3,12 +3,15 @@
 They exercise the user-backend path (`--crossbn-backend-module`) and give the
 error-bound model something known to judge: a float32 implementation with a
 stable two-pass variance must match; the same with the one-pass
-E[x^2]-E[x]^2 variance must deviate once |mu|/sigma is large. Three more
-misbehave on purpose, on chosen seeds only, to test fault isolation:
-they abort the process, hang, or raise.
+E[x^2]-E[x]^2 variance must deviate once |mu|/sigma is large. One more
+misbehaves on purpose, on chosen seeds only, in every way a framework can
+(FAULTS), to test fault isolation; and one has a stand-in second device so
+that the device-against-CPU comparison can be tested without a GPU.
 """
 
+import ctypes
 import os
+import sys
 import time
 
 import numpy as np
@@ -77,19 +80,61 @@ class OnePass(_NumpyBackend):
         return _batchnorm(case, inputs, one_pass=True)
 
 
+# seed -> what numpy-faulty does instead of computing
+FAULTS = {
+    13: "abort",        # SIGABRT, as a failed C++ assertion does
+    14: "hang",         # never replies
+    15: "raise",        # a Python exception inside the framework
+    16: "segfault",     # SIGSEGV: reads address 0
+    17: "exit",         # sys.exit(3) inside the framework
+    18: "hard-exit",    # os._exit(4): no cleanup, no exception
+    19: "wrong-shape",  # y transposed
+    20: "wrong-dtype",  # y in float64 for a float32 case
+    21: "not-arrays",   # y as a list of strings
+}
+
+
 class Faulty(_NumpyBackend):
-    """seed 13: abort the process; 14: hang; 15: raise; else behave."""
+    """Misbehaves as FAULTS says on those seeds; otherwise a correct backend."""
 
     name = "numpy-faulty"
 
     def run(self, case, inputs, device):
-        if case.seed == 13:
+        fault = FAULTS.get(case.seed)
+        if fault == "abort":
             os.abort()
-        if case.seed == 14:
+        if fault == "hang":
             time.sleep(3600)
-        if case.seed == 15:
+        if fault == "raise":
             raise RuntimeError("deliberate failure inside the framework")
-        return _batchnorm(case, inputs, one_pass=False)
+        if fault == "segfault":
+            ctypes.string_at(0)
+        if fault == "exit":
+            sys.exit(3)
+        if fault == "hard-exit":
+            os._exit(4)
+        out = _batchnorm(case, inputs, one_pass=False)
+        if fault == "wrong-shape":
+            out["train0.y"] = out["train0.y"].T.copy()
+        if fault == "wrong-dtype":
+            out["train0.y"] = out["train0.y"].astype(np.float64)
+        if fault == "not-arrays":
+            out["train0.y"] = ["not", "numbers"]
+        return out
+
+
+class TwoDevice(_NumpyBackend):
+    """A stand-in for a framework with a second device: "cuda" here is NumPy
+    again, with the one-pass variance, so that the device-against-CPU
+    comparison sees a real difference at large |mu|/sigma. Only tests use it."""
+
+    name = "numpy-twodevice"
+
+    def describe(self):
+        return {"version": np.__version__, "devices": {"cpu": "numpy", "cuda": "numpy one-pass stand-in"}}
+
+    def run(self, case, inputs, device):
+        return _batchnorm(case, inputs, one_pass=device == "cuda")
 
 
 class NotInstalled(_NumpyBackend):

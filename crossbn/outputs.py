@@ -1,0 +1,73 @@
+"""What a backend hands back, checked before anything is compared.
+
+A backend that returns arrays of the wrong shape or dtype is broken, not
+inaccurate: its result is an `error` verdict naming the observable, never a
+deviation with a meaningless error/bound ratio. And within one framework, the
+outputs on a GPU are compared with the same framework's CPU outputs — a
+comparison of its own, next to the comparison with the oracle.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .backends.base import OBSERVABLES
+from .dtypes import NAMES
+
+# Observables a backend may compute in a wider float than the case dtype
+# (PyTorch and Keras keep half-precision batch statistics in float32).
+_WIDER_ALLOWED = {"batch_mean", "batch_var", "invstd"}
+_WIDTH = {"bfloat16": 2, "float16": 2, "float32": 4, "float64": 8}
+
+
+def output_problem(case, observables: dict, expected: dict) -> str | None:
+    """None, or what is wrong with the arrays a backend returned."""
+    problems = []
+    for name, arr in observables.items():
+        step, _, obs = name.partition(".")
+        if obs not in OBSERVABLES or step not in case.steps:
+            continue  # reported as 'unexpected' by the comparison; harmless
+        dtype = getattr(arr, "dtype", None)
+        dname = np.dtype(dtype).name if dtype is not None else type(arr).__name__
+        if not isinstance(arr, np.ndarray) or dname not in NAMES:
+            problems.append(f"{name} is {dname}, not a floating-point array")
+            continue
+        if name in expected and arr.shape != np.shape(expected[name]):
+            problems.append(f"{name} has shape {list(arr.shape)}, expected {list(np.shape(expected[name]))}")
+        wider_ok = obs in _WIDER_ALLOWED and _WIDTH[dname] >= _WIDTH[case.dtype]
+        if dname != case.dtype and not wider_ok:
+            problems.append(f"{name} is {dname}, expected {case.dtype}")
+    return "; ".join(problems) or None
+
+
+def without_gradients(expected: dict, bounds: dict) -> tuple[dict, dict]:
+    keep = [k for k in expected if k.split(".", 1)[1] not in ("dx", "dgamma", "dbeta")]
+    return {k: expected[k] for k in keep}, {k: bounds[k] for k in keep}
+
+
+def compare_devices(device_out: dict, cpu_out: dict, bounds: dict, device: str) -> dict:
+    """The same framework on `device` against its CPU outputs.
+
+    Each of the two is allowed its error bound against the exact result, so
+    two correct computations differ by at most the sum of their bounds: the
+    ratio here is |device - cpu| / (2 x bound). `bitwise` says the outputs
+    are identical, bit for bit."""
+    from .compare import compare_observable, worst
+
+    observables, bitwise = {}, True
+    for name in sorted(set(device_out) & set(cpu_out) & set(bounds)):
+        a, b = device_out[name], cpu_out[name]
+        if a.shape != b.shape or a.dtype != b.dtype:
+            bitwise = False
+            observables[name] = {"verdict": "deviation", "note": f"{device} {a.dtype}{list(a.shape)} vs "
+                                                                  f"cpu {b.dtype}{list(b.shape)}"}
+            continue
+        same = np.array_equal(a.view(np.uint8), b.view(np.uint8))
+        bitwise &= same
+        r = compare_observable(name, a, b, 2.0 * np.asarray(bounds[name]))
+        observables[name] = {"verdict": r.verdict, "ratio": r.ratio, "max_abs": r.max_abs, "max_ulp": r.max_ulp,
+                             "where": r.where, "bitwise": bool(same), "note": r.note}
+    verdict = worst(o["verdict"] for o in observables.values())
+    return {"against": "cpu", "verdict": "bitwise" if bitwise and observables else
+            {"match": "agree", "deviation": "disagree"}.get(verdict, verdict),
+            "observables": observables}
