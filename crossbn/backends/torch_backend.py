@@ -62,10 +62,9 @@ class TorchBackend(Backend):
 
         return {"version": str(torch.__version__), "devices": torch_devices()}
 
-    def run(self, case, inputs: dict, device: str) -> dict:
-        import torch
-
-        dt = getattr(torch, case.dtype)
+    def _module(self, torch, case, device):
+        """(the BatchNorm module, the callable that runs it): here both the
+        eager module; torch-compile returns its compiled wrapper as the callable."""
         bn = getattr(torch.nn, _MODULES[case.rank])(
             case.channels,
             eps=case.eps,
@@ -73,8 +72,14 @@ class TorchBackend(Backend):
             affine=case.affine,
             track_running_stats=case.track_running_stats,
             device=device,
-            dtype=dt,
+            dtype=getattr(torch, case.dtype),
         )
+        return bn, bn
+
+    def run(self, case, inputs: dict, device: str) -> dict:
+        import torch
+
+        bn, call = self._module(torch, case, device)
         with torch.no_grad():
             for name, attr in (("gamma", "weight"), ("beta", "bias"),
                                ("running_mean", "running_mean"), ("running_var", "running_var")):
@@ -92,7 +97,7 @@ class TorchBackend(Backend):
                 out.update(self._intermediates(torch, bn, x.detach(), step))
             bn.zero_grad(set_to_none=True)
             try:
-                y = bn(x)
+                y = call(x)
             except ValueError as e:  # documented: one value per channel in training
                 raise Unsupported(f"PyTorch refuses the case: {e}") from e
             y_stored = y.movedim(1, -1) if channels_last else y
