@@ -1,7 +1,9 @@
 """The `crossbn` command.
 
   crossbn run [--suite S] [--backends A,B|all] [--devices cpu,cuda] [--out DIR] [-n N] [-- PYTEST ARGS]
-  crossbn backends [--backend-module F]    list backends, their versions and availability
+  crossbn backends [--backend-module F] [--markdown]
+                                           list backends, their versions and availability
+                                           (--markdown: their declared devices and conventions)
   crossbn suites                           list the case catalogues and their sizes
 
 `run` is pytest underneath (pytest-xdist for -n): the same run as
@@ -58,6 +60,11 @@ def _backends(args: argparse.Namespace) -> int:
 
     try:
         specs = discover(tuple(args.backend_module))
+        if args.markdown:
+            from .backend_table import markdown
+
+            print(markdown(tuple(args.backend_module)))
+            return 0
     except BackendError as e:
         print(f"crossbn: {e}", file=sys.stderr)
         return 2
@@ -100,6 +107,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.set_defaults(func=_run)
     bk = sub.add_parser("backends", help="list backends and whether they can run here")
     bk.add_argument("--backend-module", action="append", default=[])
+    bk.add_argument("--markdown", action="store_true",
+                    help="print the table of devices and documented conventions that README.md holds")
     bk.set_defaults(func=_backends)
     su = sub.add_parser("suites", help="list case catalogues")
     su.set_defaults(func=_suites)

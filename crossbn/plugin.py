@@ -201,7 +201,8 @@ def crossbn_check(request):
         request.node.user_properties.append(("crossbn", {
             "backend": backend, "device": device, "verdict": rec["verdict"], "case": rec["pytest_id"],
             "ratio": worst.get("ratio"), "observable": worst.get("observable"), "version": rec["version"],
-            "reason": rec["reason"].splitlines()[0] if rec["reason"] else ""}))
+            "reason": rec["reason"].splitlines()[0] if rec["reason"] else "",
+            "cross_device": (rec["cross_device"] or {}).get("verdict")}))
         if rec["verdict"] == "unsupported":
             pytest.skip(f"unsupported: {rec['reason']}")
         if rec["verdict"] in FAILING:

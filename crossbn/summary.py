@@ -9,6 +9,7 @@ from collections import Counter, defaultdict
 from .compare import FAILING, SEVERITY
 
 SHOW_FINDINGS = 10
+SHOW_REASONS = 2  # per backend: the most common reasons it skipped cases
 
 
 class Summary:
@@ -16,9 +17,15 @@ class Summary:
         self.counts: dict[str, Counter] = defaultdict(Counter)
         self.versions: dict[str, str] = {}
         self.findings: list[dict] = []
+        self.skip_reasons: dict[str, Counter] = defaultdict(Counter)
+        self.cross_device: dict[str, Counter] = defaultdict(Counter)  # "backend/device" -> verdicts vs its CPU
 
     def add(self, data: dict) -> None:
         self.counts[data["backend"]][data["verdict"]] += 1
+        if data.get("cross_device"):
+            self.cross_device[f"{data['backend']}/{data['device']}"][data["cross_device"]] += 1
+        if data["verdict"] == "unsupported":
+            self.skip_reasons[data["backend"]][data["reason"]] += 1
         self.versions[data["backend"]] = data["version"] or self.versions.get(data["backend"], "")
         if data["verdict"] in FAILING:
             self.findings.append(data)
@@ -27,10 +34,20 @@ class Summary:
         if not self.counts:
             return []
         verdicts = [v for v in SEVERITY if any(c[v] for c in self.counts.values())]
-        out = [f"{'backend':18s}" + "".join(f"{v:>14s}" for v in verdicts) + "  version"]
+        w = max(len("backend"), *map(len, self.counts)) + 1
+        out = [f"{'backend':{w}s}" + "".join(f"{v:>13s}" for v in verdicts) + "  version"]
         for backend in sorted(self.counts):
-            out.append(f"{backend:18s}" + "".join(f"{self.counts[backend][v]:>14d}" for v in verdicts)
+            out.append(f"{backend:{w}s}" + "".join(f"{self.counts[backend][v]:>13d}" for v in verdicts)
                        + f"  {self.versions.get(backend, '')}")
+        if self.cross_device:
+            out.append("each device against the same backend's CPU outputs:")
+            for where in sorted(self.cross_device):
+                out.append(f"  {where:{w + 4}s} " + ", ".join(f"{n} {v}" for v, n in sorted(self.cross_device[where].items())))
+        if self.skip_reasons:
+            out.append("skipped (unsupported), most common reasons:")
+            for backend in sorted(self.skip_reasons):
+                for reason, n in self.skip_reasons[backend].most_common(SHOW_REASONS):
+                    out.append(f"  {backend:{w}s} {n:5d}  {reason[:110]}")
         if self.findings:
             shown = sorted(self.findings, key=_order)[:SHOW_FINDINGS]
             out.append(f"worst findings ({len(shown)} of {len(self.findings)}; error/bound, where):")
@@ -39,7 +56,7 @@ class Summary:
                     what = f"{f['observable']} error/bound {_ratio(f):.3g}"
                 else:
                     what = f"{f['observable'] or ''} {f['reason'][:80]}".strip()
-                out.append(f"  {f['verdict']:12s} {f['backend'] + '/' + f['device']:22s} {f['case']}: {what}")
+                out.append(f"  {f['verdict']:12s} {f['backend'] + '/' + f['device']:{w + 4}s} {f['case']}: {what}")
         return out
 
 
