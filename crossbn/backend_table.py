@@ -8,25 +8,25 @@ from the declarations the comparisons use.
 from __future__ import annotations
 
 from .backends import discover, load
-from .backends.base import CONVENTION_KEYS
+from .backends.base import CANONICAL_CONVENTIONS, CONVENTION_KEYS
 
 BEGIN, END = "<!-- backends-table:begin -->", "<!-- backends-table:end -->"
 _DTYPE = {"float64": "f64", "float32": "f32", "float16": "f16", "bfloat16": "bf16"}
 
 
 def markdown(module_files: tuple[str, ...] = ()) -> str:
-    rows = ["| backend | framework | devices | dtypes | momentum weighs | running var | default eps "
-            "| channel axis | gradients | documented at |",
-            "|---|---|---|---|---|---|---|---|---|---|"]
+    rows = ["| backend | framework | devices | dtypes | momentum weighs | running var | eps, momentum "
+            "| default eps | channel axis | gradients | documented at |",
+            "|---|---|---|---|---|---|---|---|---|---|---|"]
     for name, spec in discover(module_files).items():
         b = load(spec)
-        missing = set(CONVENTION_KEYS) - set(b.conventions) - {"running_var"}
+        missing = set(CONVENTION_KEYS) - set(b.conventions) - set(CANONICAL_CONVENTIONS)
         if missing:
             raise ValueError(f"backend {name} does not declare {sorted(missing)} in its conventions")
-        c = {k: b.conventions.get(k, b.convention(k) if k == "running_var" else "") for k in CONVENTION_KEYS}
+        c = {k: b.conventions.get(k) or CANONICAL_CONVENTIONS.get(k, "") for k in CONVENTION_KEYS}
         gradients = "no" if b.no_gradients else "yes"
         rows.append(f"| `{name}` | {b.packages[0] if b.packages else ''} | {', '.join(b.devices)} "
-                    f"| {' '.join(_DTYPE[d] for d in b.dtypes)} | {c['momentum']} | {c['running_var']} "
+                    f"| {' '.join(_DTYPE[d] for d in b.dtypes)} | {c['momentum']} | {c['running_var']} | {c['hyperparameters']} "
                     f"| {c['default_eps']} | {c['channel_axis']} | {gradients} | [docs]({c['doc']}) |")
     return "\n".join(rows)
 

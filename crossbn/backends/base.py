@@ -28,6 +28,9 @@ OBSERVABLES = (
 CANONICAL_CONVENTIONS = {
     # variance fed into the running variance: "biased" or "unbiased" (n/(n-1))
     "running_var": "biased",
+    # precision in which eps and momentum reach the computation: "exact" (as
+    # given) or "float32" (ONNX stores float attributes as 32-bit floats)
+    "hyperparameters": "exact",
 }
 
 # What every backend declares about its documented semantics (`conventions`),
@@ -37,6 +40,7 @@ CONVENTION_KEYS = {
     "momentum": "what the framework's momentum argument weighs: 'old' (the running value, "
                 "Keras/Flax/ONNX/TF) or 'new' (the batch statistic, PyTorch)",
     "running_var": "variance folded into the running variance: 'biased' or 'unbiased' (n/(n-1))",
+    "hyperparameters": "eps and momentum as given ('exact') or rounded to 'float32' by the format",
     "default_eps": "the framework's default epsilon",
     "channel_axis": "where the channel axis may be: 'first', 'last' or 'any'",
     "doc": "the documentation the declaration is taken from",
@@ -57,8 +61,8 @@ class Backend:
     modules: ClassVar[tuple[str, ...]] = ()
     # Environment variables its worker process needs (e.g. KERAS_BACKEND).
     worker_env: ClassVar[dict[str, str]] = {}
-    # Documented semantics, every key of CONVENTION_KEYS (running_var may be
-    # left out when it is the canonical "biased").
+    # Documented semantics, every key of CONVENTION_KEYS (keys of
+    # CANONICAL_CONVENTIONS may be left out when the backend is canonical there).
     conventions: ClassVar[dict[str, str]] = {}
     # Case dtypes the framework runs (others are `unsupported` by the default supports()).
     dtypes: ClassVar[tuple[str, ...]] = ("float64", "float32", "float16", "bfloat16")
@@ -92,6 +96,9 @@ class Backend:
 
     def convention(self, key: str) -> str:
         return self.conventions.get(key, CANONICAL_CONVENTIONS[key])
+
+    def differs_from_canonical(self) -> bool:
+        return any(self.convention(k) != v for k, v in CANONICAL_CONVENTIONS.items())
 
     def applies(self, case) -> bool:
         """False for a case that sets another backend family's switches."""

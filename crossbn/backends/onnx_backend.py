@@ -1,0 +1,345 @@
+"""ONNX `BatchNormalization` graphs on onnxruntime and on the onnx reference evaluator.
+
+Eight backends: a graph source times a runtime.
+  graph sources  `*-opset9`, `*-opset14`, `*-opset15`: one BatchNormalization
+                 node written with onnx.helper at that opset; `*-torch-export`:
+                 the `torch` backend's nn.BatchNorm{1,2,3}d exported by
+                 torch.onnx.export (see onnx_graphs.py for both)
+  runtimes       `onnxruntime-*`: onnxruntime.InferenceSession (CPUExecutionProvider,
+                 or CUDAExecutionProvider with no CPU fallback when that
+                 provider is installed); `onnx-reference-*`:
+                 onnx.reference.ReferenceEvaluator (NumPy, cpu only)
+
+Translation from the canonical case:
+- momentum is ONNX's own (the weight on the old running value) and, like eps,
+  a FLOAT attribute: the graph holds both rounded to float32. A float64 case
+  is therefore run with eps = float32(eps) and momentum = float32(momentum)
+  (0.9 -> 0.89999998); that is what ONNX can express, and the oracle, which
+  uses the exact values, shows it.
+- layout: BatchNormalization is channels-first by specification (N, C, D1..Dn).
+  Channels-last arrays are transposed in NumPy before the graph and back after
+  it; rank 2 (N, C) is valid ONNX input as it is.
+- eval steps run the inference graph on the running statistics. Training steps
+  run the training graph and feed its updated running statistics into the next
+  step: opset 14/15 `training_mode=1` (outputs Y, running_mean, running_var);
+  opset 9 has no training_mode attribute, and its five-output form (Y, mean,
+  var, saved_mean, saved_var) is training mode. onnxruntime's pip build runs
+  all of them (measured: 1.31.1). The reference evaluator's opset-9 kernel
+  computes Y alone, so its five-output graph cannot run: those cases are
+  unsupported with the evaluator's own error as the reason.
+- what a runtime returns beyond Y: opset 9's saved_mean is the batch mean;
+  its saved_var is "saved variance" in the specification, and onnxruntime
+  fills it with the inverse standard deviation 1/sqrt(var + eps) (measured),
+  so it is exposed as `invstd` there and as `batch_var` where a runtime
+  follows the specification's word (`saved_var_is`).
+- track_running_stats=False (normalize with the batch statistics in eval too):
+  an inference graph cannot compute batch statistics, so every step of such a
+  case runs the training graph, with placeholder running statistics (0, 1)
+  whose updated values are discarded. The torch export does the same on its
+  own: the exporter writes ReduceMean ops for the batch statistics and a
+  training_mode=1 node, in EVAL and TRAINING mode alike.
+- cumulative averages (PyTorch's momentum=None) are unsupported: a node has
+  one fixed momentum.
+- affine=False: the opset graphs are fed scale = 1 and B = 0 (exact); the
+  torch export carries its own constant ones and zeros.
+- dtypes: everything (X, scale, B, mean, var) is in the case dtype, also at
+  opset 15, which would allow float32 statistics for float16 X: the running
+  statistics are stored in the case dtype as in every other backend.
+  onnxruntime's CPU provider runs float16 by casting the node to float32
+  (its InsertCastTransformer; measured) and has no bfloat16 kernel at all;
+  opset 9 does not allow bfloat16. The reference evaluator computes in NumPy
+  in the input dtype.
+- gradients: none (an ONNX graph is a forward computation; see no_gradients).
+
+What the runtimes do (measured, onnxruntime 1.31.1, onnx 1.23.2), reported by
+the suite rather than worked around:
+- the reference evaluator's BatchNormalization_9 normalizes a one-output
+  (inference) graph with momentum*input + (1-momentum)*batch statistics, not
+  with the given mean and var;
+- it holds FLOAT attributes as np.float32, so `1 - momentum` is also rounded
+  to float32 in float64 graphs;
+- it computes float16/bfloat16 in the input dtype (NumPy), against the
+  specification's "ReduceMean and ReduceVar use float for float16": the
+  variance's float16 sums overflow to +Inf once they pass 65504.
+
+The torch export (`*-torch-export`, torch 2.13): the TorchScript exporter
+(`dynamo=False`, deprecated but present) at its default opset 20 writes one
+BatchNormalization (version 15) node: training_mode=0 for TrainingMode.EVAL;
+training_mode=1 with three outputs for TrainingMode.TRAINING, with momentum
+1 - torch momentum. Its running variance therefore follows the ONNX
+specification (population variance, "biased"), not PyTorch eager's unbiased
+n/(n-1) update: the exported graph does not keep the module's convention.
+The dynamo exporter ignores `training` and, for a module in training mode,
+writes an inference node (y then matches eager eval mode, not training mode:
+measured), which is why it is not used. Exported graphs are cached per
+(shape, dtype, affine, track_running_stats, mode, eps, momentum) in the worker.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import ClassVar
+
+from .base import Backend, Unsupported
+from .devinfo import cpu_name
+
+_SPEC = "https://onnx.ai/onnx/operators/onnx__BatchNormalization.html#l-onnx-op-batchnormalization-{}"
+_CUMULATIVE = ("ONNX BatchNormalization has one fixed momentum attribute per node: "
+               "no cumulative average (PyTorch's momentum=None)")
+_BF16_OPSET9 = "BatchNormalization-9 allows float16, float and double only (bfloat16 came with opset 14)"
+_BF16_ORT = ("onnxruntime registers no bfloat16 BatchNormalization kernel "
+             "(NOT_IMPLEMENTED: Could not find an implementation for BatchNormalization(14/15))")
+
+
+def _conventions(opset: int) -> dict:
+    # epsilon and momentum are FLOAT attributes: a float64 graph runs with
+    # them rounded to float32 (the spec's attribute type, not a runtime choice)
+    return {"momentum": "old", "running_var": "biased", "hyperparameters": "float32", "default_eps": "1e-5",
+            "channel_axis": "first", "doc": _SPEC.format(opset)}
+
+
+class _OnnxBackend(Backend):
+    """Shared: case translation and the step loop. Subclasses pick a runtime
+    (`_Ort`, `_Reference`) and a graph source (`_Opset`, `_TorchExport`)."""
+
+    extra = "onnx"
+    dtypes = ("float64", "float32", "float16")
+    no_gradients = ("ONNX BatchNormalization graphs are forward computations: onnxruntime (inference build) "
+                    "and the onnx reference evaluator compute no gradients")
+    # why the dtypes left out of `dtypes` are not run
+    dtype_reasons: ClassVar[dict[str, str]] = {}
+    cumulative_reason: ClassVar[str] = _CUMULATIVE
+    # what the runtime puts in opset 9's saved_var output: "invstd" or "batch_var"
+    saved_var_is: ClassVar[str] = "batch_var"
+
+    def __init__(self):
+        self._cache: dict = {}
+
+    def supports(self, case) -> str | None:
+        if case.cumulative:
+            return self.cumulative_reason
+        if case.dtype in self.dtype_reasons:
+            return f"{self.name} does not run {case.dtype}: {self.dtype_reasons[case.dtype]}"
+        return super().supports(case)
+
+    # -- worker side -----------------------------------------------------------
+    def run(self, case, inputs: dict, device: str) -> dict:
+        import numpy as np
+
+        channels_last = case.channel_axis != 1
+        to_graph = (lambda a: np.ascontiguousarray(np.moveaxis(a, -1, 1))) if channels_last else (lambda a: a)
+        from_graph = (lambda a: np.ascontiguousarray(np.moveaxis(a, 1, -1))) if channels_last else (lambda a: a)
+        dt = inputs["x0"].dtype
+        ones, zeros = np.ones(case.channels, dt), np.zeros(case.channels, dt)
+        arrays = {"gamma": inputs.get("gamma", ones), "beta": inputs.get("beta", zeros),
+                  "running_mean": inputs.get("running_mean", zeros), "running_var": inputs.get("running_var", ones)}
+        out: dict = {}
+        self.run_info = {"graphs": [], "build_seconds": 0.0}
+        for k, step in enumerate(case.steps):
+            train_step = step != "eval"
+            graph, call = self._compiled(case, train_step or not case.track_running_stats, device)
+            if graph.summary not in self.run_info["graphs"]:
+                self.run_info["graphs"].append(graph.summary)
+            arrays["x"] = to_graph(inputs[f"x{k}"])
+            names = list(graph.fetches)
+            got = dict(zip(names, call([graph.fetches[n] for n in names],
+                                       {graph.feeds[n]: arrays[n] for n in graph.feeds})))
+            out[f"{step}.y"] = from_graph(np.asarray(got["y"]))
+            if not train_step:
+                continue
+            if "batch_mean" in got:
+                out[f"{step}.batch_mean"] = np.asarray(got["batch_mean"])
+            if "saved_var" in got:
+                out[f"{step}.{self.saved_var_is}"] = np.asarray(got["saved_var"])
+            if case.track_running_stats:
+                for name in ("running_mean", "running_var"):
+                    arrays[name] = np.asarray(got[name])
+                    out[f"{step}.{name}"] = arrays[name].copy()
+        return out
+
+    def _compiled(self, case, training: bool, device: str):
+        """(Graph, call(output names, feeds) -> arrays), cached per graph and device."""
+        key = (self._graph_key(case, training), device)
+        if key not in self._cache:
+            start = time.perf_counter()
+            graph = self._graph(case, training)
+            self._cache[key] = (graph, self._runner(graph, device))
+            # graph building (the torch export) and session creation, not yet cached in this worker
+            self.run_info["build_seconds"] += round(time.perf_counter() - start, 6)
+        return self._cache[key]
+
+    # graph source hooks
+    def _graph_key(self, case, training: bool) -> tuple:
+        raise NotImplementedError
+
+    def _graph(self, case, training: bool):
+        raise NotImplementedError
+
+    # runtime hooks
+    def _runner(self, graph, device: str):
+        raise NotImplementedError
+
+    def _runtime_version(self) -> str:
+        raise NotImplementedError
+
+
+# ---- graph sources -------------------------------------------------------------
+class _Opset(_OnnxBackend):
+    opset: ClassVar[int]
+
+    def _graph_key(self, case, training):
+        return ("opset", self.opset, case.shape, case.dtype, training, case.eps, case.momentum)
+
+    def _graph(self, case, training):
+        from ..dtypes import numpy_dtype
+        from .onnx_graphs import opset_graph
+
+        return opset_graph(self.opset, case.shape, numpy_dtype(case.dtype), training, case.eps, case.momentum)
+
+    def describe(self) -> dict:
+        return {"version": f"{self._runtime_version()}, BatchNormalization opset {self.opset}",
+                "devices": self._devices()}
+
+
+class _TorchExport(_OnnxBackend):
+    conventions = _conventions(15)  # the exporter's default opset 20 has BatchNormalization-15
+    cumulative_reason = ("torch.onnx.export traces momentum=None as the fixed factor of the export-time forward "
+                         "(momentum attribute 1 - 1/(num_batches_tracked+1): 0.0 for a fresh module), "
+                         "so the exported graph has no cumulative average")
+
+    def _graph_key(self, case, training):
+        return ("torch-export", case.shape, case.dtype, case.affine, case.track_running_stats, training,
+                case.eps, case.momentum)
+
+    def _graph(self, case, training):
+        from .onnx_graphs import torch_export_graph
+
+        return torch_export_graph(case, training)
+
+    def describe(self) -> dict:
+        import torch
+
+        return {"version": f"{self._runtime_version()}, torch {torch.__version__} torch.onnx.export (TorchScript)",
+                "devices": self._devices()}
+
+
+# ---- runtimes ------------------------------------------------------------------
+class _Ort(_OnnxBackend):
+    devices = ("cpu", "cuda")
+    saved_var_is = "invstd"  # onnxruntime fills opset 9's saved_var with 1/sqrt(var + eps)
+
+    def _runtime_version(self) -> str:
+        import onnx
+        import onnxruntime
+
+        return f"onnxruntime {onnxruntime.__version__} (onnx {onnx.__version__})"
+
+    def _devices(self) -> dict:
+        import onnxruntime
+
+        out = {"cpu": cpu_name()}
+        if "CUDAExecutionProvider" in onnxruntime.get_available_providers():
+            out["cuda"] = "CUDAExecutionProvider"
+        return out
+
+    def _runner(self, graph, device):
+        import onnxruntime
+
+        options = onnxruntime.SessionOptions()
+        options.log_severity_level = 3
+        if device == "cuda":
+            # every node on the GPU, or an error: never a silent CPU fallback
+            options.add_session_config_entry("session.disable_cpu_ep_fallback", "1")
+        provider = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider"}[device]
+        session = onnxruntime.InferenceSession(graph.model.SerializeToString(), options, providers=[provider])
+        return session.run
+
+
+class _Reference(_OnnxBackend):
+    packages = ("onnx", "numpy")
+    modules = ("onnx",)
+
+    def _runtime_version(self) -> str:
+        import onnx
+
+        return f"onnx {onnx.__version__} ReferenceEvaluator"
+
+    def _devices(self) -> dict:
+        return {"cpu": cpu_name()}
+
+    def _runner(self, graph, device):
+        from onnx.reference import ReferenceEvaluator
+
+        evaluator = ReferenceEvaluator(graph.model)
+
+        def call(names, feeds):
+            try:
+                return evaluator.run(names, feeds)
+            except RuntimeError as e:
+                # the kernel returned fewer outputs than the node has: a mode it does not implement
+                if "Unable to find output name" not in str(e):
+                    raise
+                kernel = type(evaluator.rt_nodes_[-1]).__name__
+                raise Unsupported(
+                    f"the onnx reference evaluator cannot run {graph.summary}: its kernel {kernel} returns "
+                    f"{'Y only' if graph.training else 'fewer outputs'}, so outputs {names[1:]} are never "
+                    f"produced ({str(e).split(', proto is')[0]})") from e
+
+        return call
+
+
+# ---- the eight backends --------------------------------------------------------
+class OrtOpset9(_Ort, _Opset):
+    name = "onnxruntime-opset9"
+    packages = ("onnxruntime", "onnx", "numpy")
+    modules = ("onnxruntime", "onnx")
+    opset = 9
+    conventions = _conventions(9)
+    dtype_reasons = {"bfloat16": _BF16_OPSET9}
+
+
+class OrtOpset14(OrtOpset9):
+    name = "onnxruntime-opset14"
+    opset = 14
+    conventions = _conventions(14)
+    dtype_reasons = {"bfloat16": _BF16_ORT}
+
+
+class OrtOpset15(OrtOpset14):
+    name = "onnxruntime-opset15"
+    opset = 15
+    conventions = _conventions(15)
+
+
+class OrtTorchExport(_Ort, _TorchExport):
+    name = "onnxruntime-torch-export"
+    packages = ("onnxruntime", "onnx", "torch", "numpy")
+    modules = ("onnxruntime", "onnx", "torch")
+    dtype_reasons = {"bfloat16": _BF16_ORT}
+
+
+class RefOpset9(_Reference, _Opset):
+    name = "onnx-reference-opset9"
+    opset = 9
+    conventions = _conventions(9)
+    dtype_reasons = {"bfloat16": _BF16_OPSET9}
+
+
+class RefOpset14(_Reference, _Opset):
+    name = "onnx-reference-opset14"
+    opset = 14
+    conventions = _conventions(14)
+    dtypes = ("float64", "float32", "float16", "bfloat16")
+
+
+class RefOpset15(RefOpset14):
+    name = "onnx-reference-opset15"
+    opset = 15
+    conventions = _conventions(15)
+
+
+class RefTorchExport(_Reference, _TorchExport):
+    name = "onnx-reference-torch-export"
+    packages = ("onnx", "torch", "numpy")
+    modules = ("onnx", "torch")
+    dtypes = ("float64", "float32", "float16", "bfloat16")
