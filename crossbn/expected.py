@@ -78,7 +78,10 @@ def simulate(case: Case, inputs: dict, *, running_var: str = "biased") -> tuple[
         if t.training and running is not None:
             t.running_before = running
             t.var_fed_factor = n / (n - 1) if running_var == "unbiased" and n > 1 else 1.0
-            t.var_fed = ref.unbiased_var(var, n) if running_var == "unbiased" else var
+            # n == 1 has no Bessel correction to apply (n - 1 = 0): the unbiased
+            # convention then feeds the biased variance, as TensorFlow's
+            # n / max(n - 1, 1) does (PyTorch refuses such a batch).
+            t.var_fed = ref.unbiased_var(var, n) if running_var == "unbiased" and n > 1 else var
             if case.cumulative:
                 t.factor = 1.0 / (k + 1)
                 running = (ref.cumulative_update(running[0], mean, k + 1),

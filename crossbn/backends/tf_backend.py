@@ -1,0 +1,417 @@
+"""TensorFlow's own BatchNorm paths: Keras 2 (tf-keras), tf.nn, FusedBatchNormV3.
+
+`tf.keras` is Keras 3 in TensorFlow >= 2.16 (that is `keras-tensorflow`);
+Keras 2 lives on as the `tf_keras` package, which the two layer backends
+import directly. All four run eagerly, gradients by `tf.GradientTape` with the
+case's dy as output gradient (dx, and dgamma/dbeta when the case is affine).
+
+- `tf-keras`: `tf_keras.layers.BatchNormalization(fused=False)`. Statistics
+  from `tf.nn.moments` on the input cast to the parameter dtype (float32 for
+  float16/bfloat16, whose layer keeps float32 variables), output by
+  `tf.nn.batch_normalization`, running statistics by `assign_sub((var -
+  batch) * (1 - momentum))`, fed the BIASED batch variance. (The decay
+  1 - momentum is made a float32 tensor first, also for a float64 layer.)
+- `tf-keras-fused`: the same layer with `fused=True`, which calls
+  `FusedBatchNormV3` with `exponential_avg_factor = 1 - momentum` and stores
+  the op's running statistics as they come: the kernel applies Bessel's
+  correction n/max(n-1, 1), so the running variance is fed the UNBIASED batch
+  variance, the biased one for n = 1 (declared; tf_keras's source says so:
+  "the variance computed by fused batch norm is with Bessel's
+  correction"). `fused=True` raises ValueError
+  for what it cannot fuse (rank other than 4/5, float64 compute dtype); those
+  are `unsupported` with that message. tf_keras would also fall back to the
+  non-fused path SILENTLY for a rank-5 input with the channel axis in the
+  middle; the adapter checks `layer.fused` after build and reports any
+  fallback as unsupported, since the backend's name promises the kernel.
+- `tf-nn`: `tf.nn.moments` + `tf.nn.batch_normalization` in the case dtype,
+  as a user writes them, with the running statistics updated by the canonical
+  formula `momentum * running + (1 - momentum) * batch` in TF ops (biased
+  variance, stored in the case dtype; the update, the adapter's own
+  arithmetic, runs in float32 for half dtypes). Nothing else is upcast:
+  `tf.nn.moments` itself reduces float16 in float32 and rounds the statistics
+  back to float16; bfloat16 is reduced in bfloat16; `batch_normalization`
+  computes in the input dtype. `track_running_stats=False` is expressible
+  (eval normalizes with the batch moments) and is supported.
+- `tf-fused-op`: `tf.raw_ops.FusedBatchNormV3` directly. Training steps:
+  `is_training=True, exponential_avg_factor=1 - momentum`, the running
+  statistics as `mean`/`variance`; eval: `is_training=False`;
+  `track_running_stats=False`: `is_training=True`, factor 1 and empty
+  mean/variance in every step (the op's stateless batch normalization).
+  Scale, offset, mean and variance are float32 (the op's U) for every x dtype;
+  they stay float32 between steps, as in tf_keras, and come back rounded to
+  the case dtype. The op takes 4-D (NHWC/NCHW) and 5-D (NDHWC/NCDHW) input;
+  the CPU kernel runs both channel positions, NCHW by transposing to NHWC
+  inside the kernel (fused_batch_norm_op.cc), so channels_first is the
+  framework's own path. Rank 2 and 3 are RESHAPED to 4-D, what users do,
+  never transposed: (N, C) -> (N, 1, 1, C) NHWC; (N, C, L) -> (N, C, L, 1)
+  NCHW; (N, L, C) -> (N, L, 1, C) NHWC.
+
+No float64 for the fused paths: FusedBatchNormV3's T is {half, bfloat16,
+float} and tf_keras refuses `fused=True` for a float64 compute dtype. No
+backend has a cumulative average. The Keras layers always keep running
+statistics (no track_running_stats=False).
+
+Intermediates:
+- tf-keras, tf-nn: `batch_mean`, `batch_var` from `tf.nn.moments` on the same
+  tensor the layer reduces (float32 for half inputs in tf-keras, the case
+  dtype in tf-nn).
+- tf-fused-op, tf-keras-fused: FusedBatchNormV3's reserve spaces, from the
+  call itself (tf-fused-op) or from the same kernel on the same input and
+  data format (tf-keras-fused; the layer discards them): `reserve_space_1` is
+  the batch mean, and on CPU `reserve_space_2` is the BIASED batch variance
+  (measured: the Bessel factor is applied only to the running-variance
+  output). On a GPU (cuDNN) `reserve_space_2` is the saved inverse variance,
+  so there only the batch mean is exposed. float32 for every x dtype.
+
+Declared conventions: momentum is the weight on the old value for the layers
+(Keras) and for tf-nn (the adapter's update, TF's moving-average convention),
+but FusedBatchNormV3's `exponential_avg_factor` weighs the NEW statistic
+(declared "new"; the adapter passes 1 - momentum). Default epsilons: 1e-3 for
+the Keras layer, 1e-4 for the raw op's `epsilon` attr (the v1 Python wrapper
+`tf.compat.v1.nn.fused_batch_norm` defaults to 1e-3), none for
+`tf.nn.batch_normalization` (variance_epsilon is required). Hyperparameters:
+FusedBatchNormV3's `epsilon` and `exponential_avg_factor` are 32-bit float
+attrs ("float32"; invisible in its float32 arithmetic); the non-fused layer
+and tf-nn take eps as given ("exact"; tf_keras's float32 decay is a finding,
+not a documented convention, so it is not declared away).
+"""
+
+from __future__ import annotations
+
+from .base import Backend, Unsupported
+from .devinfo import cpu_name
+
+_FUSED_DTYPES = ("float32", "float16", "bfloat16")
+_FUSED_FLOAT64 = "FusedBatchNormV3 has no float64 kernel (its T is half, bfloat16 or float)"
+
+
+def _data_format(rank: int, channels_last: bool) -> str:
+    return {(4, False): "NCHW", (4, True): "NHWC", (5, False): "NCDHW", (5, True): "NDHWC"}[(rank, channels_last)]
+
+
+def _fused_shape(case) -> tuple[tuple[int, ...], str]:
+    """The 4-D/5-D shape (a reshape of the stored array) and data format the
+    fused op sees."""
+    shape = case.array_shape
+    if case.rank == 2:                      # (N, C)
+        return (shape[0], 1, 1, shape[1]), "NHWC"
+    if case.rank == 3:
+        if case.channel_axis == 1:          # (N, C, L)
+            return (*shape, 1), "NCHW"
+        return (shape[0], shape[1], 1, shape[2]), "NHWC"  # (N, L, C)
+    return shape, _data_format(case.rank, case.channel_axis != 1)
+
+
+class _TfBackend(Backend):
+    """Shared driver: device scope, steps, GradientTape, conversion of the
+    observables to the case dtype and stored layout. Subclasses build their
+    state (`_setup`) and run one forward pass (`_forward`)."""
+
+    packages = ("tensorflow", "numpy")
+    modules = ("tensorflow",)
+    extra = "tensorflow"
+    devices = ("cpu", "cuda")
+    worker_env = {"TF_CPP_MIN_LOG_LEVEL": "2"}
+    # Whether the case's track_running_stats=False is expressible.
+    batch_stats_only: bool = False
+
+    def supports(self, case) -> str | None:
+        if case.cumulative:
+            return f"{self.name} has no cumulative-average running statistics (PyTorch's momentum=None)"
+        if not case.track_running_stats and not self.batch_stats_only:
+            return f"{self.name}: the layer always keeps running statistics (no track_running_stats=False)"
+        return super().supports(case)
+
+    # -- worker side -----------------------------------------------------------
+    def describe(self) -> dict:
+        import tensorflow as tf
+
+        return {"version": self._version(tf), "devices": self._devices()}
+
+    def _version(self, tf) -> str:
+        return f"tensorflow {tf.__version__}"
+
+    def _devices(self) -> dict:
+        import tensorflow as tf
+
+        out = {"cpu": cpu_name()}
+        gpus = tf.config.list_physical_devices("GPU")
+        if gpus:
+            out["cuda"] = tf.config.experimental.get_device_details(gpus[0]).get("device_name", "GPU")
+        return out
+
+    def run(self, case, inputs: dict, device: str) -> dict:
+        import numpy as np
+        import tensorflow as tf
+
+        dt = inputs["x0"].dtype
+
+        def numpy(t):  # rounded once to the case dtype (past its range: ±Inf, as it must)
+            with np.errstate(over="ignore"):
+                return np.asarray(t.numpy()).astype(dt)
+
+        out: dict = {}
+        with tf.device("/GPU:0" if device == "cuda" else "/CPU:0"):
+            state = self._setup(tf, case, inputs, device)
+            for k, step in enumerate(case.steps):
+                training = step != "eval"
+                x = tf.constant(inputs[f"x{k}"])
+                params = self._params(state) if case.affine else []
+                with tf.GradientTape() as tape:
+                    tape.watch(x)
+                    y, stats = self._forward(tf, case, state, x, training)
+                out[f"{step}.y"] = numpy(y)
+                if training:
+                    # intermediates keep the dtype they were computed in
+                    out.update({f"{step}.{n}": np.asarray(v.numpy()) for n, v in stats.items()})
+                    running = self._running(state)
+                    if running is not None:
+                        out[f"{step}.running_mean"], out[f"{step}.running_var"] = map(numpy, running)
+                if case.gradients:
+                    g = tape.gradient(y, [x, *params], output_gradients=tf.constant(inputs[f"dy{k}"]))
+                    out[f"{step}.dx"] = numpy(g[0])
+                    if params:
+                        out[f"{step}.dgamma"], out[f"{step}.dbeta"] = numpy(g[1]), numpy(g[2])
+        return out
+
+    @staticmethod
+    def _axes(case) -> list[int]:
+        return [a for a in range(case.rank) if a != case.channel_axis]
+
+    # Hooks.
+    def _setup(self, tf, case, inputs, device):
+        raise NotImplementedError
+
+    def _params(self, state) -> list:
+        """[gamma, beta] as watched variables (affine cases)."""
+        raise NotImplementedError
+
+    def _forward(self, tf, case, state, x, training):
+        """(y, {intermediate: tensor}) for one step; updates the running state."""
+        raise NotImplementedError
+
+    def _running(self, state):
+        """(running_mean, running_var) after the step, or None."""
+        raise NotImplementedError
+
+
+def _fused_batch_stats(tf, x, data_format, device) -> dict:
+    """The batch mean (reserve_space_1) and, on CPU, the biased batch variance
+    (reserve_space_2) as FusedBatchNormV3 computes them; float32."""
+    c = x.shape[1 if data_format.startswith("NC") else -1]
+    r = tf.raw_ops.FusedBatchNormV3(
+        x=x, scale=tf.ones([c], tf.float32), offset=tf.zeros([c], tf.float32),
+        mean=tf.constant([], tf.float32), variance=tf.constant([], tf.float32),
+        epsilon=0.0, exponential_avg_factor=1.0, data_format=data_format, is_training=True)
+    return _reserve_stats(r, device)
+
+
+def _reserve_stats(r, device) -> dict:
+    """The intermediates in a training-mode FusedBatchNormV3 result."""
+    stats = {"batch_mean": r.reserve_space_1}
+    if device == "cpu":  # cuDNN's reserve_space_2 is the inverse variance
+        stats["batch_var"] = r.reserve_space_2
+    return stats
+
+
+# ---- Keras 2 ------------------------------------------------------------------
+class _TfKerasLayer(_TfBackend):
+    fused: bool = False
+    packages = ("tf_keras", "tensorflow", "numpy")
+    modules = ("tf_keras", "tensorflow")
+    extra = "tf-keras"
+
+    def _version(self, tf) -> str:
+        import tf_keras
+
+        return f"tf_keras {tf_keras.__version__} / tensorflow {tf.__version__}"
+
+    def _setup(self, tf, case, inputs, device):
+        import tf_keras
+
+        try:
+            layer = tf_keras.layers.BatchNormalization(
+                axis=1 if case.channel_axis == 1 else -1,
+                momentum=case.momentum,
+                epsilon=case.eps,
+                center=case.affine,
+                scale=case.affine,
+                fused=self.fused,
+                dtype=case.dtype,
+            )
+            layer.build(case.array_shape)
+        except ValueError as e:
+            if self.fused:  # the documented refusal of fused=True
+                raise Unsupported(f"tf_keras BatchNormalization(fused=True) refuses the case: {e}") from e
+            raise
+        if bool(layer.fused) != self.fused:
+            raise Unsupported(f"tf_keras built the layer with fused={layer.fused!r} for shape "
+                              f"{case.array_shape} (silent fallback), not the fused={self.fused} path")
+        for name, var in (("gamma", "gamma"), ("beta", "beta"),
+                          ("running_mean", "moving_mean"), ("running_var", "moving_variance")):
+            if name in inputs:
+                getattr(layer, var).assign(inputs[name].astype(getattr(layer, var).dtype.as_numpy_dtype))
+        return {"layer": layer, "device": device}
+
+    def _params(self, state) -> list:
+        return [state["layer"].gamma, state["layer"].beta]
+
+    def _forward(self, tf, case, state, x, training):
+        layer = state["layer"]
+        stats = self._stats(tf, case, layer, x, state["device"]) if training else {}
+        return layer(x, training=training), stats
+
+    def _stats(self, tf, case, layer, x, device) -> dict:
+        raise NotImplementedError
+
+    def _running(self, state):
+        return state["layer"].moving_mean, state["layer"].moving_variance
+
+
+class TfKeras(_TfKerasLayer):
+    name = "tf-keras"
+    fused = False
+    conventions = {
+        "momentum": "old", "running_var": "biased", "hyperparameters": "exact", "default_eps": "1e-3",
+        "channel_axis": "any",
+        "doc": "https://www.tensorflow.org/versions/r2.15/api_docs/python/tf/keras/layers/BatchNormalization",
+    }
+
+    def _stats(self, tf, case, layer, x, device) -> dict:
+        # the layer reduces tf.cast(inputs, param dtype) with tf.nn.moments
+        mean, var = tf.nn.moments(tf.cast(x, layer.moving_mean.dtype), self._axes(case))
+        return {"batch_mean": mean, "batch_var": var}
+
+
+class TfKerasFused(_TfKerasLayer):
+    name = "tf-keras-fused"
+    fused = True
+    dtypes = _FUSED_DTYPES
+    conventions = {
+        "momentum": "old", "running_var": "unbiased", "hyperparameters": "float32", "default_eps": "1e-3",
+        "channel_axis": "any",
+        # _fused_batch_norm: "the variance computed by fused batch norm is with Bessel's correction"
+        "doc": "https://github.com/keras-team/tf-keras/blob/master/tf_keras/layers/normalization/"
+               "batch_normalization.py",
+    }
+
+    def supports(self, case) -> str | None:
+        if case.dtype == "float64":
+            return ("tf_keras BatchNormalization(fused=True) raises ValueError: only supported when the "
+                    f"compute dtype is float16, bfloat16, or float32 ({_FUSED_FLOAT64})")
+        if case.rank not in (4, 5):
+            return ("tf_keras BatchNormalization(fused=True) raises ValueError: only 4D or 5D input "
+                    f"tensors (rank {case.rank})")
+        return super().supports(case)
+
+    def _stats(self, tf, case, layer, x, device) -> dict:
+        return _fused_batch_stats(tf, x, _data_format(case.rank, case.channel_axis != 1), device)
+
+
+# ---- tf.nn ----------------------------------------------------------------------
+class TfNn(_TfBackend):
+    name = "tf-nn"
+    batch_stats_only = True
+    conventions = {
+        "momentum": "old", "running_var": "biased", "hyperparameters": "exact",
+        "default_eps": "none (required)", "channel_axis": "any",
+        "doc": "https://www.tensorflow.org/api_docs/python/tf/nn/batch_normalization",
+    }
+
+    def _setup(self, tf, case, inputs, device):
+        state = {"shape": [case.channels if a == case.channel_axis else 1 for a in range(case.rank)]}
+        for name in ("gamma", "beta"):
+            if name in inputs:
+                state[name] = tf.Variable(inputs[name])
+        if case.track_running_stats:
+            state["running"] = (tf.constant(inputs["running_mean"]), tf.constant(inputs["running_var"]))
+        return state
+
+    def _params(self, state) -> list:
+        return [state["gamma"], state["beta"]]
+
+    def _forward(self, tf, case, state, x, training):
+        stats = {}
+        if training or "running" not in state:
+            mean, var = tf.nn.moments(x, self._axes(case))
+            if training:
+                stats = {"batch_mean": mean, "batch_var": var}
+                if "running" in state:
+                    state["running"] = tuple(self._update(tf, case, old, new)
+                                             for old, new in zip(state["running"], (mean, var)))
+        else:
+            mean, var = state["running"]
+
+        def b(t):
+            return None if t is None else tf.reshape(t, state["shape"])
+
+        y = tf.nn.batch_normalization(x, b(mean), b(var), b(state.get("beta")), b(state.get("gamma")), case.eps)
+        return y, stats
+
+    @staticmethod
+    def _update(tf, case, old, new):
+        """momentum * old + (1 - momentum) * new, stored in the case dtype. The
+        adapter's own arithmetic (tf.nn has no running statistics), so for
+        half dtypes it runs in float32: a momentum rounded to bfloat16 (0.9 ->
+        0.8984) would otherwise be charged to TensorFlow."""
+        dt = tf.float32 if old.dtype in (tf.float16, tf.bfloat16) else old.dtype
+        m = tf.constant(case.momentum, dt)
+        mixed = m * tf.cast(old, dt) + tf.constant(1.0 - case.momentum, dt) * tf.cast(tf.stop_gradient(new), dt)
+        return tf.cast(mixed, old.dtype)
+
+    def _running(self, state):
+        return state.get("running")
+
+
+# ---- FusedBatchNormV3 -------------------------------------------------------------
+class TfFusedOp(_TfBackend):
+    name = "tf-fused-op"
+    batch_stats_only = True
+    dtypes = _FUSED_DTYPES
+    conventions = {
+        "momentum": "new", "running_var": "unbiased", "hyperparameters": "float32", "default_eps": "1e-4",
+        "channel_axis": "any",
+        "doc": "https://www.tensorflow.org/api_docs/python/tf/raw_ops/FusedBatchNormV3",
+    }
+
+    def supports(self, case) -> str | None:
+        if case.dtype == "float64":
+            return f"tf.raw_ops.FusedBatchNormV3: {_FUSED_FLOAT64}"
+        return super().supports(case)
+
+    def _setup(self, tf, case, inputs, device):
+        f32 = (lambda a: tf.constant(a.astype("float32")))
+        c = case.channels
+        shape, fmt = _fused_shape(case)
+        state = {"shape4": shape, "format": fmt, "device": device,
+                 "scale": tf.ones([c], tf.float32), "offset": tf.zeros([c], tf.float32)}
+        if case.affine:
+            state["scale"], state["offset"] = tf.Variable(f32(inputs["gamma"])), tf.Variable(f32(inputs["beta"]))
+        if case.track_running_stats:
+            state["running"] = (f32(inputs["running_mean"]), f32(inputs["running_var"]))
+        return state
+
+    def _params(self, state) -> list:
+        return [state["scale"], state["offset"]]
+
+    def _forward(self, tf, case, state, x, training):
+        running = state.get("running")
+        if running is None:       # track_running_stats=False: batch statistics, no state
+            mean = var = tf.constant([], tf.float32)
+            is_training, factor = True, 1.0
+        else:
+            (mean, var), is_training = running, training
+            factor = 1.0 - case.momentum if training else 1.0
+        r = tf.raw_ops.FusedBatchNormV3(
+            x=tf.reshape(x, state["shape4"]), scale=state["scale"], offset=state["offset"], mean=mean,
+            variance=var, epsilon=case.eps, exponential_avg_factor=factor, data_format=state["format"],
+            is_training=is_training)
+        stats = {}
+        if training:
+            stats = _reserve_stats(r, state["device"])
+            if running is not None:
+                state["running"] = (r.batch_mean, r.batch_variance)
+        return tf.reshape(r.y, case.array_shape), stats
+
+    def _running(self, state):
+        return state.get("running")
