@@ -15,3 +15,36 @@ def cpu_name() -> str:
     except OSError:
         pass
     return platform.processor() or platform.machine()
+
+
+def tensorflow_devices() -> dict:
+    """{"cpu": model, "cuda": GPU name when TensorFlow sees one} (imports TensorFlow)."""
+    import tensorflow as tf
+
+    out = {"cpu": cpu_name()}
+    gpus = tf.config.list_physical_devices("GPU")
+    if gpus:
+        out["cuda"] = tf.config.experimental.get_device_details(gpus[0]).get("device_name", "GPU")
+    return out
+
+
+def jax_devices() -> dict:
+    """{"cpu": model, "cuda": GPU kind when JAX sees one} (imports JAX)."""
+    import jax
+
+    out = {"cpu": cpu_name()}
+    try:
+        out["cuda"] = jax.devices("gpu")[0].device_kind
+    except RuntimeError:
+        pass
+    return out
+
+
+def no_running_stats_variants(case, layer: str) -> str | None:
+    """Why a layer that always keeps an exponential running average cannot
+    run the case, or None (Keras, tf-keras and Flax layers share this)."""
+    if case.cumulative:
+        return f"{layer} has no cumulative-average running statistics (PyTorch's momentum=None)"
+    if not case.track_running_stats:
+        return f"{layer} always keeps running statistics (no track_running_stats=False)"
+    return None

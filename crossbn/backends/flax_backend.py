@@ -49,7 +49,7 @@ inputs stay float32 under it; Python-scalar momentum stays weakly typed).
 from __future__ import annotations
 
 from .base import Backend, Unsupported
-from .devinfo import cpu_name
+from .devinfo import jax_devices, no_running_stats_variants
 
 # case switch -> constructor argument
 _SWITCHES = {
@@ -73,11 +73,7 @@ class _FlaxBackend(Backend):
     jit: bool = False
 
     def supports(self, case) -> str | None:
-        if case.cumulative:
-            return "Flax BatchNorm has no cumulative-average running statistics (PyTorch's momentum=None)"
-        if not case.track_running_stats:
-            return "Flax BatchNorm always keeps running statistics (no track_running_stats=False)"
-        return super().supports(case)
+        return no_running_stats_variants(case, "Flax BatchNorm") or super().supports(case)
 
     # -- worker side -----------------------------------------------------------
     def describe(self) -> dict:
@@ -87,7 +83,7 @@ class _FlaxBackend(Backend):
         mode = "jit" if self.jit else "eager"
         return {"version": f"flax {flax.__version__} / jax {jax.__version__} "
                            f"/ jaxlib {self.versions().get('jaxlib', '?')} ({mode})",
-                "devices": _devices()}
+                "devices": jax_devices()}
 
     def run(self, case, inputs: dict, device: str) -> dict:
         import jax
@@ -153,17 +149,6 @@ class _FlaxBackend(Backend):
 
     def _step(self, case, switches, state, x, dy, training) -> dict:
         raise NotImplementedError
-
-
-def _devices() -> dict:
-    import jax
-
-    out = {"cpu": cpu_name()}
-    try:
-        out["cuda"] = jax.devices("gpu")[0].device_kind
-    except RuntimeError:
-        pass
-    return out
 
 
 def _stats_dtype(case, force_float32: bool):

@@ -19,7 +19,7 @@ to expose the batch mean and variance.
 from __future__ import annotations
 
 from .base import Backend
-from .devinfo import cpu_name
+from .devinfo import cpu_name, jax_devices, no_running_stats_variants, tensorflow_devices
 
 
 class _KerasBackend(Backend):
@@ -32,11 +32,7 @@ class _KerasBackend(Backend):
     }
 
     def supports(self, case) -> str | None:
-        if case.cumulative:
-            return "Keras BatchNormalization has no cumulative-average running statistics (PyTorch's momentum=None)"
-        if not case.track_running_stats:
-            return "Keras BatchNormalization always keeps running statistics (no track_running_stats=False)"
-        return super().supports(case)
+        return no_running_stats_variants(case, "Keras BatchNormalization") or super().supports(case)
 
     # -- worker side -----------------------------------------------------------
     def describe(self) -> dict:
@@ -111,13 +107,7 @@ class KerasTensorFlow(_KerasBackend):
     worker_env = {"KERAS_BACKEND": "tensorflow", "TF_CPP_MIN_LOG_LEVEL": "2"}
 
     def _devices(self) -> dict:
-        import tensorflow as tf
-
-        out = {"cpu": cpu_name()}
-        gpus = tf.config.list_physical_devices("GPU")
-        if gpus:
-            out["cuda"] = tf.config.experimental.get_device_details(gpus[0]).get("device_name", "GPU")
-        return out
+        return tensorflow_devices()
 
     def _forward_backward(self, layer, x, dy, training, gradients, device):
         import tensorflow as tf
@@ -145,14 +135,7 @@ class KerasJax(_KerasBackend):
     worker_env = {"KERAS_BACKEND": "jax", "JAX_ENABLE_X64": "1", "JAX_PLATFORMS": ""}
 
     def _devices(self) -> dict:
-        import jax
-
-        out = {"cpu": cpu_name()}
-        try:
-            out["cuda"] = jax.devices("gpu")[0].device_kind
-        except RuntimeError:
-            pass
-        return out
+        return jax_devices()
 
     def _tensor(self, a, device):
         import jax

@@ -79,7 +79,7 @@ not a documented convention, so it is not declared away).
 from __future__ import annotations
 
 from .base import Backend, Unsupported
-from .devinfo import cpu_name
+from .devinfo import tensorflow_devices
 
 _FUSED_DTYPES = ("float32", "float16", "bfloat16")
 _FUSED_FLOAT64 = "FusedBatchNormV3 has no float64 kernel (its T is half, bfloat16 or float)"
@@ -132,13 +132,7 @@ class _TfBackend(Backend):
         return f"tensorflow {tf.__version__}"
 
     def _devices(self) -> dict:
-        import tensorflow as tf
-
-        out = {"cpu": cpu_name()}
-        gpus = tf.config.list_physical_devices("GPU")
-        if gpus:
-            out["cuda"] = tf.config.experimental.get_device_details(gpus[0]).get("device_name", "GPU")
-        return out
+        return tensorflow_devices()
 
     def run(self, case, inputs: dict, device: str) -> dict:
         import numpy as np
