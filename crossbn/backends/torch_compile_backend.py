@@ -35,6 +35,7 @@ from __future__ import annotations
 import os
 import time
 
+from .base import Unsupported
 from .torch_backend import TorchBackend
 
 SAMPLE_ENV = "CROSSBN_TORCH_COMPILE_SAMPLE"
@@ -104,8 +105,19 @@ class _Timed:
         return int(self._counters["stats"]["unique_graphs"])
 
     def __call__(self, x):
+        import torch._dynamo.exc
+
         before, start = self._graphs(), time.perf_counter()
-        y = self._compiled(x)
+        try:
+            y = self._compiled(x)
+        except torch._dynamo.exc.UserError as e:
+            # e.g. momentum=None: the factor 1/num_batches_tracked is a
+            # data-dependent float that fullgraph compilation cannot guard on
+            # (without fullgraph it is a graph break: eager code, not compiled)
+            if "data-dependent" not in str(e):
+                raise
+            first = str(e).splitlines()[0]
+            raise Unsupported(f"torch.compile(fullgraph=True) cannot compile this module: {first}") from e
         compiled_now = self._graphs() - before
         if compiled_now:
             self._info["graphs_compiled"] += compiled_now
