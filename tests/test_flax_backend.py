@@ -41,9 +41,9 @@ from crossbn.case import Case
 from crossbn.compare import compare
 from crossbn.runner import WorkerPool
 from crossbn.tolerance import model_bounds
+from few_ulps import assert_few_ulps  # tests/few_ulps.py
 
 FLAX = ("flax-linen", "flax-linen-jit", "flax-nnx", "flax-nnx-jit")
-FEW_ULPS = 16  # as in test_model_validation: float64 well within, float32 arithmetic far outside
 
 SHAPES = (((8, 4, 6), "channels_first"), ((4, 3, 4, 4), "channels_last"))
 WELL_64 = [Case(group="flax", shape=s, layout=l, dtype="float64", train_steps=2, seed=i)
@@ -107,11 +107,7 @@ def test_float64_agrees_to_a_few_ulps(outcomes, backend, case):
     assert actual["train0.y"].dtype == np.float64
     result = compare(actual, exp, bounds)
     assert {n.split(".")[1] for n in result.not_exposed} <= {"invstd"}, result.not_exposed
-    for name, obs in result.observables.items():
-        scale = np.max(np.abs(exp[name]))
-        ulps = obs.max_abs / np.spacing(scale)
-        assert ulps <= FEW_ULPS, f"{backend} {name}: {ulps:.3g} ulps of scale {scale:.3g}"
-        assert obs.ratio <= 1.0, f"{backend} {name}: error/bound {obs.ratio:.3g}"
+    assert_few_ulps(backend, result, exp)
 
 
 @pytest.mark.parametrize("backend", FLAX)

@@ -25,10 +25,10 @@ from crossbn.compare import compare
 from crossbn.judge import judge
 from crossbn.runner import WorkerPool
 from crossbn.tolerance import model_bounds
+from few_ulps import assert_few_ulps  # tests/few_ulps.py
 
 FOUR = ("tf-keras", "tf-keras-fused", "tf-nn", "tf-fused-op")
 FUSED = ("tf-keras-fused", "tf-fused-op")
-FEW_ULPS = 16  # as in test_model_validation.py
 TF_KERAS_DECAY = ("tf_keras rounds the decay 1 - momentum to float32 (tf.convert_to_tensor(1.0 - momentum)) "
                   "before the float64 running-statistics update: ~1e-9 relative error in running stats and eval")
 
@@ -69,10 +69,7 @@ def _assert_few_ulps(tf, name, case):
     actual, ins = _run(tf, name, case)
     result, exp = _compare(case, ins, actual, tf[1][name].convention("running_var"))
     assert all(n.endswith(".invstd") for n in result.not_exposed), result.not_exposed  # no API gives it
-    for obs_name, obs in result.observables.items():
-        ulps = obs.max_abs / np.spacing(np.max(np.abs(exp[obs_name])))
-        assert ulps <= FEW_ULPS, f"{name} {obs_name}: {ulps:.3g} ulps"
-        assert obs.ratio <= 1.0, f"{name} {obs_name}: error/bound {obs.ratio:.3g}"
+    assert_few_ulps(name, result, exp)
 
 
 @pytest.mark.parametrize("backend", [

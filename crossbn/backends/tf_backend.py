@@ -1,28 +1,9 @@
-"""TensorFlow's own BatchNorm paths: Keras 2 (tf-keras), tf.nn, FusedBatchNormV3.
+"""TensorFlow's own BatchNorm ops, tf.nn and FusedBatchNormV3, and the
+driver the Keras 2 layers (`tf_keras_backend.py`) share with them.
 
-`tf.keras` is Keras 3 in TensorFlow >= 2.16 (that is `keras-tensorflow`);
-Keras 2 lives on as the `tf_keras` package, which the two layer backends
-import directly. All four run eagerly, gradients by `tf.GradientTape` with the
-case's dy as output gradient (dx, and dgamma/dbeta when the case is affine).
+All run eagerly, gradients by `tf.GradientTape` with the case's dy as output
+gradient (dx, and dgamma/dbeta when the case is affine).
 
-- `tf-keras`: `tf_keras.layers.BatchNormalization(fused=False)`. Statistics
-  from `tf.nn.moments` on the input cast to the parameter dtype (float32 for
-  float16/bfloat16, whose layer keeps float32 variables), output by
-  `tf.nn.batch_normalization`, running statistics by `assign_sub((var -
-  batch) * (1 - momentum))`, fed the BIASED batch variance. (The decay
-  1 - momentum is made a float32 tensor first, also for a float64 layer.)
-- `tf-keras-fused`: the same layer with `fused=True`, which calls
-  `FusedBatchNormV3` with `exponential_avg_factor = 1 - momentum` and stores
-  the op's running statistics as they come: the kernel applies Bessel's
-  correction n/max(n-1, 1), so the running variance is fed the UNBIASED batch
-  variance, the biased one for n = 1 (declared; tf_keras's source says so:
-  "the variance computed by fused batch norm is with Bessel's
-  correction"). `fused=True` raises ValueError
-  for what it cannot fuse (rank other than 4/5, float64 compute dtype); those
-  are `unsupported` with that message. tf_keras would also fall back to the
-  non-fused path SILENTLY for a rank-5 input with the channel axis in the
-  middle; the adapter checks `layer.fused` after build and reports any
-  fallback as unsupported, since the backend's name promises the kernel.
 - `tf-nn`: `tf.nn.moments` + `tf.nn.batch_normalization` in the case dtype,
   as a user writes them, with the running statistics updated by the canonical
   formula `momentum * running + (1 - momentum) * batch` in TF ops (biased
@@ -44,42 +25,32 @@ case's dy as output gradient (dx, and dgamma/dbeta when the case is affine).
   inside the kernel (fused_batch_norm_op.cc), so channels_first is the
   framework's own path. Rank 2 and 3 are RESHAPED to 4-D, what users do,
   never transposed: (N, C) -> (N, 1, 1, C) NHWC; (N, C, L) -> (N, C, L, 1)
-  NCHW; (N, L, C) -> (N, L, 1, C) NHWC.
+  NCHW; (N, L, C) -> (N, L, 1, C) NHWC. The kernel applies Bessel's
+  correction n/max(n-1, 1) to the running variance only (declared
+  "unbiased"). No float64: the op's T is {half, bfloat16, float}.
 
-No float64 for the fused paths: FusedBatchNormV3's T is {half, bfloat16,
-float} and tf_keras refuses `fused=True` for a float64 compute dtype. No
-backend has a cumulative average. The Keras layers always keep running
-statistics (no track_running_stats=False).
+Intermediates: tf-nn's `batch_mean`, `batch_var` from `tf.nn.moments` (the
+case dtype); FusedBatchNormV3's reserve spaces: `reserve_space_1` is the
+batch mean, and on CPU `reserve_space_2` is the BIASED batch variance
+(measured: the Bessel factor is applied only to the running-variance
+output). On a GPU (cuDNN) `reserve_space_2` is the saved inverse variance,
+so there only the batch mean is exposed. float32 for every x dtype.
 
-Intermediates:
-- tf-keras, tf-nn: `batch_mean`, `batch_var` from `tf.nn.moments` on the same
-  tensor the layer reduces (float32 for half inputs in tf-keras, the case
-  dtype in tf-nn).
-- tf-fused-op, tf-keras-fused: FusedBatchNormV3's reserve spaces, from the
-  call itself (tf-fused-op) or from the same kernel on the same input and
-  data format (tf-keras-fused; the layer discards them): `reserve_space_1` is
-  the batch mean, and on CPU `reserve_space_2` is the BIASED batch variance
-  (measured: the Bessel factor is applied only to the running-variance
-  output). On a GPU (cuDNN) `reserve_space_2` is the saved inverse variance,
-  so there only the batch mean is exposed. float32 for every x dtype.
-
-Declared conventions: momentum is the weight on the old value for the layers
-(Keras) and for tf-nn (the adapter's update, TF's moving-average convention),
-but FusedBatchNormV3's `exponential_avg_factor` weighs the NEW statistic
-(declared "new"; the adapter passes 1 - momentum). Default epsilons: 1e-3 for
-the Keras layer, 1e-4 for the raw op's `epsilon` attr (the v1 Python wrapper
-`tf.compat.v1.nn.fused_batch_norm` defaults to 1e-3), none for
-`tf.nn.batch_normalization` (variance_epsilon is required). Hyperparameters:
-FusedBatchNormV3's `epsilon` and `exponential_avg_factor` are 32-bit float
-attrs ("float32"; invisible in its float32 arithmetic); the non-fused layer
-and tf-nn take eps as given ("exact"; tf_keras's float32 decay is a finding,
-not a documented convention, so it is not declared away).
+Declared conventions: tf-nn's momentum is the weight on the old value (the
+adapter's update, TF's moving-average convention); FusedBatchNormV3's
+`exponential_avg_factor` weighs the NEW statistic (declared "new"; the
+adapter passes 1 - momentum). Default epsilons: 1e-4 for the raw op's
+`epsilon` attr (the v1 Python wrapper `tf.compat.v1.nn.fused_batch_norm`
+defaults to 1e-3), none for `tf.nn.batch_normalization` (variance_epsilon is
+required). Hyperparameters: FusedBatchNormV3's `epsilon` and
+`exponential_avg_factor` are 32-bit float attrs ("float32"); tf-nn takes eps
+as given ("exact"). No backend has a cumulative average.
 """
 
 from __future__ import annotations
 
-from .base import Backend, Unsupported
-from .devinfo import tensorflow_devices
+from .base import Backend
+from .devinfo import no_running_stats_variants, tensorflow_devices
 
 _FUSED_DTYPES = ("float32", "float16", "bfloat16")
 _FUSED_FLOAT64 = "FusedBatchNormV3 has no float64 kernel (its T is half, bfloat16 or float)"
@@ -116,10 +87,9 @@ class _TfBackend(Backend):
     batch_stats_only: bool = False
 
     def supports(self, case) -> str | None:
-        if case.cumulative:
-            return f"{self.name} has no cumulative-average running statistics (PyTorch's momentum=None)"
-        if not case.track_running_stats and not self.batch_stats_only:
-            return f"{self.name}: the layer always keeps running statistics (no track_running_stats=False)"
+        why = no_running_stats_variants(case, self.name)
+        if why and (case.cumulative or not self.batch_stats_only):
+            return why
         return super().supports(case)
 
     # -- worker side -----------------------------------------------------------
@@ -206,100 +176,6 @@ def _reserve_stats(r, device) -> dict:
     if device == "cpu":  # cuDNN's reserve_space_2 is the inverse variance
         stats["batch_var"] = r.reserve_space_2
     return stats
-
-
-# ---- Keras 2 ------------------------------------------------------------------
-class _TfKerasLayer(_TfBackend):
-    fused: bool = False
-    packages = ("tf_keras", "tensorflow", "numpy")
-    modules = ("tf_keras", "tensorflow")
-    extra = "tf-keras"
-
-    def _version(self, tf) -> str:
-        import tf_keras
-
-        return f"tf_keras {tf_keras.__version__} / tensorflow {tf.__version__}"
-
-    def _setup(self, tf, case, inputs, device):
-        import tf_keras
-
-        try:
-            layer = tf_keras.layers.BatchNormalization(
-                axis=1 if case.channel_axis == 1 else -1,
-                momentum=case.momentum,
-                epsilon=case.eps,
-                center=case.affine,
-                scale=case.affine,
-                fused=self.fused,
-                dtype=case.dtype,
-            )
-            layer.build(case.array_shape)
-        except ValueError as e:
-            if self.fused:  # the documented refusal of fused=True
-                raise Unsupported(f"tf_keras BatchNormalization(fused=True) refuses the case: {e}") from e
-            raise
-        if bool(layer.fused) != self.fused:
-            raise Unsupported(f"tf_keras built the layer with fused={layer.fused!r} for shape "
-                              f"{case.array_shape} (silent fallback), not the fused={self.fused} path")
-        for name, var in (("gamma", "gamma"), ("beta", "beta"),
-                          ("running_mean", "moving_mean"), ("running_var", "moving_variance")):
-            if name in inputs:
-                getattr(layer, var).assign(inputs[name].astype(getattr(layer, var).dtype.as_numpy_dtype))
-        return {"layer": layer, "device": device}
-
-    def _params(self, state) -> list:
-        return [state["layer"].gamma, state["layer"].beta]
-
-    def _forward(self, tf, case, state, x, training):
-        layer = state["layer"]
-        stats = self._stats(tf, case, layer, x, state["device"]) if training else {}
-        return layer(x, training=training), stats
-
-    def _stats(self, tf, case, layer, x, device) -> dict:
-        raise NotImplementedError
-
-    def _running(self, state):
-        return state["layer"].moving_mean, state["layer"].moving_variance
-
-
-class TfKeras(_TfKerasLayer):
-    name = "tf-keras"
-    fused = False
-    conventions = {
-        "momentum": "old", "running_var": "biased", "hyperparameters": "exact", "default_eps": "1e-3",
-        "channel_axis": "any",
-        "doc": "https://www.tensorflow.org/versions/r2.15/api_docs/python/tf/keras/layers/BatchNormalization",
-    }
-
-    def _stats(self, tf, case, layer, x, device) -> dict:
-        # the layer reduces tf.cast(inputs, param dtype) with tf.nn.moments
-        mean, var = tf.nn.moments(tf.cast(x, layer.moving_mean.dtype), self._axes(case))
-        return {"batch_mean": mean, "batch_var": var}
-
-
-class TfKerasFused(_TfKerasLayer):
-    name = "tf-keras-fused"
-    fused = True
-    dtypes = _FUSED_DTYPES
-    conventions = {
-        "momentum": "old", "running_var": "unbiased", "hyperparameters": "float32", "default_eps": "1e-3",
-        "channel_axis": "any",
-        # _fused_batch_norm: "the variance computed by fused batch norm is with Bessel's correction"
-        "doc": "https://github.com/keras-team/tf-keras/blob/master/tf_keras/layers/normalization/"
-               "batch_normalization.py",
-    }
-
-    def supports(self, case) -> str | None:
-        if case.dtype == "float64":
-            return ("tf_keras BatchNormalization(fused=True) raises ValueError: only supported when the "
-                    f"compute dtype is float16, bfloat16, or float32 ({_FUSED_FLOAT64})")
-        if case.rank not in (4, 5):
-            return ("tf_keras BatchNormalization(fused=True) raises ValueError: only 4D or 5D input "
-                    f"tensors (rank {case.rank})")
-        return super().supports(case)
-
-    def _stats(self, tf, case, layer, x, device) -> dict:
-        return _fused_batch_stats(tf, x, _data_format(case.rank, case.channel_axis != 1), device)
 
 
 # ---- tf.nn ----------------------------------------------------------------------

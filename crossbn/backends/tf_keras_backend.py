@@ -1,0 +1,132 @@
+"""Keras 2 BatchNormalization through the `tf_keras` package, unfused and fused.
+
+`tf.keras` is Keras 3 in TensorFlow >= 2.16 (that is `keras-tensorflow`);
+Keras 2 lives on as the `tf_keras` package, imported directly here. The
+driver (steps, GradientTape, outputs) is `tf_backend._TfBackend`.
+
+- `tf-keras`: `tf_keras.layers.BatchNormalization(fused=False)`. Statistics
+  from `tf.nn.moments` on the input cast to the parameter dtype (float32 for
+  float16/bfloat16, whose layer keeps float32 variables), output by
+  `tf.nn.batch_normalization`, running statistics by `assign_sub((var -
+  batch) * (1 - momentum))`, fed the BIASED batch variance. (The decay
+  1 - momentum is made a float32 tensor first, also for a float64 layer: a
+  finding, not a documented convention, so it is not declared away.)
+- `tf-keras-fused`: the same layer with `fused=True`, which calls
+  `FusedBatchNormV3` with `exponential_avg_factor = 1 - momentum` and stores
+  the op's running statistics as they come: the kernel applies Bessel's
+  correction n/max(n-1, 1), so the running variance is fed the UNBIASED batch
+  variance, the biased one for n = 1 (declared; tf_keras's source says so:
+  "the variance computed by fused batch norm is with Bessel's correction").
+  `fused=True` raises ValueError for what it cannot fuse (rank other than
+  4/5, float64 compute dtype); those are `unsupported` with that message.
+  tf_keras would also fall back to the non-fused path SILENTLY for a rank-5
+  input with the channel axis in the middle; the adapter checks `layer.fused`
+  after build and reports any fallback as unsupported, since the backend's
+  name promises the kernel. Its epsilon and decay reach the kernel as 32-bit
+  attrs (declared "float32").
+
+The layers always keep running statistics (no track_running_stats=False) and
+have no cumulative average. Default eps 1e-3. Intermediates: `batch_mean`,
+`batch_var` from `tf.nn.moments` on the same tensor the unfused layer reduces,
+and, for the fused layer (which discards them), from the same kernel on the
+same input and data format.
+"""
+
+from __future__ import annotations
+
+from .base import Unsupported
+from .tf_backend import _FUSED_DTYPES, _FUSED_FLOAT64, _data_format, _fused_batch_stats, _TfBackend
+
+
+# ---- Keras 2 ------------------------------------------------------------------
+class _TfKerasLayer(_TfBackend):
+    fused: bool = False
+    packages = ("tf_keras", "tensorflow", "numpy")
+    modules = ("tf_keras", "tensorflow")
+    extra = "tf-keras"
+
+    def _version(self, tf) -> str:
+        import tf_keras
+
+        return f"tf_keras {tf_keras.__version__} / tensorflow {tf.__version__}"
+
+    def _setup(self, tf, case, inputs, device):
+        import tf_keras
+
+        try:
+            layer = tf_keras.layers.BatchNormalization(
+                axis=1 if case.channel_axis == 1 else -1,
+                momentum=case.momentum,
+                epsilon=case.eps,
+                center=case.affine,
+                scale=case.affine,
+                fused=self.fused,
+                dtype=case.dtype,
+            )
+            layer.build(case.array_shape)
+        except ValueError as e:
+            if self.fused:  # the documented refusal of fused=True
+                raise Unsupported(f"tf_keras BatchNormalization(fused=True) refuses the case: {e}") from e
+            raise
+        if bool(layer.fused) != self.fused:
+            raise Unsupported(f"tf_keras built the layer with fused={layer.fused!r} for shape "
+                              f"{case.array_shape} (silent fallback), not the fused={self.fused} path")
+        for name, var in (("gamma", "gamma"), ("beta", "beta"),
+                          ("running_mean", "moving_mean"), ("running_var", "moving_variance")):
+            if name in inputs:
+                getattr(layer, var).assign(inputs[name].astype(getattr(layer, var).dtype.as_numpy_dtype))
+        return {"layer": layer, "device": device}
+
+    def _params(self, state) -> list:
+        return [state["layer"].gamma, state["layer"].beta]
+
+    def _forward(self, tf, case, state, x, training):
+        layer = state["layer"]
+        stats = self._stats(tf, case, layer, x, state["device"]) if training else {}
+        return layer(x, training=training), stats
+
+    def _stats(self, tf, case, layer, x, device) -> dict:
+        raise NotImplementedError
+
+    def _running(self, state):
+        return state["layer"].moving_mean, state["layer"].moving_variance
+
+
+class TfKeras(_TfKerasLayer):
+    name = "tf-keras"
+    fused = False
+    conventions = {
+        "momentum": "old", "running_var": "biased", "hyperparameters": "exact", "default_eps": "1e-3",
+        "channel_axis": "any",
+        "doc": "https://www.tensorflow.org/versions/r2.15/api_docs/python/tf/keras/layers/BatchNormalization",
+    }
+
+    def _stats(self, tf, case, layer, x, device) -> dict:
+        # the layer reduces tf.cast(inputs, param dtype) with tf.nn.moments
+        mean, var = tf.nn.moments(tf.cast(x, layer.moving_mean.dtype), self._axes(case))
+        return {"batch_mean": mean, "batch_var": var}
+
+
+class TfKerasFused(_TfKerasLayer):
+    name = "tf-keras-fused"
+    fused = True
+    dtypes = _FUSED_DTYPES
+    conventions = {
+        "momentum": "old", "running_var": "unbiased", "hyperparameters": "float32", "default_eps": "1e-3",
+        "channel_axis": "any",
+        # _fused_batch_norm: "the variance computed by fused batch norm is with Bessel's correction"
+        "doc": "https://github.com/keras-team/tf-keras/blob/master/tf_keras/layers/normalization/"
+               "batch_normalization.py",
+    }
+
+    def supports(self, case) -> str | None:
+        if case.dtype == "float64":
+            return ("tf_keras BatchNormalization(fused=True) raises ValueError: only supported when the "
+                    f"compute dtype is float16, bfloat16, or float32 ({_FUSED_FLOAT64})")
+        if case.rank not in (4, 5):
+            return ("tf_keras BatchNormalization(fused=True) raises ValueError: only 4D or 5D input "
+                    f"tensors (rank {case.rank})")
+        return super().supports(case)
+
+    def _stats(self, tf, case, layer, x, device) -> dict:
+        return _fused_batch_stats(tf, x, _data_format(case.rank, case.channel_axis != 1), device)
