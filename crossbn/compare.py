@@ -67,6 +67,14 @@ def ulp(values: np.ndarray, dtype_name: str) -> np.ndarray:
     return np.maximum(np.where(np.isfinite(e), np.exp2(e - (p - 1)), tiny), tiny)
 
 
+def full_bound(model_bound, expected: np.ndarray, out_dtype: str) -> np.ndarray:
+    """The bound an element is judged with: the model's, plus the rounding of
+    the output itself and the output dtype's smallest subnormal, times SAFETY."""
+    u_out, tiny = unit_roundoff(out_dtype), smallest_subnormal(out_dtype)
+    e = np.asarray(expected, dtype=np.float64)
+    return SAFETY * (np.broadcast_to(model_bound, e.shape) + u_out * np.abs(np.where(np.isfinite(e), e, 0)) + tiny)
+
+
 def _nonfinite_mismatch(a: np.ndarray, e: np.ndarray) -> str:
     for label, fa, fe in (("NaN", np.isnan(a), np.isnan(e)),
                           ("+Inf", np.isposinf(a), np.isposinf(e)),
@@ -110,12 +118,7 @@ def compare_observable(name: str, actual: np.ndarray, expected: np.ndarray, mode
         why = f" (the exact value of {int(overflow.sum())} element(s) overflows {out_dtype})" if overflow.any() else ""
         return ObservableResult(verdict="nan-mismatch", note=mismatch + why, **blank)
 
-    u_out, tiny = unit_roundoff(out_dtype), smallest_subnormal(out_dtype)
-
-    def full_bound(model):
-        return SAFETY * (np.broadcast_to(model, e.shape) + u_out * np.abs(np.where(np.isfinite(e), e, 0)) + tiny)
-
-    bound = full_bound(model_bound)
+    bound = full_bound(model_bound, e, out_dtype)
     # Where the model has no finite bound (0*inf: a statistic so ill-conditioned
     # that its computed value is unconstrained) the element is not judged; the
     # note says how many were left out.
@@ -138,7 +141,7 @@ def compare_observable(name: str, actual: np.ndarray, expected: np.ndarray, mode
         ce, cb = convention
         ce = np.asarray(ce, dtype=np.float64)
         ce = np.where(np.isfinite(ce) & (np.abs(ce) >= overflow_threshold(out_dtype)), np.copysign(np.inf, ce), ce)
-        cbound = full_bound(cb)
+        cbound = full_bound(cb, e, out_dtype)
         _, cratio = _ratio_stats(a, ce, np.where(np.isfinite(cbound), cbound, np.inf))
         conv_ratio = float(cratio.max(initial=0.0)) if not _nonfinite_mismatch(a, ce) else float("inf")
         if conv_ratio <= 1.0:

@@ -15,18 +15,71 @@ import numpy as np
 
 from . import expected as expected_mod
 from . import inputs as inputs_mod
-from .compare import compare
+from .compare import compare, full_bound
+from .fingerprint import diagnose
+from .localize import localize
 from .outputs import compare_devices, output_problem, without_gradients
 from .results import make_record
 from .runner import DEFAULT_TIMEOUT, WorkerPool
 from .tolerance import model_bounds
+
+# Verdicts that get a stage and a fingerprint: the result was computed, and
+# it differs from the oracle (or differs only by the documented convention).
+EXPLAINED = frozenset({"deviation", "nan-mismatch", "convention"})
 
 
 def _expectation(case, inputs, running_var: str = "biased", hyperparameters: str = "exact"):
     if hyperparameters == "float32":  # the case as a format with 32-bit attributes stores it
         case = dataclasses.replace(case, eps=float(np.float32(case.eps)), momentum=float(np.float32(case.momentum)))
     exp, traces = expected_mod.simulate(case, inputs, running_var=running_var)
-    return exp, model_bounds(case, traces)
+    return exp, model_bounds(case, traces), traces
+
+
+class _Judged:
+    """A backend's outputs for one (case, inputs) held against the oracle:
+    what the verdict, the probes and the fingerprint all need."""
+
+    def __init__(self, case, inputs, observables, backend):
+        self.case, self.inputs, self.actual = case, inputs, observables
+        self.exp, self.bounds, self.traces = _expectation(case, inputs)
+        self.convention = None
+        if backend.differs_from_canonical():  # held to its documented semantics first (compare.py)
+            self.convention = _expectation(case, inputs, backend.convention("running_var"),
+                                           backend.convention("hyperparameters"))[:2]
+        self.notes = []
+        if backend.no_gradients and case.gradients:
+            self.exp, self.bounds = without_gradients(self.exp, self.bounds)
+            if self.convention is not None:
+                self.convention = without_gradients(*self.convention)
+            self.notes.append(f"gradients not compared: {backend.no_gradients}")
+        self.broken = output_problem(case, observables, self.exp)
+        self.comparison = None if self.broken else compare(observables, self.exp, self.bounds, self.convention)
+
+    def full_bounds(self) -> dict:
+        return {k: full_bound(self.bounds[k], self.exp[k], np.dtype(self.actual[k].dtype).name)
+                for k in self.exp if k in self.actual}
+
+
+def _explain(judged: _Judged, backend, device, worker, timeout) -> tuple[dict, dict]:
+    """Localization (with probes on the same backend) and the fingerprint."""
+    def run_probe(name, pcase, pinputs):
+        why = backend.supports(pcase)
+        if why is not None:
+            return f"unsupported: {why}"
+        outcome = worker.run(pcase, pinputs, device, timeout)
+        if outcome.status != "ok":
+            return f"{outcome.status}: {outcome.message.splitlines()[0] if outcome.message else ''}"
+        probe = _Judged(pcase, pinputs, outcome.observables, backend)
+        return probe.broken or probe.comparison
+
+    c = judged.comparison
+    where = localize(judged.case, judged.inputs, c, c.verdict, judged.actual, judged.traces,
+                     judged.full_bounds(), run_probe)
+    compared = {k: judged.actual[k] for k in c.observables}
+    diagnosis = diagnose(judged.case, judged.inputs, compared, judged.exp, judged.bounds, judged.traces,
+                         running_var=backend.convention("running_var"),
+                         hyperparameters=backend.convention("hyperparameters"))
+    return where, diagnosis
 
 
 def judge(case, backend_name: str, backend, device: str, pool: WorkerPool,
@@ -56,30 +109,24 @@ def judge(case, backend_name: str, backend, device: str, pool: WorkerPool,
     if outcome.status != "ok":
         return make_record(**record, verdict=outcome.status, reason=outcome.message, backend_info=outcome.info,
                            backend_seconds=outcome.seconds, seconds=time.perf_counter() - start)
-    exp, bounds = _expectation(case, inputs)
-    convention = None
-    if backend.differs_from_canonical():  # held to its documented semantics first (compare.py)
-        convention = _expectation(case, inputs, backend.convention("running_var"),
-                                  backend.convention("hyperparameters"))
-    notes = []
-    if backend.no_gradients and case.gradients:
-        exp, bounds = without_gradients(exp, bounds)
-        if convention is not None:
-            convention = without_gradients(*convention)
-        notes.append(f"gradients not compared: {backend.no_gradients}")
-    broken = output_problem(case, outcome.observables, exp)
-    if broken:
-        return make_record(**record, verdict="error", reason=f"{backend_name} returned malformed outputs: {broken}",
+    judged = _Judged(case, inputs, outcome.observables, backend)
+    if judged.broken:
+        return make_record(**record, verdict="error",
+                           reason=f"{backend_name} returned malformed outputs: {judged.broken}",
                            backend_info=outcome.info, backend_seconds=outcome.seconds,
                            seconds=time.perf_counter() - start)
-    comparison = compare(outcome.observables, exp, bounds, convention)
+    comparison = judged.comparison
     cross = None
     if device != "cpu" and "cpu" in description["devices"]:
         # within one framework, this device against its own CPU path
         on_cpu = worker.run(case, inputs, "cpu", timeout)
-        cross = (compare_devices(outcome.observables, on_cpu.observables, bounds, device) if on_cpu.status == "ok"
+        cross = (compare_devices(outcome.observables, on_cpu.observables, judged.bounds, device)
+                 if on_cpu.status == "ok"
                  else {"against": "cpu", "verdict": on_cpu.status, "note": on_cpu.message.splitlines()[0]})
-    reason = "; ".join(n for n in (comparison.note, *notes) if n)
+    where = diagnosis = None
+    if comparison.verdict in EXPLAINED:
+        where, diagnosis = _explain(judged, backend, device, worker, timeout)
+    reason = "; ".join(n for n in (comparison.note, *judged.notes) if n)
     return make_record(**record, verdict=comparison.verdict, comparison=comparison, reason=reason,
-                       cross_device=cross, backend_info=outcome.info, backend_seconds=outcome.seconds,
-                       seconds=time.perf_counter() - start)
+                       cross_device=cross, localization=where, diagnosis=diagnosis, backend_info=outcome.info,
+                       backend_seconds=outcome.seconds, seconds=time.perf_counter() - start)

@@ -83,10 +83,14 @@ def _sum_abs(a, ax):
     return np.sum(np.abs(a), axis=ref.reduction_axes(a.ndim, ax))
 
 
-def model_bounds(case, traces) -> dict[str, np.ndarray]:
+def model_bounds(case, traces, compute_dtype: str | None = None) -> dict[str, np.ndarray]:
     """Absolute first-order error bounds, keyed like the expected observables
-    (before output rounding and SAFETY, which compare.py applies)."""
-    u, u_store = compute_roundoff(case.dtype), unit_roundoff(case.dtype)
+    (before output rounding and SAFETY, which compare.py applies).
+    `compute_dtype` holds the computation to another precision than the
+    case's (fingerprint.py: how far a float32 formulation of a float64 case
+    may stray)."""
+    u = unit_roundoff(compute_dtype) if compute_dtype else compute_roundoff(case.dtype)
+    u_store = max(unit_roundoff(case.dtype), u)
     ax, n, r_n = case.channel_axis, case.reduction_size, rho(case.reduction_size)
     out: dict[str, np.ndarray] = {}
     d_running = None  # (d mean, d var) of the running statistics so far
