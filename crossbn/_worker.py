@@ -33,6 +33,13 @@ def serve(channel):
                 backend.run_info = {}
                 observed = backend.run(case, wire.decode(request["inputs"]), request["device"])
                 reply = {"status": "ok", "observables": wire.encode(observed), "info": dict(backend.run_info)}
+            elif op == "run_model":  # the models suite: every layer's hidden state
+                from crossbn.models.case import ModelCase
+
+                backend.run_info = {}
+                observed = backend.run_model(ModelCase.from_dict(request["case"]), wire.decode(request["inputs"]),
+                                             request["device"])
+                reply = {"status": "ok", "observables": wire.encode(observed), "info": dict(backend.run_info)}
             else:
                 reply = {"status": "error", "message": f"unknown request {op!r}"}
         except Unsupported as e:

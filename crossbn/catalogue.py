@@ -17,6 +17,10 @@ A catalogue is data (TOML), read with the standard library's tomllib:
 Cases with the same content (same id) are kept once, first occurrence wins.
 Every mistake is a `CatalogueError` naming the file, the group, the case (its
 axis values) and the field.
+
+A file of [[model]] entries instead of [[group]]s is a model catalogue (the
+`models` suite of networks): `load_suite` hands it to
+crossbn/models/catalogue.py and returns `ModelCase`s.
 """
 
 from __future__ import annotations
@@ -55,9 +59,15 @@ def available_suites() -> list[str]:
     return sorted(q.stem for q in CASES_DIR.glob("*.toml"))
 
 
-def load_suite(suite: str) -> list[Case]:
+def load_suite(suite: str) -> list:
+    """The suite's `Case`s, or its `ModelCase`s for a model catalogue."""
+    from .models.catalogue import is_model_catalogue, load as load_models
+
+    path = suite_path(suite)
+    if is_model_catalogue(path):
+        return load_models(path)
     cases: dict[str, Case] = {}
-    _load(suite_path(suite), cases, seen=())
+    _load(path, cases, seen=())
     return list(cases.values())
 
 

@@ -1,8 +1,11 @@
 """The pytest plugin (entry point `pytest11: crossbn`): options, parametrization, hooks.
 
 Thin on purpose: it parses options, parametrizes `crossbn_target` over
-case x backend x device, hands each test to `judge.py`, writes the records,
-and on the controller merges the workers' files and prints the summary.
+case x backend x device, hands each test to `judge.py` (a model case of the
+`models` suite to `models/judge.py`), writes the records, and on the
+controller merges the workers' files and prints the summary. Of the
+conformance test modules only the suite's kind is collected:
+test_batchnorm.py for BatchNorm catalogues, test_models.py for model ones.
 Frameworks are never imported here; only worker processes import them.
 
 Options (each with a CROSSBN_* environment fallback):
@@ -32,6 +35,9 @@ _OPTIONS = (
 )
 DEVICES = ("cpu", "cuda")
 _STATE = pytest.StashKey()
+_CONFORMANCE = Path(__file__).resolve().parent / "conformance"
+# the conformance test module of each kind of suite
+_SUITE_MODULES = {"batchnorm": "test_batchnorm.py", "models": "test_models.py"}
 
 
 def pytest_addoption(parser):
@@ -83,6 +89,9 @@ class _State:
             self.cases = load_suite(_option(config, "suite"))
         except CatalogueError as e:
             raise pytest.UsageError(f"--crossbn-suite: {e}") from e
+        from .models import is_model_case
+
+        self.kind = "models" if any(is_model_case(c) for c in self.cases) else "batchnorm"
         out = _option(config, "out")
         self.out = Path(out) if out else None
         self.worker_id = worker_id()
@@ -151,6 +160,15 @@ def pytest_configure(config):
             stale.unlink(missing_ok=True)
 
 
+def pytest_ignore_collect(collection_path, config):
+    """Collect only the conformance module of the suite's kind."""
+    path = Path(collection_path)
+    if path.name not in _SUITE_MODULES.values() or path.resolve().parent != _CONFORMANCE \
+            or not _wants_conformance(config):
+        return None
+    return True if path.name != _SUITE_MODULES[_state(config).kind] else None
+
+
 def pytest_report_header(config):
     if not _wants_conformance(config):
         return None
@@ -187,8 +205,14 @@ def crossbn_check(request):
 
     def check(case, backend: str, device: str) -> dict:
         from .compare import FAILING
-        from .judge import judge
-        from .results import failure_message, make_record
+        from .models import is_model_case
+        from .results import failure_message
+
+        if is_model_case(case):
+            from .models.judge import judge_model as judge, model_record as make_record
+        else:
+            from .judge import judge
+            from .results import make_record
 
         try:
             rec = judge(case, backend, st.backends[backend], device, st.pool, st.timeout)

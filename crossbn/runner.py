@@ -92,6 +92,11 @@ class BackendWorker:
         return self.request({"op": "run", "case": case.to_dict(), "device": device,
                              "inputs": wire.encode(inputs)}, timeout)
 
+    def run_model(self, model_case, inputs: dict, device: str, timeout: float = DEFAULT_TIMEOUT) -> Outcome:
+        """The models suite: every layer's hidden state per step, as `observables`."""
+        return self.request({"op": "run_model", "case": model_case.to_dict(), "device": device,
+                             "inputs": wire.encode(inputs)}, timeout)
+
 
 class WorkerPool:
     """The worker processes of one pytest process, started on first use."""

@@ -121,3 +121,37 @@ class Backend:
 
     def run(self, case, inputs: dict, device: str) -> dict:
         raise NotImplementedError
+
+    # ---- the `models` suite (crossbn/models/) ----------------------------------
+    # Which adapter of crossbn/models builds this backend's networks ("torch",
+    # "keras", "tf_keras", "flax", "onnx", "tf"; see crossbn.models.ADAPTERS),
+    # or None: the backend runs no networks, and `no_models` says why.
+    model_framework: ClassVar[str | None] = None
+    no_models: ClassVar[str] = "it has no network adapter in crossbn/models (model_framework is None)"
+    # None, or why the backend runs only eval-mode networks (model cases with
+    # training steps are then unsupported with this reason).
+    model_train: ClassVar[str | None] = None
+
+    def supports_model(self, model_case) -> str | None:
+        """None, or why this model case does not apply (decided without importing)."""
+        if self.model_framework is None:
+            return f"{self.name} runs no networks: {self.no_models}"
+        if model_case.dtype not in self.dtypes:
+            return f"{self.name} does not run {model_case.dtype} (runs {', '.join(self.dtypes)})"
+        if model_case.train_steps and self.model_train:
+            return f"{self.name} runs networks in eval mode only: {self.model_train}"
+        return None
+
+    def run_model(self, model_case, inputs: dict, device: str) -> dict:
+        """Every layer's hidden state per step, {"<step>.<layer>": array} in
+        canonical layout and the case dtype (worker side). The adapter module
+        of `model_framework` does the work; `Unsupported` for what it cannot express."""
+        why = self.supports_model(model_case)
+        if why is not None:
+            raise Unsupported(why)
+        import importlib
+
+        from ..models import ADAPTERS
+
+        return importlib.import_module(f"crossbn.models.{ADAPTERS[self.model_framework]}").run(
+            self, model_case, inputs, device)

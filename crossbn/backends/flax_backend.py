@@ -65,6 +65,7 @@ class _FlaxBackend(Backend):
     devices = ("cpu", "cuda")
     option_family = "flax"
     worker_env = {"JAX_ENABLE_X64": "1", "JAX_PLATFORMS": ""}
+    model_framework = "flax"  # crossbn/models/flax_net.py (linen, or nnx for FlaxNnx)
     conventions = {
         "momentum": "old", "running_var": "biased", "hyperparameters": "exact", "default_eps": "1e-5",
         "channel_axis": "any",

@@ -25,6 +25,7 @@ from .devinfo import cpu_name, jax_devices, no_running_stats_variants, tensorflo
 class _KerasBackend(Backend):
     keras_backend: str = ""
     extra = "keras"
+    model_framework = "keras"  # crossbn/models/keras_net.py
     devices = ("cpu", "cuda")
     conventions = {
         "momentum": "old", "running_var": "biased", "default_eps": "1e-3", "channel_axis": "any",

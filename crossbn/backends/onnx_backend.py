@@ -106,6 +106,10 @@ class _OnnxBackend(Backend):
     dtypes = ("float64", "float32", "float16")
     no_gradients = ("ONNX BatchNormalization graphs are forward computations: onnxruntime (inference build) "
                     "and the onnx reference evaluator compute no gradients")
+    model_framework = "onnx"  # crossbn/models/onnx_net.py: the torch network exported
+    model_train = ("the exported network is an inference graph; running BatchNormalization in training mode "
+                   "would need every BN's running statistics threaded between session runs, which "
+                   "torch.onnx.export does not write")
     # why the dtypes left out of `dtypes` are not run
     dtype_reasons: ClassVar[dict[str, str]] = {}
     cumulative_reason: ClassVar[str] = _CUMULATIVE

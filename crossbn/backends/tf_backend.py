@@ -85,6 +85,7 @@ class _TfBackend(Backend):
     worker_env = {"TF_CPP_MIN_LOG_LEVEL": "2"}
     # Whether the case's track_running_stats=False is expressible.
     batch_stats_only: bool = False
+    model_framework = "tf"  # crossbn/models/tf_net.py: the network in TF ops, BN as this backend's op
 
     def supports(self, case) -> str | None:
         why = no_running_stats_variants(case, self.name)

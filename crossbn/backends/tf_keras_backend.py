@@ -41,6 +41,7 @@ from .tf_backend import _FUSED_DTYPES, _FUSED_FLOAT64, _data_format, _fused_batc
 # ---- Keras 2 ------------------------------------------------------------------
 class _TfKerasLayer(_TfBackend):
     fused: bool = False
+    model_framework = "tf_keras"  # crossbn/models/keras_net.py, with the tf_keras module
     packages = ("tf_keras", "tensorflow", "numpy")
     modules = ("tf_keras", "tensorflow")
     extra = "tf-keras"

@@ -56,6 +56,7 @@ class TorchBackend(Backend):
         "momentum": "new", "running_var": "unbiased", "default_eps": "1e-5", "channel_axis": "first",
         "doc": "https://pytorch.org/docs/stable/generated/torch.nn.BatchNorm2d.html",
     }
+    model_framework = "torch"  # crossbn/models/torch_net.py
 
     def describe(self) -> dict:
         import torch

@@ -56,6 +56,7 @@ def sample_rate() -> int:
 
 class TorchCompile(TorchBackend):
     name = "torch-compile"
+    model_compile = True  # crossbn/models/torch_net.py compiles the network too
 
     def __init__(self) -> None:
         self._compiled: dict = {}
