@@ -88,7 +88,7 @@ def _load(path: Path, cases: dict[str, Case], seen: tuple[Path, ...]) -> None:
     defaults = data.get("defaults", {})
     if not isinstance(defaults, dict):
         raise CatalogueError(f"{where}: [defaults] must be a table")
-    _check_fields(defaults, f"{where} [defaults]")
+    check_fields(defaults, f"{where} [defaults]")
     groups = data.get("group", [])
     if not isinstance(groups, list):
         raise CatalogueError(f"{where}: 'group' must be an array of tables ([[group]])")
@@ -103,25 +103,34 @@ def _as_list(value, where: str) -> list:
     return value
 
 
-def _check_fields(table: dict, where: str) -> None:
-    unknown = set(table) - _FIELDS
+def check_fields(table: dict, where: str, fields=_FIELDS, kind: str = "Case") -> None:
+    unknown = set(table) - set(fields)
     if unknown:
-        raise CatalogueError(f"{where}: unknown field(s) {sorted(unknown)}; Case fields are {sorted(_FIELDS)}")
+        raise CatalogueError(f"{where}: unknown field(s) {sorted(unknown)}; {kind} fields are {sorted(fields)}")
 
 
 def _expand(group, defaults: dict, suite: str, where: str) -> list[Case]:
-    if not isinstance(group, dict):
+    return expand_entry(group, defaults, suite, where, make=Case.from_dict, errors=(CaseError,))
+
+
+def expand_entry(entry, defaults: dict, suite: str, where: str, *, make, errors: tuple, fields=_FIELDS,
+                 kind: str = "Case", table: str = "group") -> list:
+    """One [[group]] (or [[model]]) entry -> its cases: the cartesian product
+    of its [axes] over its fixed fields and the defaults, each built by
+    `make(fields)`; a field that `make` rejects (raising one of `errors`) is
+    a CatalogueError naming the entry and the case."""
+    if not isinstance(entry, dict):
         raise CatalogueError(f"{where}: must be a table")
-    name = group.get("name")
+    name = entry.get("name")
     if not isinstance(name, str) or not name.replace("_", "").replace("-", "").isalnum():
         raise CatalogueError(f"{where}: field 'name' must be a word (letters, digits, - or _), got {name!r}")
     where = f"{where} '{name}'"
-    fixed = {k: v for k, v in group.items() if k not in _GROUP_KEYS}
-    _check_fields(fixed, where)
-    axes = group.get("axes", {})
+    fixed = {k: v for k, v in entry.items() if k not in _GROUP_KEYS}
+    check_fields(fixed, where, fields, kind)
+    axes = entry.get("axes", {})
     if not isinstance(axes, dict):
-        raise CatalogueError(f"{where}: [group.axes] must be a table of lists")
-    _check_fields(axes, f"{where} [axes]")
+        raise CatalogueError(f"{where}: [{table}.axes] must be a table of lists")
+    check_fields(axes, f"{where} [axes]", fields, kind)
     for k, values in axes.items():
         if not isinstance(values, list) or not values:
             raise CatalogueError(f"{where} [axes]: field '{k}' must be a non-empty list of values, got {values!r}")
@@ -129,10 +138,9 @@ def _expand(group, defaults: dict, suite: str, where: str) -> list[Case]:
     keys = list(axes)
     for combo in itertools.product(*(axes[k] for k in keys)):
         point = dict(zip(keys, combo))
-        fields = {**defaults, **fixed, **point, "suite": suite, "group": name}
         try:
-            out.append(Case.from_dict(fields))
-        except (CaseError, TypeError) as e:
+            out.append(make({**defaults, **fixed, **point, "suite": suite, "group": name}))
+        except (*errors, TypeError) as e:
             label = ", ".join(f"{k}={v!r}" for k, v in point.items()) or "the only case"
             raise CatalogueError(f"{where}, case ({label}): {e}") from e
     return out

@@ -23,15 +23,11 @@ values) and the field.
 
 from __future__ import annotations
 
-import itertools
 import tomllib
 from pathlib import Path
 
-from ..catalogue import CatalogueError
+from ..catalogue import CatalogueError, check_fields, expand_entry
 from .case import FIELDS, ModelCase, ModelCaseError
-
-_ENTRY_KEYS = {"name", "axes", "description"}
-
 
 def is_model_catalogue(path: Path) -> bool:
     """True for a TOML file with [[model]] entries (a file that does not parse
@@ -55,46 +51,14 @@ def load(path: Path) -> list[ModelCase]:
     defaults = data.get("defaults", {})
     if not isinstance(defaults, dict):
         raise CatalogueError(f"{where}: [defaults] must be a table")
-    _check_fields(defaults, f"{where} [defaults]")
+    check_fields(defaults, f"{where} [defaults]", FIELDS, "model case")
     entries = data["model"]
     if not isinstance(entries, list):
         raise CatalogueError(f"{where}: 'model' must be an array of tables ([[model]])")
     cases: dict[str, ModelCase] = {}
     for i, entry in enumerate(entries):
-        for case in _expand(entry, defaults, Path(path).stem, f"{where} [[model]] #{i + 1}"):
+        for case in expand_entry(entry, defaults, Path(path).stem, f"{where} [[model]] #{i + 1}",
+                                 make=lambda d: ModelCase(**d), errors=(ModelCaseError,), fields=FIELDS,
+                                 kind="model case", table="model"):
             cases.setdefault(case.id, case)
     return list(cases.values())
-
-
-def _check_fields(table: dict, where: str) -> None:
-    unknown = set(table) - set(FIELDS)
-    if unknown:
-        raise CatalogueError(f"{where}: unknown field(s) {sorted(unknown)}; model case fields are {sorted(FIELDS)}")
-
-
-def _expand(entry, defaults: dict, suite: str, where: str) -> list[ModelCase]:
-    if not isinstance(entry, dict):
-        raise CatalogueError(f"{where}: must be a table")
-    name = entry.get("name")
-    if not isinstance(name, str) or not name.replace("_", "").replace("-", "").isalnum():
-        raise CatalogueError(f"{where}: field 'name' must be a word (letters, digits, - or _), got {name!r}")
-    where = f"{where} '{name}'"
-    fixed = {k: v for k, v in entry.items() if k not in _ENTRY_KEYS}
-    _check_fields(fixed, where)
-    axes = entry.get("axes", {})
-    if not isinstance(axes, dict):
-        raise CatalogueError(f"{where}: [model.axes] must be a table of lists")
-    _check_fields(axes, f"{where} [axes]")
-    for k, values in axes.items():
-        if not isinstance(values, list) or not values:
-            raise CatalogueError(f"{where} [axes]: field '{k}' must be a non-empty list of values, got {values!r}")
-    out = []
-    keys = list(axes)
-    for combo in itertools.product(*(axes[k] for k in keys)):
-        point = dict(zip(keys, combo))
-        try:
-            out.append(ModelCase(**{**defaults, **fixed, **point, "suite": suite, "group": name}))
-        except (ModelCaseError, TypeError) as e:
-            label = ", ".join(f"{k}={v!r}" for k, v in point.items()) or "the only case"
-            raise CatalogueError(f"{where}, case ({label}): {e}") from e
-    return out

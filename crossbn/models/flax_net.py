@@ -32,32 +32,41 @@ from flax import linen as nn
 from .networks import INPUT, KERNEL, POOL, dense_kernel, to_canonical, to_channels_last
 
 
+def _walk(spec, x, parametric):
+    """Every layer's output, in spec order: `parametric(layer, a)` runs the
+    layers with weights (conv, bn, dense) the linen or nnx way; relu, max
+    pool and add are the same for both."""
+    h = {INPUT: x}
+    for layer in spec.layers:
+        a = h[layer.inputs[0]]
+        if layer.op == "relu":
+            h[layer.name] = nn.relu(a)
+        elif layer.op == "maxpool":
+            h[layer.name] = nn.max_pool(a, (POOL, POOL), strides=(POOL, POOL))
+        elif layer.op == "add":
+            h[layer.name] = a + h[layer.inputs[1]]
+        else:
+            h[layer.name] = parametric(layer, a)
+    return tuple(h[name] for name in spec.names)
+
+
 def _net(case):
     spec = case.spec
 
     class Net(nn.Module):
         @nn.compact
         def __call__(self, x, train: bool):
-            h = {INPUT: x}
-            for layer in spec.layers:
-                a = h[layer.inputs[0]]
+            def parametric(layer, a):
                 if layer.op == "conv":
-                    y = nn.Conv(layer.units, (KERNEL, KERNEL), padding="SAME", dtype=case.dtype,
-                                param_dtype=case.dtype, name=layer.name)(a)
-                elif layer.op == "bn":
-                    y = nn.BatchNorm(use_running_average=not train, axis=-1, momentum=case.momentum,
-                                     epsilon=case.eps, dtype=case.dtype, param_dtype=case.dtype, name=layer.name)(a)
-                elif layer.op == "dense":
-                    y = nn.Dense(layer.units, dtype=case.dtype, param_dtype=case.dtype,
-                                 name=layer.name)(a.reshape(a.shape[0], -1))
-                elif layer.op == "relu":
-                    y = nn.relu(a)
-                elif layer.op == "maxpool":
-                    y = nn.max_pool(a, (POOL, POOL), strides=(POOL, POOL))
-                else:
-                    y = a + h[layer.inputs[1]]
-                h[layer.name] = y
-            return tuple(h[name] for name in spec.names)
+                    return nn.Conv(layer.units, (KERNEL, KERNEL), padding="SAME", dtype=case.dtype,
+                                   param_dtype=case.dtype, name=layer.name)(a)
+                if layer.op == "bn":
+                    return nn.BatchNorm(use_running_average=not train, axis=-1, momentum=case.momentum,
+                                        epsilon=case.eps, dtype=case.dtype, param_dtype=case.dtype,
+                                        name=layer.name)(a)
+                return nn.Dense(layer.units, dtype=case.dtype, param_dtype=case.dtype,
+                                name=layer.name)(a.reshape(a.shape[0], -1))
+            return _walk(spec, x, parametric)
 
     return Net()
 
@@ -125,23 +134,12 @@ def _nnx_net(case, inputs: dict, put):
                 setattr(self, layer.name, m)
 
         def __call__(self, x, train: bool):
-            h = {INPUT: x}
-            for layer in spec.layers:
-                a = h[layer.inputs[0]]
-                if layer.op == "conv":
-                    y = getattr(self, layer.name)(a)
-                elif layer.op == "bn":
-                    y = getattr(self, layer.name)(a, use_running_average=not train)
-                elif layer.op == "dense":
-                    y = getattr(self, layer.name)(a.reshape(a.shape[0], -1))
-                elif layer.op == "relu":
-                    y = nnx.relu(a)
-                elif layer.op == "maxpool":
-                    y = nn.max_pool(a, (POOL, POOL), strides=(POOL, POOL))
-                else:
-                    y = a + h[layer.inputs[1]]
-                h[layer.name] = y
-            return tuple(h[name] for name in spec.names)
+            def parametric(layer, a):
+                module = getattr(self, layer.name)
+                if layer.op == "bn":
+                    return module(a, use_running_average=not train)
+                return module(a.reshape(a.shape[0], -1) if layer.op == "dense" else a)
+            return _walk(spec, x, parametric)
 
     return Net()
 
