@@ -5,10 +5,15 @@
                                            list backends, their versions and availability
                                            (--markdown: their declared devices and conventions)
   crossbn suites                           list the case catalogues and their sizes
+  crossbn conventions [--backends A,B|all] [--devices cpu,cuda] [--out DIR] [-n N] [--strict]
+                                           observe each backend's conventions from targeted
+                                           runs; table on stdout, records in DIR/conventions.jsonl
 
 `run` is pytest underneath (pytest-xdist for -n): the same run as
 `pytest --pyargs crossbn.conformance --crossbn-suite S ...`, with the results
 written to DIR/results.jsonl (default reports/<timestamp>/).
+
+Exit status of `conventions`: 0, or with --strict 1 when a finding; 2 for bad usage.
 
 Exit status of `run`: 0 when the run completed and its results were written,
 whatever they say (findings are the product, not an error); with --strict, 1
@@ -91,6 +96,12 @@ def _suites(args: argparse.Namespace) -> int:
     return 0
 
 
+def _conventions(args: argparse.Namespace) -> int:
+    from .conventions.command import run
+
+    return run(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="crossbn", description="Cross-backend BatchNorm consistency suite.")
     sub = p.add_subparsers(dest="command", required=True)
@@ -112,6 +123,19 @@ def build_parser() -> argparse.ArgumentParser:
     bk.set_defaults(func=_backends)
     su = sub.add_parser("suites", help="list case catalogues")
     su.set_defaults(func=_suites)
+    co = sub.add_parser("conventions", help="observe each backend's conventions from targeted runs",
+                        description="Momentum direction, running-variance correction, eps and momentum "
+                                    "precision, eps floor, variance algorithm, float16/bfloat16 accumulators, "
+                                    "one value per channel and eps=0 on a constant channel, read off targeted "
+                                    "runs and set beside each backend's declaration; a difference is a finding.")
+    co.add_argument("--backends", help="comma-separated backends or 'all' (env CROSSBN_BACKENDS; default: all)")
+    co.add_argument("--devices", help="comma-separated: cpu, cuda (default: cpu)")
+    co.add_argument("--out", help="output directory for conventions.jsonl (env CROSSBN_OUT; default: reports/<timestamp>)")
+    co.add_argument("-n", default="2", help="backends observed at once, or auto (default: 2)")
+    co.add_argument("--timeout", help="seconds per probe before a worker is killed (default: 300)")
+    co.add_argument("--backend-module", action="append", default=[], help="a .py file with extra backends")
+    co.add_argument("--strict", action="store_true", help="exit 1 when an observation differs from a declaration")
+    co.set_defaults(func=_conventions)
     return p
 
 

@@ -25,6 +25,7 @@ import numpy as np
 
 from .compare import full_bound, ulp
 from .dtypes import overflow_threshold
+from .expected import simulate as simulate_oracle
 from .formulation import Formulation, simulate_with_spread
 from .tolerance import model_bounds, unit_roundoff
 
@@ -170,6 +171,48 @@ def _better(cand: dict, cur: dict) -> bool:
     return cand["score"] <= max(cur["score"], 1.0) and cand["ulps"] * IMPROVEMENT <= cur["ulps"]
 
 
+class _Trials:
+    """Scores formulations against one backend output, each simulated once
+    and held to the error model of its own lowest precision."""
+
+    def __init__(self, case, inputs, actual, exact, bounds, traces):
+        self.case, self.inputs, self.actual, self.exact, self.traces = case, inputs, actual, exact, traces
+        self.names = [k for k in bounds if k in actual]
+        self.bounds = bounds
+        self.bounds_at = {_precision(case, Formulation()): bounds}
+        self.tried: dict[str, dict] = {}
+
+    def __call__(self, f: Formulation) -> dict:
+        if f.label() not in self.tried:
+            p = _precision(self.case, f)
+            if p not in self.bounds_at:
+                model = model_bounds(self.case, self.traces, compute_dtype=p)
+                self.bounds_at[p] = {k: model[k] for k in self.names if k in model}
+            target, spread = simulate_with_spread(self.case, self.inputs, f)
+            self.tried[f.label()] = {"formulation": f.label(), "description": f.describe(self.case),
+                                     "score": score(self.actual, target, self.exact, self.bounds_at[p], spread),
+                                     "ulps": ulp_distance(self.actual, target, self.names),
+                                     # how far the formulation itself lands from the exact values
+                                     "error": score(target, self.exact, self.exact, self.bounds), "_f": f}
+        return self.tried[f.label()]
+
+
+def rank_formulations(case, inputs: dict, actual: dict, candidates, observables) -> tuple[list[dict], float]:
+    """Each candidate formulation scored against `actual` on the named
+    observables only (e.g. a training step's y and statistics, leaving out
+    the running statistics that other conventions decide), best first by
+    the same ranking as `diagnose`, and the canonical score (`actual`
+    against the exact values). `crossbn conventions` asks which of a few
+    formulations a targeted run matches."""
+    exact, traces = simulate_oracle(case, inputs)
+    model = model_bounds(case, traces)
+    bounds = {k: model[k] for k in observables if k in model and k in actual}
+    trial = _Trials(case, inputs, actual, exact, bounds, traces)
+    ranked = sorted((trial(f) for f in candidates), key=_rank)
+    return ([{k: v for k, v in t.items() if k != "_f"} | {"explains": t["score"] <= 1.0} for t in ranked],
+            score(actual, exact, exact, bounds))
+
+
 def diagnose(case, inputs: dict, actual: dict, exact: dict, bounds: dict, traces, *,
              running_var: str = "biased", hyperparameters: str = "exact") -> dict:
     """The formulation that best explains `actual`, with the evidence.
@@ -181,12 +224,10 @@ def diagnose(case, inputs: dict, actual: dict, exact: dict, bounds: dict, traces
     model of that precision: a float32 computation of a float64 case may
     stray as far as float32 rounding allows, and no further. The search
     simulates at most BUDGET elements in all (large cases try fewer changes)."""
-    names = [k for k in bounds if k in actual]
     canonical = score(actual, exact, exact, bounds)
     base = Formulation(running_var=running_var, hyperparameters=hyperparameters)
-    own = _precision(case, Formulation())
-    tried: dict[str, dict] = {}
-    bounds_at: dict[str, dict] = {own: bounds}
+    trial = _Trials(case, inputs, actual, exact, bounds, traces)
+    tried = trial.tried
     cost = 2 * len(case.steps) * int(np.prod(case.shape))
     budget = {"left": BUDGET}
 
@@ -195,15 +236,7 @@ def diagnose(case, inputs: dict, actual: dict, exact: dict, bounds: dict, traces
             if budget["left"] < cost and tried:
                 return None
             budget["left"] -= cost
-            p = _precision(case, f)
-            if p not in bounds_at:
-                model = model_bounds(case, traces, compute_dtype=p)
-                bounds_at[p] = {k: model[k] for k in bounds if k in model}
-            target, spread = simulate_with_spread(case, inputs, f)
-            tried[f.label()] = {"formulation": f.label(), "description": f.describe(case),
-                                "score": score(actual, target, exact, bounds_at[p], spread),
-                                "ulps": ulp_distance(actual, target, names), "_f": f}
-        return tried[f.label()]
+        return trial(f)
 
     best = evaluate(base)
     if base != Formulation():

@@ -34,7 +34,7 @@ def _rng(case: Case, stream: int) -> np.random.Generator:
     return np.random.default_rng([case.seed, stream])
 
 
-def _to_channels_layout(case: Case, logical: np.ndarray) -> np.ndarray:
+def to_stored_layout(case: Case, logical: np.ndarray) -> np.ndarray:
     """(N, C, *spatial) -> stored layout."""
     if case.channel_axis == 1:
         return logical
@@ -73,9 +73,9 @@ def generate(case: Case) -> dict[str, np.ndarray]:
         for value, s, index in case.specials:
             if s == step:
                 x[index] = float(value)
-        out[f"x{step}"] = _to_channels_layout(case, x).astype(dt)
+        out[f"x{step}"] = to_stored_layout(case, x).astype(dt)
         dy = _rng(case, _DY_STREAM + step).normal(0.0, 1.0, size=case.shape)
-        out[f"dy{step}"] = _to_channels_layout(case, dy).astype(dt)
+        out[f"dy{step}"] = to_stored_layout(case, dy).astype(dt)
     if case.affine:
         out["gamma"] = _rng(case, _STREAM["gamma"]).uniform(0.5, 1.5, size=c).astype(dt)
         out["beta"] = _rng(case, _STREAM["beta"]).normal(0.0, 0.5, size=c).astype(dt)

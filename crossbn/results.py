@@ -39,15 +39,18 @@ SCHEMA = 1
 VOLATILE = ("seconds", "backend_seconds", "worker", "time", "backend_info")
 
 
-def _finite(x):
+def finite(x):
     """JSON has no inf/nan: store them as strings, as Python spells them."""
     if isinstance(x, float) and not math.isfinite(x):
         return repr(x)
     if isinstance(x, dict):
-        return {k: _finite(v) for k, v in x.items()}
+        return {k: finite(v) for k, v in x.items()}
     if isinstance(x, list):
-        return [_finite(v) for v in x]
+        return [finite(v) for v in x]
     return x
+
+
+_finite = finite  # the name crossbn/models/judge.py imports
 
 
 def make_record(*, case, backend: str, device: str, verdict: str, version: str = "", device_name: str = "",
@@ -60,7 +63,7 @@ def make_record(*, case, backend: str, device: str, verdict: str, version: str =
         w = comparison.worst_observable
         worst = None if w is None else {"observable": w.name, "ratio": w.ratio, "verdict": w.verdict}
         not_exposed, unexpected = comparison.not_exposed, comparison.unexpected
-    return _finite({
+    return finite({
         "schema": SCHEMA, "case_id": case.id, "pytest_id": case.pytest_id, "suite": case.suite,
         "group": case.group, "case": case.to_dict(), "backend": backend, "version": version,
         "device": device, "device_name": device_name, "verdict": verdict, "reason": reason,

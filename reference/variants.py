@@ -10,7 +10,8 @@ innocuous).  Inputs and results are float64 arrays holding ``dtype`` values;
 ``dtype`` is a NumPy dtype (``ml_dtypes.bfloat16`` for bfloat16).
 
 Reductions are pairwise trees rounded at every level to their accumulator
-dtype ``acc`` (default: ``dtype``; the sum is then rounded to ``dtype``), vectorised per level:
+dtype ``acc`` (default: ``dtype``; the sum is divided by n in ``acc``, then
+rounded to ``dtype``), vectorised per level:
 the order of a blocked or tree reduction, not of a sequential loop.  Their
 order differs from any framework's, so a variant reproduces a framework's
 result to within rounding noise, not bit for bit; that is all a fingerprint
@@ -85,12 +86,13 @@ def tree_sum(x, channel_axis, dtype):
 
 
 def mean(x, channel_axis, dtype, acc=None):
-    """sum(x) / n: the sum accumulated in `acc` (default `dtype`) and rounded
-    to `dtype`, the division in `dtype`."""
-    r = rounder(dtype)
+    """sum(x) / n: the sum accumulated in `acc` (default `dtype`), divided
+    in `acc` and rounded to `dtype` (a float32 sum of float16 terms may
+    exceed float16's range; its mean does not)."""
+    r, ra = rounder(dtype), rounder(acc or dtype)
     n = _channels_rows(x, channel_axis).shape[1]
     with np.errstate(**_QUIET):
-        return r(r(tree_sum(x, channel_axis, acc or dtype)) / n)
+        return r(ra(tree_sum(x, channel_axis, acc or dtype) / n))
 
 
 def var_two_pass(x, m, channel_axis, dtype, acc=None):
@@ -101,7 +103,7 @@ def var_two_pass(x, m, channel_axis, dtype, acc=None):
     n = _channels_rows(x, channel_axis).shape[1]
     with np.errstate(**_QUIET):
         d = r(x - _broadcast(m, x.ndim, channel_axis))
-        return r(r(tree_sum(r(d * d), channel_axis, acc or dtype)) / n)
+        return r(rounder(acc or dtype)(tree_sum(r(d * d), channel_axis, acc or dtype) / n))
 
 
 def var_one_pass(x, m, channel_axis, dtype, acc=None):
@@ -110,7 +112,7 @@ def var_one_pass(x, m, channel_axis, dtype, acc=None):
     x = np.asarray(x, dtype=np.float64)
     n = _channels_rows(x, channel_axis).shape[1]
     with np.errstate(**_QUIET):
-        ex2 = r(r(tree_sum(r(x * x), channel_axis, acc or dtype)) / n)
+        ex2 = r(rounder(acc or dtype)(tree_sum(r(x * x), channel_axis, acc or dtype) / n))
         return np.maximum(r(ex2 - r(m * m)), 0.0)
 
 

@@ -16,7 +16,6 @@ from localization_score import PLANTS, judge_plant, outcome, pool_and_backends
 _FINGERPRINT_GAPS = {
     "half-reductions": "float32 terms with float16 accumulators vs float16 terms with float32 "
                        "accumulators: both within rounding, ulp distance does not separate them",
-    "folded-affine-f16": "folded affine in float16 is not told apart from the separate one by ulp distance",
     "welford-f16": "Welford in float16 is not told apart from float16 accumulation by ulp distance",
 }
 

@@ -47,6 +47,18 @@ CONVENTION_KEYS = {
 }
 
 
+# Declared only where the framework documents them; `crossbn conventions`
+# observes them for every backend and reports a finding where a declared one
+# is not what the runs show (crossbn/conventions/infer.py).
+OPTIONAL_CONVENTION_KEYS = {
+    "eps_floor": "the smallest eps the computation uses: 'none' (eps as given, the canonical default) or a value",
+    "variance": "batch-variance algorithm: 'two-pass/welford' (accurate) or 'one-pass' (E[x²]-E[x]²)",
+    "half_reductions": "accumulator dtype of float16/bfloat16 inputs' statistics: 'float32' or the half dtype",
+    "single_value": "training on one value per channel: 'error' (raises), 'beta' (y = beta) or 'nan'",
+    "eps0_zero_var": "training with eps 0 on a constant channel: 'nan', 'beta' or 'error'",
+}
+
+
 class Unsupported(Exception):
     """The backend cannot express this case; the message says why."""
 
@@ -62,7 +74,8 @@ class Backend:
     # Environment variables its worker process needs (e.g. KERAS_BACKEND).
     worker_env: ClassVar[dict[str, str]] = {}
     # Documented semantics, every key of CONVENTION_KEYS (keys of
-    # CANONICAL_CONVENTIONS may be left out when the backend is canonical there).
+    # CANONICAL_CONVENTIONS may be left out when the backend is canonical
+    # there), and any of OPTIONAL_CONVENTION_KEYS the framework documents.
     conventions: ClassVar[dict[str, str]] = {}
     # Case dtypes the framework runs (others are `unsupported` by the default supports()).
     dtypes: ClassVar[tuple[str, ...]] = ("float64", "float32", "float16", "bfloat16")

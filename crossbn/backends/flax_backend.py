@@ -69,6 +69,9 @@ class _FlaxBackend(Backend):
     conventions = {
         "momentum": "old", "running_var": "biased", "hyperparameters": "exact", "default_eps": "1e-5",
         "channel_axis": "any",
+        # use_fast_variance=True (default): "a faster, but less numerically stable, calculation for the
+        # variance"; force_float32_reductions=True (default): statistics of half inputs in float32
+        "variance": "one-pass", "half_reductions": "float32",
         "doc": "https://flax.readthedocs.io/en/latest/api_reference/flax.linen/layers.html#flax.linen.BatchNorm",
     }
     jit: bool = False

@@ -54,6 +54,8 @@ class TorchBackend(Backend):
     devices = ("cpu", "cuda")
     conventions = {
         "momentum": "new", "running_var": "unbiased", "default_eps": "1e-5", "channel_axis": "first",
+        # torch.nn.functional.batch_norm: "Expected more than 1 value per channel when training"
+        "single_value": "error",
         "doc": "https://pytorch.org/docs/stable/generated/torch.nn.BatchNorm2d.html",
     }
     model_framework = "torch"  # crossbn/models/torch_net.py
