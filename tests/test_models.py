@@ -11,12 +11,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import reference as ref
+
 from crossbn.backends import discover, load
 from crossbn.catalogue import CatalogueError, load_suite
 from crossbn.models import inputs as inputs_mod
 from crossbn.models import metrics, oracle
 from crossbn.models.case import ModelCase, ModelCaseError
-from crossbn.models.judge import model_record
+from crossbn.models.judge import localize, model_record
 from crossbn.models.networks import NETWORKS
 from crossbn.results import make_record, read
 from crossbn.runner import WorkerPool
@@ -119,6 +121,52 @@ def test_oracle_matches_an_independent_float64_computation(network):
     assert max(ulps.values()) <= FEW_ULPS, ulps
 
 
+def _perturbed(layer, x, w, size):
+    """(input deviation, output deviation) of a conv or dense layer whose
+    input deviation sits in the one input channel (dense: feature) with the
+    largest column sum |w|, at an interior pixel: where gain must be attained."""
+    a = np.abs(w)
+    c = int(np.argmax(a.sum(axis=0).reshape(a.shape[1], -1).sum(axis=1)))
+    e = np.zeros_like(x)
+    if layer.op == "conv":
+        e[:, c, x.shape[2] // 2, x.shape[3] // 2] = size
+        return e, oracle.conv2d(e, w)
+    e.reshape(len(e), -1)[:, c] = size
+    return e, oracle.dense(e, w)
+
+
+@pytest.mark.parametrize("network", list(NETWORKS))
+@pytest.mark.parametrize("train", [True, False])
+def test_gain_bounds_a_correct_layers_propagation(network, train):
+    """gain · δ_pre is what a correct layer may make of its inputs' deviation:
+    conv and dense attain it exactly with the deviation in their most amplified
+    input (the largest row sum, the max-abs norm, stays 1.6x below that at the
+    dense layers), a BatchNorm stays within it in training and in eval."""
+    case = _case(network, dtype="float64", train_steps=int(train), eval_step=not train)
+    inputs = inputs_mod.generate(case)
+    run = oracle.forward(case, inputs)
+    (step,) = case.steps
+    f64 = (lambda name: inputs[name].astype(np.float64))
+    rng = np.random.default_rng(0)
+    for layer in case.spec.layers:
+        src = layer.inputs[0]
+        x = f64("x0") if src == "input" else run.states[f"{step}.{src}"]
+        gain = run.gains[f"{step}.{layer.name}"]
+        if layer.op in ("conv", "dense"):
+            e, dy = _perturbed(layer, x, f64(f"{layer.name}.weight"), 1e-3)
+            assert metrics.delta(dy, 0) == pytest.approx(gain * metrics.delta(e, 0), rel=1e-9), layer.name
+        elif layer.op == "bn":
+            p = (lambda name: f64(f"{layer.name}.{name}"))
+            bn = ((lambda z: ref.train_forward(z, p("gamma"), p("beta"), case.eps)["y"]) if train else
+                  (lambda z: ref.eval_forward(z, p("running_mean"), p("running_var"), p("gamma"), p("beta"),
+                                              case.eps)["y"]))
+            for c in range(x.shape[1]):  # the deviation in one channel, then in all
+                for e in (np.zeros_like(x), rng.normal(0, 1e-6, x.shape)):
+                    e[:, c] = rng.normal(0, 1e-6, e[:, c].shape)
+                    # (1 + 1e-9): eval attains the bound in its largest-gain channel, up to float64 rounding
+                    assert metrics.delta(bn(x + e), bn(x)) <= gain * metrics.delta(e, 0) * (1 + 1e-9), (layer.name, c)
+
+
 # ---- δ, R and the introducing layers ---------------------------------------------------
 def test_delta_and_rate_by_hand():
     assert metrics.delta([1.0, 2.0, 3.0], [1.0, 2.0, 5.0]) == pytest.approx(2 / 3)
@@ -153,6 +201,11 @@ def test_layer_map_by_hand():
     run.local["eval.relu2"] = 1e-3 / (metrics.SAFETY * 2.0 ** -24) * 1.01
     layers = metrics.layer_map(case, actual, expected, run)["eval"]
     assert not layers["relu2"]["introduces"] and layers["relu2"]["ratio"] < 1
+    # float64: the oracle rounds at the backend's u too, so both sides are charged
+    f64 = _case("residual_block", train_steps=0, dtype="float64")
+    for factor, introduces in ((0.99, True), (1.01, False)):
+        run.local["eval.relu2"] = 1e-3 / (2 * metrics.SAFETY * 2.0 ** -53) * factor
+        assert metrics.layer_map(f64, actual, expected, run)["eval"]["relu2"]["introduces"] == introduces
 
 
 # ---- a planted fault is localized to its layer ------------------------------------------
@@ -205,6 +258,22 @@ def test_planted_fault_is_localized_by_R(network, fault, where, dtype):
     assert set(metrics.introducing(metrics.compare_backends(case, states, sound, inputs))) == where
     same = metrics.compare_backends(case, sound, sound, inputs)
     assert all(e["delta"] == 0 and not e["introduces"] for s in same.values() for e in s.values())
+
+
+def test_a_backend_is_held_to_its_declared_conventions():
+    """As in compare.py: hidden states that follow the canonical oracle from a
+    backend that declares PyTorch's unbiased running variance deviate (at the
+    first eval BN); following the declaration is a convention difference."""
+    backend = load(discover()["torch"])  # declares running_var = unbiased; imports no torch
+    case = _case("bn_before_relu", dtype="float64")
+    inputs = inputs_mod.generate(case)
+    canonical, declared = (oracle.forward(case, inputs, rv).states for rv in ("biased", "unbiased"))
+    verdict, reason, _, worst, where = localize(case, canonical, inputs, backend)
+    assert verdict == "deviation" and where["observable"] == "eval.bn1", reason
+    assert worst["verdict"] == "deviation" and "held to its declared conventions" in reason
+    verdict, reason, layers, _, where = localize(case, declared, inputs, backend)
+    assert verdict == "convention" and where["observable"] == "eval.bn1", reason
+    assert not any(e["convention"]["introduces"] for entries in layers.values() for e in entries.values())
 
 
 # ---- every framework adapter builds the same network ------------------------------------------

@@ -29,6 +29,7 @@ from pathlib import Path
 from ..catalogue import CatalogueError, check_fields, expand_entry
 from .case import FIELDS, ModelCase, ModelCaseError
 
+
 def is_model_catalogue(path: Path) -> bool:
     """True for a TOML file with [[model]] entries (a file that does not parse
     is left to the BatchNorm loader, which reports it)."""
@@ -52,7 +53,7 @@ def load(path: Path) -> list[ModelCase]:
     if not isinstance(defaults, dict):
         raise CatalogueError(f"{where}: [defaults] must be a table")
     check_fields(defaults, f"{where} [defaults]", FIELDS, "model case")
-    entries = data["model"]
+    entries = data.get("model")
     if not isinstance(entries, list):
         raise CatalogueError(f"{where}: 'model' must be an array of tables ([[model]])")
     cases: dict[str, ModelCase] = {}

@@ -91,13 +91,15 @@ def _describe(hits: list[str], layers: dict, limit: int = 4) -> str:
 
 def localize(case, states: dict, inputs: dict, backend) -> tuple[str, str, dict, dict | None, dict | None]:
     """(verdict, reason, layers, worst, localization) of hidden states against
-    the oracle, and against the oracle under the backend's declared
-    conventions where it declares any and the canonical one finds layers."""
+    the oracle, and, where the backend declares conventions of its own,
+    against the oracle under them: as in compare.py, it is held to its own
+    documented semantics first, so agreeing with the canonical oracle while
+    declaring otherwise is a deviation too."""
     canon = forward(case, inputs)
     layers = metrics.layer_map(case, states, canon.states, canon)
     hits = metrics.introducing(layers)
     verdict, reason, basis = "match", "", layers  # basis: the map whose introducing layers the verdict names
-    if hits and backend.differs_from_canonical():
+    if backend.differs_from_canonical():
         running_var, hyper = backend.convention("running_var"), backend.convention("hyperparameters")
         conv = forward(case, inputs, running_var, hyper)
         declared = metrics.layer_map(case, states, conv.states, conv)
@@ -110,7 +112,7 @@ def localize(case, states: dict, inputs: dict, backend) -> tuple[str, str, dict,
             verdict, basis = "deviation", declared
             reason = (f"inconsistency introduced at {_describe(still, declared)} "
                       f"(held to its declared conventions: {conventions})")
-        else:
+        elif hits:
             verdict = "convention"
             reason = (f"differs from the canonical oracle at {_describe(hits, layers)}, "
                       f"as its declared conventions ({conventions}) predict: none introduced under them")
@@ -172,6 +174,9 @@ def _cross_device(case, states: dict, on_cpu, inputs: dict) -> dict:
     CRADLE's map between the two, both charged their rounding."""
     if on_cpu.status != "ok":
         return {"against": "cpu", "verdict": on_cpu.status, "note": (on_cpu.message.splitlines() or [""])[0]}
+    broken = _problem(case, on_cpu.observables)[0]
+    if broken:  # compared as they are, they would raise in the layer map
+        return {"against": "cpu", "verdict": "error", "note": f"malformed hidden states on cpu: {broken}"}
     layers = metrics.compare_backends(case, states, on_cpu.observables, inputs)
     hits = metrics.introducing(layers)
     name, entry = metrics.worst(layers, case)

@@ -73,7 +73,7 @@ def run(backend, case, inputs: dict, device: str) -> dict:
 
     if case.train_steps:  # supports_model says so first; this guards direct calls
         raise Unsupported(backend.model_train)
-    key = (case.id, getattr(backend, "opset", None), device)
+    key = (backend.name, case.id, device)  # the session is the backend's runtime, the graph its opset
     if key not in _CACHE:
         graph = export(case, inputs, getattr(backend, "opset", None))
         try:
