@@ -102,19 +102,26 @@ def _conventions(args: argparse.Namespace) -> int:
     return run(args)
 
 
+def _backend_options(parser, output: str, *, n_default: str, n_help: str, timeout_of: str, strict: str) -> None:
+    """The options `run` and `conventions` share: which backends, where, how many at once."""
+    parser.add_argument("--backends", help="comma-separated backends or 'all' (env CROSSBN_BACKENDS; default: all)")
+    parser.add_argument("--devices", help="comma-separated: cpu, cuda (env CROSSBN_DEVICES; default: cpu)")
+    parser.add_argument("--out", help=f"output directory for {output} (env CROSSBN_OUT; default: reports/<timestamp>)")
+    parser.add_argument("-n", default=n_default, help=f"{n_help} (default: {n_default})")
+    parser.add_argument("--timeout", help=f"seconds per {timeout_of} before a worker is killed "
+                                          "(env CROSSBN_TIMEOUT; default: 300)")
+    parser.add_argument("--backend-module", action="append", default=[], help="a .py file with extra backends")
+    parser.add_argument("--strict", action="store_true", help=strict)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="crossbn", description="Cross-backend BatchNorm consistency suite.")
     sub = p.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="run a suite against backends (pytest underneath)",
                          description="Arguments after -- go to pytest (e.g. -- -k offset -x).")
     run.add_argument("--suite", help="catalogue in cases/ or a .toml path (env CROSSBN_SUITE; default: default)")
-    run.add_argument("--backends", help="comma-separated backends or 'all' (env CROSSBN_BACKENDS; default: all)")
-    run.add_argument("--devices", help="comma-separated: cpu, cuda (env CROSSBN_DEVICES; default: cpu)")
-    run.add_argument("--out", help="output directory (env CROSSBN_OUT; default: reports/<timestamp>)")
-    run.add_argument("-n", default="auto", help="parallel pytest-xdist workers, 0 for none (default: auto)")
-    run.add_argument("--timeout", help="seconds per case before a worker is killed (env CROSSBN_TIMEOUT; default: 300)")
-    run.add_argument("--backend-module", action="append", default=[], help="a .py file with extra backends")
-    run.add_argument("--strict", action="store_true", help="exit 1 when any result fails")
+    _backend_options(run, "results.jsonl", n_default="auto", n_help="parallel pytest-xdist workers, 0 for none",
+                     timeout_of="case", strict="exit 1 when any result fails")
     run.set_defaults(func=_run)
     bk = sub.add_parser("backends", help="list backends and whether they can run here")
     bk.add_argument("--backend-module", action="append", default=[])
@@ -128,13 +135,8 @@ def build_parser() -> argparse.ArgumentParser:
                                     "precision, eps floor, variance algorithm, float16/bfloat16 accumulators, "
                                     "one value per channel and eps=0 on a constant channel, read off targeted "
                                     "runs and set beside each backend's declaration; a difference is a finding.")
-    co.add_argument("--backends", help="comma-separated backends or 'all' (env CROSSBN_BACKENDS; default: all)")
-    co.add_argument("--devices", help="comma-separated: cpu, cuda (default: cpu)")
-    co.add_argument("--out", help="output directory for conventions.jsonl (env CROSSBN_OUT; default: reports/<timestamp>)")
-    co.add_argument("-n", default="2", help="backends observed at once, or auto (default: 2)")
-    co.add_argument("--timeout", help="seconds per probe before a worker is killed (default: 300)")
-    co.add_argument("--backend-module", action="append", default=[], help="a .py file with extra backends")
-    co.add_argument("--strict", action="store_true", help="exit 1 when an observation differs from a declaration")
+    _backend_options(co, "conventions.jsonl", n_default="2", n_help="backends observed at once, or auto",
+                     timeout_of="probe", strict="exit 1 when an observation differs from a declaration")
     co.set_defaults(func=_conventions)
     return p
 

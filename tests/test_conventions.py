@@ -122,6 +122,7 @@ def test_torch_observed_as_documented(tmp_path, capsys):
     (["--backends", "no-such-backend"], "unknown backend(s) no-such-backend; known:"),
     (["--backends", "torch", "--devices", "tpu"], "unknown device(s) tpu; known: cpu, cuda"),
     (["--backends", "torch", "-n", "0"], "-n 0: must be at least 1"),
+    (["--backends", "torch", "--timeout", "soon"], "--timeout soon: must be a positive number of seconds"),
 ])
 def test_bad_usage_is_named(tmp_path, capsys, argv, message):
     assert main(["conventions", *argv, "--out", str(tmp_path)]) == 2

@@ -17,6 +17,7 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 
 from ..results import finite
+from ..runner import DEFAULT_TIMEOUT
 from . import infer, observe
 
 DEVICES = ("cpu", "cuda")
@@ -57,14 +58,19 @@ def run(args) -> int:
     try:
         specs = discover(tuple(args.backend_module))
         names = resolve(args.backends or os.environ.get("CROSSBN_BACKENDS", "all"), specs)
-        devices = [d.strip() for d in (args.devices or "cpu").split(",") if d.strip()]
+        devices = [d.strip() for d in (args.devices or os.environ.get("CROSSBN_DEVICES", "cpu")).split(",")
+                   if d.strip()]
         unknown = [d for d in devices if d not in DEVICES]
         if unknown:
             raise BackendError(f"--devices: unknown device(s) {', '.join(unknown)}; known: {', '.join(DEVICES)}")
         backends = {n: load(specs[n]) for n in names}
-        timeout = float(args.timeout) if args.timeout else 300.0
+        raw_timeout = args.timeout or os.environ.get("CROSSBN_TIMEOUT")
+        try:
+            timeout = float(raw_timeout) if raw_timeout else DEFAULT_TIMEOUT
+        except ValueError:
+            timeout = float("nan")
         if not timeout > 0:
-            raise BackendError(f"--timeout {args.timeout}: must be a positive number of seconds")
+            raise BackendError(f"--timeout {raw_timeout}: must be a positive number of seconds")
         if args.n != "auto" and not str(args.n).isdigit():
             raise BackendError(f"-n {args.n}: must be a whole number of backends at once, or auto")
         workers = int(os.cpu_count() or 1) if args.n == "auto" else int(args.n)
