@@ -50,9 +50,6 @@ def finite(x):
     return x
 
 
-_finite = finite  # the name crossbn/models/judge.py imports
-
-
 def make_record(*, case, backend: str, device: str, verdict: str, version: str = "", device_name: str = "",
                 reason: str = "", comparison=None, seconds: float = 0.0, backend_seconds: float = 0.0,
                 cross_device: dict | None = None, backend_info: dict | None = None,

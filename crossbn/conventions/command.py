@@ -1,7 +1,8 @@
 """`crossbn conventions`: observe every chosen backend, print the table, keep the records.
 
 Backends run concurrently (one thread each waiting on its own worker
-process, `-n` at a time); each backend's records are appended to
+process, `-n` at a time); each backend's records are appended (by the main
+thread, as each backend finishes) to
 `<out>/conventions.jsonl` and flushed the moment it is done, so an
 interrupted run keeps every finished backend.
 """
@@ -11,7 +12,6 @@ from __future__ import annotations
 import json
 import os
 import sys
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
@@ -82,7 +82,6 @@ def run(args) -> int:
     out = Path(args.out or os.environ.get("CROSSBN_OUT") or Path("reports") / time.strftime("%Y%m%d-%H%M%S"))
     out.mkdir(parents=True, exist_ok=True)
     path = out / "conventions.jsonl"
-    lock = threading.Lock()
     records: list[dict] = []
     jobs = [(n, d) for n in names for d in devices]
     print(f"crossbn conventions: {len(names)} backend(s) on {', '.join(devices)}, -n {workers}, "
@@ -93,11 +92,10 @@ def run(args) -> int:
         for future in as_completed(futures):
             name, device = futures[future]
             got = future.result()
-            with lock:
-                for r in got:
-                    sink.write(json.dumps(finite(r), allow_nan=False) + "\n")
-                sink.flush()
-                records.extend(got)
+            for r in got:  # results are consumed here, on the main thread only
+                sink.write(json.dumps(finite(r), allow_nan=False) + "\n")
+            sink.flush()
+            records.extend(got)
             found = len(_findings(got))
             print(f"  {name} ({device}): {found} finding(s), {got[0].get('seconds', 0.0):.1f} s", flush=True)
     _table(records)

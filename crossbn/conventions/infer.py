@@ -172,8 +172,7 @@ def accumulator(f: dict, case, backend) -> tuple[str, str]:
     if not best["explains"]:
         return f"other (nearest {best['group']})", detail
     rival = next((t for t in ranked if t["group"] != best["group"] and t["explains"]), None)
-    if rival is not None and rival["ulps"] < IMPROVEMENT * best["ulps"] or \
-            rival is not None and best["ulps"] == rival["ulps"]:
+    if rival is not None and rival["ulps"] <= IMPROVEMENT * best["ulps"]:
         return "undetermined", detail + f"; {best['group']} and {rival['group']} sums both within rounding"
     return best["group"], detail
 

@@ -36,7 +36,7 @@ import time
 
 import numpy as np
 
-from ..results import _finite, make_record
+from ..results import finite, make_record
 from ..runner import DEFAULT_TIMEOUT
 from . import inputs as inputs_mod
 from . import metrics
@@ -52,7 +52,7 @@ def model_record(*, case, backend: str, device: str, verdict: str, reason: str =
     rec = make_record(case=case, backend=backend, device=device, verdict=verdict, version=version,
                       device_name=device_name, reason=reason, seconds=seconds, backend_seconds=backend_seconds,
                       cross_device=cross_device, backend_info=backend_info, localization=localization)
-    rec.update(_finite({"worst": worst, "not_exposed": list(not_exposed), "unexpected": list(unexpected),
+    rec.update(finite({"worst": worst, "not_exposed": list(not_exposed), "unexpected": list(unexpected),
                         "layers": layers or {}}))
     return rec
 
