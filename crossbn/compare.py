@@ -29,6 +29,8 @@ from .tolerance import SAFETY, unit_roundoff
 # Severity order: the result's verdict is its worst observable's.
 SEVERITY = ("unsupported", "match", "convention", "deviation", "nan-mismatch", "error", "timeout", "crash")
 FAILING = frozenset({"deviation", "nan-mismatch", "error", "timeout", "crash"})
+WORST_ELEMENTS = 5    # worst elements kept per observable
+MAX_CHANNELS = 1024   # per-channel ratios kept up to this many channels (a record stays small)
 
 
 def worst(verdicts) -> str:
@@ -53,6 +55,10 @@ class ObservableResult:
     convention_ratio: float | None = None  # ratio against the declared convention, when it differs
     n_unjudged: int = 0         # elements with no finite bound (ill-conditioned), left out of the ratio
     note: str = ""
+    worst_elements: list[dict] = field(default_factory=list)  # the WORST_ELEMENTS largest ratios, worst
+                                # first: {where, expected, actual, bound, ratio} (the report's table)
+    per_channel: list[float] | None = None  # max ratio per channel (None: not per-channel, or over
+                                # MAX_CHANNELS channels); what the report's channel chart draws
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -97,10 +103,43 @@ def _ratio_stats(a, e, bound):
     return err, np.where(np.isnan(ratio), np.inf, ratio)
 
 
+def _worst_elements(ratio, a, e, bound) -> list[dict]:
+    """The WORST_ELEMENTS elements with the largest ratio, worst first (ties by position)."""
+    flat = ratio.ravel()
+    k = min(WORST_ELEMENTS, flat.size)
+    if k == 0:
+        return []
+    top = np.argpartition(-flat, k - 1)[:k]
+    top = top[np.lexsort((top, -flat[top]))]
+    out = []
+    for i in top:
+        at = np.unravel_index(int(i), ratio.shape)
+        out.append({"where": [int(j) for j in at], "expected": float(e[at]), "actual": float(a[at]),
+                    "bound": float(bound[at]), "ratio": float(ratio[at])})
+    return out
+
+
+def _per_channel(ratio, channel_axis: int | None) -> list[float] | None:
+    """Max ratio per channel: along `channel_axis` of a batch-shaped array, or
+    the elements themselves of a per-channel statistic (1-D)."""
+    if channel_axis is None or ratio.ndim == 0:
+        return None
+    if ratio.ndim == 1:
+        per = ratio
+    elif channel_axis < ratio.ndim:
+        per = np.moveaxis(ratio, channel_axis, 0).reshape(ratio.shape[channel_axis], -1).max(axis=1, initial=0.0)
+    else:
+        return None
+    return [float(v) for v in per] if 0 < per.size <= MAX_CHANNELS else None
+
+
 def compare_observable(name: str, actual: np.ndarray, expected: np.ndarray, model_bound: np.ndarray,
-                       convention: tuple[np.ndarray, np.ndarray] | None = None) -> ObservableResult:
+                       convention: tuple[np.ndarray, np.ndarray] | None = None,
+                       channel_axis: int | None = None) -> ObservableResult:
     """`model_bound` is tolerance.model_bounds' entry; `convention` is the
-    (expected, bound) pair under the backend's declared convention, if any."""
+    (expected, bound) pair under the backend's declared convention, if any;
+    `channel_axis`, the channel axis of batch-shaped observables (for the
+    per-channel ratios)."""
     out_dtype = np.dtype(actual.dtype).name
     a = np.asarray(actual, dtype=np.float64)
     e = np.asarray(expected, dtype=np.float64)
@@ -160,6 +199,7 @@ def compare_observable(name: str, actual: np.ndarray, expected: np.ndarray, mode
         bound_at=float(bound[worst_at]) if e.size else float("nan"),
         n_over=int((ratio > 1.0).sum()), size=int(e.size), dtype=out_dtype, convention_ratio=conv_ratio,
         n_unjudged=int(unbounded.sum()), note="; ".join(notes),
+        worst_elements=_worst_elements(ratio, a, e, bound), per_channel=_per_channel(ratio, channel_axis),
     )
 
 
@@ -187,7 +227,7 @@ def _dataflow_key(name: str, expected: dict) -> tuple:
 
 
 def compare(actual: dict, expected: dict, bounds: dict,
-            convention: tuple[dict, dict] | None = None) -> Comparison:
+            convention: tuple[dict, dict] | None = None, channel_axis: int | None = None) -> Comparison:
     """Compare every expected observable the backend returned, in dataflow order."""
     result = Comparison(verdict="match")
     for name, exp in sorted(expected.items(), key=lambda kv: _dataflow_key(kv[0], expected)):
@@ -197,7 +237,7 @@ def compare(actual: dict, expected: dict, bounds: dict,
         conv = None
         if convention is not None and name in convention[0]:
             conv = (convention[0][name], convention[1][name])
-        result.observables[name] = compare_observable(name, actual[name], exp, bounds[name], conv)
+        result.observables[name] = compare_observable(name, actual[name], exp, bounds[name], conv, channel_axis)
     result.unexpected = sorted(set(actual) - set(expected))
     result.verdict = worst(o.verdict for o in result.observables.values())
     # Every step has an output; a backend that returns none of them has not

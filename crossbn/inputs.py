@@ -85,3 +85,18 @@ def generate(case: Case) -> dict[str, np.ndarray]:
         out["running_mean"] = _rng(case, _STREAM["running_mean"]).normal(0.0, 1.0, size=c).astype(dt)
         out["running_var"] = _rng(case, _STREAM["running_var"]).uniform(0.5, 2.0, size=c).astype(dt)
     return out
+
+
+def summarize(inputs: dict[str, np.ndarray]) -> dict[str, dict]:
+    """What the report shows of each input array: shape, dtype, range, mean,
+    standard deviation (of the finite values, in float64) and how many
+    values are NaN or infinite."""
+    out = {}
+    for name, arr in inputs.items():
+        a = np.asarray(arr, dtype=np.float64)
+        fin = a[np.isfinite(a)]
+        stats = dict(min=float(fin.min()), max=float(fin.max()), mean=float(fin.mean()), std=float(fin.std())) \
+            if fin.size else dict(min=None, max=None, mean=None, std=None)
+        out[name] = dict(shape=list(a.shape), dtype=np.asarray(arr).dtype.name, **stats,
+                         nonfinite=int(a.size - fin.size))
+    return out

@@ -53,7 +53,8 @@ class _Judged:
                 self.convention = without_gradients(*self.convention)
             self.notes.append(f"gradients not compared: {backend.no_gradients}")
         self.broken = output_problem(case, observables, self.exp)
-        self.comparison = None if self.broken else compare(observables, self.exp, self.bounds, self.convention)
+        self.comparison = None if self.broken else compare(observables, self.exp, self.bounds,
+                                                                     self.convention, case.channel_axis)
 
     def full_bounds(self) -> dict:
         return {k: full_bound(self.bounds[k], self.exp[k], np.dtype(self.actual[k].dtype).name)
@@ -128,5 +129,6 @@ def judge(case, backend_name: str, backend, device: str, pool: WorkerPool,
         where, diagnosis = _explain(judged, backend, device, worker, timeout)
     reason = "; ".join(n for n in (comparison.note, *judged.notes) if n)
     return make_record(**record, verdict=comparison.verdict, comparison=comparison, reason=reason,
+                       inputs=inputs_mod.summarize(inputs),
                        cross_device=cross, localization=where, diagnosis=diagnosis, backend_info=outcome.info,
                        backend_seconds=outcome.seconds, seconds=time.perf_counter() - start)

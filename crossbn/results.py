@@ -19,6 +19,8 @@ Record fields (version 1):
   first stage that departs, how it was found, and the probes that ran; see
   localize.py), diagnosis (the formulation that explains the backend best,
   with its score, margin and the evidence; see fingerprint.py),
+  inputs (for judged results: each input array's shape, dtype, range, mean,
+  std and non-finite count; inputs.summarize),
   cross_device (on a GPU: the same framework's outputs against its own CPU
   outputs, see outputs.compare_devices; null on the CPU),
   backend_info (what the backend reported about the run, e.g. torch-compile's
@@ -53,7 +55,8 @@ def finite(x):
 def make_record(*, case, backend: str, device: str, verdict: str, version: str = "", device_name: str = "",
                 reason: str = "", comparison=None, seconds: float = 0.0, backend_seconds: float = 0.0,
                 cross_device: dict | None = None, backend_info: dict | None = None,
-                localization: dict | None = None, diagnosis: dict | None = None) -> dict:
+                localization: dict | None = None, diagnosis: dict | None = None,
+                inputs: dict | None = None) -> dict:
     observables, worst, not_exposed, unexpected = {}, None, [], []
     if comparison is not None:
         observables = {k: o.to_dict() for k, o in comparison.observables.items()}
@@ -66,7 +69,7 @@ def make_record(*, case, backend: str, device: str, verdict: str, version: str =
         "device": device, "device_name": device_name, "verdict": verdict, "reason": reason,
         "worst": worst, "observables": observables, "not_exposed": not_exposed, "unexpected": unexpected,
         "unjudged": sum(o["n_unjudged"] for o in observables.values()),
-        "localization": localization, "diagnosis": diagnosis,
+        "localization": localization, "diagnosis": diagnosis, "inputs": inputs,
         "cross_device": cross_device, "backend_info": backend_info or {},
         "seconds": round(seconds, 6), "backend_seconds": round(backend_seconds, 6),
         "worker": worker_id(),

@@ -112,3 +112,39 @@ def test_unbounded_elements_are_counted_not_judged():
     e = np.array([1.0, 2.0])
     r = compare_observable("train0.y", np.array([1.0, 7.0]), e, np.array([0.0, np.nan]))
     assert r.verdict == "match" and r.n_unjudged == 1 and "not judged" in r.note
+
+
+def test_worst_elements_are_the_largest_ratios_worst_first():
+    e = np.zeros((2, 3, 4))
+    a = np.zeros((2, 3, 4), dtype=np.float32)
+    errors = {(0, 1, 2): 5e-3, (1, 2, 3): 9e-3, (1, 0, 0): 1e-3, (0, 0, 1): 7e-3, (1, 1, 1): 2e-3, (0, 2, 0): 4e-4}
+    for at, err in errors.items():
+        a[at] = err
+    r = compare_observable("train0.y", a, e, np.full(e.shape, 1e-4), channel_axis=1)
+    top = sorted(errors, key=lambda at: -float(np.float32(errors[at])))[:5]
+    assert [w["where"] for w in r.worst_elements] == [list(at) for at in top]
+    assert r.worst_elements[0]["where"] == r.where and r.worst_elements[0]["ratio"] == r.ratio
+    w = r.worst_elements[1]
+    assert w["actual"] == float(np.float32(7e-3)) and w["expected"] == 0.0
+    assert w["ratio"] == pytest.approx(abs(w["actual"] - w["expected"]) / w["bound"])
+
+
+def test_per_channel_ratio_is_the_max_over_the_other_axes():
+    rng = np.random.default_rng(0)
+    e = rng.normal(size=(4, 3, 5))
+    a = e.copy()
+    a[2, 1, 4] += 1e-3   # channel 1
+    a[0, 2, 0] += 3e-3   # channel 2
+    bound = np.full(e.shape, 1e-4)
+    r = compare_observable("train0.y", a, e, bound, channel_axis=1)
+    per = np.asarray(r.per_channel)
+    assert per.shape == (3,) and per[0] == 0.0
+    assert per[1] == pytest.approx(1e-3 / (SAFETY * (1e-4 + 2.0 ** -53 * abs(e[2, 1, 4]) + 5e-324)), rel=1e-6)
+    assert per[2] > per[1] and max(per) == r.ratio
+    # channels last: the same errors, moved
+    r_last = compare_observable("train0.y", np.moveaxis(a, 1, -1), np.moveaxis(e, 1, -1),
+                                np.moveaxis(bound, 1, -1), channel_axis=2)
+    assert r_last.per_channel == r.per_channel
+    # a per-channel statistic is its own per-channel ratio
+    stat = compare_observable("train0.batch_mean", a[0, :, 0], e[0, :, 0], bound[0, :, 0], channel_axis=1)
+    assert len(stat.per_channel) == 3 and stat.per_channel[2] == stat.ratio
