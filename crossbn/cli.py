@@ -1,17 +1,23 @@
 """The `crossbn` command.
 
-  crossbn run [--suite S] [--backends A,B|all] [--devices cpu,cuda] [--out DIR] [-n N] [-- PYTEST ARGS]
+  crossbn run [--suite S] [--backends A,B|all] [--devices cpu,cuda] [--out DIR] [-n N]
+              [--progress auto|rich|plain|off] [-- PYTEST ARGS]
   crossbn backends [--backend-module F] [--markdown]
                                            list backends, their versions and availability
                                            (--markdown: their declared devices and conventions)
   crossbn suites                           list the case catalogues and their sizes
+  crossbn report RESULTS... [--out DIR]    render results.jsonl files or run folders (merged) into
+                                           DIR/index.html plus one page per finding
   crossbn conventions [--backends A,B|all] [--devices cpu,cuda] [--out DIR] [-n N] [--strict]
                                            observe each backend's conventions from targeted
                                            runs; table on stdout, records in DIR/conventions.jsonl
 
 `run` is pytest underneath (pytest-xdist for -n): the same run as
 `pytest --pyargs crossbn.conformance --crossbn-suite S ...`, with the results
-written to DIR/results.jsonl (default reports/<timestamp>/).
+written to DIR/results.jsonl (default reports/<timestamp>/), the environment
+to DIR/run.json and the HTML report to DIR/index.html. Unless
+--no-conventions, `crossbn conventions` first observes the same backends
+into DIR/conventions.jsonl, so the report shows them.
 
 Exit status of `conventions`: 0, or with --strict 1 when a finding; 2 for bad usage.
 
@@ -35,8 +41,12 @@ def _run(args: argparse.Namespace, extra: list[str]) -> int:
 
     out = Path(args.out or os.environ.get("CROSSBN_OUT") or Path("reports") / time.strftime("%Y%m%d-%H%M%S"))
     out.mkdir(parents=True, exist_ok=True)
+    progress = args.progress or os.environ.get("CROSSBN_PROGRESS") or "auto"
     argv = ["--pyargs", "crossbn.conformance", "-p", "no:cacheprovider", f"--crossbn-out={out}",
-            "-q", "-rN", "--tb=no", "-o", "console_output_style=count"]
+            "-q", "-rN", "--tb=no", f"--crossbn-progress={progress}",
+            # crossbn is imported before pytest starts (conventions, above): nothing to rewrite in it
+            "-W", "ignore::pytest.PytestAssertRewriteWarning",  # progress replaces the count filling
+            "-o", f"console_output_style={'count' if progress == 'off' else 'classic'}"]
     # Only what was given on the command line; the plugin applies CROSSBN_*
     # environment variables and defaults, in one place.
     for name in ("suite", "backends", "devices", "timeout"):
@@ -47,10 +57,18 @@ def _run(args: argparse.Namespace, extra: list[str]) -> int:
     if args.n not in ("0", 0):
         argv += ["-n", str(args.n)]
     argv += extra
+    if args.conventions:
+        # first, so the report the run ends with shows them; a fresh file per run
+        (out / "conventions.jsonl").unlink(missing_ok=True)
+        observed = _conventions(argparse.Namespace(
+            backends=args.backends, devices=args.devices, out=str(out), timeout=args.timeout, strict=False,
+            backend_module=args.backend_module, n="1" if str(args.n) == "0" else str(args.n)))
+        if observed == 2:
+            return 2
     print(f"crossbn run: -n {args.n}, results -> {out / 'results.jsonl'}", flush=True)
     code = pytest.main(argv)
     if code in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED):
-        print(f"crossbn run: results in {out / 'results.jsonl'}")
+        print(f"crossbn run: results in {out / 'results.jsonl'}, report {out / 'index.html'}")
         return 1 if (args.strict and code == pytest.ExitCode.TESTS_FAILED) else 0
     if code == pytest.ExitCode.USAGE_ERROR:
         return 2
@@ -58,6 +76,24 @@ def _run(args: argparse.Namespace, extra: list[str]) -> int:
         print("crossbn run: no test selected (check --suite, --backends and any -k)", file=sys.stderr)
         return 2
     return 3
+
+
+def _report(args: argparse.Namespace) -> int:
+    from .report import ReportError, build
+
+    if args.out is None and len(args.results) != 1:
+        print("crossbn report: --out is needed with more than one results source", file=sys.stderr)
+        return 2
+    out = Path(args.out) if args.out else Path(args.results[0])
+    if out.suffix == ".jsonl":  # `crossbn report DIR/results.jsonl`: the report goes beside it
+        out = out.parent
+    try:
+        index = build(args.results, out, title=args.title)
+    except ReportError as e:
+        print(f"crossbn report: {e}", file=sys.stderr)
+        return 2
+    print(f"crossbn report: {index}")
+    return 0
 
 
 def _backends(args: argparse.Namespace) -> int:
@@ -120,9 +156,21 @@ def build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="run a suite against backends (pytest underneath)",
                          description="Arguments after -- go to pytest (e.g. -- -k offset -x).")
     run.add_argument("--suite", help="catalogue in cases/ or a .toml path (env CROSSBN_SUITE; default: default)")
+    run.add_argument("--progress", choices=("auto", "rich", "plain", "off"),
+                     help="live progress: rich bar on a terminal, plain lines elsewhere (auto), or off "
+                          "(env CROSSBN_PROGRESS; default: auto)")
+    run.add_argument("--no-conventions", dest="conventions", action="store_false",
+                     help="skip `crossbn conventions` before the run (the report then has no conventions table)")
     _backend_options(run, "results.jsonl", n_default="auto", n_help="parallel pytest-xdist workers, 0 for none",
                      timeout_of="case", strict="exit 1 when any result fails")
     run.set_defaults(func=_run)
+    rp = sub.add_parser("report", help="render results into a self-contained HTML report",
+                        description="Merge one or more results (results.jsonl files or run folders: workers, "
+                                    "shards, machines) into DIR/index.html and one page per finding.")
+    rp.add_argument("results", nargs="+", help="results.jsonl files or run folders")
+    rp.add_argument("--out", help="report folder (default: the one source's folder; required with several)")
+    rp.add_argument("--title", default="crossbn report", help="the report's title")
+    rp.set_defaults(func=_report)
     bk = sub.add_parser("backends", help="list backends and whether they can run here")
     bk.add_argument("--backend-module", action="append", default=[])
     bk.add_argument("--markdown", action="store_true",

@@ -12,15 +12,18 @@ Options (each with a CROSSBN_* environment fallback):
   --crossbn-suite S            catalogue name in cases/ or a .toml path   (default: default)
   --crossbn-backends A,B|all   backends to run                          (default: all installed)
   --crossbn-devices cpu,cuda   devices                                   (default: cpu)
-  --crossbn-out DIR            write DIR/results.jsonl                   (default: none)
+  --crossbn-out DIR            write DIR/results.jsonl, DIR/run.json and the HTML report
+                               DIR/index.html (controller only)          (default: none)
   --crossbn-backend-module F   a .py file defining extra Backend classes (repeatable)
   --crossbn-timeout SECONDS    per-case limit before a worker is killed  (default: 300)
+  --crossbn-progress MODE      live progress: auto|rich|plain|off        (default: off; `crossbn run`: auto)
 """
 
 from __future__ import annotations
 
-import os
 import math
+import os
+import time
 from pathlib import Path
 
 import pytest
@@ -32,6 +35,7 @@ _OPTIONS = (
     ("devices", "CROSSBN_DEVICES", "cpu", "comma-separated devices: cpu, cuda"),
     ("out", "CROSSBN_OUT", None, "directory for results-<worker>.jsonl and the merged results.jsonl"),
     ("timeout", "CROSSBN_TIMEOUT", "300", "seconds a backend may take for one case before its worker is killed"),
+    ("progress", "CROSSBN_PROGRESS", "off", "live progress: auto (rich on a terminal, else plain), rich, plain, off"),
 )
 DEVICES = ("cpu", "cuda")
 _STATE = pytest.StashKey()
@@ -153,11 +157,22 @@ def pytest_configure(config):
         return
     st = _state(config)  # bad options and catalogues fail here, before any collection
     config.pluginmanager.register(_SummaryHooks(st.summary), "crossbn-summary")
+    if _is_controller(config):
+        from .progress import register as register_progress
+
+        register_progress(config, _option(config, "progress"))  # crossbn/progress.py; nothing when "off"
     if _is_controller(config) and st.out is not None:
         # A new run: earlier runs' files in the same folder would be merged
         # into this one's results, so they go (the folder is this run's).
         for stale in (*st.out.glob("results-*.jsonl"), st.out / "results.jsonl"):
             stale.unlink(missing_ok=True)
+        from . import environment
+
+        st.started = time.monotonic()
+        st.run_info = environment.describe(
+            suite=_option(config, "suite"), backends=list(st.names), devices=st.devices,
+            argv=[str(a) for a in config.invocation_params.args])
+        environment.write(st.out, st.run_info)
 
 
 def pytest_ignore_collect(collection_path, config):
@@ -262,6 +277,25 @@ def pytest_sessionfinish(session, exitstatus):
         parts = sorted(st.out.glob("results-*.jsonl"))
         if parts:
             merge(parts, st.out / "results.jsonl")
+        _finish_report(session, st, int(exitstatus))
+
+
+def _finish_report(session, st, exitstatus: int) -> None:
+    """The controller's last step: run.json completed, then the HTML report
+    (its failure is reported, never allowed to lose the results above)."""
+    from . import environment
+
+    if getattr(st, "run_info", None) is not None:
+        complete = exitstatus in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED) and not session.shouldstop
+        environment.finish(st.out, st.run_info, started=st.started, exit_status=exitstatus, complete=complete)
+    if not (st.out / "results.jsonl").exists():
+        return
+    try:
+        from .report import build
+
+        st.report = build([st.out], st.out)
+    except Exception as e:  # noqa: BLE001 - any failure here must leave the results usable
+        st.report_error = f"{type(e).__name__}: {e}"
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus, config):
@@ -276,3 +310,7 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
         terminalreporter.write_line(line)
     if st.out is not None:
         terminalreporter.write_line(f"results: {st.out / 'results.jsonl'}")
+        if getattr(st, "report", None) is not None:
+            terminalreporter.write_line(f"report: {st.report}")
+        if getattr(st, "report_error", None):
+            terminalreporter.write_line(f"report: NOT written: {st.report_error}", red=True)

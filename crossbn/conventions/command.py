@@ -56,7 +56,9 @@ def run(args) -> int:
     from ..backends import BackendError, discover, load, resolve
 
     try:
-        specs = discover(tuple(args.backend_module))
+        # the same backend modules a run sees: the option's, then CROSSBN_BACKEND_MODULE's
+        specs = discover(tuple(args.backend_module) + tuple(
+            p for p in os.environ.get("CROSSBN_BACKEND_MODULE", "").split(os.pathsep) if p))
         names = resolve(args.backends or os.environ.get("CROSSBN_BACKENDS", "all"), specs)
         devices = [d.strip() for d in (args.devices or os.environ.get("CROSSBN_DEVICES", "cpu")).split(",")
                    if d.strip()]

@@ -1,0 +1,43 @@
+"""Self-contained HTML reports of crossbn runs.
+
+    crossbn report RESULTS... --out DIR
+
+renders one or more results (a results.jsonl, or the run folder holding it,
+with its run.json and conventions.jsonl beside it) into DIR/index.html and
+one page per finding under DIR/findings/ (a network page for a `models`
+result). `crossbn run` and the pytest plugin call `build` on the controller
+when a run ends. Modules: sources.py reads and merges, pages.py computes
+what each page shows, svg.py draws the charts, render.py fills the Jinja2
+templates in templates/.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from .sources import CONVENTIONS_FILE, ReportError
+
+__all__ = ["ReportError", "build"]
+
+
+def build(results, out: Path | str, *, title: str = "crossbn report") -> Path:
+    """Render `results` (paths of results.jsonl files or run folders) into
+    `out`; returns the path of index.html. When `out` is not one of the
+    sources' folders, the merged records are also written to
+    `out/results.jsonl` (and their conventions to `out/conventions.jsonl`),
+    so the report folder carries its data."""
+    import json
+
+    from ..results import merge
+    from .render import write
+    from .sources import load
+
+    out = Path(out)
+    sources = load(list(results))
+    out.mkdir(parents=True, exist_ok=True)
+    if all(src.path.parent.resolve() != out.resolve() for src in sources.sources):
+        merge([src.path for src in sources.sources], out / "results.jsonl")
+        if sources.conventions:
+            (out / CONVENTIONS_FILE).write_text("".join(json.dumps(c) + "\n" for c in sources.conventions),
+                                                encoding="utf-8")
+    return write(sources, out, title=title)

@@ -1,0 +1,282 @@
+"""The report's pages as plain data: what each template shows, computed here
+so that the templates only lay it out (and so it can be tested without HTML).
+
+Ratio: every result is placed by the ratio its verdict rests on, error/bound
+under the backend's own declared semantics (an observable's
+`convention_ratio` where the backend declares a convention, else its
+canonical ratio), the largest over its observables; a model result by its
+worst layer's δ/bound. A correct backend's ratios all sit at or below 1.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+from collections import Counter, defaultdict
+from pathlib import Path
+
+from ..compare import FAILING, SEVERITY
+from ..localize import STAGES
+from . import svg
+
+# observable -> the dataflow stage whose value it is (y is the affine output)
+OBSERVABLE_STAGE = {"batch_mean": "batch mean", "batch_var": "batch variance", "invstd": "inverse std",
+                    "y": "affine output", "running_mean": "running mean", "running_var": "running variance",
+                    "dbeta": "dbeta", "dgamma": "dgamma", "dx": "dx"}
+FINDINGS_DIR = "findings"
+BUG_REPORTS_DIR = "bug-reports"  # <report>/bug-reports/<page slug>/{ISSUE.md,repro.py} (crossbn repro)
+
+
+def number(x) -> float:
+    """Records spell non-finite floats as strings ('inf', 'nan'); None is nan."""
+    if x is None:
+        return float("nan")
+    try:
+        return float(x)
+    except (TypeError, ValueError):
+        return float("nan")
+
+
+def judged_ratio(rec: dict) -> float | None:
+    """The error/bound ratio the verdict rests on (module docstring); None
+    when nothing was compared (unsupported, error, crash, timeout)."""
+    if rec.get("layers") and rec.get("worst"):
+        return number(rec["worst"].get("ratio"))
+    ratios = []
+    for o in (rec.get("observables") or {}).values():
+        conv = o.get("convention_ratio")
+        ratios.append(number(conv if conv is not None else o.get("ratio")))
+    if not ratios:
+        return None
+    return max(ratios, key=lambda r: float("inf") if r != r else r)  # a NaN ratio is the worst
+
+
+def slug(rec: dict) -> str:
+    """A file name for a result's page: its test id, safe on every file system."""
+    raw = f"{rec.get('pytest_id') or rec['case_id']}--{rec['backend']}--{rec['device']}"
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", raw)[:180]
+
+
+def is_finding(rec: dict) -> bool:
+    return rec["verdict"] in FAILING
+
+
+def is_network(rec: dict) -> bool:
+    return bool(rec.get("layers"))
+
+
+def page_href(rec: dict) -> str:
+    return f"{FINDINGS_DIR}/{slug(rec)}.html"
+
+
+def backend_row(rec: dict) -> str:
+    return f"{rec['backend']}/{rec['device']}"
+
+
+# ---- the index ------------------------------------------------------------------------------
+
+def verdict_counts(records) -> dict[str, int]:
+    c = Counter(r["verdict"] for r in records)
+    return {v: c[v] for v in SEVERITY if c[v]} | {v: n for v, n in c.items() if v not in SEVERITY}
+
+
+def worst_verdict(counts: dict[str, int]) -> str:
+    known = [v for v in counts if v in SEVERITY]
+    return max(known, key=SEVERITY.index) if known else "match"
+
+
+def matrix(records) -> dict:
+    """Backends (rows, "backend/device") x case groups (columns): verdict counts per cell."""
+    groups = sorted({r.get("group") or "(none)" for r in records})
+    cells: dict[str, dict[str, list]] = defaultdict(lambda: defaultdict(list))
+    versions: dict[str, str] = {}
+    for r in records:
+        row = backend_row(r)
+        cells[row][r.get("group") or "(none)"].append(r)
+        versions[row] = r.get("version") or versions.get(row, "")
+    rows = []
+    for row in sorted(cells):
+        out = []
+        for g in groups:
+            counts = verdict_counts(cells[row][g])
+            out.append({"group": g, "counts": counts, "worst": worst_verdict(counts) if counts else ""})
+        counts = verdict_counts([r for rs in cells[row].values() for r in rs])
+        rows.append({"name": row, "version": versions[row], "cells": out, "total": counts})
+    return {"groups": groups, "rows": rows}
+
+
+def finding_line(rec: dict) -> dict:
+    loc = rec.get("localization") or {}
+    diag = rec.get("diagnosis") or {}
+    worst = rec.get("worst") or {}
+    if diag:
+        fingerprint = diag.get("formulation", "")
+        fingerprint += "" if diag.get("explains") else " (does not explain it)"
+    else:
+        fingerprint = ""
+    return {"verdict": rec["verdict"], "ratio": judged_ratio(rec), "case": rec.get("pytest_id") or rec["case_id"],
+            "case_id": rec["case_id"], "backend": rec["backend"], "device": rec["device"],
+            "observable": worst.get("observable") or "", "stage": loc.get("stage") or "",
+            "fingerprint": fingerprint, "reason": (rec.get("reason") or "").splitlines()[0:1],
+            "known": rec.get("known"), "href": page_href(rec)}
+
+
+def _rank_key(line: dict):
+    r = line["ratio"]
+    # crashes, timeouts and errors have no ratio: they rank first, as the worst
+    return (-(float("inf") if r is None or r != r else r), line["case"], line["backend"], line["device"])
+
+
+def findings(records) -> list[dict]:
+    return sorted((finding_line(r) for r in records if is_finding(r)), key=_rank_key)
+
+
+def distribution(records) -> list[tuple[str, list[float]]]:
+    per: dict[str, list[float]] = defaultdict(list)
+    for r in records:
+        ratio = judged_ratio(r)
+        if ratio is not None:
+            per[backend_row(r)].append(ratio)
+    return [(name, per[name]) for name in sorted(per)]
+
+
+def conventions_table(conventions: list[dict]) -> dict | None:
+    if not conventions:
+        return None
+    from ..conventions.infer import PROPERTIES
+
+    rows: dict[tuple, dict] = defaultdict(dict)
+    for c in conventions:
+        rows[(c["backend"], c["device"])][c["property"]] = c
+    props = [(k, header, what) for k, (header, what, _) in PROPERTIES.items()]
+    return {"properties": props,
+            "rows": [{"name": f"{b}/{d}", "cells": [cells.get(k) for k, _, _ in props]}
+                     for (b, d), cells in sorted(rows.items())],
+            "findings": sum(1 for c in conventions if c.get("finding"))}
+
+
+def environment(sources) -> list[dict]:
+    """One entry per source: its run.json (or None) and the backends its records ran."""
+    out = []
+    for src in sources.sources:
+        backends = {}
+        for r in src.records:
+            if r.get("version") or backend_row(r) not in backends:
+                backends[backend_row(r)] = {"name": backend_row(r), "version": r.get("version") or "",
+                                            "device_name": r.get("device_name") or ""}
+        # a folder's name, never an absolute path: the report may be moved or attached
+        run = dict(src.run, suite=suite_name(str(src.run.get("suite", "")))) if src.run else None
+        out.append({"label": src.path.parent.name or str(src.path.parent), "run": run,
+                    "records": len(src.records), "backends": sorted(backends.values(), key=lambda b: b["name"])})
+    return out
+
+
+def index(sources) -> dict:
+    records = sources.records
+    lines = findings(records)
+    known = sum(1 for line in lines if line["known"])
+    return {
+        "totals": verdict_counts(records), "n_records": len(records),
+        "environments": environment(sources),
+        "incomplete": [e["label"] for e in environment(sources) if e["run"] and not e["run"].get("complete")],
+        "matrix": matrix(records), "conventions": conventions_table(sources.conventions),
+        "findings": lines, "known_split": {"known": known, "new": len(lines) - known} if known else None,
+        "distribution": svg.ratio_distribution(distribution(records)),
+    }
+
+
+# ---- a finding's page ---------------------------------------------------------------------
+
+def suite_name(suite: str) -> str:
+    """A catalogue name as given; a catalogue file by its file name alone (the
+    report names no absolute path: it is moved and attached elsewhere)."""
+    return Path(suite).name if ("/" in suite or suite.endswith(".toml")) else suite
+
+
+def rerun_command(rec: dict, run: dict | None) -> str:
+    """One line that reruns just this (case, backend, device)."""
+    suite = suite_name((run or {}).get("suite") or rec.get("suite") or "default")
+    return (f"crossbn run --suite {shlex.quote(str(suite))} --backends {shlex.quote(rec['backend'])} "
+            f"--devices {shlex.quote(rec['device'])} -n 0 --no-conventions -- -k {shlex.quote(rec.get('pytest_id') or rec['case_id'])}")
+
+
+def stage_verdicts(rec: dict) -> dict[str, str]:
+    """Each dataflow stage's verdict at the step where the result departs."""
+    loc = rec.get("localization") or {}
+    obs = rec.get("observables") or {}
+    step = loc.get("step") or ((rec.get("worst") or {}).get("observable") or ".").split(".")[0]
+    out = {s: "" for s in STAGES}
+    for name, o in obs.items():
+        s, _, what = name.partition(".")
+        if s == step and what in OBSERVABLE_STAGE:
+            out[OBSERVABLE_STAGE[what]] = o.get("verdict", "")
+    return out
+
+
+def channel_series(rec: dict) -> list[tuple[str, list]]:
+    """Per-channel ratios of the observables that are not matches (all of
+    them when every one matches), in dataflow order."""
+    obs = [(n, o) for n, o in (rec.get("observables") or {}).items() if o.get("per_channel")]
+    off = [(n, o) for n, o in obs if o.get("verdict") != "match"] or obs
+    return [(n, [number(v) for v in o["per_channel"]]) for n, o in off[:8]]
+
+
+def bug_reports(rec: dict, out: Path) -> list[dict]:
+    folder = out / BUG_REPORTS_DIR / slug(rec)
+    if not folder.is_dir():
+        return []
+    return [{"name": p.name, "href": f"../{BUG_REPORTS_DIR}/{slug(rec)}/{p.name}"}
+            for p in sorted(folder.iterdir()) if p.is_file()]
+
+
+def finding(rec: dict, run: dict | None, out: Path) -> dict:
+    loc = rec.get("localization") or {}
+    stage = loc.get("stage")
+    highlighted = {stage} if stage else set()
+    series = channel_series(rec)
+    return {
+        "rec": rec, "line": finding_line(rec), "command": rerun_command(rec, run),
+        "case_fields": list((rec.get("case") or {}).items()),
+        "inputs": rec.get("inputs") or {},
+        "observables": [{"name": n, **o, "ratio": number(o.get("ratio"))}
+                        for n, o in (rec.get("observables") or {}).items()],
+        "localization": loc, "diagnosis": rec.get("diagnosis"),
+        "dataflow": svg.dataflow(stage_verdicts(rec), highlighted=highlighted),
+        "channels": svg.channel_errors(series) if series else None,
+        "bug_reports": bug_reports(rec, out),
+    }
+
+
+# ---- a network's page (models suite) ------------------------------------------------------
+
+def network(rec: dict, run: dict | None, out: Path) -> dict:
+    from ..models.networks import INPUT, NETWORKS
+
+    spec = NETWORKS.get((rec.get("case") or {}).get("network", ""))
+    steps = []
+    for step, layers in (rec.get("layers") or {}).items():
+        order = list(spec.names) if spec else list(layers)
+        drawn = []
+        for name in order:
+            # the numbers the verdict rests on: against the oracle under the
+            # backend's declared conventions, where it declares any
+            e = {**layers.get(name, {}), **(layers.get(name, {}).get("convention") or {})}
+            layer = spec.layer(name) if spec else None
+            drawn.append({"name": name, "op": layer.op if layer else "?",
+                          "inputs": list(layer.inputs) if layer else [INPUT],
+                          "delta": _maybe(e.get("delta")), "R": _maybe(e.get("R")),
+                          "R_threshold": _maybe(e.get("R_threshold")), "introduces": bool(e.get("introduces"))})
+        introducing = {d["name"] for d in drawn if d["introduces"]}
+        steps.append({"step": step, "graph": svg.network_graph(drawn, highlighted=introducing),
+                      "layers": [{**layers.get(d["name"], {}), **(layers.get(d["name"], {}).get("convention") or {}),
+                                  "name": d["name"], "op": d["op"]} for d in drawn],
+                      "introducing": sorted(introducing, key=order.index)})
+    conventions = any("convention" in e for layers in (rec.get("layers") or {}).values() for e in layers.values())
+    return {"rec": rec, "line": finding_line(rec), "command": rerun_command(rec, run),
+            "case_fields": list((rec.get("case") or {}).items()), "against_conventions": conventions,
+            "description": spec.description if spec else "", "steps": steps,
+            "localization": rec.get("localization") or {}, "bug_reports": bug_reports(rec, out)}
+
+
+def _maybe(x):
+    return None if x is None else number(x)

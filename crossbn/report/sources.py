@@ -1,0 +1,91 @@
+"""What a report is built from: one or more run folders, merged.
+
+A source is a `results.jsonl` file or the folder holding one (a run, a
+shard, another machine's run). Beside it may lie `run.json` (the
+environment, crossbn/environment.py) and `conventions.jsonl` (crossbn
+conventions). Records of all sources are merged by (case id, backend,
+device) the way results.merge does: a later source's record replaces an
+earlier one's. Nothing here imports a framework.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .. import environment
+from ..results import key, read
+
+CONVENTIONS_FILE = "conventions.jsonl"
+
+
+class ReportError(Exception):
+    """A source that cannot be read; the message names it."""
+
+
+@dataclass
+class Source:
+    path: Path                   # the results.jsonl file
+    records: list[dict]
+    run: dict | None             # run.json beside it, if any
+    conventions: list[dict]      # conventions.jsonl beside it, if any
+
+    @property
+    def label(self) -> str:
+        return str(self.path.parent)
+
+
+@dataclass
+class Sources:
+    sources: list[Source]
+    records: list[dict] = field(default_factory=list)       # merged, sorted by key
+    conventions: list[dict] = field(default_factory=list)   # merged by (backend, device, property)
+
+
+def results_file(arg: str | Path) -> Path:
+    p = Path(arg)
+    if p.is_dir():
+        p = p / "results.jsonl"
+    if not p.is_file():
+        raise ReportError(f"{arg}: no results file (expected a results.jsonl, or a folder holding one)")
+    return p
+
+
+def _read_conventions(folder: Path) -> list[dict]:
+    path = folder / CONVENTIONS_FILE
+    if not path.is_file():
+        return []
+    out = []
+    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        try:
+            rec = json.loads(line)
+        except ValueError:
+            continue  # a torn last line of a killed run
+        if not isinstance(rec, dict) or not {"backend", "device", "property"} <= rec.keys():
+            raise ReportError(f"{path}:{n}: not a conventions record (needs backend, device, property)")
+        out.append(rec)
+    return out
+
+
+def load(args) -> Sources:
+    """Read and merge the sources, in the order given."""
+    if not args:
+        raise ReportError("no results given: name one or more results.jsonl files or run folders")
+    loaded = []
+    for arg in args:
+        path = results_file(arg)
+        records = read(path)
+        for n, rec in enumerate(records, 1):
+            if not isinstance(rec, dict) or not {"case_id", "backend", "device", "verdict"} <= rec.keys():
+                raise ReportError(f"{path}: record {n} is not a crossbn result (needs case_id, backend, "
+                                  f"device, verdict)")
+        loaded.append(Source(path, records, environment.read(path.parent), _read_conventions(path.parent)))
+    merged: dict[tuple, dict] = {}
+    conventions: dict[tuple, dict] = {}
+    for src in loaded:
+        for rec in src.records:
+            merged[key(rec)] = rec
+        for rec in src.conventions:
+            conventions[(rec["backend"], rec["device"], rec["property"])] = rec
+    return Sources(loaded, [merged[k] for k in sorted(merged)], [conventions[k] for k in sorted(conventions)])
