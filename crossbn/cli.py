@@ -16,8 +16,8 @@
 `pytest --pyargs crossbn.conformance --crossbn-suite S ...`, with the results
 written to DIR/results.jsonl (default reports/<timestamp>/), the environment
 to DIR/run.json and the HTML report to DIR/index.html. Unless
---no-conventions, `crossbn conventions` first observes the same backends
-into DIR/conventions.jsonl, so the report shows them.
+--no-conventions, `crossbn conventions` then observes the same backends
+into DIR/conventions.jsonl and the report is written again with them.
 
 Exit status of `conventions`: 0, or with --strict 1 when a finding; 2 for bad usage.
 
@@ -44,8 +44,7 @@ def _run(args: argparse.Namespace, extra: list[str]) -> int:
     progress = args.progress or os.environ.get("CROSSBN_PROGRESS") or "auto"
     argv = ["--pyargs", "crossbn.conformance", "-p", "no:cacheprovider", f"--crossbn-out={out}",
             "-q", "-rN", "--tb=no", f"--crossbn-progress={progress}",
-            # crossbn is imported before pytest starts (conventions, above): nothing to rewrite in it
-            "-W", "ignore::pytest.PytestAssertRewriteWarning",  # progress replaces the count filling
+  # progress replaces the count filling
             "-o", f"console_output_style={'count' if progress == 'off' else 'classic'}"]
     # Only what was given on the command line; the plugin applies CROSSBN_*
     # environment variables and defaults, in one place.
@@ -57,17 +56,12 @@ def _run(args: argparse.Namespace, extra: list[str]) -> int:
     if args.n not in ("0", 0):
         argv += ["-n", str(args.n)]
     argv += extra
-    if args.conventions:
-        # first, so the report the run ends with shows them; a fresh file per run
-        (out / "conventions.jsonl").unlink(missing_ok=True)
-        observed = _conventions(argparse.Namespace(
-            backends=args.backends, devices=args.devices, out=str(out), timeout=args.timeout, strict=False,
-            backend_module=args.backend_module, n="1" if str(args.n) == "0" else str(args.n)))
-        if observed == 2:
-            return 2
+    (out / "conventions.jsonl").unlink(missing_ok=True)  # an earlier run's, in this folder
     print(f"crossbn run: -n {args.n}, results -> {out / 'results.jsonl'}", flush=True)
     code = pytest.main(argv)
     if code in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED):
+        if args.conventions:
+            _observe_conventions(args, out)
         print(f"crossbn run: results in {out / 'results.jsonl'}, report {out / 'index.html'}")
         return 1 if (args.strict and code == pytest.ExitCode.TESTS_FAILED) else 0
     if code == pytest.ExitCode.USAGE_ERROR:
@@ -76,6 +70,22 @@ def _run(args: argparse.Namespace, extra: list[str]) -> int:
         print("crossbn run: no test selected (check --suite, --backends and any -k)", file=sys.stderr)
         return 2
     return 3
+
+
+def _observe_conventions(args: argparse.Namespace, out: Path) -> None:
+    """`crossbn conventions` on the run's backends and devices, into the run's
+    folder, then the report (written by the plugin) again, now with them.
+    After the tests, so that bad options are reported by the run itself."""
+    from .report import ReportError, build
+
+    observed = _conventions(argparse.Namespace(
+        backends=args.backends, devices=args.devices, out=str(out), timeout=args.timeout, strict=False,
+        backend_module=args.backend_module, n="1" if str(args.n) == "0" else str(args.n)))
+    if observed == 0 and (out / "results.jsonl").exists():
+        try:
+            build([out], out)
+        except ReportError as e:
+            print(f"crossbn run: report not rewritten: {e}", file=sys.stderr)
 
 
 def _report(args: argparse.Namespace) -> int:
@@ -160,7 +170,7 @@ def build_parser() -> argparse.ArgumentParser:
                      help="live progress: rich bar on a terminal, plain lines elsewhere (auto), or off "
                           "(env CROSSBN_PROGRESS; default: auto)")
     run.add_argument("--no-conventions", dest="conventions", action="store_false",
-                     help="skip `crossbn conventions` before the run (the report then has no conventions table)")
+                     help="skip `crossbn conventions` after the tests (the report then has no conventions table)")
     _backend_options(run, "results.jsonl", n_default="auto", n_help="parallel pytest-xdist workers, 0 for none",
                      timeout_of="case", strict="exit 1 when any result fails")
     run.set_defaults(func=_run)

@@ -10,7 +10,7 @@ EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "numpy_backend.p
 
 
 def test_example_backend_runs_through_the_command_line_and_matches(tmp_path):
-    proc = subprocess.run([sys.executable, "-m", "crossbn.cli", "run", "--backend-module", str(EXAMPLE),
+    proc = subprocess.run([sys.executable, "-m", "crossbn.cli", "run", "--no-conventions", "--backend-module", str(EXAMPLE),
                            "--backends", "numpy-float32", "--suite", "smoke", "-n", "0", "--out", str(tmp_path)],
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout + proc.stderr

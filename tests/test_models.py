@@ -325,7 +325,7 @@ def test_models_suite_end_to_end(tmp_path):
         pytest.skip("needs torch and keras")
     backends = ["torch", "keras-tensorflow", "torch-wrong-eps"]
     proc = subprocess.run(
-        [sys.executable, "-m", "crossbn.cli", "run", "--suite", "models", "--backends", ",".join(backends),
+        [sys.executable, "-m", "crossbn.cli", "run", "--no-conventions", "--suite", "models", "--backends", ",".join(backends),
          "--backend-module", FAULTS, "-n", "0", "--out", str(tmp_path), "--", "-k", "bn_before_relu or bn_chain"],
         capture_output=True, text=True, timeout=600, env={**os.environ, "KERAS_BACKEND": "tensorflow"})
     assert proc.returncode == 0, proc.stdout + proc.stderr
