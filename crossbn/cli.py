@@ -56,13 +56,17 @@ def _run(args: argparse.Namespace, extra: list[str]) -> int:
     if args.n not in ("0", 0):
         argv += ["-n", str(args.n)]
     argv += extra
-    (out / "conventions.jsonl").unlink(missing_ok=True)  # an earlier run's, in this folder
     print(f"crossbn run: -n {args.n}, results -> {out / 'results.jsonl'}", flush=True)
     code = pytest.main(argv)
     if code in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED):
         if args.conventions:
             _observe_conventions(args, out)
-        print(f"crossbn run: results in {out / 'results.jsonl'}, report {out / 'index.html'}")
+        report = out / "index.html"
+        if report.exists():
+            print(f"crossbn run: results in {out / 'results.jsonl'}, report {report}")
+        else:
+            print(f"crossbn run: results in {out / 'results.jsonl'}; the report could not be written "
+                  f"(see above; `crossbn report {out}` retries)", file=sys.stderr)
         return 1 if (args.strict and code == pytest.ExitCode.TESTS_FAILED) else 0
     if code == pytest.ExitCode.USAGE_ERROR:
         return 2

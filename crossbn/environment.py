@@ -9,7 +9,7 @@ name are in the result records themselves (a backend may run in another
 interpreter), not here.
 
 Fields (schema 1): schema, crossbn, commit, platform, python, cpu, gpus,
-suite, backends, devices, argv, started, finished, wall_seconds, exit_status,
+suite, backends, backend_modules (file names), devices, argv, started, finished, wall_seconds, exit_status,
 complete.
 """
 
@@ -64,7 +64,10 @@ def crossbn_version() -> tuple[str, str]:
         v = version("crossbn")
     except PackageNotFoundError:
         v = "unknown"
-    commit = _quiet(["git", "-C", str(_ROOT), "rev-parse", "--short=12", "HEAD"])
+    # only when crossbn itself is the checkout (not a venv inside someone else's repository)
+    top = _quiet(["git", "-C", str(_ROOT), "rev-parse", "--show-toplevel"])
+    commit = _quiet(["git", "-C", str(_ROOT), "rev-parse", "--short=12", "HEAD"]) \
+        if top and Path(top).resolve() == _ROOT else ""
     if commit and _quiet(["git", "-C", str(_ROOT), "status", "--porcelain", "--untracked-files=no"]):
         commit += "-dirty"
     return v, commit
@@ -100,4 +103,10 @@ def read(out: Path) -> dict | None:
         info = json.loads((out / RUN_FILE).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
-    return info if isinstance(info, dict) else None
+    if not isinstance(info, dict):
+        return None
+    # a partial or older file: the fields it lacks read as unknown
+    blank = {"crossbn": "", "commit": "", "platform": "", "python": "", "cpu": "", "gpus": [], "suite": "",
+             "backends": [], "backend_modules": [], "devices": [], "started": None, "finished": None,
+             "wall_seconds": None, "exit_status": None, "complete": False}
+    return {**blank, **info}

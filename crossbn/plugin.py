@@ -75,6 +75,7 @@ class _State:
         self.config = config
         modules = tuple(config.getoption("crossbn_backend_module")) + tuple(
             p for p in os.environ.get("CROSSBN_BACKEND_MODULE", "").split(os.pathsep) if p)
+        self.modules = modules
         self.specs = discover(modules)
         self.names = resolve(_option(config, "backends"), self.specs)
         self.backends = {n: load(self.specs[n]) for n in self.names}
@@ -164,13 +165,15 @@ def pytest_configure(config):
     if _is_controller(config) and st.out is not None:
         # A new run: earlier runs' files in the same folder would be merged
         # into this one's results, so they go (the folder is this run's).
-        for stale in (*st.out.glob("results-*.jsonl"), st.out / "results.jsonl"):
+        # (conventions.jsonl too: `crossbn run` observes them after the tests)
+        for stale in (*st.out.glob("results-*.jsonl"), st.out / "results.jsonl", st.out / "conventions.jsonl"):
             stale.unlink(missing_ok=True)
         from . import environment
 
         st.started = time.monotonic()
         st.run_info = environment.describe(
             suite=_option(config, "suite"), backends=list(st.names), devices=st.devices,
+            backend_modules=[Path(m).name for m in st.modules],
             argv=[str(a) for a in config.invocation_params.args])
         environment.write(st.out, st.run_info)
 
@@ -286,7 +289,7 @@ def _finish_report(session, st, exitstatus: int) -> None:
     from . import environment
 
     if getattr(st, "run_info", None) is not None:
-        complete = exitstatus in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED) and not session.shouldstop
+        complete = exitstatus in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED) and not (session.shouldstop or session.shouldfail)
         environment.finish(st.out, st.run_info, started=st.started, exit_status=exitstatus, complete=complete)
     if not (st.out / "results.jsonl").exists():
         return
@@ -303,12 +306,11 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
         return
     st = _state(config)
     lines = st.summary.lines()
-    if not lines:
-        return
-    terminalreporter.section("crossbn verdicts")
+    if lines:
+        terminalreporter.section("crossbn verdicts")
     for line in lines:
         terminalreporter.write_line(line)
-    if st.out is not None:
+    if st.out is not None and (lines or getattr(st, "report_error", None)):
         terminalreporter.write_line(f"results: {st.out / 'results.jsonl'}")
         if getattr(st, "report", None) is not None:
             terminalreporter.write_line(f"report: {st.report}")

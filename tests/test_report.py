@@ -24,7 +24,7 @@ HERE = Path(__file__).parent
 VARIANTS = str(HERE / "backends" / "numpy_variants.py")
 HOSTILE = str(HERE / "backends" / "hostile.py")
 MODEL_FAULTS = str(HERE / "backends" / "model_faults.py")
-MARKUP = "<script>alert('x')</script> & <img src=x onerror=alert(1)> &amp;"
+MARKUP = "<script>alert('x')</script> & <img src=x onerror=alert(1)> &amp; \"' onmouseover=\"alert(2)"
 
 
 def crossbn(*args, env=None, timeout=600):
@@ -257,3 +257,14 @@ def test_network_page_in_chromium(browser, tmp_path):
     marked = page.locator("svg.network .introduces[data-layer]")
     assert {marked.nth(i).get_attribute("data-layer") for i in range(marked.count())} == introducing
     page.screenshot(path=str(tmp_path / "network.png"), full_page=True)
+
+
+def test_a_run_stopped_early_is_marked_incomplete(tmp_path):
+    suite = tmp_path / "far.toml"
+    suite.write_text("[[group]]\nname = 'far'\nshape = [64, 4, 8]\noffset_ratio = 1000.0\ngradients = false\n"
+                     "[group.axes]\nseed = [1, 2, 3]\n")
+    crossbn("run", "--suite", str(suite), "--backends", "numpy-onepass", "-n", "0", "--no-conventions",
+            "--out", str(tmp_path / "x"), "--", "-x", env={"CROSSBN_BACKEND_MODULE": VARIANTS})
+    info = json.loads((tmp_path / "x" / "run.json").read_text())
+    assert info["complete"] is False and len(read(tmp_path / "x" / "results.jsonl")) == 1
+    assert 'id="incomplete"' in (tmp_path / "x" / "index.html").read_text()

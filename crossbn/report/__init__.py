@@ -28,16 +28,27 @@ def build(results, out: Path | str, *, title: str = "crossbn report") -> Path:
     so the report folder carries its data."""
     import json
 
+    import jinja2
+
     from ..results import merge
     from .render import write
     from .sources import load
 
     out = Path(out)
     sources = load(list(results))
+    folders = [src.path.parent.resolve() for src in sources.sources]
+    if len(folders) > 1 and out.resolve() in folders:
+        raise ReportError(f"--out {out} is one of the sources' folders: a merged report goes into a folder "
+                          f"of its own (its results.jsonl would no longer be that run's)")
     out.mkdir(parents=True, exist_ok=True)
     if all(src.path.parent.resolve() != out.resolve() for src in sources.sources):
         merge([src.path for src in sources.sources], out / "results.jsonl")
         if sources.conventions:
             (out / CONVENTIONS_FILE).write_text("".join(json.dumps(c) + "\n" for c in sources.conventions),
                                                 encoding="utf-8")
-    return write(sources, out, title=title)
+    try:
+        return write(sources, out, title=title)
+    except (TypeError, ValueError, AttributeError, KeyError, jinja2.TemplateError) as e:
+        # a record of the right keys but wrong types: name it rather than a traceback
+        raise ReportError(f"cannot render these results ({type(e).__name__}: {e}); "
+                          f"are they crossbn results of this version?") from e

@@ -10,6 +10,7 @@ worst layer's δ/bound. A correct backend's ratios all sit at or below 1.
 
 from __future__ import annotations
 
+import hashlib
 import re
 import shlex
 from collections import Counter, defaultdict
@@ -37,24 +38,42 @@ def number(x) -> float:
         return float("nan")
 
 
+def _worse(r: float) -> float:
+    return float("inf") if r != r else r  # a NaN ratio is the worst
+
+
+def observable_ratio(o: dict) -> float:
+    """An observable's ratio under the backend's declared semantics."""
+    conv = o.get("convention_ratio")
+    return number(conv if conv is not None else o.get("ratio"))
+
+
+def judged(rec: dict) -> tuple[float | None, str]:
+    """(the error/bound ratio the verdict rests on, the observable or layer
+    where it is reached) (module docstring); (None, "") when nothing was
+    compared (unsupported, error, crash, timeout)."""
+    worst = rec.get("worst") or {}
+    if rec.get("layers") and worst:
+        return number(worst.get("ratio")), worst.get("observable") or ""
+    obs = rec.get("observables") or {}
+    if not obs:
+        return None, worst.get("observable") or ""
+    name = max(obs, key=lambda n: _worse(observable_ratio(obs[n])))
+    return observable_ratio(obs[name]), name
+
+
 def judged_ratio(rec: dict) -> float | None:
-    """The error/bound ratio the verdict rests on (module docstring); None
-    when nothing was compared (unsupported, error, crash, timeout)."""
-    if rec.get("layers") and rec.get("worst"):
-        return number(rec["worst"].get("ratio"))
-    ratios = []
-    for o in (rec.get("observables") or {}).values():
-        conv = o.get("convention_ratio")
-        ratios.append(number(conv if conv is not None else o.get("ratio")))
-    if not ratios:
-        return None
-    return max(ratios, key=lambda r: float("inf") if r != r else r)  # a NaN ratio is the worst
+    return judged(rec)[0]
 
 
 def slug(rec: dict) -> str:
-    """A file name for a result's page: its test id, safe on every file system."""
+    """A file name for a result's page: its test id, safe on every file system
+    (a long one cut, with a hash of the whole so that two never collide)."""
     raw = f"{rec.get('pytest_id') or rec['case_id']}--{rec['backend']}--{rec['device']}"
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", raw)[:180]
+    safe = re.sub(r"[^A-Za-z0-9._-]+", "_", raw)
+    if len(safe) <= 180:
+        return safe
+    return f"{safe[:160]}-{hashlib.sha256(raw.encode()).hexdigest()[:12]}"
 
 
 def is_finding(rec: dict) -> bool:
@@ -62,7 +81,8 @@ def is_finding(rec: dict) -> bool:
 
 
 def is_network(rec: dict) -> bool:
-    return bool(rec.get("layers"))
+    """A models-suite result (its case names a network), whatever its verdict."""
+    return "network" in (rec.get("case") or {})
 
 
 def page_href(rec: dict) -> str:
@@ -108,23 +128,25 @@ def matrix(records) -> dict:
 def finding_line(rec: dict) -> dict:
     loc = rec.get("localization") or {}
     diag = rec.get("diagnosis") or {}
-    worst = rec.get("worst") or {}
     if diag:
         fingerprint = diag.get("formulation", "")
         fingerprint += "" if diag.get("explains") else " (does not explain it)"
     else:
         fingerprint = ""
-    return {"verdict": rec["verdict"], "ratio": judged_ratio(rec), "case": rec.get("pytest_id") or rec["case_id"],
+    ratio, observable = judged(rec)
+    return {"verdict": rec["verdict"], "ratio": ratio, "case": rec.get("pytest_id") or rec["case_id"],
             "case_id": rec["case_id"], "backend": rec["backend"], "device": rec["device"],
-            "observable": worst.get("observable") or "", "stage": loc.get("stage") or "",
+            # the sort key of the ratio column (no ratio: first, as the worst)
+            "sort_key": "1e308" if ratio is None or ratio != ratio or ratio > 1e308 else repr(ratio),
+            "observable": observable, "stage": loc.get("stage") or "",
             "fingerprint": fingerprint, "reason": (rec.get("reason") or "").splitlines()[0:1],
             "known": rec.get("known"), "href": page_href(rec)}
 
 
 def _rank_key(line: dict):
     r = line["ratio"]
-    # crashes, timeouts and errors have no ratio: they rank first, as the worst
-    return (-(float("inf") if r is None or r != r else r), line["case"], line["backend"], line["device"])
+    # crashes, timeouts and errors have no ratio: they rank first, as the worst; then NaN, inf, the rest
+    return (r is not None, -_worse(r) if r is not None else 0.0, line["case"], line["backend"], line["device"])
 
 
 def findings(records) -> list[dict]:
@@ -166,7 +188,7 @@ def environment(sources) -> list[dict]:
                                             "device_name": r.get("device_name") or ""}
         # a folder's name, never an absolute path: the report may be moved or attached
         run = dict(src.run, suite=suite_name(str(src.run.get("suite", "")))) if src.run else None
-        out.append({"label": src.path.parent.name or str(src.path.parent), "run": run,
+        out.append({"label": src.label, "run": run,
                     "records": len(src.records), "backends": sorted(backends.values(), key=lambda b: b["name"])})
     return out
 
@@ -179,6 +201,7 @@ def index(sources) -> dict:
         "totals": verdict_counts(records), "n_records": len(records),
         "environments": environment(sources),
         "incomplete": [e["label"] for e in environment(sources) if e["run"] and not e["run"].get("complete")],
+        "replaced": sources.replaced,
         "matrix": matrix(records), "conventions": conventions_table(sources.conventions),
         "findings": lines, "known_split": {"known": known, "new": len(lines) - known} if known else None,
         "distribution": svg.ratio_distribution(distribution(records)),
@@ -196,7 +219,8 @@ def suite_name(suite: str) -> str:
 def rerun_command(rec: dict, run: dict | None) -> str:
     """One line that reruns just this (case, backend, device)."""
     suite = suite_name((run or {}).get("suite") or rec.get("suite") or "default")
-    return (f"crossbn run --suite {shlex.quote(str(suite))} --backends {shlex.quote(rec['backend'])} "
+    modules = "".join(f"--backend-module {shlex.quote(m)} " for m in (run or {}).get("backend_modules") or ())
+    return (f"crossbn run --suite {shlex.quote(str(suite))} {modules}--backends {shlex.quote(rec['backend'])} "
             f"--devices {shlex.quote(rec['device'])} -n 0 --no-conventions -- -k {shlex.quote(rec.get('pytest_id') or rec['case_id'])}")
 
 
@@ -214,11 +238,17 @@ def stage_verdicts(rec: dict) -> dict[str, str]:
 
 
 def channel_series(rec: dict) -> list[tuple[str, list]]:
-    """Per-channel ratios of the observables that are not matches (all of
-    them when every one matches), in dataflow order."""
-    obs = [(n, o) for n, o in (rec.get("observables") or {}).items() if o.get("per_channel")]
-    off = [(n, o) for n, o in obs if o.get("verdict") != "match"] or obs
-    return [(n, [number(v) for v in o["per_channel"]]) for n, o in off[:8]]
+    """Per-channel ratios of the observables that fail (deviation,
+    nan-mismatch), worst first, the one the verdict rests on always among
+    them; of the convention differences when none fails. The ratios are
+    canonical: against a declared convention only the observable's largest
+    ratio is kept."""
+    obs = rec.get("observables") or {}
+    with_channels = {n: o for n, o in obs.items() if o.get("per_channel")}
+    off = [n for n, o in with_channels.items() if o.get("verdict") in ("deviation", "nan-mismatch")] \
+        or [n for n, o in with_channels.items() if o.get("verdict") == "convention"]
+    off.sort(key=lambda n: -_worse(observable_ratio(obs[n])))
+    return [(n, [number(v) for v in with_channels[n]["per_channel"]]) for n in off[:6]]
 
 
 def bug_reports(rec: dict, out: Path) -> list[dict]:

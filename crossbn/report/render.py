@@ -1,7 +1,8 @@
 """Jinja2 rendering of the report's pages into a folder.
 
 Autoescaping is on for every template (a case name, an exception message or
-a version string may hold markup); the stylesheet and the small sorting
+a version string may hold markup); a field an older or partial record lacks
+renders empty (ChainableUndefined), it does not stop the report; the stylesheet and the small sorting
 script are inlined into each page, so a page needs no other file, no
 network and no absolute path: the folder can be moved, zipped or attached.
 """
@@ -38,7 +39,7 @@ def _exact(x) -> str:
 
 def environment() -> jinja2.Environment:
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(_TEMPLATES), autoescape=True,
-                             undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True,
+                             undefined=jinja2.ChainableUndefined, trim_blocks=True, lstrip_blocks=True,
                              keep_trailing_newline=True)
     env.filters.update(fmt=_fmt, exact=_exact, tojson_compact=lambda v: json.dumps(v, sort_keys=True))
     env.globals.update(inline_css=(_TEMPLATES / "report.css").read_text(encoding="utf-8"),

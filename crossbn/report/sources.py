@@ -33,7 +33,8 @@ class Source:
 
     @property
     def label(self) -> str:
-        return str(self.path.parent)
+        """The run folder's name (never an absolute path: the report is moved and attached)."""
+        return self.path.parent.name or str(self.path.parent)
 
 
 @dataclass
@@ -41,6 +42,9 @@ class Sources:
     sources: list[Source]
     records: list[dict] = field(default_factory=list)       # merged, sorted by key
     conventions: list[dict] = field(default_factory=list)   # merged by (backend, device, property)
+    # results a later source replaced: (earlier source's label, later source's label, how many);
+    # e.g. two machines that both ran the same backend on "cpu"
+    replaced: list[tuple[str, str, int]] = field(default_factory=list)
 
 
 def results_file(arg: str | Path) -> Path:
@@ -82,10 +86,17 @@ def load(args) -> Sources:
                                   f"device, verdict)")
         loaded.append(Source(path, records, environment.read(path.parent), _read_conventions(path.parent)))
     merged: dict[tuple, dict] = {}
+    owner: dict[tuple, str] = {}
+    replaced: dict[tuple[str, str], int] = {}
     conventions: dict[tuple, dict] = {}
     for src in loaded:
         for rec in src.records:
-            merged[key(rec)] = rec
+            k = key(rec)
+            if k in owner and owner[k] != src.label:
+                pair = (owner[k], src.label)
+                replaced[pair] = replaced.get(pair, 0) + 1
+            merged[k], owner[k] = rec, src.label
         for rec in src.conventions:
             conventions[(rec["backend"], rec["device"], rec["property"])] = rec
-    return Sources(loaded, [merged[k] for k in sorted(merged)], [conventions[k] for k in sorted(conventions)])
+    return Sources(loaded, [merged[k] for k in sorted(merged)], [conventions[k] for k in sorted(conventions)],
+                   [(a, b, n) for (a, b), n in replaced.items()])

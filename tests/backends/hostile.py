@@ -10,7 +10,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent))
 from numpy_variants import OnePass  # noqa: E402
 
-MARKUP = "<script>alert('x')</script> & <img src=x onerror=alert(1)> &amp;"
+MARKUP = "<script>alert('x')</script> & <img src=x onerror=alert(1)> &amp; \"' onmouseover=\"alert(2)"
 
 
 class Hostile(OnePass):
