@@ -55,10 +55,12 @@ class ObservableResult:
     convention_ratio: float | None = None  # ratio against the declared convention, when it differs
     n_unjudged: int = 0         # elements with no finite bound (ill-conditioned), left out of the ratio
     note: str = ""
+    # Kept for observables that do not match (the report shows them; for a
+    # match they would only make every record larger):
     worst_elements: list[dict] = field(default_factory=list)  # the WORST_ELEMENTS largest ratios, worst
                                 # first: {where, expected, actual, bound, ratio} (the report's table)
-    per_channel: list[float] | None = None  # max ratio per channel (None: not per-channel, or over
-                                # MAX_CHANNELS channels); what the report's channel chart draws
+    per_channel: list[float] | None = None  # max ratio per channel (None: a match, not per-channel, or
+                                # over MAX_CHANNELS channels); what the report's channel chart draws
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -199,7 +201,8 @@ def compare_observable(name: str, actual: np.ndarray, expected: np.ndarray, mode
         bound_at=float(bound[worst_at]) if e.size else float("nan"),
         n_over=int((ratio > 1.0).sum()), size=int(e.size), dtype=out_dtype, convention_ratio=conv_ratio,
         n_unjudged=int(unbounded.sum()), note="; ".join(notes),
-        worst_elements=_worst_elements(ratio, a, e, bound), per_channel=_per_channel(ratio, channel_axis),
+        worst_elements=[] if verdict == "match" else _worst_elements(ratio, a, e, bound),
+        per_channel=None if verdict == "match" else _per_channel(ratio, channel_axis),
     )
 
 

@@ -148,3 +148,9 @@ def test_per_channel_ratio_is_the_max_over_the_other_axes():
     # a per-channel statistic is its own per-channel ratio
     stat = compare_observable("train0.batch_mean", a[0, :, 0], e[0, :, 0], bound[0, :, 0], channel_axis=1)
     assert len(stat.per_channel) == 3 and stat.per_channel[2] == stat.ratio
+
+
+def test_a_match_keeps_no_worst_elements_or_channels():
+    e = np.linspace(-1, 1, 12).reshape(4, 3)
+    r = compare_observable("train0.y", e.astype(np.float32), e, np.full(e.shape, 1e-6), channel_axis=1)
+    assert r.verdict == "match" and r.worst_elements == [] and r.per_channel is None
