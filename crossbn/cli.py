@@ -6,6 +6,8 @@
                                            list backends, their versions and availability
                                            (--markdown: their declared devices and conventions)
   crossbn suites                           list the case catalogues and their sizes
+  crossbn baseline save NAME [RESULTS]     store results as baselines/NAME (diff-friendly JSON Lines)
+  crossbn compare BASE NEW                 classify every result against a baseline; exit 1 on regressions
   crossbn report RESULTS... [--out DIR]    render results.jsonl files or run folders (merged) into
                                            DIR/index.html plus one page per finding
   crossbn conventions [--backends A,B|all] [--devices cpu,cuda] [--out DIR] [-n N] [--strict]
@@ -90,6 +92,51 @@ def _observe_conventions(args: argparse.Namespace, out: Path) -> None:
             build([out], out)
         except ReportError as e:
             print(f"crossbn run: report not rewritten: {e}", file=sys.stderr)
+
+
+def _newest_run() -> Path | None:
+    runs = sorted((p for p in Path("reports").glob("*/results.jsonl")), key=lambda p: p.stat().st_mtime)
+    return runs[-1].parent if runs else None
+
+
+def _baseline(args: argparse.Namespace) -> int:
+    from .baseline import BaselineError, save
+
+    results = args.results or _newest_run()
+    if results is None:
+        print("crossbn baseline: no results given and none under reports/", file=sys.stderr)
+        return 2
+    try:
+        folder = save(args.name, results, Path(args.dir))
+    except BaselineError as e:
+        print(f"crossbn baseline: {e}", file=sys.stderr)
+        return 2
+    print(f"crossbn baseline: {results} saved as {folder}")
+    return 0
+
+
+def _compare(args: argparse.Namespace) -> int:
+    from collections import Counter
+
+    from .baseline import CLASSES, FAILS, MEANING, REGRESSION_FACTOR, BaselineError, compare, describe, load
+
+    try:
+        rows = compare(load(args.base, Path(args.dir)), load(args.new, Path(args.dir)))
+    except BaselineError as e:
+        print(f"crossbn compare: {e}", file=sys.stderr)
+        return 2
+    counts = Counter(r["class"] for r in rows)
+    print(f"crossbn compare: {args.base} -> {args.new}, {len(rows)} results "
+          f"(regressed: a new finding, or error/bound grown > {REGRESSION_FACTOR:g}x)")
+    for c in CLASSES:
+        if counts[c]:
+            print(f"  {c:10s} {counts[c]:6d}  {MEANING[c]}")
+    shown = [r for r in rows if r["class"] not in ("unchanged",)]
+    for r in shown[:args.show]:
+        print("  " + describe(r))
+    if len(shown) > args.show:
+        print(f"  ... {len(shown) - args.show} more (--show N)")
+    return 1 if any(counts[c] for c in FAILS) else 0
 
 
 def _report(args: argparse.Namespace) -> int:
@@ -185,6 +232,21 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("--out", help="report folder (default: the one source's folder; required with several)")
     rp.add_argument("--title", default="crossbn report", help="the report's title")
     rp.set_defaults(func=_report)
+    bl = sub.add_parser("baseline", help="store a run's results as a baseline (baselines/NAME)")
+    bl_sub = bl.add_subparsers(dest="action", required=True)
+    bs = bl_sub.add_parser("save", help="save results as baselines/NAME")
+    bs.add_argument("name")
+    bs.add_argument("results", nargs="?", help="results.jsonl or run folder (default: the newest under reports/)")
+    bs.add_argument("--dir", default="baselines", help="where baselines live (default: baselines)")
+    bs.set_defaults(func=_baseline)
+    cp = sub.add_parser("compare", help="compare results with a baseline; exit 1 on regressions",
+                        description="BASE and NEW: each a baseline name (under --dir) or results (a "
+                                    "results.jsonl or run folder).")
+    cp.add_argument("base")
+    cp.add_argument("new")
+    cp.add_argument("--dir", default="baselines", help="where baselines live (default: baselines)")
+    cp.add_argument("--show", type=int, default=40, help="how many changed results to list (default: 40)")
+    cp.set_defaults(func=_compare)
     bk = sub.add_parser("backends", help="list backends and whether they can run here")
     bk.add_argument("--backend-module", action="append", default=[])
     bk.add_argument("--markdown", action="store_true",

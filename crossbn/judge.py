@@ -9,6 +9,7 @@ The pytest plugin calls it once per test; nothing here knows about pytest.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import time
 
 import numpy as np
@@ -83,6 +84,18 @@ def _explain(judged: _Judged, backend, device, worker, timeout) -> tuple[dict, d
     return where, diagnosis
 
 
+def digests(observables: dict) -> dict[str, str]:
+    """A short hash of each output array (dtype, shape and bytes): a baseline
+    sees a change of even one bit, within the bound or not."""
+    out = {}
+    for name in sorted(observables):
+        a = np.ascontiguousarray(observables[name])
+        h = hashlib.sha256(f"{a.dtype.str}{a.shape}".encode())
+        h.update(a.tobytes())
+        out[name] = h.hexdigest()[:16]
+    return out
+
+
 def judge(case, backend_name: str, backend, device: str, pool: WorkerPool,
           timeout: float = DEFAULT_TIMEOUT) -> dict:
     """Return the result record (see results.make_record)."""
@@ -129,6 +142,6 @@ def judge(case, backend_name: str, backend, device: str, pool: WorkerPool,
         where, diagnosis = _explain(judged, backend, device, worker, timeout)
     reason = "; ".join(n for n in (comparison.note, *judged.notes) if n)
     return make_record(**record, verdict=comparison.verdict, comparison=comparison, reason=reason,
-                       inputs=inputs_mod.summarize(inputs),
+                       inputs=inputs_mod.summarize(inputs), digests=digests(outcome.observables),
                        cross_device=cross, localization=where, diagnosis=diagnosis, backend_info=outcome.info,
                        backend_seconds=outcome.seconds, seconds=time.perf_counter() - start)

@@ -19,7 +19,8 @@ Record fields (version 1):
   first stage that departs, how it was found, and the probes that ran; see
   localize.py), diagnosis (the formulation that explains the backend best,
   with its score, margin and the evidence; see fingerprint.py),
-  inputs (for judged results: each input array's shape, dtype, range, mean,
+  digests (for judged results: a 16-hex-digit sha256 of each output array's
+  dtype, shape and bytes; judge.digests), inputs (for judged results: each input array's shape, dtype, range, mean,
   std and non-finite count; inputs.summarize),
   cross_device (on a GPU: the same framework's outputs against its own CPU
   outputs, see outputs.compare_devices; null on the CPU),
@@ -56,7 +57,7 @@ def make_record(*, case, backend: str, device: str, verdict: str, version: str =
                 reason: str = "", comparison=None, seconds: float = 0.0, backend_seconds: float = 0.0,
                 cross_device: dict | None = None, backend_info: dict | None = None,
                 localization: dict | None = None, diagnosis: dict | None = None,
-                inputs: dict | None = None) -> dict:
+                inputs: dict | None = None, digests: dict | None = None) -> dict:
     observables, worst, not_exposed, unexpected = {}, None, [], []
     if comparison is not None:
         observables = {k: o.to_dict() for k, o in comparison.observables.items()}
@@ -70,6 +71,7 @@ def make_record(*, case, backend: str, device: str, verdict: str, version: str =
         "worst": worst, "observables": observables, "not_exposed": not_exposed, "unexpected": unexpected,
         "unjudged": sum(o["n_unjudged"] for o in observables.values()),
         "localization": localization, "diagnosis": diagnosis, "inputs": inputs,
+        "digests": digests or {},
         "cross_device": cross_device, "backend_info": backend_info or {},
         "seconds": round(seconds, 6), "backend_seconds": round(backend_seconds, 6),
         "worker": worker_id(),
