@@ -170,3 +170,24 @@ def describe(row: dict) -> str:
 
 def _fmt(r) -> str:
     return "–" if r is None else f"{float(r):.3g}"
+
+
+COMPARISON_FILE = "comparison.json"
+
+
+def write_comparison(rows: list[dict], out: Path, base: str, new: str) -> dict:
+    """`out/comparison.json`: the counts per class and every row that is not
+    `unchanged` (the report's comparison page reads it)."""
+    from collections import Counter
+
+    counts = Counter(r["class"] for r in rows)
+    data = {"schema": SCHEMA, "base": str(base), "new": str(new), "factor": REGRESSION_FACTOR,
+            "counts": {c: counts[c] for c in CLASSES if counts[c]},
+            "rows": [{"case_id": r["key"][0], "backend": r["key"][1], "device": r["key"][2], "class": r["class"],
+                      "line": describe(r), "base": r["base"], "new": r["new"]}
+                     for r in rows if r["class"] != "unchanged"]}
+    out.mkdir(parents=True, exist_ok=True)
+    tmp = out / (COMPARISON_FILE + ".tmp")
+    tmp.write_text(json.dumps(data, indent=1) + "\n", encoding="utf-8")
+    tmp.replace(out / COMPARISON_FILE)
+    return data

@@ -24,6 +24,7 @@ into DIR/conventions.jsonl and the report is written again with them.
 Exit status of `conventions`: 0, or with --strict 1 when a finding; 2 for bad usage.
 
 Exit status of `run`: 0 when the run completed and its results were written,
+(with --compare: 1 when a result regressed against the baseline)
 whatever they say (findings are the product, not an error); with --strict, 1
 when any result is a deviation, nan-mismatch, crash or timeout; 2 for bad
 usage (unknown suite/backend/option, malformed catalogue); 3 for an internal error.
@@ -50,11 +51,13 @@ def _run(args: argparse.Namespace, extra: list[str]) -> int:
             "-o", f"console_output_style={'count' if progress == 'off' else 'classic'}"]
     # Only what was given on the command line; the plugin applies CROSSBN_*
     # environment variables and defaults, in one place.
-    for name in ("suite", "backends", "devices", "timeout"):
+    for name in ("suite", "backends", "devices", "timeout", "compare", "known"):
         if getattr(args, name) is not None:
             argv.append(f"--crossbn-{name}={getattr(args, name)}")
     for module in args.backend_module:
         argv.append(f"--crossbn-backend-module={module}")
+    if args.known_skip:
+        argv.append("--crossbn-known-skip")
     if args.n not in ("0", 0):
         argv += ["-n", str(args.n)]
     argv += extra
@@ -69,6 +72,10 @@ def _run(args: argparse.Namespace, extra: list[str]) -> int:
         else:
             print(f"crossbn run: results in {out / 'results.jsonl'}; the report could not be written "
                   f"(see above; `crossbn report {out}` retries)", file=sys.stderr)
+        if args.compare and _regressed(out):
+            print(f"crossbn run: regressions against {args.compare} (see {out / 'comparison.json'})",
+                  file=sys.stderr)
+            return 1
         return 1 if (args.strict and code == pytest.ExitCode.TESTS_FAILED) else 0
     if code == pytest.ExitCode.USAGE_ERROR:
         return 2
@@ -76,6 +83,16 @@ def _run(args: argparse.Namespace, extra: list[str]) -> int:
         print("crossbn run: no test selected (check --suite, --backends and any -k)", file=sys.stderr)
         return 2
     return 3
+
+
+def _regressed(out: Path) -> bool:
+    """True when the run's comparison with its baseline found a regression."""
+    import json
+
+    try:
+        return bool(json.loads((out / "comparison.json").read_text())["counts"].get("regressed"))
+    except (OSError, ValueError, KeyError):
+        return False
 
 
 def _observe_conventions(args: argparse.Namespace, out: Path) -> None:
@@ -126,6 +143,10 @@ def _compare(args: argparse.Namespace) -> int:
         print(f"crossbn compare: {e}", file=sys.stderr)
         return 2
     counts = Counter(r["class"] for r in rows)
+    if args.out:
+        from .baseline import write_comparison
+
+        write_comparison(rows, Path(args.out), args.base, args.new)
     print(f"crossbn compare: {args.base} -> {args.new}, {len(rows)} results "
           f"(regressed: a new finding, or error/bound grown > {REGRESSION_FACTOR:g}x)")
     for c in CLASSES:
@@ -220,6 +241,12 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--progress", choices=("auto", "rich", "plain", "off"),
                      help="live progress: rich bar on a terminal, plain lines elsewhere (auto), or off "
                           "(env CROSSBN_PROGRESS; default: auto)")
+    run.add_argument("--compare", metavar="BASELINE",
+                     help="compare the results with baselines/BASELINE (or results): comparison.json, a page in "
+                          "the report, and exit 1 on regressions")
+    run.add_argument("--known", metavar="FILE",
+                     help="a TOML file of known differences: matching findings are reported as known (xfail)")
+    run.add_argument("--known-skip", action="store_true", help="known differences become skips")
     run.add_argument("--no-conventions", dest="conventions", action="store_false",
                      help="skip `crossbn conventions` after the tests (the report then has no conventions table)")
     _backend_options(run, "results.jsonl", n_default="auto", n_help="parallel pytest-xdist workers, 0 for none",
@@ -246,6 +273,7 @@ def build_parser() -> argparse.ArgumentParser:
     cp.add_argument("new")
     cp.add_argument("--dir", default="baselines", help="where baselines live (default: baselines)")
     cp.add_argument("--show", type=int, default=40, help="how many changed results to list (default: 40)")
+    cp.add_argument("--out", help="also write DIR/comparison.json (`crossbn report DIR` then shows it)")
     cp.set_defaults(func=_compare)
     bk = sub.add_parser("backends", help="list backends and whether they can run here")
     bk.add_argument("--backend-module", action="append", default=[])

@@ -35,6 +35,10 @@ _OPTIONS = (
     ("devices", "CROSSBN_DEVICES", "cpu", "comma-separated devices: cpu, cuda"),
     ("out", "CROSSBN_OUT", None, "directory for results-<worker>.jsonl and the merged results.jsonl"),
     ("timeout", "CROSSBN_TIMEOUT", "300", "seconds a backend may take for one case before its worker is killed"),
+    ("compare", "CROSSBN_COMPARE", None, "a baseline name under baselines/ (or results) to compare the run "
+                                         "with: comparison.json, the report's comparison page; regressions fail"),
+    ("known", "CROSSBN_KNOWN", None, "a TOML file of known differences (crossbn/known.py): matching findings "
+                                     "are xfails, not failures"),
     ("progress", "CROSSBN_PROGRESS", "off", "live progress: auto (rich on a terminal, else plain), rich, plain, off"),
 )
 DEVICES = ("cpu", "cuda")
@@ -49,6 +53,8 @@ def pytest_addoption(parser):
     for name, env, default, help_ in _OPTIONS:
         group.addoption(f"--crossbn-{name}", dest=f"crossbn_{name}", default=None,
                         help=f"{help_} (env {env}; default {default})")
+    group.addoption("--crossbn-known-skip", dest="crossbn_known_skip", action="store_true", default=False,
+                    help="known differences become skips rather than xfails (env CROSSBN_KNOWN_SKIP=1)")
     group.addoption("--crossbn-backend-module", dest="crossbn_backend_module", action="append", default=[],
                     help="a .py file whose Backend subclasses are added (repeatable; env CROSSBN_BACKEND_MODULE, "
                          "os.pathsep-separated)")
@@ -99,6 +105,17 @@ class _State:
         self.kind = "models" if any(is_model_case(c) for c in self.cases) else "batchnorm"
         out = _option(config, "out")
         self.out = Path(out) if out else None
+        self.known, self.known_skip = [], bool(config.getoption("crossbn_known_skip")) or \
+            os.environ.get("CROSSBN_KNOWN_SKIP", "") not in ("", "0")
+        if _option(config, "known"):
+            from .known import KnownError, load as load_known
+
+            try:
+                self.known = load_known(_option(config, "known"))
+            except KnownError as e:
+                raise pytest.UsageError(f"--crossbn-known: {e}") from e
+        if _option(config, "compare") and self.out is None:
+            raise pytest.UsageError("--crossbn-compare: needs --crossbn-out, where the results to compare are written")
         self.worker_id = worker_id()
         self._pool = self._writer = None
         self.summary = Summary()
@@ -166,7 +183,8 @@ def pytest_configure(config):
         # A new run: earlier runs' files in the same folder would be merged
         # into this one's results, so they go (the folder is this run's).
         # (conventions.jsonl too: `crossbn run` observes them after the tests)
-        for stale in (*st.out.glob("results-*.jsonl"), st.out / "results.jsonl", st.out / "conventions.jsonl"):
+        for stale in (*st.out.glob("results-*.jsonl"), st.out / "results.jsonl", st.out / "conventions.jsonl",
+                      st.out / "comparison.json"):
             stale.unlink(missing_ok=True)
         from . import environment
 
@@ -238,15 +256,26 @@ def crossbn_check(request):
             st.record(make_record(case=case, backend=backend, device=device, verdict="crash",
                                   reason=f"crossbn internal error: {type(e).__name__}: {e}"))
             raise
+        known = None
+        if rec["verdict"] in FAILING and st.known:
+            from .known import first_match
+
+            known = first_match(st.known, rec)
+            if known is not None:
+                rec["known"] = {"entry": known.index, "reason": known.reason, "link": known.link}
         st.record(rec)
         worst = rec["worst"] or {}
         request.node.user_properties.append(("crossbn", {
             "backend": backend, "device": device, "verdict": rec["verdict"], "case": rec["pytest_id"],
             "ratio": worst.get("ratio"), "observable": worst.get("observable"), "version": rec["version"],
             "reason": rec["reason"].splitlines()[0] if rec["reason"] else "",
-            "cross_device": (rec["cross_device"] or {}).get("verdict")}))
+            "cross_device": (rec["cross_device"] or {}).get("verdict"),
+            "known": None if known is None else known.index}))
         if rec["verdict"] == "unsupported":
             pytest.skip(f"unsupported: {rec['reason']}")
+        if known is not None:
+            why = f"known difference #{known.index}: {known.reason}" + (f" ({known.link})" if known.link else "")
+            (pytest.skip if st.known_skip else pytest.xfail)(why)
         if rec["verdict"] in FAILING:
             pytest.fail(failure_message(rec), pytrace=False)
         return rec
@@ -280,7 +309,27 @@ def pytest_sessionfinish(session, exitstatus):
         parts = sorted(st.out.glob("results-*.jsonl"))
         if parts:
             merge(parts, st.out / "results.jsonl")
+        _compare_with_baseline(session, st)
         _finish_report(session, st, int(exitstatus))
+
+
+def _compare_with_baseline(session, st) -> None:
+    """--crossbn-compare: the merged results against the baseline, written
+    beside them; a regression makes the session fail."""
+    base = _option(session.config, "compare")
+    if not base or not (st.out / "results.jsonl").exists():
+        return
+    from .baseline import BaselineError, compare, load, write_comparison
+
+    try:
+        rows = compare(load(base), load(st.out))
+    except BaselineError as e:
+        st.comparison = {"error": str(e)}
+        session.exitstatus = pytest.ExitCode.USAGE_ERROR
+        return
+    st.comparison = write_comparison(rows, st.out, base, str(st.out))
+    if st.comparison["counts"].get("regressed"):
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
 def _finish_report(session, st, exitstatus: int) -> None:
@@ -310,8 +359,22 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
         terminalreporter.section("crossbn verdicts")
     for line in lines:
         terminalreporter.write_line(line)
+    if st.known:
+        used = st.summary.known_used
+        terminalreporter.write_line(f"known differences: {sum(used.values())} finding(s) matched "
+                                    f"{len(used)} of {len(st.known)} entries")
+        for k in st.known:
+            if k.index not in used:
+                terminalreporter.write_line(f"  matched nothing: {k.label()}: {k.reason}", yellow=True)
     if st.out is not None and (lines or getattr(st, "report_error", None)):
         terminalreporter.write_line(f"results: {st.out / 'results.jsonl'}")
+        comparison = getattr(st, "comparison", None)
+        if comparison is not None and "error" in comparison:
+            terminalreporter.write_line(f"compare: {comparison['error']}", red=True)
+        elif comparison is not None:
+            counts = ", ".join(f"{c} {n}" for c, n in comparison["counts"].items())
+            terminalreporter.write_line(f"compared with {comparison['base']}: {counts}",
+                                        red=bool(comparison["counts"].get("regressed")))
         if getattr(st, "report", None) is not None:
             terminalreporter.write_line(f"report: {st.report}")
         if getattr(st, "report_error", None):

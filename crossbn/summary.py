@@ -19,9 +19,12 @@ class Summary:
         self.findings: list[dict] = []
         self.skip_reasons: dict[str, Counter] = defaultdict(Counter)
         self.cross_device: dict[str, Counter] = defaultdict(Counter)  # "backend/device" -> verdicts vs its CPU
+        self.known_used: Counter = Counter()  # known-differences entry -> findings it matched
 
     def add(self, data: dict) -> None:
         self.counts[data["backend"]][data["verdict"]] += 1
+        if data.get("known"):
+            self.known_used[data["known"]] += 1
         if data.get("cross_device"):
             self.cross_device[f"{data['backend']}/{data['device']}"][data["cross_device"]] += 1
         if data["verdict"] == "unsupported":

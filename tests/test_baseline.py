@@ -16,18 +16,18 @@ MODULES = os.pathsep.join(str(BACKENDS / f) for f in ("drifting.py", "numpy_vari
 SUITE = "[[group]]\nname = 'g'\nshape = [16, 3]\ngradients = false\n[group.axes]\nseed = [1, 2, 3]\n"
 
 
-def crossbn(*args, env=None):
+def crossbn(*args, env=None, cwd=None):
     return subprocess.run([sys.executable, "-m", "crossbn.cli", *args], capture_output=True, text=True,
-                          timeout=300, env={**os.environ, "CROSSBN_BACKEND_MODULE": MODULES, **(env or {})})
+                          timeout=300, cwd=cwd, env={**os.environ, "CROSSBN_BACKEND_MODULE": MODULES, **(env or {})})
 
 
-def run(tmp_path, name, drift="0", version="1.0"):
+def run(tmp_path, name, drift="0", version="1.0", *extra, code=0):
     suite = tmp_path / "g.toml"
     suite.write_text(SUITE)
     proc = crossbn("run", "--suite", str(suite), "--backends", "numpy-drifting,numpy-twopass", "-n", "0",
-                   "--no-conventions", "--progress", "off", "--out", str(tmp_path / name),
-                   env={"CROSSBN_DRIFT": drift, "CROSSBN_DRIFT_VERSION": version})
-    assert proc.returncode == 0, proc.stdout + proc.stderr
+                   "--no-conventions", "--progress", "off", "--out", str(tmp_path / name), *extra,
+                   env={"CROSSBN_DRIFT": drift, "CROSSBN_DRIFT_VERSION": version}, cwd=tmp_path)
+    assert proc.returncode == code, proc.stdout + proc.stderr
     return tmp_path / name
 
 
@@ -100,3 +100,18 @@ def test_bad_sources_are_named(tmp_path):
     assert proc.returncode == 2 and "nosuch: neither a baseline" in proc.stderr
     proc = crossbn("baseline", "save", "../x", str(tmp_path))
     assert proc.returncode == 2 and "plain folder name" in proc.stderr
+    proc = subprocess.run([sys.executable, "-m", "pytest", "--pyargs", "crossbn.conformance", "--crossbn-suite",
+                           "smoke", "--crossbn-compare", "v1", "-p", "no:cacheprovider"],
+                          capture_output=True, text=True, cwd=tmp_path)
+    assert proc.returncode == 4 and "--crossbn-compare: needs --crossbn-out" in proc.stderr
+
+
+def test_run_compare_writes_the_comparison_into_the_report_and_fails_on_regressions(saved):
+    same = run(saved, "same-compared", "0", "1.0", "--compare", "v1")  # baselines/v1 under the working folder
+    assert json.loads((same / "comparison.json").read_text())["counts"] == {"unchanged": 6}
+    drifted = run(saved, "drift-compared", "1e-2", "2.0", "--compare", "v1", code=1)
+    comparison = json.loads((drifted / "comparison.json").read_text())
+    assert comparison["counts"]["regressed"] == 3 and comparison["counts"]["unchanged"] == 3
+    assert 'id="comparison"' in (drifted / "index.html").read_text()
+    page = (drifted / "comparison.html").read_text()
+    assert page.count('class="c-regressed"') == 3 and "1.0 → 2.0" in page

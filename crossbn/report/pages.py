@@ -201,7 +201,7 @@ def index(sources) -> dict:
         "totals": verdict_counts(records), "n_records": len(records),
         "environments": environment(sources),
         "incomplete": [e["label"] for e in environment(sources) if e["run"] and not e["run"].get("complete")],
-        "replaced": sources.replaced,
+        "replaced": sources.replaced, "comparison": sources.comparison,
         "matrix": matrix(records), "conventions": conventions_table(sources.conventions),
         "findings": lines, "known_split": {"known": known, "new": len(lines) - known} if known else None,
         "distribution": svg.ratio_distribution(distribution(records)),

@@ -18,6 +18,7 @@ from .. import environment
 from ..results import key, read
 
 CONVENTIONS_FILE = "conventions.jsonl"
+COMPARISON_FILE = "comparison.json"  # crossbn/baseline.py writes it
 
 
 class ReportError(Exception):
@@ -45,6 +46,7 @@ class Sources:
     # results a later source replaced: (earlier source's label, later source's label, how many);
     # e.g. two machines that both ran the same backend on "cpu"
     replaced: list[tuple[str, str, int]] = field(default_factory=list)
+    comparison: dict | None = None  # comparison.json of the last source that has one (crossbn compare)
 
 
 def results_file(arg: str | Path) -> Path:
@@ -98,5 +100,11 @@ def load(args) -> Sources:
             merged[k], owner[k] = rec, src.label
         for rec in src.conventions:
             conventions[(rec["backend"], rec["device"], rec["property"])] = rec
+    comparison = None
+    for src in loaded:
+        try:
+            comparison = json.loads((src.path.parent / COMPARISON_FILE).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
     return Sources(loaded, [merged[k] for k in sorted(merged)], [conventions[k] for k in sorted(conventions)],
-                   [(a, b, n) for (a, b), n in replaced.items()])
+                   [(a, b, n) for (a, b), n in replaced.items()], comparison if isinstance(comparison, dict) else None)
