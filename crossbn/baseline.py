@@ -7,7 +7,7 @@ A baseline is the folder `baselines/NAME/`:
   baseline.jsonl   one line per (case id, backend, device), sorted, keys sorted,
                    so that two baselines diff line by line:
                    {case_id, backend, device, pytest_id, verdict, ratio (the
-                   error/bound ratio the verdict rests on, report/pages.judged),
+                   error/bound ratio the verdict rests on, results.judged),
                    observable (where), ratios ({observable: ratio}), digests
                    ({observable: sha256 of the output array}), version}
   meta.json        {schema, name, source, saved, backends ({backend/device: version}), run (run.json)}
@@ -52,7 +52,7 @@ class BaselineError(Exception):
 
 
 def _entry(rec: dict) -> dict:
-    from .report.pages import judged, observable_ratio
+    from .results import judged, observable_ratio
 
     ratio, where = judged(rec)
     return {"case_id": rec["case_id"], "backend": rec["backend"], "device": rec["device"],

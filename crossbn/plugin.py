@@ -118,6 +118,8 @@ class _State:
             raise pytest.UsageError("--crossbn-compare: needs --crossbn-out, where the results to compare are written")
         self.worker_id = worker_id()
         self._pool = self._writer = None
+        # the controller's end of run (pytest_sessionfinish): run.json, the comparison, the report
+        self.started, self.run_info, self.comparison, self.report, self.report_error = 0.0, None, None, None, None
         self.summary = Summary()
 
     @property
@@ -337,7 +339,7 @@ def _finish_report(session, st, exitstatus: int) -> None:
     (its failure is reported, never allowed to lose the results above)."""
     from . import environment
 
-    if getattr(st, "run_info", None) is not None:
+    if st.run_info is not None:
         complete = exitstatus in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED) and not (session.shouldstop or session.shouldfail)
         environment.finish(st.out, st.run_info, started=st.started, exit_status=exitstatus, complete=complete)
     if not (st.out / "results.jsonl").exists():
@@ -366,16 +368,16 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
         for k in st.known:
             if k.index not in used:
                 terminalreporter.write_line(f"  matched nothing: {k.label()}: {k.reason}", yellow=True)
-    if st.out is not None and (lines or getattr(st, "report_error", None)):
+    if st.out is not None and (lines or st.report_error):
         terminalreporter.write_line(f"results: {st.out / 'results.jsonl'}")
-        comparison = getattr(st, "comparison", None)
+        comparison = st.comparison
         if comparison is not None and "error" in comparison:
             terminalreporter.write_line(f"compare: {comparison['error']}", red=True)
         elif comparison is not None:
             counts = ", ".join(f"{c} {n}" for c, n in comparison["counts"].items())
             terminalreporter.write_line(f"compared with {comparison['base']}: {counts}",
                                         red=bool(comparison["counts"].get("regressed")))
-        if getattr(st, "report", None) is not None:
+        if st.report is not None:
             terminalreporter.write_line(f"report: {st.report}")
-        if getattr(st, "report_error", None):
+        if st.report_error:
             terminalreporter.write_line(f"report: NOT written: {st.report_error}", red=True)

@@ -53,6 +53,44 @@ def finite(x):
     return x
 
 
+def number(x) -> float:
+    """Records spell non-finite floats as strings ('inf', 'nan'); None is nan."""
+    if x is None:
+        return float("nan")
+    try:
+        return float(x)
+    except (TypeError, ValueError):
+        return float("nan")
+
+
+def ratio_rank(r: float) -> float:
+    """A ratio as a sort key: NaN ranks as the worst (inf)."""
+    return float("inf") if r != r else r
+
+
+def observable_ratio(o: dict) -> float:
+    """An observable's ratio under the backend's declared semantics."""
+    conv = o.get("convention_ratio")
+    return number(conv if conv is not None else o.get("ratio"))
+
+
+def judged(rec: dict) -> tuple[float | None, str]:
+    """(the error/bound ratio the verdict rests on, the observable or layer
+    where it is reached); (None, "") when nothing was compared (unsupported,
+    error, crash, timeout). The ratio is under the backend's declared
+    semantics (an observable's convention_ratio where it has one), the
+    largest over the observables; a model result's, its worst layer's
+    δ/bound. The report ranks by it and baselines compare it."""
+    worst = rec.get("worst") or {}
+    if rec.get("layers") and worst:
+        return number(worst.get("ratio")), worst.get("observable") or ""
+    obs = rec.get("observables") or {}
+    if not obs:
+        return None, worst.get("observable") or ""
+    name = max(obs, key=lambda n: ratio_rank(observable_ratio(obs[n])))
+    return observable_ratio(obs[name]), name
+
+
 def make_record(*, case, backend: str, device: str, verdict: str, version: str = "", device_name: str = "",
                 reason: str = "", comparison=None, seconds: float = 0.0, backend_seconds: float = 0.0,
                 cross_device: dict | None = None, backend_info: dict | None = None,

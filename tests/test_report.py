@@ -217,9 +217,22 @@ def test_finding_page_in_chromium(runs, browser, tmp_path):
     assert problems == []
     stage = rec["localization"]["stage"]
     highlighted = page.locator("svg.dataflow .highlighted")
-    assert highlighted.count() >= 1
-    assert stage in {highlighted.nth(i).get_attribute("data-stage") for i in range(highlighted.count())} \
-        or page.locator(f'svg.dataflow [data-stage="{stage}"].highlighted').count() == 1
+    assert {highlighted.nth(i).get_attribute("data-stage") for i in range(highlighted.count())} == {stage}
+    # and it is drawn so, also where the stage has no observable of its own (no verdict colour):
+    # its outline is thick and red
+    hidden = json.loads(json.dumps(rec))
+    hidden["localization"]["stage"] = "normalized"
+    folder = tmp_path / "hidden"
+    folder.mkdir()
+    (folder / "results.jsonl").write_text(json.dumps(hidden) + "\n")
+    from crossbn.report import build
+
+    build([folder], folder)
+    page, problems = _open(browser, folder / "findings" / path.name)
+    assert problems == []
+    box = page.locator('svg.dataflow [data-stage="normalized"]')
+    assert box.evaluate("e => getComputedStyle(e).stroke") == "rgb(198, 40, 40)"
+    assert box.evaluate("e => getComputedStyle(e).strokeWidth") == "4px"
     assert page.locator("svg.channel-errors").count() == 1
     assert page.locator("table.evidence tbody tr").count() >= 1
     assert rec["pytest_id"] in page.locator("pre.command").inner_text()

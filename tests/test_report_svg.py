@@ -1,4 +1,4 @@
-"""The report's inline SVG charts (crossbn/report/svg.py): well-formed, escaped,
+"""The report's inline SVG charts and diagrams (crossbn/report/svg.py, diagrams.py): well-formed, escaped,
 deterministic, and drawing what their docstrings promise."""
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import xml.etree.ElementTree as ET
 import pytest
 from markupsafe import Markup
 
-from crossbn.report import svg
+from crossbn.report import diagrams, svg
 
 NS = "{http://www.w3.org/2000/svg}"
 EVIL = "<script>alert(1)</script> & co"
@@ -63,8 +63,8 @@ RESNET = [layer("conv1"), layer("bn1", "bn", ["conv1"]), layer("relu1", "relu", 
 CHARTS = {
     "ratio_distribution": lambda label: svg.ratio_distribution([(label, [0.1, 2.0, "inf", "nan"])]),
     "channel_errors": lambda label: svg.channel_errors([(label, [0.1, 2.0, None, "nan"])]),
-    "dataflow": lambda label: svg.dataflow({"batch mean": label, "dx": "deviation"}, highlighted={"dx"}),
-    "network_graph": lambda label: svg.network_graph([layer(label), layer("b", "bn", [label])],
+    "dataflow": lambda label: diagrams.dataflow({"batch mean": label, "dx": "deviation"}, highlighted={"dx"}),
+    "network_graph": lambda label: diagrams.network_graph([layer(label), layer("b", "bn", [label])],
                                                      highlighted={label}),
 }
 
@@ -101,7 +101,7 @@ def test_same_input_same_bytes(chart):
     (lambda: svg.ratio_distribution([]), "ratio-distribution"),
     (lambda: svg.channel_errors([]), "channel-errors"),
     (lambda: svg.channel_errors([("train0.y", []), ("train0.dx", [])]), "channel-errors"),
-    (lambda: svg.network_graph([], highlighted=set()), "network"),
+    (lambda: diagrams.network_graph([], highlighted=set()), "network"),
 ])
 def test_empty_input_draws_an_empty_chart_saying_no_data(make, kind):
     root = parse(make())
@@ -257,7 +257,7 @@ def stage_boxes(root) -> dict[str, ET.Element]:
 def test_one_box_per_localization_stage():
     from crossbn.localize import STAGES
 
-    root = parse(svg.dataflow({}, highlighted=set()))
+    root = parse(diagrams.dataflow({}, highlighted=set()))
     boxes = stage_boxes(root)
     assert set(boxes) == set(STAGES) and len([e for e in root.iter() if e.get("data-stage")]) == len(STAGES)
     assert all(b.get("class") == "stage v-none" for b in boxes.values())
@@ -269,7 +269,7 @@ def test_one_box_per_localization_stage():
 def test_boxes_carry_their_verdict_and_only_the_highlighted_one_is_highlighted():
     verdicts = {"batch mean": "match", "batch variance": "deviation", "running mean": "convention",
                 "dx": "nan-mismatch", "dgamma": ""}
-    root = parse(svg.dataflow(verdicts, highlighted={"batch variance"}))
+    root = parse(diagrams.dataflow(verdicts, highlighted={"batch variance"}))
     boxes = stage_boxes(root)
     for name, v in verdicts.items():
         assert boxes[name].get("class").split()[:2] == ["stage", f"v-{v or 'none'}"]
@@ -278,7 +278,7 @@ def test_boxes_carry_their_verdict_and_only_the_highlighted_one_is_highlighted()
 
 
 def test_highlighting_batch_statistics_highlights_the_group_around_mean_and_variance():
-    root = parse(svg.dataflow({"batch statistics": "deviation"}, highlighted={"batch statistics"}))
+    root = parse(diagrams.dataflow({"batch statistics": "deviation"}, highlighted={"batch statistics"}))
     boxes = stage_boxes(root)
     group = boxes["batch statistics"]
     assert find(root, "*", "highlighted") == [group] and "v-deviation" in group.get("class").split()
@@ -295,15 +295,15 @@ def test_highlighting_batch_statistics_highlights_the_group_around_mean_and_vari
 
 
 def test_a_verdict_cannot_break_out_of_its_class_attribute():
-    root = parse(svg.dataflow({"dx": 'x" onload="alert(1)'}, highlighted=set()))
+    root = parse(diagrams.dataflow({"dx": 'x" onload="alert(1)'}, highlighted=set()))
     assert stage_boxes(root)["dx"].get("class") == "stage v-x-onload-alert-1"
     assert not [a for e in root.iter() for a in e.attrib if a.startswith("on")]
 
 
 def test_arrows_connect_the_stages():
-    root = parse(svg.dataflow({}, highlighted=set()))
+    root = parse(diagrams.dataflow({}, highlighted=set()))
     edges = find(root, "*", "edge")
-    assert len(edges) == len(svg._FLOW) and len(find(root, "polygon", "arrowhead")) == len(edges)
+    assert len(edges) == len(diagrams._FLOW) and len(find(root, "polygon", "arrowhead")) == len(edges)
 
 
 # ---- network_graph ----------------------------------------------------------------------------
@@ -313,7 +313,7 @@ def nodes(root) -> list[ET.Element]:
 
 
 def test_one_node_per_layer_plus_input_top_to_bottom():
-    root = parse(svg.network_graph(RESNET, highlighted=set()))
+    root = parse(diagrams.network_graph(RESNET, highlighted=set()))
     drawn = nodes(root)
     assert [n.get("data-layer") for n in drawn] == ["input"] + [la["name"] for la in RESNET]
     ys = [float(n.get("y")) for n in drawn]
@@ -322,7 +322,7 @@ def test_one_node_per_layer_plus_input_top_to_bottom():
 
 
 def test_one_edge_per_input_reference_and_skip_edges_are_paths():
-    root = parse(svg.network_graph(RESNET, highlighted=set()))
+    root = parse(diagrams.network_graph(RESNET, highlighted=set()))
     edges = find(root, "*", "edge")
     assert len(edges) == sum(len(la["inputs"]) for la in RESNET) == 10
     skips = find(root, "*", "edge skip")
@@ -331,7 +331,7 @@ def test_one_edge_per_input_reference_and_skip_edges_are_paths():
 
 
 def test_introducing_layers_are_marked_and_only_they():
-    root = parse(svg.network_graph(RESNET, highlighted={"bn1", "add2"}))
+    root = parse(diagrams.network_graph(RESNET, highlighted={"bn1", "add2"}))
     marked = find(root, "*", "introduces")
     assert [n.get("data-layer") for n in marked] == ["bn1", "add2"]
     assert texts(root).count("introduces") == 2
@@ -340,7 +340,7 @@ def test_introducing_layers_are_marked_and_only_they():
 def test_node_text_shows_delta_and_r_or_a_dash():
     layers = [layer("conv1", delta=1.2e-7, R=3.4), layer("bn1", "bn", ["conv1"], delta=None, R=None),
               layer("relu", "relu", ["bn1"], delta="nan", R="inf"), layer("odd", "?", ["relu"])]
-    root = parse(svg.network_graph(layers, highlighted=set()))
+    root = parse(diagrams.network_graph(layers, highlighted=set()))
     t = texts(root)
     assert "conv1  conv" in t and "δ 1.2e-07  R 3.4" in t
     assert "δ –  R –" in t and "δ nan  R inf" in t
@@ -350,7 +350,7 @@ def test_node_text_shows_delta_and_r_or_a_dash():
 def test_thirty_layers_fit_and_unknown_inputs_are_left_out():
     layers = [layer("l0")] + [layer(f"l{i}", "relu", [f"l{i - 1}"]) for i in range(1, 30)]
     layers.append(layer("ghost", "add", ["l29", "not-a-layer"]))
-    root = parse(svg.network_graph(layers, highlighted={"l7"}))
+    root = parse(diagrams.network_graph(layers, highlighted={"l7"}))
     assert len(nodes(root)) == 32 and len(find(root, "*", "edge")) == 31
     height = float(root.get("viewBox").split()[3])
     last = nodes(root)[-1]
@@ -358,7 +358,7 @@ def test_thirty_layers_fit_and_unknown_inputs_are_left_out():
 
 
 def test_numbers_are_three_significant_digits():
-    root = parse(svg.network_graph([layer("a", delta=math.pi * 1e-7, R=123456.0)], highlighted=set()))
+    root = parse(diagrams.network_graph([layer("a", delta=math.pi * 1e-7, R=123456.0)], highlighted=set()))
     assert "δ 3.14e-07  R 1.23e+05" in texts(root)
     (bar,) = find(parse(svg.channel_errors([("a", [math.pi])])), "rect", "bar")
     assert "".join(bar.itertext()) == "a c0: 3.14"

@@ -7,7 +7,8 @@ with its run.json and conventions.jsonl beside it) into DIR/index.html and
 one page per finding under DIR/findings/ (a network page for a `models`
 result). `crossbn run` and the pytest plugin call `build` on the controller
 when a run ends. Modules: sources.py reads and merges, pages.py computes
-what each page shows, svg.py draws the charts, render.py fills the Jinja2
+what each page shows, svg.py draws the charts (and holds the SVG primitives),
+diagrams.py the dataflow and network diagrams, render.py fills the Jinja2
 templates in templates/.
 """
 

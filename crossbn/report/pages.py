@@ -1,11 +1,8 @@
 """The report's pages as plain data: what each template shows, computed here
 so that the templates only lay it out (and so it can be tested without HTML).
 
-Ratio: every result is placed by the ratio its verdict rests on, error/bound
-under the backend's own declared semantics (an observable's
-`convention_ratio` where the backend declares a convention, else its
-canonical ratio), the largest over its observables; a model result by its
-worst layer's δ/bound. A correct backend's ratios all sit at or below 1.
+Every result is placed and ranked by the ratio its verdict rests on
+(results.judged): a correct backend's ratios all sit at or below 1.
 """
 
 from __future__ import annotations
@@ -17,8 +14,9 @@ from collections import Counter, defaultdict
 from pathlib import Path
 
 from ..compare import FAILING, SEVERITY
+from ..results import judged, number, observable_ratio, ratio_rank
 from ..localize import STAGES
-from . import svg
+from . import diagrams, svg
 
 # observable -> the dataflow stage whose value it is (y is the affine output)
 OBSERVABLE_STAGE = {"batch_mean": "batch mean", "batch_var": "batch variance", "invstd": "inverse std",
@@ -26,40 +24,6 @@ OBSERVABLE_STAGE = {"batch_mean": "batch mean", "batch_var": "batch variance", "
                     "dbeta": "dbeta", "dgamma": "dgamma", "dx": "dx"}
 FINDINGS_DIR = "findings"
 BUG_REPORTS_DIR = "bug-reports"  # <report>/bug-reports/<page slug>/{ISSUE.md,repro.py} (crossbn repro)
-
-
-def number(x) -> float:
-    """Records spell non-finite floats as strings ('inf', 'nan'); None is nan."""
-    if x is None:
-        return float("nan")
-    try:
-        return float(x)
-    except (TypeError, ValueError):
-        return float("nan")
-
-
-def _worse(r: float) -> float:
-    return float("inf") if r != r else r  # a NaN ratio is the worst
-
-
-def observable_ratio(o: dict) -> float:
-    """An observable's ratio under the backend's declared semantics."""
-    conv = o.get("convention_ratio")
-    return number(conv if conv is not None else o.get("ratio"))
-
-
-def judged(rec: dict) -> tuple[float | None, str]:
-    """(the error/bound ratio the verdict rests on, the observable or layer
-    where it is reached) (module docstring); (None, "") when nothing was
-    compared (unsupported, error, crash, timeout)."""
-    worst = rec.get("worst") or {}
-    if rec.get("layers") and worst:
-        return number(worst.get("ratio")), worst.get("observable") or ""
-    obs = rec.get("observables") or {}
-    if not obs:
-        return None, worst.get("observable") or ""
-    name = max(obs, key=lambda n: _worse(observable_ratio(obs[n])))
-    return observable_ratio(obs[name]), name
 
 
 def judged_ratio(rec: dict) -> float | None:
@@ -146,7 +110,7 @@ def finding_line(rec: dict) -> dict:
 def _rank_key(line: dict):
     r = line["ratio"]
     # crashes, timeouts and errors have no ratio: they rank first, as the worst; then NaN, inf, the rest
-    return (r is not None, -_worse(r) if r is not None else 0.0, line["case"], line["backend"], line["device"])
+    return (r is not None, -ratio_rank(r) if r is not None else 0.0, line["case"], line["backend"], line["device"])
 
 
 def findings(records) -> list[dict]:
@@ -247,7 +211,7 @@ def channel_series(rec: dict) -> list[tuple[str, list]]:
     with_channels = {n: o for n, o in obs.items() if o.get("per_channel")}
     off = [n for n, o in with_channels.items() if o.get("verdict") in ("deviation", "nan-mismatch")] \
         or [n for n, o in with_channels.items() if o.get("verdict") == "convention"]
-    off.sort(key=lambda n: -_worse(observable_ratio(obs[n])))
+    off.sort(key=lambda n: -ratio_rank(observable_ratio(obs[n])))
     return [(n, [number(v) for v in with_channels[n]["per_channel"]]) for n in off[:6]]
 
 
@@ -271,7 +235,7 @@ def finding(rec: dict, run: dict | None, out: Path) -> dict:
         "observables": [{"name": n, **o, "ratio": number(o.get("ratio"))}
                         for n, o in (rec.get("observables") or {}).items()],
         "localization": loc, "diagnosis": rec.get("diagnosis"),
-        "dataflow": svg.dataflow(stage_verdicts(rec), highlighted=highlighted),
+        "dataflow": diagrams.dataflow(stage_verdicts(rec), highlighted=highlighted),
         "channels": svg.channel_errors(series) if series else None,
         "bug_reports": bug_reports(rec, out),
     }
@@ -297,7 +261,7 @@ def network(rec: dict, run: dict | None, out: Path) -> dict:
                           "delta": _maybe(e.get("delta")), "R": _maybe(e.get("R")),
                           "R_threshold": _maybe(e.get("R_threshold")), "introduces": bool(e.get("introduces"))})
         introducing = {d["name"] for d in drawn if d["introduces"]}
-        steps.append({"step": step, "graph": svg.network_graph(drawn, highlighted=introducing),
+        steps.append({"step": step, "graph": diagrams.network_graph(drawn, highlighted=introducing),
                       "layers": [{**layers.get(d["name"], {}), **(layers.get(d["name"], {}).get("convention") or {}),
                                   "name": d["name"], "op": d["op"]} for d in drawn],
                       "introducing": sorted(introducing, key=order.index)})

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import jinja2
 
+from ..results import number
 from . import pages
 
 _TEMPLATES = Path(__file__).resolve().parent / "templates"
@@ -24,7 +25,7 @@ def _fmt(x, digits: int = 3) -> str:
     """Numbers as the report prints them: 3 significant digits, '–' for none."""
     if x is None or x == "":
         return "–"
-    x = pages.number(x)
+    x = number(x)
     if x != x:
         return "NaN"
     if x in (float("inf"), float("-inf")):
