@@ -27,7 +27,9 @@ def serve(channel):
         start = time.perf_counter()
         try:
             if op == "describe":
-                reply = {"status": "ok", "describe": backend.describe()}
+                missing = backend.available()  # this interpreter's packages decide
+                reply = {"status": "unsupported", "message": missing} if missing else \
+                    {"status": "ok", "describe": {**backend.describe(), "python": sys.version.split()[0]}}
             elif op == "run":
                 case = Case.from_dict(request["case"])
                 backend.run_info = {}

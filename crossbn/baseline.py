@@ -143,7 +143,6 @@ def classify(base: dict | None, new: dict | None) -> str:
         return "changed" if base["digests"] != new["digests"] else "unchanged"
     # results written before digests existed: the ratios are what can be compared
     return "changed" if base.get("ratios") != new.get("ratios") else "unchanged"
-    return "unchanged"
 
 
 def compare(base: dict[tuple, dict], new: dict[tuple, dict]) -> list[dict]:
@@ -173,21 +172,49 @@ def _fmt(r) -> str:
 
 
 COMPARISON_FILE = "comparison.json"
+SIDE_BY_SIDE_FILE = "side-by-side.json"
 
 
-def write_comparison(rows: list[dict], out: Path, base: str, new: str) -> dict:
-    """`out/comparison.json`: the counts per class and every row that is not
-    `unchanged` (the report's comparison page reads it)."""
+def summarize(rows: list[dict], base: str, new: str) -> dict:
+    """The counts per class and every row that is not `unchanged` (what the
+    report's comparison page shows)."""
     from collections import Counter
 
     counts = Counter(r["class"] for r in rows)
-    data = {"schema": SCHEMA, "base": str(base), "new": str(new), "factor": REGRESSION_FACTOR,
+    return {"schema": SCHEMA, "base": str(base), "new": str(new), "factor": REGRESSION_FACTOR,
             "counts": {c: counts[c] for c in CLASSES if counts[c]},
             "rows": [{"case_id": r["key"][0], "backend": r["key"][1], "device": r["key"][2], "class": r["class"],
                       "line": describe(r), "base": r["base"], "new": r["new"]}
                      for r in rows if r["class"] != "unchanged"]}
+
+
+def _write(out: Path, name: str, data: dict) -> dict:
     out.mkdir(parents=True, exist_ok=True)
-    tmp = out / (COMPARISON_FILE + ".tmp")
+    tmp = out / (name + ".tmp")
     tmp.write_text(json.dumps(data, indent=1) + "\n", encoding="utf-8")
-    tmp.replace(out / COMPARISON_FILE)
+    tmp.replace(out / name)
     return data
+
+
+def write_comparison(rows: list[dict], out: Path, base: str, new: str) -> dict:
+    """`out/comparison.json`: this run against a baseline (`summarize`)."""
+    return _write(out, COMPARISON_FILE, summarize(rows, base, new))
+
+
+def side_by_side(results, pairs: list[tuple[str, str]]) -> list[dict]:
+    """Two releases of one framework in one run: for each (reference, other)
+    pair of backend names, the other's results classified against the
+    reference's exactly as against a baseline (the reference is the release
+    named first in --backends, the "before")."""
+    entries = list(load(results).values())
+    out = []
+    for ref, other in pairs:
+        def side(name):
+            return {(e["case_id"], other, e["device"]): e for e in entries if e["backend"] == name}
+
+        out.append(summarize(compare(side(ref), side(other)), ref, other))
+    return out
+
+
+def write_side_by_side(comparisons: list[dict], out: Path) -> dict:
+    return _write(out, SIDE_BY_SIDE_FILE, {"schema": SCHEMA, "comparisons": comparisons})

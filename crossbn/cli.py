@@ -8,6 +8,7 @@
   crossbn suites                           list the case catalogues and their sizes
   crossbn baseline save NAME [RESULTS]     store results as baselines/NAME (diff-friendly JSON Lines)
   crossbn compare BASE NEW                 classify every result against a baseline; exit 1 on regressions
+  crossbn known FILE [RESULTS]             which findings a known-differences file covers; exit 1 on new ones
   crossbn report RESULTS... [--out DIR]    render results.jsonl files or run folders (merged) into
                                            DIR/index.html plus one page per finding
   crossbn conventions [--backends A,B|all] [--devices cpu,cuda] [--out DIR] [-n N] [--strict]
@@ -72,9 +73,10 @@ def _run(args: argparse.Namespace, extra: list[str]) -> int:
         else:
             print(f"crossbn run: results in {out / 'results.jsonl'}; the report could not be written "
                   f"(see above; `crossbn report {out}` retries)", file=sys.stderr)
-        if args.compare and _regressed(out):
-            print(f"crossbn run: regressions against {args.compare} (see {out / 'comparison.json'})",
-                  file=sys.stderr)
+        regressed = _regressed(out)
+        for where in regressed:
+            print(f"crossbn run: regressions {where}", file=sys.stderr)
+        if regressed:
             return 1
         return 1 if (args.strict and code == pytest.ExitCode.TESTS_FAILED) else 0
     if code == pytest.ExitCode.USAGE_ERROR:
@@ -85,14 +87,28 @@ def _run(args: argparse.Namespace, extra: list[str]) -> int:
     return 3
 
 
-def _regressed(out: Path) -> bool:
-    """True when the run's comparison with its baseline found a regression."""
+def _regressed(out: Path) -> list[str]:
+    """Where the run found regressions: against its baseline
+    (comparison.json), or side by side, one release against the other
+    (side-by-side.json)."""
     import json
 
+    from .baseline import COMPARISON_FILE, SIDE_BY_SIDE_FILE
+
+    found = []
     try:
-        return bool(json.loads((out / "comparison.json").read_text())["counts"].get("regressed"))
+        c = json.loads((out / COMPARISON_FILE).read_text())
+        if c["counts"].get("regressed"):
+            found.append(f"against {c['base']} (see {out / COMPARISON_FILE})")
     except (OSError, ValueError, KeyError):
-        return False
+        pass
+    try:
+        for c in json.loads((out / SIDE_BY_SIDE_FILE).read_text())["comparisons"]:
+            if c["counts"].get("regressed"):
+                found.append(f"of {c['new']} against {c['base']} (see {out / SIDE_BY_SIDE_FILE})")
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    return found
 
 
 def _observe_conventions(args: argparse.Namespace, out: Path) -> None:
@@ -158,6 +174,35 @@ def _compare(args: argparse.Namespace) -> int:
     if len(shown) > args.show:
         print(f"  ... {len(shown) - args.show} more (--show N)")
     return 1 if any(counts[c] for c in FAILS) else 0
+
+
+def _known(args: argparse.Namespace) -> int:
+    """Finished results against a known-differences file: what it covers,
+    what is new (grouped the way an entry would be written), what it no
+    longer matches. Exit 1 when a finding is new."""
+    from collections import Counter
+
+    from .known import KnownError, check, group_key, load
+    from .report.sources import ReportError, results_file
+    from .results import read
+
+    try:
+        entries = load(args.file)
+        path = results_file(args.results or _newest_run() or "reports")
+        used, new = check(entries, read(path))
+    except (KnownError, ReportError, ValueError) as e:
+        print(f"crossbn known: {e}", file=sys.stderr)
+        return 2
+    print(f"crossbn known: {args.file} against {path}: {sum(used.values())} known finding(s), {len(new)} new")
+    for k in entries:
+        print(f"  {used.get(k.index, 0):6d}  {k.label()}" + ("" if used.get(k.index) else "  -- matched nothing"))
+    groups = Counter(group_key(r) for r in new)
+    if groups:
+        print("new findings (backend, verdict, dtype, first departing stage, fingerprint):")
+        for (backend, verdict, dtype, stage, formulation), n in groups.most_common():
+            example = next(r["pytest_id"] for r in new if group_key(r) == (backend, verdict, dtype, stage, formulation))
+            print(f"  {n:6d}  {backend} {verdict} {dtype} | {stage or '-'} | {formulation or '-'}  e.g. {example}")
+    return 1 if new else 0
 
 
 def _report(args: argparse.Namespace) -> int:
@@ -275,6 +320,13 @@ def build_parser() -> argparse.ArgumentParser:
     cp.add_argument("--show", type=int, default=40, help="how many changed results to list (default: 40)")
     cp.add_argument("--out", help="also write DIR/comparison.json (`crossbn report DIR` then shows it)")
     cp.set_defaults(func=_compare)
+    kn = sub.add_parser("known", help="hold finished results against a known-differences file; exit 1 on new findings",
+                        description="Which findings of a run the file covers, which are new (grouped by backend, "
+                                    "verdict, dtype, stage and fingerprint: what an entry is written for), and "
+                                    "which entries match nothing.")
+    kn.add_argument("file", help="the known-differences TOML file")
+    kn.add_argument("results", nargs="?", help="results.jsonl or run folder (default: the newest under reports/)")
+    kn.set_defaults(func=_known)
     bk = sub.add_parser("backends", help="list backends and whether they can run here")
     bk.add_argument("--backend-module", action="append", default=[])
     bk.add_argument("--markdown", action="store_true",

@@ -19,9 +19,9 @@ from . import inputs as inputs_mod
 from .compare import compare, full_bound
 from .fingerprint import diagnose
 from .localize import localize
-from .outputs import compare_devices, output_problem, without_gradients
+from .outputs import compare_runs, output_problem, without_gradients
 from .results import make_record
-from .runner import DEFAULT_TIMEOUT, WorkerPool
+from .runner import DEFAULT_TIMEOUT, WorkerPool, device_problem, open_worker
 from .tolerance import model_bounds
 
 # Verdicts that get a stage and a fingerprint: the result was computed, and
@@ -96,25 +96,33 @@ def digests(observables: dict) -> dict[str, str]:
     return out
 
 
+def _versus(case, inputs, observables, bounds, device, other, name, timeout) -> dict:
+    """Side by side: this backend's outputs against the same case run on the
+    other installed release of its framework (`Backend.compare_with`)."""
+    description = other.describe(timeout)
+    if "version" not in description or device not in description["devices"]:
+        why = description.get("unavailable") or description.get("error") or f"no device '{device}'"
+        return {"against": other.name, "verdict": "unsupported", "note": why.splitlines()[0]}
+    ran = other.run(case, inputs, device, timeout)
+    if ran.status != "ok":
+        return {"against": other.name, "version": description["version"], "verdict": ran.status,
+                "note": (ran.message.splitlines() or [""])[0]}
+    return {**compare_runs(observables, ran.observables, bounds, name, other.name), "version": description["version"]}
+
+
 def judge(case, backend_name: str, backend, device: str, pool: WorkerPool,
           timeout: float = DEFAULT_TIMEOUT) -> dict:
     """Return the result record (see results.make_record)."""
     start = time.perf_counter()
-    record = dict(case=case, backend=backend_name, device=device)
-    missing = backend.available()
-    if missing is not None:
-        return make_record(**record, verdict="unsupported", reason=f"backend unavailable: {missing}",
-                           seconds=time.perf_counter() - start)
-    worker = pool.worker(backend_name)
-    description = worker.describe(timeout)
-    if "error" in description:
-        return make_record(**record, verdict="crash", reason=f"worker failed to start: {description['error']}",
-                           seconds=time.perf_counter() - start)
+    record = dict(case=case, backend=backend_name, device=device, interpreter=backend.interpreter)
+    worker, description, problem = open_worker(backend_name, backend, pool, timeout)
+    if problem is not None:
+        return make_record(**record, verdict=problem[0], reason=problem[1], seconds=time.perf_counter() - start)
     record.update(version=description["version"], device_name=description["devices"].get(device, ""))
     why = backend.supports(case) if backend.applies(case) else \
         f"the case sets {', '.join(sorted(case.option_families))} switches, which {backend_name} does not have"
-    if why is None and device not in description["devices"]:
-        why = f"device '{device}' is not available to {backend_name} here (has: {', '.join(description['devices'])})"
+    if why is None:
+        why = device_problem(backend_name, device, description)
     if why is not None:
         return make_record(**record, verdict="unsupported", reason=why, seconds=time.perf_counter() - start)
 
@@ -134,14 +142,18 @@ def judge(case, backend_name: str, backend, device: str, pool: WorkerPool,
     if device != "cpu" and "cpu" in description["devices"]:
         # within one framework, this device against its own CPU path
         on_cpu = worker.run(case, inputs, "cpu", timeout)
-        cross = (compare_devices(outcome.observables, on_cpu.observables, judged.bounds, device)
+        cross = (compare_runs(outcome.observables, on_cpu.observables, judged.bounds, device, "cpu")
                  if on_cpu.status == "ok"
                  else {"against": "cpu", "verdict": on_cpu.status, "note": on_cpu.message.splitlines()[0]})
+    versus = None
+    if backend.compare_with and pool.has(backend.compare_with):
+        versus = _versus(case, inputs, outcome.observables, judged.bounds, device, pool.worker(backend.compare_with),
+                         backend_name, timeout)
     where = diagnosis = None
     if comparison.verdict in EXPLAINED:
         where, diagnosis = _explain(judged, backend, device, worker, timeout)
     reason = "; ".join(n for n in (comparison.note, *judged.notes) if n)
     return make_record(**record, verdict=comparison.verdict, comparison=comparison, reason=reason,
                        inputs=inputs_mod.summarize(inputs), digests=digests(outcome.observables),
-                       cross_device=cross, localization=where, diagnosis=diagnosis, backend_info=outcome.info,
+                       cross_device=cross, cross_version=versus, localization=where, diagnosis=diagnosis, backend_info=outcome.info,
                        backend_seconds=outcome.seconds, seconds=time.perf_counter() - start)

@@ -8,8 +8,16 @@ A TOML file (`--known FILE`, `--crossbn-known FILE`) of entries:
     device = "cpu"                 # glob; default "*"
     observable = "*.batch_var"     # glob one of the result's failing observables must match; default "*"
     verdict = "deviation"          # the verdict it must have (deviation, nan-mismatch, error, crash, timeout); default any
+    dtype = "float16"              # glob on the case dtype; default "*"
+    stage = "batch variance"       # glob on the first departing stage (localization); default "*"
+    formulation = "*one-pass*"     # glob on the fingerprint (the formulation that explains it); default "*"
+    version = "3.15.*"             # glob on the backend's version string; default "*" (any release)
     reason = "one-pass variance (keras/src/backend/torch/nn.py: moments)"   # required
     link = "https://github.com/..." # optional
+
+Every given field must hold. A `version` pins an entry to the releases it
+was written for, so that an upgrade that keeps the difference reports it as
+new again, for someone to look at.
 
 A failing result that an entry matches is reported as known: the pytest
 outcome is an xfail with the reason (a skip with --crossbn-known-skip), the
@@ -28,7 +36,8 @@ from pathlib import Path
 
 from .compare import FAILING
 
-_FIELDS = {"backend", "case", "device", "observable", "verdict", "reason", "link"}
+_FIELDS = {"backend", "case", "device", "observable", "verdict", "dtype", "stage", "formulation", "version",
+           "reason", "link"}
 
 
 class KnownError(ValueError):
@@ -44,6 +53,10 @@ class Known:
     device: str = "*"
     observable: str = "*"
     verdict: str = ""
+    dtype: str = "*"
+    stage: str = "*"
+    formulation: str = "*"
+    version: str = "*"
     link: str = ""
 
     def matches(self, rec: dict) -> bool:
@@ -53,6 +66,12 @@ class Known:
             return False
         if not fnmatch.fnmatchcase(rec.get("device", ""), self.device):
             return False
+        for pattern, value in ((self.dtype, (rec.get("case") or {}).get("dtype")),
+                               (self.stage, (rec.get("localization") or {}).get("stage")),
+                               (self.formulation, (rec.get("diagnosis") or {}).get("formulation")),
+                               (self.version, rec.get("version"))):
+            if pattern != "*" and not fnmatch.fnmatchcase(value or "", pattern):
+                return False
         ids = (rec.get("pytest_id") or "", rec.get("case_id") or "")
         if not any(fnmatch.fnmatchcase(i, self.case) for i in ids if i):
             return False
@@ -62,7 +81,10 @@ class Known:
         return any(fnmatch.fnmatchcase(n, self.observable) for n in failing)
 
     def label(self) -> str:
-        return f"#{self.index} (backend={self.backend}, case={self.case}, observable={self.observable})"
+        given = ", ".join(f"{f}={getattr(self, f)}" for f in ("case", "device", "dtype", "observable", "stage",
+                                                                "formulation", "version")
+                          if getattr(self, f) != "*")
+        return f"#{self.index} (backend={self.backend}{', ' + given if given else ''})"
 
 
 def load(path: str | Path) -> list[Known]:
@@ -103,3 +125,26 @@ def load(path: str | Path) -> list[Known]:
 
 def first_match(entries: list[Known], rec: dict) -> Known | None:
     return next((k for k in entries if k.matches(rec)), None)
+
+
+def check(entries: list[Known], records) -> tuple[dict[int, int], list[dict]]:
+    """Hold finished results against a known-differences file without
+    rerunning them: ({entry index: findings it matched}, the findings no
+    entry matches). `crossbn known FILE RESULTS` prints it."""
+    used: dict[int, int] = {}
+    new = []
+    for rec in records:
+        if rec.get("verdict") not in FAILING:
+            continue
+        k = first_match(entries, rec)
+        if k is None:
+            new.append(rec)
+        else:
+            used[k.index] = used.get(k.index, 0) + 1
+    return used, new
+
+
+def group_key(rec: dict) -> tuple[str, ...]:
+    """What an entry would be written for: backend, verdict, dtype, stage, fingerprint."""
+    return (rec.get("backend", ""), rec.get("verdict", ""), (rec.get("case") or {}).get("dtype", ""),
+            (rec.get("localization") or {}).get("stage") or "", (rec.get("diagnosis") or {}).get("formulation") or "")

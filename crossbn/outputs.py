@@ -45,29 +45,31 @@ def without_gradients(expected: dict, bounds: dict) -> tuple[dict, dict]:
     return {k: expected[k] for k in keep}, {k: bounds[k] for k in keep}
 
 
-def compare_devices(device_out: dict, cpu_out: dict, bounds: dict, device: str) -> dict:
-    """The same framework on `device` against its CPU outputs.
+def compare_runs(out: dict, other: dict, bounds: dict, name: str, against: str) -> dict:
+    """One framework's outputs against another run of it: on a GPU against
+    its CPU path (`against` "cpu"), or one release against another installed
+    beside it (`against` the other backend's name).
 
     Each of the two is allowed its error bound against the exact result, so
     two correct computations differ by at most the sum of their bounds: the
-    ratio here is |device - cpu| / (2 x bound). `bitwise` says the outputs
+    ratio here is |out - other| / (2 x bound). `bitwise` says the outputs
     are identical, bit for bit."""
     from .compare import compare_observable, worst
 
     observables, bitwise = {}, True
-    for name in sorted(set(device_out) & set(cpu_out) & set(bounds)):
-        a, b = device_out[name], cpu_out[name]
+    for key in sorted(set(out) & set(other) & set(bounds)):
+        a, b = out[key], other[key]
         if a.shape != b.shape or a.dtype != b.dtype:
             bitwise = False
-            observables[name] = {"verdict": "deviation", "note": f"{device} {a.dtype}{list(a.shape)} vs "
-                                                                  f"cpu {b.dtype}{list(b.shape)}"}
+            observables[key] = {"verdict": "deviation", "note": f"{name} {a.dtype}{list(a.shape)} vs "
+                                                                 f"{against} {b.dtype}{list(b.shape)}"}
             continue
         same = np.array_equal(a.view(np.uint8), b.view(np.uint8))
         bitwise &= same
-        r = compare_observable(name, a, b, 2.0 * np.asarray(bounds[name]))
-        observables[name] = {"verdict": r.verdict, "ratio": r.ratio, "max_abs": r.max_abs, "max_ulp": r.max_ulp,
-                             "where": r.where, "bitwise": bool(same), "note": r.note}
+        r = compare_observable(key, a, b, 2.0 * np.asarray(bounds[key]))
+        observables[key] = {"verdict": r.verdict, "ratio": r.ratio, "max_abs": r.max_abs, "max_ulp": r.max_ulp,
+                            "where": r.where, "bitwise": bool(same), "note": r.note}
     verdict = worst(o["verdict"] for o in observables.values())
-    return {"against": "cpu", "verdict": "bitwise" if bitwise and observables else
+    return {"against": against, "verdict": "bitwise" if bitwise and observables else
             {"match": "agree", "deviation": "disagree"}.get(verdict, verdict),
             "observables": observables}

@@ -73,7 +73,7 @@ class _State:
     the result writer started on first use, the summary (controller)."""
 
     def __init__(self, config):
-        from .backends import discover, load, resolve
+        from .backends import choose, discover, instantiate
         from .catalogue import CatalogueError, load_suite
         from .results import worker_id
         from .summary import Summary
@@ -82,9 +82,9 @@ class _State:
         modules = tuple(config.getoption("crossbn_backend_module")) + tuple(
             p for p in os.environ.get("CROSSBN_BACKEND_MODULE", "").split(os.pathsep) if p)
         self.modules = modules
-        self.specs = discover(modules)
-        self.names = resolve(_option(config, "backends"), self.specs)
-        self.backends = {n: load(self.specs[n]) for n in self.names}
+        found = discover(modules)
+        self.specs, self.backends = instantiate(choose(_option(config, "backends"), found), found)
+        self.names = list(self.backends)
         self.devices = [d.strip() for d in _option(config, "devices").split(",") if d.strip()]
         bad = [d for d in self.devices if d not in DEVICES]
         if bad or not self.devices:
@@ -120,6 +120,7 @@ class _State:
         self._pool = self._writer = None
         # the controller's end of run (pytest_sessionfinish): run.json, the comparison, the report
         self.started, self.run_info, self.comparison, self.report, self.report_error = 0.0, None, None, None, None
+        self.side_by_side: list[dict] = []
         self.summary = Summary()
 
     @property
@@ -186,7 +187,7 @@ def pytest_configure(config):
         # into this one's results, so they go (the folder is this run's).
         # (conventions.jsonl too: `crossbn run` observes them after the tests)
         for stale in (*st.out.glob("results-*.jsonl"), st.out / "results.jsonl", st.out / "conventions.jsonl",
-                      st.out / "comparison.json"):
+                      st.out / "comparison.json", st.out / "side-by-side.json"):
             stale.unlink(missing_ok=True)
         from . import environment
 
@@ -215,8 +216,10 @@ def pytest_report_header(config):
              f"results {st.out / 'results.jsonl' if st.out else '(not written: no --crossbn-out)'}"]
     for name, b in st.backends.items():
         why = b.available()
-        versions = ", ".join(f"{k} {v}" for k, v in b.versions().items())
-        lines.append(f"  {name:18s} {versions}" + (f"  [UNAVAILABLE: {why}]" if why else ""))
+        versions = f"under {b.interpreter}" if b.interpreter else \
+            ", ".join(f"{k} {v}" for k, v in b.versions().items())
+        against = f"  (compared with {b.compare_with})" if b.compare_with else ""
+        lines.append(f"  {name:18s} {versions}{against}" + (f"  [UNAVAILABLE: {why}]" if why else ""))
     return lines
 
 
@@ -272,6 +275,7 @@ def crossbn_check(request):
             "ratio": worst.get("ratio"), "observable": worst.get("observable"), "version": rec["version"],
             "reason": rec["reason"].splitlines()[0] if rec["reason"] else "",
             "cross_device": (rec["cross_device"] or {}).get("verdict"),
+            "cross_version": rec["cross_version"] and [rec["cross_version"]["against"], rec["cross_version"]["verdict"]],
             "known": None if known is None else known.index}))
         if rec["verdict"] == "unsupported":
             pytest.skip(f"unsupported: {rec['reason']}")
@@ -312,6 +316,7 @@ def pytest_sessionfinish(session, exitstatus):
         if parts:
             merge(parts, st.out / "results.jsonl")
         _compare_with_baseline(session, st)
+        _compare_side_by_side(session, st)
         _finish_report(session, st, int(exitstatus))
 
 
@@ -331,6 +336,21 @@ def _compare_with_baseline(session, st) -> None:
         return
     st.comparison = write_comparison(rows, st.out, base, str(st.out))
     if st.comparison["counts"].get("regressed"):
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+def _compare_side_by_side(session, st) -> None:
+    """Two releases of one framework in the run (`torch@/other/python,torch`):
+    the later-named one's results classified against the first-named one's,
+    as against a baseline; a regression makes the session fail."""
+    pairs = [(b.compare_with, name) for name, b in st.backends.items() if b.compare_with]
+    if not pairs or not (st.out / "results.jsonl").exists():
+        return
+    from .baseline import side_by_side, write_side_by_side
+
+    st.side_by_side = side_by_side(st.out, pairs)
+    write_side_by_side(st.side_by_side, st.out)
+    if any(c["counts"].get("regressed") for c in st.side_by_side):
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
@@ -377,6 +397,10 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
             counts = ", ".join(f"{c} {n}" for c, n in comparison["counts"].items())
             terminalreporter.write_line(f"compared with {comparison['base']}: {counts}",
                                         red=bool(comparison["counts"].get("regressed")))
+        for c in st.side_by_side:
+            counts = ", ".join(f"{k} {n}" for k, n in c["counts"].items())
+            terminalreporter.write_line(f"side by side, {c['new']} against {c['base']}: {counts}",
+                                        red=bool(c["counts"].get("regressed")))
         if st.report is not None:
             terminalreporter.write_line(f"report: {st.report}")
         if st.report_error:

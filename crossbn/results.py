@@ -23,7 +23,11 @@ Record fields (version 1):
   dtype, shape and bytes; judge.digests), inputs (for judged results: each input array's shape, dtype, range, mean,
   std and non-finite count; inputs.summarize),
   cross_device (on a GPU: the same framework's outputs against its own CPU
-  outputs, see outputs.compare_devices; null on the CPU),
+  outputs, see outputs.compare_runs; null on the CPU),
+  interpreter (the other Python the backend ran under, side by side; null:
+  the run's own), cross_version (side by side: the outputs against the same
+  case on the other installed release, `against` naming it; see
+  judge._versus; null when the run has no other),
   backend_info (what the backend reported about the run, e.g. torch-compile's
   compile time), seconds (wall time of the whole judgement), backend_seconds,
   worker, time.
@@ -95,7 +99,8 @@ def make_record(*, case, backend: str, device: str, verdict: str, version: str =
                 reason: str = "", comparison=None, seconds: float = 0.0, backend_seconds: float = 0.0,
                 cross_device: dict | None = None, backend_info: dict | None = None,
                 localization: dict | None = None, diagnosis: dict | None = None,
-                inputs: dict | None = None, digests: dict | None = None) -> dict:
+                inputs: dict | None = None, digests: dict | None = None, interpreter: str | None = None,
+                cross_version: dict | None = None) -> dict:
     observables, worst, not_exposed, unexpected = {}, None, [], []
     if comparison is not None:
         observables = {k: o.to_dict() for k, o in comparison.observables.items()}
@@ -110,7 +115,8 @@ def make_record(*, case, backend: str, device: str, verdict: str, version: str =
         "unjudged": sum(o["n_unjudged"] for o in observables.values()),
         "localization": localization, "diagnosis": diagnosis, "inputs": inputs,
         "digests": digests or {},
-        "cross_device": cross_device, "backend_info": backend_info or {},
+        "cross_device": cross_device, "interpreter": interpreter, "cross_version": cross_version,
+        "backend_info": backend_info or {},
         "seconds": round(seconds, 6), "backend_seconds": round(backend_seconds, 6),
         "worker": worker_id(),
         "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),

@@ -41,8 +41,8 @@ class Outcome:
 class BackendWorker:
     """A lazily started worker process serving one backend."""
 
-    def __init__(self, name: str, spec: str, env: dict[str, str], python: str = sys.executable):
-        self.name, self.spec, self.env, self.python = name, spec, dict(env), python
+    def __init__(self, name: str, spec: str, env: dict[str, str], python: str | None = None):
+        self.name, self.spec, self.env, self.python = name, spec, dict(env), python or sys.executable
         self._group: execnet.Group | None = None
         self._channel = None
         self._description: dict | None = None
@@ -79,11 +79,15 @@ class BackendWorker:
                        reply.get("seconds", 0.0), reply.get("describe", {}), reply.get("info", {}))
 
     def describe(self, timeout: float = DEFAULT_TIMEOUT) -> dict:
-        """{"version": ..., "devices": {device: name}} or {"error": why}; cached."""
+        """{"version": ..., "devices": {device: name}, "python": ...}, or
+        {"unavailable": why} (its framework is not installed in the worker's
+        interpreter), or {"error": why}; cached."""
         if self._description is None or "error" in self._description:
             outcome = self.request({"op": "describe"}, timeout)
             if outcome.status == "ok":
                 self._description = outcome.description
+            elif outcome.status == "unsupported":
+                self._description = {"unavailable": outcome.message}
             else:
                 self._description = {"error": f"{outcome.status}: {outcome.message}"}
         return self._description
@@ -107,10 +111,37 @@ class WorkerPool:
 
     def worker(self, name: str) -> BackendWorker:
         if name not in self._workers:
-            self._workers[name] = BackendWorker(name, self._specs[name], self._backends[name].worker_env)
+            b = self._backends[name]
+            self._workers[name] = BackendWorker(name, self._specs[name], b.worker_env, b.interpreter)
         return self._workers[name]
+
+    def has(self, name: str) -> bool:
+        return name in self._specs
 
     def close(self) -> None:
         for w in self._workers.values():
             w.stop()
         self._workers.clear()
+
+
+def open_worker(name: str, backend, pool: WorkerPool, timeout: float):
+    """The worker of a backend, started and described: (worker, description,
+    None), or (None, description, (verdict, reason)) when no case can run on
+    it (its framework is not installed, the worker did not start)."""
+    missing = backend.available()
+    if missing is not None:
+        return None, {}, ("unsupported", f"backend unavailable: {missing}")
+    worker = pool.worker(name)
+    description = worker.describe(timeout)
+    if "unavailable" in description:
+        where = f" (in {backend.interpreter})" if backend.interpreter else ""
+        return None, description, ("unsupported", f"backend unavailable{where}: {description['unavailable']}")
+    if "error" in description:
+        return None, description, ("crash", f"worker failed to start: {description['error']}")
+    return worker, description, None
+
+
+def device_problem(name: str, device: str, description: dict) -> str | None:
+    if device in description["devices"]:
+        return None
+    return f"device '{device}' is not available to {name} here (has: {', '.join(description['devices'])})"

@@ -19,6 +19,7 @@ class Summary:
         self.findings: list[dict] = []
         self.skip_reasons: dict[str, Counter] = defaultdict(Counter)
         self.cross_device: dict[str, Counter] = defaultdict(Counter)  # "backend/device" -> verdicts vs its CPU
+        self.cross_version: dict[str, Counter] = defaultdict(Counter)  # "backend vs other" -> verdicts
         self.known_used: Counter = Counter()  # known-differences entry -> findings it matched
 
     def add(self, data: dict) -> None:
@@ -27,6 +28,9 @@ class Summary:
             self.known_used[data["known"]] += 1
         if data.get("cross_device"):
             self.cross_device[f"{data['backend']}/{data['device']}"][data["cross_device"]] += 1
+        if data.get("cross_version"):
+            against, verdict = data["cross_version"]
+            self.cross_version[f"{data['backend']} vs {against}"][verdict] += 1
         if data["verdict"] == "unsupported":
             self.skip_reasons[data["backend"]][data["reason"]] += 1
         self.versions[data["backend"]] = data["version"] or self.versions.get(data["backend"], "")
@@ -46,6 +50,10 @@ class Summary:
             out.append("each device against the same backend's CPU outputs:")
             for where in sorted(self.cross_device):
                 out.append(f"  {where:{w + 4}s} " + ", ".join(f"{n} {v}" for v, n in sorted(self.cross_device[where].items())))
+        if self.cross_version:
+            out.append("side by side, each release against the other's outputs (bitwise: identical bits):")
+            for pair in sorted(self.cross_version):
+                out.append(f"  {pair:{w + 4}s} " + ", ".join(f"{n} {v}" for v, n in sorted(self.cross_version[pair].items())))
         if self.skip_reasons:
             out.append("skipped (unsupported), most common reasons:")
             for backend in sorted(self.skip_reasons):

@@ -83,3 +83,46 @@ def test_a_bad_known_file_is_a_usage_error(tmp_path):
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2 and "--crossbn-known:" in proc.stdout + proc.stderr
     assert "'backend' is required" in proc.stdout + proc.stderr
+
+
+def _finding(**over):
+    rec = {"backend": "keras-torch", "device": "cpu", "verdict": "deviation", "version": "keras 3.15.1 / torch 2.13.0",
+           "pytest_id": "g-f32-8x4-cf-t2e-1234", "case_id": "1234", "case": {"dtype": "float32"},
+           "localization": {"stage": "batch variance"}, "diagnosis": {"formulation": "variance=one-pass"},
+           "observables": {"train0.batch_var": {"verdict": "deviation"}, "train0.y": {"verdict": "match"}}}
+    return {**rec, **over}
+
+
+@pytest.mark.parametrize("field, yes, no", [
+    ("dtype", "float32", "float16"),
+    ("stage", "batch var*", "normalized"),
+    ("formulation", "*one-pass*", "*welford*"),
+    ("version", "keras 3.15.*", "keras 3.10.*"),
+    ("observable", "*.batch_var", "*.y"),  # only failing observables count
+    ("case", "g-f32-*", "g-f16-*"),
+])
+def test_every_given_field_must_hold(field, yes, no):
+    from crossbn.known import Known
+
+    assert Known(1, "keras-*", "r", **{field: yes}).matches(_finding())
+    assert not Known(1, "keras-*", "r", **{field: no}).matches(_finding())
+    assert not Known(1, "keras-*", "r", **{field: yes}).matches(_finding(verdict="match"))
+
+
+def test_known_command_checks_finished_results(tmp_path):
+    proc = _run(tmp_path, "run")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    cmd = [sys.executable, "-m", "crossbn.cli", "known"]
+    ok = subprocess.run([*cmd, str(tmp_path / "known.toml"), str(tmp_path / "run")], capture_output=True, text=True)
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    assert "2 known finding(s), 0 new" in ok.stdout and "matched nothing" in ok.stdout
+    # pinned to releases the run is not: the same findings are new again, grouped as an entry would be written
+    (tmp_path / "pinned.toml").write_text(KNOWN.replace('verdict = "deviation"', 'verdict = "deviation"\n'
+                                                                              'version = "9.*"', 1))
+    new = subprocess.run([*cmd, str(tmp_path / "pinned.toml"), str(tmp_path / "run")], capture_output=True, text=True)
+    assert new.returncode == 1, new.stdout + new.stderr
+    assert "0 known finding(s), 2 new" in new.stdout
+    assert "     2  numpy-onepass deviation float32 | batch variance |" in new.stdout
+    bad = subprocess.run([*cmd, str(tmp_path / "known.toml"), str(tmp_path / "nowhere")], capture_output=True,
+                         text=True)
+    assert bad.returncode == 2 and "nowhere: no results file" in bad.stderr

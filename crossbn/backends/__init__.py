@@ -6,6 +6,11 @@ package would register its own — and through module files named on the
 command line (`--crossbn-backend-module path/to/mine.py`), whose `Backend`
 subclasses with a `name` are added. A spec is "module:Class" or
 "/path/file.py:Class"; worker processes rebuild a backend from its spec.
+
+A backend may run under another Python interpreter (another virtual
+environment with another release of its framework): `torch@/venv/bin/python`
+in --backends. Such a backend is named `torch@LABEL` in ids and records, the
+label taken from the environment's folder (or given: `torch@old=/venv/bin/python`).
 """
 
 from __future__ import annotations
@@ -15,12 +20,17 @@ import importlib
 import importlib.metadata
 import importlib.util
 import inspect
+import os
+import re
+import shutil
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 from .base import OBSERVABLES, Backend, Unsupported
 
-__all__ = ["Backend", "Unsupported", "OBSERVABLES", "BackendError", "discover", "load", "resolve"]
+__all__ = ["Backend", "Unsupported", "OBSERVABLES", "BackendError", "Choice", "choose", "discover", "load",
+           "resolve", "instantiate"]
 
 ENTRY_POINT_GROUP = "crossbn.backends"
 
@@ -80,14 +90,89 @@ def load(spec: str) -> Backend:
         raise BackendError(f"backend spec {spec!r} cannot be loaded: {type(e).__name__}: {e}") from e
 
 
-def resolve(names: str, specs: dict[str, str]) -> list[str]:
-    """Parse a --backends value ("all", or "a,b") into known backend names."""
+@dataclass(frozen=True)
+class Choice:
+    """One backend of a run, as --backends named it."""
+
+    name: str                 # in ids and records: "torch", or "torch@LABEL" under another interpreter
+    base: str                 # the registered backend: "torch"
+    interpreter: str | None   # the other Python its worker runs under, or None (this one)
+
+
+# Folder names that say nothing about which environment they are: the label
+# is taken from the folder above them (/work/torch-2.12/.venv/bin/python -> torch-2.12).
+_GENERIC = {"bin", "Scripts", ".venv", "venv", "env", ".env", "virtualenv", "python", "usr", "local"}
+_LABEL = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]*")
+
+
+def _interpreter(item: str, base: str, path: str) -> str:
+    found = shutil.which(path) if os.sep not in path else (path if os.path.isfile(path) else None)
+    if not found or not os.access(found, os.X_OK):
+        raise BackendError(f"{item}: no Python interpreter at {path!r} (give the path of the other "
+                           f"environment's python, e.g. torch@/path/to/venv/bin/python)")
+    return os.path.abspath(found)
+
+
+def _label(path: str) -> str:
+    p = Path(path)
+    for part in reversed(p.parent.parts):
+        if part not in _GENERIC and part not in (os.sep, ""):
+            return re.sub(r"[^A-Za-z0-9._+-]", "-", part).strip("-.") or p.name
+    return p.name
+
+
+def choose(names: str, specs: dict[str, str]) -> list[Choice]:
+    """Parse a --backends value: "all", or "a,b", where an item may be
+    "name@/path/to/python" or "name@label=/path/to/python"."""
     if names.strip() in ("", "all"):
-        return list(specs)
-    chosen = [n.strip() for n in names.split(",") if n.strip()]
-    unknown = [n for n in chosen if n not in specs]
+        return [Choice(n, n, None) for n in specs]
+    chosen, unknown = [], []
+    for item in (n.strip() for n in names.split(",")):
+        if not item:
+            continue
+        base, at, where = item.partition("@")
+        if base not in specs:
+            unknown.append(base)
+            continue
+        if not at:
+            chosen.append(Choice(base, base, None))
+            continue
+        label, eq, path = where.partition("=")
+        if not eq:
+            label, path = "", where
+        elif not _LABEL.fullmatch(label):
+            raise BackendError(f"{item}: label {label!r} must be letters, digits and . _ + - (e.g. torch@old=/venv/bin/python)")
+        if not path:
+            raise BackendError(f"{item}: no interpreter after '@' (e.g. {base}@/path/to/venv/bin/python)")
+        path = _interpreter(item, base, path)
+        chosen.append(Choice(f"{base}@{label or _label(path)}", base, path))
     if unknown:
-        raise BackendError(
-            f"unknown backend(s) {', '.join(unknown)}; known: {', '.join(specs)}"
-        )
-    return list(dict.fromkeys(chosen))
+        raise BackendError(f"unknown backend(s) {', '.join(unknown)}; known: {', '.join(specs)}")
+    seen: dict[str, Choice] = {}
+    for c in chosen:
+        if c.name in seen and seen[c.name] != c:
+            raise BackendError(f"two backends would both be named {c.name} ({seen[c.name].interpreter} and "
+                               f"{c.interpreter}); label them: {c.base}@LABEL=/path/to/python")
+        seen[c.name] = c
+    return list(seen.values())
+
+
+def resolve(names: str, specs: dict[str, str]) -> list[str]:
+    """The names of a --backends value (see `choose`)."""
+    return [c.name for c in choose(names, specs)]
+
+
+def instantiate(choices: list[Choice], specs: dict[str, str]) -> tuple[dict[str, str], dict[str, Backend]]:
+    """({name: spec}, {name: backend}) for a run's choices. A backend under
+    another interpreter is told so (`interpreter`), and the one it is compared
+    with (`compare_with`): the first-named of its framework in the run."""
+    first: dict[str, str] = {}
+    run_specs, backends = {}, {}
+    for c in choices:
+        first.setdefault(c.base, c.name)
+    for c in choices:
+        run_specs[c.name] = specs[c.base]
+        backends[c.name] = b = load(specs[c.base])
+        b.interpreter = c.interpreter
+        b.compare_with = first[c.base] if first[c.base] != c.name else None
+    return run_specs, backends

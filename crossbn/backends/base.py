@@ -89,8 +89,17 @@ class Backend:
     # not expected of it, and results say why they are missing).
     no_gradients: ClassVar[str | None] = None
 
+    # Set per run by `backends.instantiate`: the other Python interpreter the
+    # worker runs under (None: this one), and the backend of the same framework
+    # this one is compared with, result by result (None: none in the run).
+    interpreter: str | None = None
+    compare_with: str | None = None
+
     def available(self) -> str | None:
-        """None, or why the backend cannot run here (checked without importing it)."""
+        """None, or why the backend cannot run here (checked without importing it).
+        Under another interpreter, its worker answers (see `_worker.py`)."""
+        if self.interpreter is not None:
+            return None
         for module in self.modules:
             if importlib.util.find_spec(module) is None:
                 return f"{self.name}: Python module '{module}' is not installed (pip install 'crossbn[{self.extra}]')"

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import time
 
-from ..runner import DEFAULT_TIMEOUT, BackendWorker
+from ..runner import DEFAULT_TIMEOUT, BackendWorker, WorkerPool, device_problem, open_worker
 from . import infer, probes
 
 __all__ = ["observe", "PROPERTIES"]
@@ -94,21 +94,18 @@ def conclude(name: str, backend, description: dict, device: str, ran: dict) -> l
 def observe(name: str, spec: str, backend, device: str = "cpu", timeout: float = DEFAULT_TIMEOUT) -> list[dict]:
     """Every property's record for one backend on one device (runs its worker)."""
     start = time.perf_counter()
-    missing = backend.available()
-    if missing is not None:
-        return [_blank(name, device, key, "n/a", f"backend unavailable: {missing}") for key in infer.PROPERTIES]
-    worker = BackendWorker(name, spec, backend.worker_env)
+    pool = WorkerPool({name: spec}, {name: backend})
     try:
-        description = worker.describe(timeout)
-        if "error" in description:
-            return [_blank(name, device, key, "crash", f"worker failed to start: {description['error']}")
-                    for key in infer.PROPERTIES]
-        if device not in description["devices"]:
-            why = f"device '{device}' is not available to {name} here (has: {', '.join(description['devices'])})"
+        worker, description, problem = open_worker(name, backend, pool, timeout)
+        if problem is not None:
+            verdict = "n/a" if problem[0] == "unsupported" else problem[0]
+            return [_blank(name, device, key, verdict, problem[1]) for key in infer.PROPERTIES]
+        why = device_problem(name, device, description)
+        if why is not None:
             return [_blank(name, device, key, "n/a", why) for key in infer.PROPERTIES]
         ran = _run_probes(backend, worker, device, timeout)
     finally:
-        worker.stop()
+        pool.close()
     records = conclude(name, backend, description, device, ran)
     for r in records:
         r["seconds"] = time.perf_counter() - start

@@ -53,19 +53,20 @@ def _findings(records: list[dict]) -> list[dict]:
 
 
 def run(args) -> int:
-    from ..backends import BackendError, discover, load, resolve
+    from ..backends import BackendError, choose, discover, instantiate
 
     try:
         # the same backend modules a run sees: the option's, then CROSSBN_BACKEND_MODULE's
         specs = discover(tuple(args.backend_module) + tuple(
             p for p in os.environ.get("CROSSBN_BACKEND_MODULE", "").split(os.pathsep) if p))
-        names = resolve(args.backends or os.environ.get("CROSSBN_BACKENDS", "all"), specs)
+        specs, backends = instantiate(choose(args.backends or os.environ.get("CROSSBN_BACKENDS", "all"), specs),
+                                      specs)
+        names = list(backends)
         devices = [d.strip() for d in (args.devices or os.environ.get("CROSSBN_DEVICES", "cpu")).split(",")
                    if d.strip()]
         unknown = [d for d in devices if d not in DEVICES]
         if unknown:
             raise BackendError(f"--devices: unknown device(s) {', '.join(unknown)}; known: {', '.join(DEVICES)}")
-        backends = {n: load(specs[n]) for n in names}
         raw_timeout = args.timeout or os.environ.get("CROSSBN_TIMEOUT")
         try:
             timeout = float(raw_timeout) if raw_timeout else DEFAULT_TIMEOUT

@@ -37,7 +37,7 @@ import time
 import numpy as np
 
 from ..results import finite, make_record
-from ..runner import DEFAULT_TIMEOUT
+from ..runner import DEFAULT_TIMEOUT, device_problem, open_worker
 from . import inputs as inputs_mod
 from . import metrics
 from .oracle import forward
@@ -46,12 +46,14 @@ from .oracle import forward
 def model_record(*, case, backend: str, device: str, verdict: str, reason: str = "", layers: dict | None = None,
                  worst: dict | None = None, localization: dict | None = None, not_exposed=(), unexpected=(),
                  version: str = "", device_name: str = "", seconds: float = 0.0, backend_seconds: float = 0.0,
-                 cross_device: dict | None = None, backend_info: dict | None = None) -> dict:
+                 cross_device: dict | None = None, backend_info: dict | None = None,
+                 interpreter: str | None = None, cross_version: dict | None = None) -> dict:
     """A result record for a model case: make_record's fields, the models
     suite's worst / localization / not_exposed / unexpected, and `layers`."""
     rec = make_record(case=case, backend=backend, device=device, verdict=verdict, version=version,
                       device_name=device_name, reason=reason, seconds=seconds, backend_seconds=backend_seconds,
-                      cross_device=cross_device, backend_info=backend_info, localization=localization)
+                      cross_device=cross_device, backend_info=backend_info, localization=localization,
+                      interpreter=interpreter, cross_version=cross_version)
     rec.update(finite({"worst": worst, "not_exposed": list(not_exposed), "unexpected": list(unexpected),
                         "layers": layers or {}}))
     return rec
@@ -134,21 +136,13 @@ def localize(case, states: dict, inputs: dict, backend) -> tuple[str, str, dict,
 def judge_model(case, backend_name: str, backend, device: str, pool, timeout: float = DEFAULT_TIMEOUT) -> dict:
     """Return the result record of one model case on one backend and device."""
     start = time.perf_counter()
-    record = dict(case=case, backend=backend_name, device=device)
+    record = dict(case=case, backend=backend_name, device=device, interpreter=backend.interpreter)
     elapsed = (lambda: time.perf_counter() - start)
-    missing = backend.available()
-    if missing is not None:
-        return model_record(**record, verdict="unsupported", reason=f"backend unavailable: {missing}",
-                            seconds=elapsed())
-    worker = pool.worker(backend_name)
-    description = worker.describe(timeout)
-    if "error" in description:
-        return model_record(**record, verdict="crash", reason=f"worker failed to start: {description['error']}",
-                            seconds=elapsed())
+    worker, description, problem = open_worker(backend_name, backend, pool, timeout)
+    if problem is not None:
+        return model_record(**record, verdict=problem[0], reason=problem[1], seconds=elapsed())
     record.update(version=description["version"], device_name=description["devices"].get(device, ""))
-    why = backend.supports_model(case)
-    if why is None and device not in description["devices"]:
-        why = f"device '{device}' is not available to {backend_name} here (has: {', '.join(description['devices'])})"
+    why = backend.supports_model(case) or device_problem(backend_name, device, description)
     if why is not None:
         return model_record(**record, verdict="unsupported", reason=why, seconds=elapsed())
 
@@ -165,20 +159,32 @@ def judge_model(case, backend_name: str, backend, device: str, pool, timeout: fl
     cross = None
     if device != "cpu" and "cpu" in description["devices"]:
         cross = _cross_device(case, outcome.observables, worker.run_model(case, inputs, "cpu", timeout), inputs)
+    versus = None
+    if backend.compare_with and pool.has(backend.compare_with):  # side by side: the other release
+        other = pool.worker(backend.compare_with)
+        d = other.describe(timeout)
+        if "version" in d and device in d["devices"]:
+            versus = {**_cross_device(case, outcome.observables, other.run_model(case, inputs, device, timeout),
+                                      inputs, other.name), "version": d["version"]}
+        else:
+            versus = {"against": other.name, "verdict": "unsupported",
+                      "note": (d.get("unavailable") or d.get("error") or f"no device '{device}'").splitlines()[0]}
     return model_record(**record, **run, verdict=verdict, reason=reason, layers=layers, worst=worst,
-                        localization=where, unexpected=unexpected, cross_device=cross, seconds=elapsed())
+                        localization=where, unexpected=unexpected, cross_device=cross, cross_version=versus,
+                        seconds=elapsed())
 
 
-def _cross_device(case, states: dict, on_cpu, inputs: dict) -> dict:
-    """The same backend's hidden states on this device against its CPU ones:
-    CRADLE's map between the two, both charged their rounding."""
+def _cross_device(case, states: dict, on_cpu, inputs: dict, against: str = "cpu") -> dict:
+    """The same backend's hidden states against another run's (on its CPU,
+    or of the other installed release): CRADLE's map between the two, both
+    charged their rounding."""
     if on_cpu.status != "ok":
-        return {"against": "cpu", "verdict": on_cpu.status, "note": (on_cpu.message.splitlines() or [""])[0]}
+        return {"against": against, "verdict": on_cpu.status, "note": (on_cpu.message.splitlines() or [""])[0]}
     broken = _problem(case, on_cpu.observables)[0]
     if broken:  # compared as they are, they would raise in the layer map
-        return {"against": "cpu", "verdict": "error", "note": f"malformed hidden states on cpu: {broken}"}
+        return {"against": against, "verdict": "error", "note": f"malformed hidden states on {against}: {broken}"}
     layers = metrics.compare_backends(case, states, on_cpu.observables, inputs)
     hits = metrics.introducing(layers)
     name, entry = metrics.worst(layers, case)
-    return {"against": "cpu", "verdict": "disagree" if hits else "agree", "introducing": hits,
+    return {"against": against, "verdict": "disagree" if hits else "agree", "introducing": hits,
             "worst": name, "ratio": entry["ratio"]}

@@ -149,7 +149,8 @@ def environment(sources) -> list[dict]:
         for r in src.records:
             if r.get("version") or backend_row(r) not in backends:
                 backends[backend_row(r)] = {"name": backend_row(r), "version": r.get("version") or "",
-                                            "device_name": r.get("device_name") or ""}
+                                            "device_name": r.get("device_name") or "",
+                                            "interpreter": r.get("interpreter") or ""}
         # a folder's name, never an absolute path: the report may be moved or attached
         run = dict(src.run, suite=suite_name(str(src.run.get("suite", "")))) if src.run else None
         out.append({"label": src.label, "run": run,
@@ -166,6 +167,7 @@ def index(sources) -> dict:
         "environments": environment(sources),
         "incomplete": [e["label"] for e in environment(sources) if e["run"] and not e["run"].get("complete")],
         "replaced": sources.replaced, "comparison": sources.comparison,
+        "side_by_side": sources.side_by_side,
         "matrix": matrix(records), "conventions": conventions_table(sources.conventions),
         "findings": lines, "known_split": {"known": known, "new": len(lines) - known} if known else None,
         "distribution": svg.ratio_distribution(distribution(records)),
@@ -184,7 +186,10 @@ def rerun_command(rec: dict, run: dict | None) -> str:
     """One line that reruns just this (case, backend, device)."""
     suite = suite_name((run or {}).get("suite") or rec.get("suite") or "default")
     modules = "".join(f"--backend-module {shlex.quote(m)} " for m in (run or {}).get("backend_modules") or ())
-    return (f"crossbn run --suite {shlex.quote(str(suite))} {modules}--backends {shlex.quote(rec['backend'])} "
+    backend = rec["backend"]
+    if rec.get("interpreter"):  # side by side: the release under its own interpreter, by the same name
+        backend = f"{backend}={rec['interpreter']}"
+    return (f"crossbn run --suite {shlex.quote(str(suite))} {modules}--backends {shlex.quote(backend)} "
             f"--devices {shlex.quote(rec['device'])} -n 0 --no-conventions -- -k {shlex.quote(rec.get('pytest_id') or rec['case_id'])}")
 
 

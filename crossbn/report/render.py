@@ -72,9 +72,12 @@ def write(sources, out: Path, title: str = "crossbn report") -> Path:
         else:
             html = finding_t.render(title=title, generated=generated, **pages.finding(rec, run, out))
         (out / pages.page_href(rec)).write_text(html, encoding="utf-8")
-    if sources.comparison is not None:
-        (out / "comparison.html").write_text(env.get_template("comparison.html.j2").render(
-            title=title, generated=generated, comparison=sources.comparison), encoding="utf-8")
+    comparison_t = env.get_template("comparison.html.j2")
+    for page, comparisons, side in (("comparison.html", [sources.comparison] if sources.comparison else [], False),
+                                    ("side-by-side.html", sources.side_by_side, True)):
+        if comparisons:
+            (out / page).write_text(comparison_t.render(title=title, generated=generated, comparisons=comparisons,
+                                                        side_by_side=side), encoding="utf-8")
     index = out / "index.html"
     tmp = out / "index.html.tmp"
     tmp.write_text(env.get_template("index.html.j2").render(title=title, generated=generated,

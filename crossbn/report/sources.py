@@ -18,7 +18,8 @@ from .. import environment
 from ..results import key, read
 
 CONVENTIONS_FILE = "conventions.jsonl"
-COMPARISON_FILE = "comparison.json"  # crossbn/baseline.py writes it
+COMPARISON_FILE = "comparison.json"  # crossbn/baseline.py writes them
+SIDE_BY_SIDE_FILE = "side-by-side.json"
 
 
 class ReportError(Exception):
@@ -47,6 +48,8 @@ class Sources:
     # e.g. two machines that both ran the same backend on "cpu"
     replaced: list[tuple[str, str, int]] = field(default_factory=list)
     comparison: dict | None = None  # comparison.json of the last source that has one (crossbn compare)
+    # side-by-side.json of the sources that have one: each later-named release against the first-named
+    side_by_side: list[dict] = field(default_factory=list)
 
 
 def results_file(arg: str | Path) -> Path:
@@ -100,11 +103,20 @@ def load(args) -> Sources:
             merged[k], owner[k] = rec, src.label
         for rec in src.conventions:
             conventions[(rec["backend"], rec["device"], rec["property"])] = rec
-    comparison = None
+    comparison, side_by_side = None, []
     for src in loaded:
-        try:
-            comparison = json.loads((src.path.parent / COMPARISON_FILE).read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            continue
+        found = _json(src.path.parent / COMPARISON_FILE)
+        comparison = found if isinstance(found, dict) else comparison
+        found = _json(src.path.parent / SIDE_BY_SIDE_FILE)
+        if isinstance(found, dict) and isinstance(found.get("comparisons"), list):
+            side_by_side += [c for c in found["comparisons"] if isinstance(c, dict)]
     return Sources(loaded, [merged[k] for k in sorted(merged)], [conventions[k] for k in sorted(conventions)],
-                   [(a, b, n) for (a, b), n in replaced.items()], comparison if isinstance(comparison, dict) else None)
+                   [(a, b, n) for (a, b), n in replaced.items()], comparison, side_by_side)
+
+
+def _json(path: Path):
+    """A file crossbn wrote beside the results, or None (absent, unreadable)."""
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
