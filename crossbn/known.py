@@ -81,9 +81,9 @@ class Known:
         return any(fnmatch.fnmatchcase(n, self.observable) for n in failing)
 
     def label(self) -> str:
-        given = ", ".join(f"{f}={getattr(self, f)}" for f in ("case", "device", "dtype", "observable", "stage",
-                                                                "formulation", "version")
-                          if getattr(self, f) != "*")
+        given = ", ".join(f"{f}={getattr(self, f)}" for f in ("case", "device", "dtype", "observable", "verdict",
+                                                                "stage", "formulation", "version")
+                          if getattr(self, f) not in ("*", ""))
         return f"#{self.index} (backend={self.backend}{', ' + given if given else ''})"
 
 
