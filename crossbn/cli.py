@@ -267,7 +267,9 @@ def _conventions(args: argparse.Namespace) -> int:
 
 def _backend_options(parser, output: str, *, n_default: str, n_help: str, timeout_of: str, strict: str) -> None:
     """The options `run` and `conventions` share: which backends, where, how many at once."""
-    parser.add_argument("--backends", help="comma-separated backends or 'all' (env CROSSBN_BACKENDS; default: all)")
+    parser.add_argument("--backends", help="comma-separated backends or 'all' (env CROSSBN_BACKENDS; default: all); "
+                                           "NAME@/path/to/python runs one under another interpreter, beside NAME "
+                                           "(side by side: two releases of one framework)")
     parser.add_argument("--devices", help="comma-separated: cpu, cuda (env CROSSBN_DEVICES; default: cpu)")
     parser.add_argument("--out", help=f"output directory for {output} (env CROSSBN_OUT; default: reports/<timestamp>)")
     parser.add_argument("-n", default=n_default, help=f"{n_help} (default: {n_default})")

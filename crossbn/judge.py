@@ -155,5 +155,6 @@ def judge(case, backend_name: str, backend, device: str, pool: WorkerPool,
     reason = "; ".join(n for n in (comparison.note, *judged.notes) if n)
     return make_record(**record, verdict=comparison.verdict, comparison=comparison, reason=reason,
                        inputs=inputs_mod.summarize(inputs), digests=digests(outcome.observables),
-                       cross_device=cross, cross_version=versus, localization=where, diagnosis=diagnosis, backend_info=outcome.info,
-                       backend_seconds=outcome.seconds, seconds=time.perf_counter() - start)
+                       cross_device=cross, cross_version=versus, localization=where, diagnosis=diagnosis,
+                       backend_info=outcome.info, backend_seconds=outcome.seconds,
+                       seconds=time.perf_counter() - start)

@@ -31,7 +31,8 @@ import pytest
 _OPTIONS = (
     # (name, env, default, help)
     ("suite", "CROSSBN_SUITE", "default", "case catalogue: a name in cases/ or a path to a .toml file"),
-    ("backends", "CROSSBN_BACKENDS", "all", "comma-separated backends, or 'all' (every installed one)"),
+    ("backends", "CROSSBN_BACKENDS", "all", "comma-separated backends, or 'all' (every installed one); "
+                                         "NAME@/path/to/python runs one under another interpreter"),
     ("devices", "CROSSBN_DEVICES", "cpu", "comma-separated devices: cpu, cuda"),
     ("out", "CROSSBN_OUT", None, "directory for results-<worker>.jsonl and the merged results.jsonl"),
     ("timeout", "CROSSBN_TIMEOUT", "300", "seconds a backend may take for one case before its worker is killed"),

@@ -169,3 +169,25 @@ def test_a_framework_only_the_other_environment_has(tmp_path, venvs, tmp_path_fa
     bare = got["numpy-notinstalled@bare"]
     assert bare["verdict"] == "unsupported" and f"(in {venvs['bare']})" in bare["reason"]
     assert "'crossbn_no_such_framework' is not installed" in bare["reason"]
+
+
+def test_outputs_of_two_releases_are_compared_value_by_value():
+    import numpy as np
+
+    from crossbn.outputs import compare_runs
+
+    y = np.linspace(-1, 1, 12, dtype=np.float64).reshape(3, 4)
+    bounds = {"t.y": np.full((3, 4), 1e-15), "t.batch_mean": np.full(4, 1e-15), "t.dx": np.full((3, 4), 1e-15)}
+    new = {"t.y": y.copy(), "t.batch_mean": y[0].astype(np.float32), "t.dx": y + 1e-12}
+    old = {"t.y": y.copy(), "t.batch_mean": y[0].copy(), "t.dx": y.copy()}
+    got = compare_runs(new, old, bounds, "fw@new", "fw@old")
+    assert got["against"] == "fw@old" and got["verdict"] == "disagree"
+    obs = got["observables"]
+    assert obs["t.y"]["bitwise"] and obs["t.y"]["verdict"] == "match"
+    assert obs["t.dx"]["verdict"] == "deviation" and obs["t.dx"]["max_abs"] == pytest.approx(1e-12, rel=1e-3)
+    # a dtype that changed between releases is named, and the values still compared
+    assert obs["t.batch_mean"]["verdict"] == "deviation" and not obs["t.batch_mean"]["bitwise"]
+    assert "fw@new returns float32, fw@old float64" in obs["t.batch_mean"]["note"]
+    assert obs["t.batch_mean"]["max_abs"] < 1e-7
+    same = compare_runs({"t.y": y}, {"t.y": y.copy()}, bounds, "a", "b")
+    assert same["verdict"] == "bitwise"
