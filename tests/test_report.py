@@ -147,50 +147,11 @@ def test_report_command_errors_name_the_source(tmp_path):
 
 # ---- in a real browser -------------------------------------------------------------------
 
-def _chromium() -> str | None:
-    return os.environ.get("CROSSBN_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
-
-
-@pytest.fixture(scope="module")
-def browser():
-    exe = _chromium()
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        sync_playwright = None
-    if exe is None or sync_playwright is None:
-        why = "no chromium on PATH (tools/install-chromium installs it)" if exe is None else "playwright missing"
-        if os.environ.get("CI"):
-            pytest.fail(f"browser tests must run in CI: {why}")
-        pytest.skip(why)
-    with sync_playwright() as p:
-        # the flags keep Chromium off the network this machine does not have
-        b = p.chromium.launch(executable_path=exe, args=[
-            "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-            "--disable-sync", "--no-first-run", "--disable-quic"])
-        yield b
-        b.close()
-
-
-def _open(browser, path: Path, *, javascript: bool = True):
-    """The page loaded from file://, with every console error, page error,
-    dialog and network request outside the report's folder collected."""
-    context = browser.new_context(java_script_enabled=javascript, viewport={"width": 1280, "height": 900})
-    page = context.new_page()
-    problems = []
-    page.on("console", lambda m: problems.append(f"console {m.type}: {m.text}") if m.type in ("error", "warning")
-            else None)
-    page.on("pageerror", lambda e: problems.append(f"page error: {e}"))
-    page.on("dialog", lambda d: (problems.append(f"dialog: {d.message}"), d.dismiss()))
-    page.on("request", lambda r: None if r.url.startswith("file://") or r.url.startswith("data:")
-            else problems.append(f"request: {r.url}"))
-    page.goto(path.as_uri())
-    page.wait_for_load_state("load")
-    return page, problems
+from chromium_page import open_page  # noqa: E402 - beside the tests that use it
 
 
 def test_index_in_chromium(runs, browser, tmp_path):
-    page, problems = _open(browser, runs["merged"] / "index.html")
+    page, problems = open_page(browser, runs["merged"] / "index.html")
     assert problems == []
     assert page.locator("table.matrix tbody tr").count() == 3  # three backends
     assert page.locator("table.matrix td.w-deviation").count() >= 1
@@ -213,7 +174,7 @@ def test_index_in_chromium(runs, browser, tmp_path):
 def test_finding_page_in_chromium(runs, browser, tmp_path):
     rec = next(r for r in read(runs["a"] / "results.jsonl") if r["verdict"] == "deviation")
     path = runs["merged"] / "findings" / f"{rec['pytest_id']}--{rec['backend']}--cpu.html"
-    page, problems = _open(browser, path)
+    page, problems = open_page(browser, path)
     assert problems == []
     stage = rec["localization"]["stage"]
     highlighted = page.locator("svg.dataflow .highlighted")
@@ -228,7 +189,7 @@ def test_finding_page_in_chromium(runs, browser, tmp_path):
     from crossbn.report import build
 
     build([folder], folder)
-    page, problems = _open(browser, folder / "findings" / path.name)
+    page, problems = open_page(browser, folder / "findings" / path.name)
     assert problems == []
     box = page.locator('svg.dataflow [data-stage="normalized"]')
     assert box.evaluate("e => getComputedStyle(e).stroke") == "rgb(198, 40, 40)"
@@ -240,7 +201,7 @@ def test_finding_page_in_chromium(runs, browser, tmp_path):
 
 
 def test_pages_read_without_javascript(runs, browser):
-    page, problems = _open(browser, runs["merged"] / "index.html", javascript=False)
+    page, problems = open_page(browser, runs["merged"] / "index.html", javascript=False)
     assert problems == []
     assert page.locator("#findings-table tbody tr").first.is_visible()
     assert not page.locator("#filter").is_visible()  # a control that needs the script stays hidden
@@ -248,7 +209,7 @@ def test_pages_read_without_javascript(runs, browser):
 
 def test_hostile_finding_page_in_chromium(runs, browser):
     rec = next(r for r in read(runs["b"] / "results.jsonl") if r["verdict"] == "error")
-    page, problems = _open(browser, runs["merged"] / "findings" / f"{rec['pytest_id']}--numpy-hostile--cpu.html")
+    page, problems = open_page(browser, runs["merged"] / "findings" / f"{rec['pytest_id']}--numpy-hostile--cpu.html")
     assert problems == []  # no alert dialog, no request for "x"
     assert page.locator("img").count() == 0 and page.locator("script").count() == 1
     assert MARKUP in page.locator("pre.reason").inner_text()
@@ -262,7 +223,7 @@ def test_network_page_in_chromium(browser, tmp_path):
             "-n", "0", "--no-conventions", "--progress", "off", "--out", str(out), "--",
             "-k", "train_eval and bn_before_relu and f32")
     rec = next(r for r in read(out / "results.jsonl") if r["verdict"] == "deviation")
-    page, problems = _open(browser, out / "findings" / f"{rec['pytest_id']}--torch-wrong-eps--cpu.html")
+    page, problems = open_page(browser, out / "findings" / f"{rec['pytest_id']}--torch-wrong-eps--cpu.html")
     assert problems == []
     graphs = page.locator("svg.network")
     assert graphs.count() == len(rec["layers"])

@@ -191,3 +191,27 @@ def test_outputs_of_two_releases_are_compared_value_by_value():
     assert obs["t.batch_mean"]["max_abs"] < 1e-7
     same = compare_runs({"t.y": y}, {"t.y": y.copy()}, bounds, "a", "b")
     assert same["verdict"] == "bitwise"
+
+
+def test_side_by_side_pages_in_chromium(drifted, browser, tmp_path):
+    from chromium_page import open_page
+
+    out, _ = drifted
+    page, problems = open_page(browser, out / "index.html")
+    assert problems == []
+    rows = page.locator("table.matrix tbody th")
+    labels = [rows.nth(i).inner_text() for i in range(rows.count())]
+    assert labels == ["numpy-drifting/cpu\n1.0", "numpy-drifting@drift-2.0/cpu\n2.0"]
+    page.click("p.side-by-side a")
+    assert page.url.endswith("side-by-side.html#1")
+    section = page.locator("section#\\31 ")  # id "1"
+    assert "numpy-drifting@drift-2.0 against numpy-drifting" in section.locator("h2").inner_text()
+    assert section.locator("tr.c-regressed").count() == 3
+    page.screenshot(path=str(tmp_path / "side-by-side.png"), full_page=True)
+    finding = next((out / "findings").glob("*drift-2.0*.html"))
+    page, problems = open_page(browser, finding)
+    assert problems == []
+    table = page.locator("#cross-version table.cross-run")
+    assert table.is_visible()
+    y = table.locator("tr", has_text=".y")
+    assert y.count() >= 1 and "no" in y.first.inner_text()  # not bit-identical

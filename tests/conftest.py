@@ -1,0 +1,30 @@
+"""Fixtures shared by crossbn's own tests."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from chromium_page import chromium
+
+
+@pytest.fixture(scope="module")
+def browser():
+    exe = chromium()
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        sync_playwright = None
+    if exe is None or sync_playwright is None:
+        why = "no chromium on PATH (tools/install-chromium installs it)" if exe is None else "playwright missing"
+        if os.environ.get("CI"):
+            pytest.fail(f"browser tests must run in CI: {why}")
+        pytest.skip(why)
+    with sync_playwright() as p:
+        # the flags keep Chromium off the network this machine does not have
+        b = p.chromium.launch(executable_path=exe, args=[
+            "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+            "--disable-sync", "--no-first-run", "--disable-quic"])
+        yield b
+        b.close()
