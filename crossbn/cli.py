@@ -9,6 +9,7 @@
   crossbn baseline save NAME [RESULTS]     store results as baselines/NAME (diff-friendly JSON Lines)
   crossbn compare BASE NEW                 classify every result against a baseline; exit 1 on regressions
   crossbn known FILE [RESULTS]             which findings a known-differences file covers; exit 1 on new ones
+  crossbn bugs [RESULTS]                   the findings grouped by root cause, each with its smallest case
   crossbn report RESULTS... [--out DIR]    render results.jsonl files or run folders (merged) into
                                            DIR/index.html plus one page per finding
   crossbn conventions [--backends A,B|all] [--devices cpu,cuda] [--out DIR] [-n N] [--strict]
@@ -205,6 +206,40 @@ def _known(args: argparse.Namespace) -> int:
     return 1 if new else 0
 
 
+def _bugs(args: argparse.Namespace) -> int:
+    """The findings of a run grouped by root cause (crossbn/bugreport/group.py),
+    each with its count, worst ratio and smallest case, and the command that
+    reruns that case."""
+    import fnmatch
+
+    from .bugreport.group import group
+    from .report.pages import rerun_command
+    from .report.sources import ReportError, results_file
+    from .results import read
+
+    from . import environment
+
+    try:
+        path = results_file(args.results or _newest_run() or "reports")
+        records = [r for r in read(path) if fnmatch.fnmatchcase(r.get("backend", ""), args.backend)]
+    except (ReportError, ValueError) as e:
+        print(f"crossbn bugs: {e}", file=sys.stderr)
+        return 2
+    groups = group(records)
+    print(f"crossbn bugs: {sum(g.count for g in groups)} finding(s) in {path}, {len(groups)} root cause(s) "
+          "(backend, device, verdict, first departing stage, fingerprint)")
+    run = environment.read(path.parent)
+    for n, g in enumerate(groups[:args.show], 1):
+        worst = "" if g.worst_ratio is None else f", worst error/bound {g.worst_ratio:.3g}"
+        print(f"{n:4d}. {g.count:5d} x {g.backend}/{g.device} {g.verdict}: {g.stage or '-'} | {g.fingerprint or '-'}"
+              f"  [{', '.join(g.dtypes)}{worst}]")
+        print(f"        smallest: {g.smallest.get('pytest_id') or g.smallest['case_id']}")
+        print(f"        rerun:    {rerun_command(g.smallest, run)}")
+    if len(groups) > args.show:
+        print(f"  ... {len(groups) - args.show} more (--show N)")
+    return 0
+
+
 def _report(args: argparse.Namespace) -> int:
     from .report import ReportError, build
 
@@ -329,6 +364,14 @@ def build_parser() -> argparse.ArgumentParser:
     kn.add_argument("file", help="the known-differences TOML file")
     kn.add_argument("results", nargs="?", help="results.jsonl or run folder (default: the newest under reports/)")
     kn.set_defaults(func=_known)
+    bg = sub.add_parser("bugs", help="a run's findings grouped by root cause, each with its smallest case",
+                        description="One line per root cause: findings that share backend, device, verdict, "
+                                    "first departing stage and fingerprint (crash/error/timeout: the exception), "
+                                    "with their count, worst error/bound, smallest case and its rerun command.")
+    bg.add_argument("results", nargs="?", help="results.jsonl or run folder (default: the newest under reports/)")
+    bg.add_argument("--backend", default="*", help="only backends matching this glob")
+    bg.add_argument("--show", type=int, default=30, help="how many groups to list (default: 30)")
+    bg.set_defaults(func=_bugs)
     bk = sub.add_parser("backends", help="list backends and whether they can run here")
     bk.add_argument("--backend-module", action="append", default=[])
     bk.add_argument("--markdown", action="store_true",

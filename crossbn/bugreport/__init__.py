@@ -1,0 +1,6 @@
+"""Bug reports: one per root cause, not one per case (issue 7).
+
+group.py   findings grouped by backend, device, verdict, first departing
+           stage and fingerprint, each group with its smallest case
+           (`crossbn bugs`)
+"""

@@ -1,0 +1,64 @@
+"""Findings grouped by root cause (crossbn/bugreport/group.py, `crossbn bugs`)."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from crossbn.bugreport.group import group
+
+VARIANTS = str(Path(__file__).parent / "backends" / "numpy_variants.py")
+
+
+def rec(case_id, backend="fw", verdict="deviation", stage="batch variance", formulation="variance=one-pass",
+        shape=(8, 4), steps=("train0",), ratio=5.0, reason=""):
+    return {"case_id": case_id, "pytest_id": f"g-{case_id}", "backend": backend, "device": "cpu",
+            "verdict": verdict, "reason": reason, "case": {"shape": list(shape), "steps": list(steps), "dtype": "float32"},
+            "localization": {"stage": stage} if verdict not in ("crash", "error") else None,
+            "diagnosis": {"formulation": formulation} if verdict not in ("crash", "error") else None,
+            # a crash or error compared nothing
+            "observables": {} if verdict in ("crash", "error") else
+            {"train0.batch_var": {"ratio": ratio, "verdict": verdict}}}
+
+
+def test_one_group_per_root_cause_with_its_smallest_case():
+    records = [rec("a", shape=(64, 4), ratio=9.0), rec("b", shape=(8, 4), steps=("train0", "train1")),
+               rec("c", shape=(8, 4)), rec("d", stage="dx", formulation="compute=float16"),
+               rec("e", verdict="match"),
+               rec("f", verdict="crash", reason="worker process died: EOFError\ntraceback"),
+               rec("g", verdict="crash", reason="worker process died: EOFError\nanother traceback"),
+               rec("h", backend="other")]
+    groups = group(records)
+    assert [(g.backend, g.verdict, g.stage, g.count) for g in groups] == [
+        ("fw", "deviation", "batch variance", 3), ("fw", "crash", "", 2), ("fw", "deviation", "dx", 1),
+        ("other", "deviation", "batch variance", 1)]
+    first = groups[0]
+    assert first.smallest["case_id"] == "c"  # fewest elements, then fewest steps
+    assert first.worst_ratio == 9.0 and first.dtypes == ["float32"]
+    assert groups[1].fingerprint == "worker process died: EOFError" and groups[1].worst_ratio is None
+    assert sum(g.count for g in groups) == 7  # the match is no finding
+
+
+def test_bugs_command_on_a_real_run(tmp_path):
+    env = {**os.environ, "CROSSBN_BACKEND_MODULE": VARIANTS}
+    run = subprocess.run([sys.executable, "-m", "crossbn.cli", "run", "--suite", "smoke", "--backends",
+                          "numpy-onepass,numpy-twopass", "-n", "0", "--no-conventions", "--progress", "off",
+                          "--out", str(tmp_path / "run")], capture_output=True, text=True, timeout=300, env=env)
+    assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
+    records = [json.loads(line) for line in (tmp_path / "run" / "results.jsonl").read_text().splitlines()]
+    findings = [r for r in records if r["verdict"] in ("deviation", "nan-mismatch", "error", "crash", "timeout")]
+    assert findings and {r["backend"] for r in findings} == {"numpy-onepass"}
+    proc = subprocess.run([sys.executable, "-m", "crossbn.cli", "bugs", str(tmp_path / "run")],
+                          capture_output=True, text=True, timeout=120, env=env)
+    assert proc.returncode == 0, proc.stderr
+    groups = group(records)
+    assert f"{len(findings)} finding(s)" in proc.stdout and f"{len(groups)} root cause(s)" in proc.stdout
+    top = groups[0]
+    assert f"{top.count:5d} x numpy-onepass/cpu {top.verdict}: {top.stage} | {top.fingerprint}" in proc.stdout
+    assert f"smallest: {top.smallest['pytest_id']}" in proc.stdout
+    assert f"--backends numpy-onepass --devices cpu -n 0 --no-conventions -- -k {top.smallest['pytest_id']}" \
+        in proc.stdout
+    bad = subprocess.run([sys.executable, "-m", "crossbn.cli", "bugs", str(tmp_path / "nowhere")],
+                         capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 2 and "no results file" in bad.stderr
