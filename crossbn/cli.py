@@ -128,15 +128,11 @@ def _observe_conventions(args: argparse.Namespace, out: Path) -> None:
             print(f"crossbn run: report not rewritten: {e}", file=sys.stderr)
 
 
-def _newest_run() -> Path | None:
-    runs = sorted((p for p in Path("reports").glob("*/results.jsonl")), key=lambda p: p.stat().st_mtime)
-    return runs[-1].parent if runs else None
-
-
 def _baseline(args: argparse.Namespace) -> int:
     from .baseline import BaselineError, save
+    from .report.sources import newest_run
 
-    results = args.results or _newest_run()
+    results = args.results or newest_run()
     if results is None:
         print("crossbn baseline: no results given and none under reports/", file=sys.stderr)
         return 2
@@ -184,12 +180,12 @@ def _known(args: argparse.Namespace) -> int:
     from collections import Counter
 
     from .known import KnownError, check, group_key, load
-    from .report.sources import ReportError, results_file
+    from .report.sources import ReportError, newest_run, results_file
     from .results import read
 
     try:
         entries = load(args.file)
-        path = results_file(args.results or _newest_run() or "reports")
+        path = results_file(args.results or newest_run() or "reports")
         used, new = check(entries, read(path))
     except (KnownError, ReportError, ValueError) as e:
         print(f"crossbn known: {e}", file=sys.stderr)
@@ -207,37 +203,9 @@ def _known(args: argparse.Namespace) -> int:
 
 
 def _bugs(args: argparse.Namespace) -> int:
-    """The findings of a run grouped by root cause (crossbn/bugreport/group.py),
-    each with its count, worst ratio and smallest case, and the command that
-    reruns that case."""
-    import fnmatch
+    from .bugreport.command import run
 
-    from .bugreport.group import group
-    from .report.pages import rerun_command
-    from .report.sources import ReportError, results_file
-    from .results import read
-
-    from . import environment
-
-    try:
-        path = results_file(args.results or _newest_run() or "reports")
-        records = [r for r in read(path) if fnmatch.fnmatchcase(r.get("backend", ""), args.backend)]
-    except (ReportError, ValueError) as e:
-        print(f"crossbn bugs: {e}", file=sys.stderr)
-        return 2
-    groups = group(records)
-    print(f"crossbn bugs: {sum(g.count for g in groups)} finding(s) in {path}, {len(groups)} root cause(s) "
-          "(backend, device, verdict, first departing stage, fingerprint)")
-    run = environment.read(path.parent)
-    for n, g in enumerate(groups[:args.show], 1):
-        worst = "" if g.worst_ratio is None else f", worst error/bound {g.worst_ratio:.3g}"
-        print(f"{n:4d}. {g.count:5d} x {g.backend}/{g.device} {g.verdict}: {g.stage or '-'} | {g.fingerprint or '-'}"
-              f"  [{', '.join(g.dtypes)}{worst}]")
-        print(f"        smallest: {g.smallest.get('pytest_id') or g.smallest['case_id']}")
-        print(f"        rerun:    {rerun_command(g.smallest, run)}")
-    if len(groups) > args.show:
-        print(f"  ... {len(groups) - args.show} more (--show N)")
-    return 0
+    return run(args)
 
 
 def _report(args: argparse.Namespace) -> int:

@@ -21,7 +21,7 @@ from .fingerprint import diagnose
 from .localize import localize
 from .outputs import compare_runs, output_problem, without_gradients
 from .results import make_record
-from .runner import DEFAULT_TIMEOUT, WorkerPool, device_problem, open_worker
+from .runner import DEFAULT_TIMEOUT, WorkerPool, device_problem, open_worker, other_release
 from .tolerance import model_bounds
 
 # Verdicts that get a stage and a fingerprint: the result was computed, and
@@ -96,13 +96,12 @@ def digests(observables: dict) -> dict[str, str]:
     return out
 
 
-def _versus(case, inputs, observables, bounds, device, other, name, timeout) -> dict:
+def _versus(case, inputs, observables, bounds, device, backend, name, pool, timeout) -> dict | None:
     """Side by side: this backend's outputs against the same case run on the
     other installed release of its framework (`Backend.compare_with`)."""
-    description = other.describe(timeout)
-    if "version" not in description or device not in description["devices"]:
-        why = description.get("unavailable") or description.get("error") or f"no device '{device}'"
-        return {"against": other.name, "verdict": "unsupported", "note": why.splitlines()[0]}
+    other, description = other_release(backend, device, pool, timeout)
+    if other is None:
+        return description
     ran = other.run(case, inputs, device, timeout)
     if ran.status != "ok":
         return {"against": other.name, "version": description["version"], "verdict": ran.status,
@@ -145,10 +144,7 @@ def judge(case, backend_name: str, backend, device: str, pool: WorkerPool,
         cross = (compare_runs(outcome.observables, on_cpu.observables, judged.bounds, device, "cpu")
                  if on_cpu.status == "ok"
                  else {"against": "cpu", "verdict": on_cpu.status, "note": on_cpu.message.splitlines()[0]})
-    versus = None
-    if backend.compare_with and pool.has(backend.compare_with):
-        versus = _versus(case, inputs, outcome.observables, judged.bounds, device, pool.worker(backend.compare_with),
-                         backend_name, timeout)
+    versus = _versus(case, inputs, outcome.observables, judged.bounds, device, backend, backend_name, pool, timeout)
     where = diagnosis = None
     if comparison.verdict in EXPLAINED:
         where, diagnosis = _explain(judged, backend, device, worker, timeout)

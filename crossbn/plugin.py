@@ -276,7 +276,7 @@ def crossbn_check(request):
             "ratio": worst.get("ratio"), "observable": worst.get("observable"), "version": rec["version"],
             "reason": rec["reason"].splitlines()[0] if rec["reason"] else "",
             "cross_device": (rec["cross_device"] or {}).get("verdict"),
-            "cross_version": rec["cross_version"] and [rec["cross_version"]["against"], rec["cross_version"]["verdict"]],
+            "cross_version": rec["cross_version"] and [rec["cross_version"][k] for k in ("against", "verdict")],
             "known": None if known is None else known.index}))
         if rec["verdict"] == "unsupported":
             pytest.skip(f"unsupported: {rec['reason']}")
@@ -316,43 +316,11 @@ def pytest_sessionfinish(session, exitstatus):
         parts = sorted(st.out.glob("results-*.jsonl"))
         if parts:
             merge(parts, st.out / "results.jsonl")
-        _compare_with_baseline(session, st)
-        _compare_side_by_side(session, st)
+        from .upgrade_checks import compare_with_baseline, compare_side_by_side
+
+        compare_with_baseline(session, st, _option(session.config, "compare"))
+        compare_side_by_side(session, st)
         _finish_report(session, st, int(exitstatus))
-
-
-def _compare_with_baseline(session, st) -> None:
-    """--crossbn-compare: the merged results against the baseline, written
-    beside them; a regression makes the session fail."""
-    base = _option(session.config, "compare")
-    if not base or not (st.out / "results.jsonl").exists():
-        return
-    from .baseline import BaselineError, compare, load, write_comparison
-
-    try:
-        rows = compare(load(base), load(st.out))
-    except BaselineError as e:
-        st.comparison = {"error": str(e)}
-        session.exitstatus = pytest.ExitCode.USAGE_ERROR
-        return
-    st.comparison = write_comparison(rows, st.out, base, str(st.out))
-    if st.comparison["counts"].get("regressed"):
-        session.exitstatus = pytest.ExitCode.TESTS_FAILED
-
-
-def _compare_side_by_side(session, st) -> None:
-    """Two releases of one framework in the run (`torch@/other/python,torch`):
-    the later-named one's results classified against the first-named one's,
-    as against a baseline; a regression makes the session fail."""
-    pairs = [(b.compare_with, name) for name, b in st.backends.items() if b.compare_with]
-    if not pairs or not (st.out / "results.jsonl").exists():
-        return
-    from .baseline import side_by_side, write_side_by_side
-
-    st.side_by_side = side_by_side(st.out, pairs)
-    write_side_by_side(st.side_by_side, st.out)
-    if any(c["counts"].get("regressed") for c in st.side_by_side):
-        session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
 def _finish_report(session, st, exitstatus: int) -> None:
@@ -391,17 +359,10 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
                 terminalreporter.write_line(f"  matched nothing: {k.label()}: {k.reason}", yellow=True)
     if st.out is not None and (lines or st.report_error):
         terminalreporter.write_line(f"results: {st.out / 'results.jsonl'}")
-        comparison = st.comparison
-        if comparison is not None and "error" in comparison:
-            terminalreporter.write_line(f"compare: {comparison['error']}", red=True)
-        elif comparison is not None:
-            counts = ", ".join(f"{c} {n}" for c, n in comparison["counts"].items())
-            terminalreporter.write_line(f"compared with {comparison['base']}: {counts}",
-                                        red=bool(comparison["counts"].get("regressed")))
-        for c in st.side_by_side:
-            counts = ", ".join(f"{k} {n}" for k, n in c["counts"].items())
-            terminalreporter.write_line(f"side by side, {c['new']} against {c['base']}: {counts}",
-                                        red=bool(c["counts"].get("regressed")))
+        from .upgrade_checks import summary_lines
+
+        for text, red in summary_lines(st):
+            terminalreporter.write_line(text, red=red)
         if st.report is not None:
             terminalreporter.write_line(f"report: {st.report}")
         if st.report_error:

@@ -145,3 +145,17 @@ def device_problem(name: str, device: str, description: dict) -> str | None:
     if device in description["devices"]:
         return None
     return f"device '{device}' is not available to {name} here (has: {', '.join(description['devices'])})"
+
+
+def other_release(backend, device: str, pool: WorkerPool, timeout: float):
+    """Side by side: the worker of the release this backend is compared with
+    (`Backend.compare_with`) and its description, or (None, a `cross_version`
+    saying why it cannot run this device); (None, None) when there is none."""
+    if not backend.compare_with or not pool.has(backend.compare_with):
+        return None, None
+    other = pool.worker(backend.compare_with)
+    description = other.describe(timeout)
+    if "version" not in description or device not in description["devices"]:
+        why = description.get("unavailable") or description.get("error") or f"no device '{device}'"
+        return None, {"against": other.name, "verdict": "unsupported", "note": why.splitlines()[0]}
+    return other, description

@@ -215,3 +215,24 @@ def test_side_by_side_pages_in_chromium(drifted, browser, tmp_path):
     assert table.is_visible()
     y = table.locator("tr", has_text=".y")
     assert y.count() >= 1 and "no" in y.first.inner_text()  # not bit-identical
+
+
+def test_models_suite_side_by_side(tmp_path, venvs):
+    """A network case on PyTorch under another interpreter (the same torch,
+    seen through the .pth): CRADLE's layer map between the two is `agree`."""
+    pytest.importorskip("torch")
+    proc = subprocess.run(
+        [sys.executable, "-m", "crossbn.cli", "run", "--suite", "models", "--backends",
+         f"torch@{venvs['same-1.0.1']},torch", "-n", "0", "--no-conventions", "--progress", "off",
+         "--out", str(tmp_path / "run"), "--", "-k", "train_eval and f32"],
+        capture_output=True, text=True, timeout=600, cwd=tmp_path,
+        env={k: v for k, v in os.environ.items() if not k.startswith("CROSSBN_")})
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
+    got = records(tmp_path / "run")
+    plain = [r for r in got if r["backend"] == "torch"]
+    assert plain and len(plain) * 2 == len(got)
+    for r in plain:
+        assert r["cross_version"]["against"] == "torch@same-1.0.1" and r["cross_version"]["verdict"] == "agree"
+        assert r["cross_version"]["version"] == r["version"]
+    (c,) = json.loads((tmp_path / "run" / "side-by-side.json").read_text())["comparisons"]
+    assert set(c["counts"]) == {"unchanged"}

@@ -37,7 +37,7 @@ import time
 import numpy as np
 
 from ..results import finite, make_record
-from ..runner import DEFAULT_TIMEOUT, device_problem, open_worker
+from ..runner import DEFAULT_TIMEOUT, device_problem, open_worker, other_release
 from . import inputs as inputs_mod
 from . import metrics
 from .oracle import forward
@@ -159,16 +159,10 @@ def judge_model(case, backend_name: str, backend, device: str, pool, timeout: fl
     cross = None
     if device != "cpu" and "cpu" in description["devices"]:
         cross = _cross_device(case, outcome.observables, worker.run_model(case, inputs, "cpu", timeout), inputs)
-    versus = None
-    if backend.compare_with and pool.has(backend.compare_with):  # side by side: the other release
-        other = pool.worker(backend.compare_with)
-        d = other.describe(timeout)
-        if "version" in d and device in d["devices"]:
-            versus = {**_cross_device(case, outcome.observables, other.run_model(case, inputs, device, timeout),
-                                      inputs, other.name), "version": d["version"]}
-        else:
-            versus = {"against": other.name, "verdict": "unsupported",
-                      "note": (d.get("unavailable") or d.get("error") or f"no device '{device}'").splitlines()[0]}
+    other, said = other_release(backend, device, pool, timeout)  # side by side: the other release
+    versus = said if other is None else \
+        {**_cross_device(case, outcome.observables, other.run_model(case, inputs, device, timeout), inputs,
+                         other.name), "version": said["version"]}
     return model_record(**record, **run, verdict=verdict, reason=reason, layers=layers, worst=worst,
                         localization=where, unexpected=unexpected, cross_device=cross, cross_version=versus,
                         seconds=elapsed())

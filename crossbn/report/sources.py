@@ -52,6 +52,12 @@ class Sources:
     side_by_side: list[dict] = field(default_factory=list)
 
 
+def newest_run(root: Path = Path("reports")) -> Path | None:
+    """The run folder under `root` whose results.jsonl was written last."""
+    runs = sorted(root.glob("*/results.jsonl"), key=lambda p: p.stat().st_mtime)
+    return runs[-1].parent if runs else None
+
+
 def results_file(arg: str | Path) -> Path:
     p = Path(arg)
     if p.is_dir():
