@@ -42,21 +42,23 @@ class CatalogueError(ValueError):
 
 
 def suite_path(suite: str) -> Path:
-    """A suite name ("default") or a path to a .toml file."""
+    """A suite name ("default"), a path to a .toml file, or a folder of them
+    (cases/found/: one file per case `crossbn fuzz` saved)."""
     p = Path(suite)
     if p.suffix == ".toml":
         if not p.is_file():
             raise CatalogueError(f"{p}: catalogue file not found")
         return p
+    if (CASES_DIR / suite).is_dir():
+        return CASES_DIR / suite
     p = CASES_DIR / f"{suite}.toml"
     if not p.is_file():
-        known = sorted(q.stem for q in CASES_DIR.glob("*.toml"))
-        raise CatalogueError(f"unknown suite {suite!r}: no {p}; known suites: {', '.join(known)}")
+        raise CatalogueError(f"unknown suite {suite!r}: no {p}; known suites: {', '.join(available_suites())}")
     return p
 
 
 def available_suites() -> list[str]:
-    return sorted(q.stem for q in CASES_DIR.glob("*.toml"))
+    return sorted([q.stem for q in CASES_DIR.glob("*.toml")] + [q.name for q in CASES_DIR.iterdir() if q.is_dir()])
 
 
 def load_suite(suite: str) -> list:
@@ -64,7 +66,7 @@ def load_suite(suite: str) -> list:
     from .models.catalogue import is_model_catalogue, load as load_models
 
     path = suite_path(suite)
-    if is_model_catalogue(path):
+    if path.is_file() and is_model_catalogue(path):
         return load_models(path)
     cases: dict[str, Case] = {}
     _load(path, cases, seen=())
@@ -72,6 +74,10 @@ def load_suite(suite: str) -> list:
 
 
 def _load(path: Path, cases: dict[str, Case], seen: tuple[Path, ...]) -> None:
+    if path.is_dir():
+        for file in sorted(path.glob("*.toml")):
+            _load(file, cases, seen)
+        return
     where = str(path)
     if path.resolve() in seen:
         raise CatalogueError(f"{where}: include cycle through {' -> '.join(map(str, seen))}")

@@ -10,6 +10,9 @@
   crossbn compare BASE NEW                 classify every result against a baseline; exit 1 on regressions
   crossbn known FILE [RESULTS]             which findings a known-differences file covers; exit 1 on new ones
   crossbn bugs [RESULTS]                   the findings grouped by root cause, each with its smallest case
+  crossbn repro FINDING [--budget 2m]      shrink a finding; write a verified repro.py and ISSUE.md
+  crossbn fuzz --backends A,B [--budget 10m] [--seed N]
+                                           search for findings with Hypothesis; save them in cases/found/
   crossbn report RESULTS... [--out DIR]    render results.jsonl files or run folders (merged) into
                                            DIR/index.html plus one page per finding
   crossbn conventions [--backends A,B|all] [--devices cpu,cuda] [--out DIR] [-n N] [--strict]
@@ -44,6 +47,15 @@ from pathlib import Path
 def _run(args: argparse.Namespace, extra: list[str]) -> int:
     import pytest
 
+    if args.bug_reports:
+        from .bugreport.command import seconds
+
+        try:
+            seconds(args.repro_budget, "--repro-budget")
+        except ValueError as e:
+            print(f"crossbn run: {e}", file=sys.stderr)
+            return 2
+
     out = Path(args.out or os.environ.get("CROSSBN_OUT") or Path("reports") / time.strftime("%Y%m%d-%H%M%S"))
     out.mkdir(parents=True, exist_ok=True)
     progress = args.progress or os.environ.get("CROSSBN_PROGRESS") or "auto"
@@ -68,6 +80,8 @@ def _run(args: argparse.Namespace, extra: list[str]) -> int:
     if code in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED):
         if args.conventions:
             _observe_conventions(args, out)
+        if args.bug_reports and (out / "results.jsonl").exists():
+            _bug_reports(args, out)
         report = out / "index.html"
         if report.exists():
             print(f"crossbn run: results in {out / 'results.jsonl'}, report {report}")
@@ -86,6 +100,17 @@ def _run(args: argparse.Namespace, extra: list[str]) -> int:
         print("crossbn run: no test selected (check --suite, --backends and any -k)", file=sys.stderr)
         return 2
     return 3
+
+
+def _bug_reports(args: argparse.Namespace, out: Path) -> None:
+    """A verified bug report per root cause of the new findings; the report rebuilt to link them."""
+    from .bugreport.batch import write_all
+    from .bugreport.command import seconds
+    from .report import build
+
+    write_all(out, seconds(args.repro_budget, "--repro-budget"), known_file=args.known or os.environ.get("CROSSBN_KNOWN"),
+              backend_modules=args.backend_module)
+    build([out], out)
 
 
 def _regressed(out: Path) -> list[str]:
@@ -202,12 +227,6 @@ def _known(args: argparse.Namespace) -> int:
     return 1 if new else 0
 
 
-def _bugs(args: argparse.Namespace) -> int:
-    from .bugreport.command import run
-
-    return run(args)
-
-
 def _report(args: argparse.Namespace) -> int:
     from .report import ReportError, build
 
@@ -297,6 +316,10 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--known", metavar="FILE",
                      help="a TOML file of known differences: matching findings are reported as known (xfail)")
     run.add_argument("--known-skip", action="store_true", help="known differences become skips")
+    run.add_argument("--bug-reports", action="store_true",
+                     help="at the end, a verified repro.py and ISSUE.md per root cause of the new findings "
+                          "(DIR/bug-reports/, linked from each finding's page)")
+    run.add_argument("--repro-budget", default="30s", help="shrinking time per root cause (default: 30s)")
     run.add_argument("--no-conventions", dest="conventions", action="store_false",
                      help="skip `crossbn conventions` after the tests (the report then has no conventions table)")
     _backend_options(run, "results.jsonl", n_default="auto", n_help="parallel pytest-xdist workers, 0 for none",
@@ -332,14 +355,9 @@ def build_parser() -> argparse.ArgumentParser:
     kn.add_argument("file", help="the known-differences TOML file")
     kn.add_argument("results", nargs="?", help="results.jsonl or run folder (default: the newest under reports/)")
     kn.set_defaults(func=_known)
-    bg = sub.add_parser("bugs", help="a run's findings grouped by root cause, each with its smallest case",
-                        description="One line per root cause: findings that share backend, device, verdict, "
-                                    "first departing stage and fingerprint (crash/error/timeout: the exception), "
-                                    "with their count, worst error/bound, smallest case and its rerun command.")
-    bg.add_argument("results", nargs="?", help="results.jsonl or run folder (default: the newest under reports/)")
-    bg.add_argument("--backend", default="*", help="only backends matching this glob")
-    bg.add_argument("--show", type=int, default=30, help="how many groups to list (default: 30)")
-    bg.set_defaults(func=_bugs)
+    from .bugreport.command import add_parsers  # bugs, repro, fuzz
+
+    add_parsers(sub)
     bk = sub.add_parser("backends", help="list backends and whether they can run here")
     bk.add_argument("--backend-module", action="append", default=[])
     bk.add_argument("--markdown", action="store_true",

@@ -110,8 +110,10 @@ def _versus(case, inputs, observables, bounds, device, backend, name, pool, time
 
 
 def judge(case, backend_name: str, backend, device: str, pool: WorkerPool,
-          timeout: float = DEFAULT_TIMEOUT) -> dict:
-    """Return the result record (see results.make_record)."""
+          timeout: float = DEFAULT_TIMEOUT, keep: dict | None = None) -> dict:
+    """Return the result record (see results.make_record). `keep`, when
+    given, receives the inputs and the `_Judged` outputs held against the
+    oracle (crossbn/bugreport reads the arrays a record only summarizes)."""
     start = time.perf_counter()
     record = dict(case=case, backend=backend_name, device=device, interpreter=backend.interpreter)
     worker, description, problem = open_worker(backend_name, backend, pool, timeout)
@@ -131,6 +133,8 @@ def judge(case, backend_name: str, backend, device: str, pool: WorkerPool,
         return make_record(**record, verdict=outcome.status, reason=outcome.message, backend_info=outcome.info,
                            backend_seconds=outcome.seconds, seconds=time.perf_counter() - start)
     judged = _Judged(case, inputs, outcome.observables, backend)
+    if keep is not None:
+        keep.update(inputs=inputs, judged=judged)
     if judged.broken:
         return make_record(**record, verdict="error",
                            reason=f"{backend_name} returned malformed outputs: {judged.broken}",

@@ -1,12 +1,55 @@
-"""`crossbn bugs [RESULTS]`: a run's findings grouped by root cause."""
+"""`crossbn bugs`, `crossbn repro` and `crossbn fuzz`: their options and what they do."""
 
 from __future__ import annotations
 
 import fnmatch
+import re
 import sys
+from pathlib import Path
+
+DEFAULT_BUDGET = "2m"
 
 
-def run(args) -> int:
+def seconds(text: str, option: str = "--budget") -> float:
+    """'90s', '10m', '1h' or a plain number of seconds."""
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smh]?)\s*", str(text))
+    if not m:
+        raise ValueError(f"{option} {text!r}: expected a duration like 90s, 10m or 1h")
+    return float(m.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600}[m.group(2)]
+
+
+def add_parsers(sub) -> None:
+    bg = sub.add_parser("bugs", help="a run's findings grouped by root cause, each with its smallest case",
+                        description="One line per root cause: findings that share backend, device, first "
+                                    "departing stage and fingerprint (crash/error/timeout: the exception), "
+                                    "with their count, worst error/bound, smallest case and its rerun command.")
+    bg.add_argument("results", nargs="?", help="results.jsonl or run folder (default: the newest under reports/)")
+    bg.add_argument("--backend", default="*", help="only backends matching this glob")
+    bg.add_argument("--show", type=int, default=30, help="how many groups to list (default: 30)")
+    bg.set_defaults(func=bugs)
+    rp = sub.add_parser("repro", help="minimize a finding and write a verified repro.py and ISSUE.md",
+                        description="FINDING is CASE--BACKEND--DEVICE as the report names its finding pages "
+                                    "(CASE: a case id or pytest id). The case is shrunk with Hypothesis while "
+                                    "the same finding (verdict, first departing stage) persists, repro.py is "
+                                    "run in a fresh process, and only when it reproduces are repro.py, "
+                                    "ISSUE.md, case.toml and finding.json written. Exit 0 when written, 1 when "
+                                    "the finding does not reproduce, 2 for bad usage.")
+    rp.add_argument("finding")
+    rp.add_argument("--results", help="the run the finding is from (default: the newest under reports/; "
+                                      "otherwise the case is looked up in --suite)")
+    rp.add_argument("--suite", default="default", help="catalogue to find the case in (default: default)")
+    rp.add_argument("--budget", default=DEFAULT_BUDGET,
+                    help=f"time for shrinking, e.g. 90s, 10m; 0 writes the case unshrunk (default: {DEFAULT_BUDGET})")
+    rp.add_argument("--out", help="folder for <slug>/ (default: <run>/bug-reports, else bug-reports)")
+    rp.add_argument("--known", metavar="FILE", help="known-differences file whose links ISSUE.md cites")
+    rp.add_argument("--backend-module", action="append", default=[], help="a .py file with extra backends")
+    rp.set_defaults(func=repro)
+    from .fuzz import add_parser
+
+    add_parser(sub)
+
+
+def bugs(args) -> int:
     """The findings of a run grouped by root cause (crossbn/bugreport/group.py),
     each with its count, worst ratio and smallest case, and the command that
     reruns that case."""
@@ -24,14 +67,54 @@ def run(args) -> int:
         return 2
     groups = group(records)
     print(f"crossbn bugs: {sum(g.count for g in groups)} finding(s) in {path}, {len(groups)} root cause(s) "
-          "(backend, device, verdict, first departing stage, fingerprint)")
+          "(backend, device, first departing stage, fingerprint)")
     run_info = environment.read(path.parent)
     for n, g in enumerate(groups[:args.show], 1):
         worst = "" if g.worst_ratio is None else f", worst error/bound {g.worst_ratio:.3g}"
-        print(f"{n:4d}. {g.count:5d} x {g.backend}/{g.device} {g.verdict}: {g.stage or '-'} | {g.fingerprint or '-'}"
+        print(f"{n:4d}. {g.count:5d} x {g.backend}/{g.device} {'/'.join(g.verdicts)}: {g.stage or '-'} | "
+              f"{g.fingerprint or '-'}"
               f"  [{', '.join(g.dtypes)}{worst}]")
         print(f"        smallest: {g.smallest.get('pytest_id') or g.smallest['case_id']}")
         print(f"        rerun:    {rerun_command(g.smallest, run_info)}")
     if len(groups) > args.show:
         print(f"  ... {len(groups) - args.show} more (--show N)")
     return 0
+
+
+def backend_spec(record: dict | None, backend: str) -> str:
+    """The --backends item that names this backend again (side by side: with its interpreter)."""
+    if record and record.get("interpreter") and "@" in backend:
+        return f"{backend.split('@', 1)[0]}@{backend.split('@', 1)[1]}={record['interpreter']}"
+    return backend
+
+
+def repro(args) -> int:
+    from .. import known as known_mod
+    from ..catalogue import CatalogueError
+    from ..report.pages import slug
+    from .attempt import Lab, LabError
+    from .finding import FindingError, locate
+    from .make import make
+
+    try:
+        budget = seconds(args.budget)
+        where = locate(args.finding, args.results, args.suite)
+        known = known_mod.load(args.known) if args.known else []
+        lab = Lab(backend_spec(where.record, where.backend), where.device, tuple(args.backend_module))
+    except (FindingError, LabError, CatalogueError, known_mod.KnownError, ValueError) as e:
+        print(f"crossbn repro: {e}", file=sys.stderr)
+        return 2
+    out = Path(args.out) if args.out else (where.run / "bug-reports" if where.run else Path("bug-reports"))
+    name = slug(where.record or {"pytest_id": where.case.pytest_id, "case_id": where.case.id,
+                                 "backend": where.backend, "device": where.device})
+    print(f"crossbn repro: {where.case.pytest_id} on {where.backend}/{where.device}, shrinking for up to "
+          f"{budget:g} s", flush=True)
+    with lab:
+        made = make(where.case, lab, out, budget, slug=name, known=known, original_name=where.case.pytest_id)
+    if made.minimized is not None:
+        print(f"  minimized to {made.minimized.pytest_id} (shape {made.minimized.shape}, steps "
+              f"{list(made.minimized.steps)}) after {made.tried} smaller case(s)")
+    print(f"crossbn repro: {made.status}: {made.message}")
+    if made.status == "written" and where.run:
+        print(f"  the report links it once rebuilt: crossbn report {where.run}")
+    return 0 if made.status == "written" else 1

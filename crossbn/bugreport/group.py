@@ -2,11 +2,17 @@
 
 A hundred cases that fail on one backend at the same stage, explained by the
 same formulation, are one bug upstream, not a hundred. A group is keyed by
-(backend, device, verdict class, first departing stage, fingerprint); a
-finding with no stage or fingerprint (a crash, an error, a timeout) is keyed
-by its verdict and the first line of its reason (the exception). Each group
-names its smallest case, where a reproducer starts: fewest elements, then
-fewest steps, then the case id (deterministic).
+(backend, device, first departing stage, root cause); a deviation and a
+NaN/Inf mismatch with the same stage and cause are one group. The root cause
+is the fingerprint without the details that only say how a formulation is
+arranged within its precision (a folded affine, a division instead of a
+multiplication by the inverse std, Welford instead of two passes) or that
+restate the backend's documented convention (unbiased running variance,
+float32 attributes): `compute=float32,affine=folded` and `compute=float32`
+are one cause. A finding with no stage or fingerprint (a crash, an error, a
+timeout) is keyed by its verdict and the first line of its reason (the
+exception). Each group names its smallest case, where a reproducer starts:
+fewest elements, then fewest steps, then the case id (deterministic).
 """
 
 from __future__ import annotations
@@ -19,15 +25,17 @@ from ..results import judged, ratio_rank
 
 # crash, error and timeout: keyed by what was raised, not by a stage
 _UNEXPLAINED = frozenset({"crash", "error", "timeout"})
+# fingerprint parts that do not change the cause (see above)
+_ARRANGEMENT = ("affine=folded", "normalize=divide", "variance=welford", "running_var=", "hyperparameters=")
 
 
 @dataclass
 class Group:
     backend: str
     device: str
-    verdict: str                 # "deviation", "nan-mismatch", or the crash/error/timeout verdict
+    kind: str                    # "finding" (a deviation or NaN/Inf mismatch), or crash/error/timeout
     stage: str                   # first departing stage ("" for crash/error/timeout)
-    fingerprint: str             # the formulation that explains it, or the first line of the reason
+    fingerprint: str             # the root cause (see `root_cause`), or the first line of the reason
     records: list[dict] = field(default_factory=list)
 
     @property
@@ -44,6 +52,10 @@ class Group:
         return max(ratios, key=ratio_rank) if ratios else None
 
     @property
+    def verdicts(self) -> list[str]:
+        return sorted({r["verdict"] for r in self.records})
+
+    @property
     def dtypes(self) -> list[str]:
         return sorted({(r.get("case") or {}).get("dtype", "") for r in self.records})
 
@@ -54,13 +66,19 @@ def _size(rec: dict) -> tuple:
     return (math.prod(shape), len(case.get("steps") or ()), rec.get("case_id", ""))
 
 
+def root_cause(formulation: str) -> str:
+    """A fingerprint without its arrangement details; "canonical" when none is left."""
+    parts = [p for p in formulation.split(",") if p and p != "canonical" and not p.startswith(_ARRANGEMENT)]
+    return ",".join(parts) or "canonical"
+
+
 def key(rec: dict) -> tuple[str, str, str, str, str]:
     if rec["verdict"] in _UNEXPLAINED:
         first = ((rec.get("reason") or "").splitlines() or [""])[0]
         return rec["backend"], rec["device"], rec["verdict"], "", first[:200]
     stage = (rec.get("localization") or {}).get("stage") or ""
-    fingerprint = (rec.get("diagnosis") or {}).get("formulation") or ""
-    return rec["backend"], rec["device"], rec["verdict"], stage, fingerprint
+    formulation = (rec.get("diagnosis") or {}).get("formulation")
+    return rec["backend"], rec["device"], "finding", stage, root_cause(formulation) if formulation else ""
 
 
 def group(records) -> list[Group]:
@@ -73,4 +91,4 @@ def group(records) -> list[Group]:
         if k not in groups:
             groups[k] = Group(*k)
         groups[k].records.append(rec)
-    return sorted(groups.values(), key=lambda g: (-g.count, g.backend, g.device, g.verdict, g.stage, g.fingerprint))
+    return sorted(groups.values(), key=lambda g: (-g.count, g.backend, g.device, g.kind, g.stage, g.fingerprint))

@@ -221,10 +221,17 @@ def channel_series(rec: dict) -> list[tuple[str, list]]:
 
 
 def bug_reports(rec: dict, out: Path) -> list[dict]:
-    folder = out / BUG_REPORTS_DIR / slug(rec)
-    if not folder.is_dir():
+    """The files of the bug report written for this finding, or for its root
+    cause (`crossbn run --bug-reports` indexes a group's findings)."""
+    name = slug(rec)
+    if not (out / BUG_REPORTS_DIR / name).is_dir():
+        from ..bugreport.batch import index
+
+        name = index(out).get(name, "")
+    folder = out / BUG_REPORTS_DIR / name
+    if not name or not folder.is_dir():
         return []
-    return [{"name": p.name, "href": f"../{BUG_REPORTS_DIR}/{slug(rec)}/{p.name}"}
+    return [{"name": p.name, "href": f"../{BUG_REPORTS_DIR}/{name}/{p.name}"}
             for p in sorted(folder.iterdir()) if p.is_file()]
 
 

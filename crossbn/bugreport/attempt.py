@@ -1,0 +1,130 @@
+"""Run one case on one backend, the way a run does, and say whether a finding shows.
+
+Shrinking, fuzzing and the standalone reproducer all ask the same question of
+a case: what is its result record (`judge.judge`, the whole pipeline), and
+which public output would a plain "|actual - expected| > tolerance" check,
+the one `repro.py` makes, see departing? A `Lab` holds one backend's worker
+process, started once and reused for every case it is asked about.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..compare import full_bound
+
+# The outputs a reproducer compares: what every framework returns publicly
+# (batch_mean / invstd are crossbn's probes into the kernel, not API).
+PUBLIC = ("y", "running_mean", "running_var", "dbeta", "dgamma", "dx")
+_UNEXPLAINED = ("crash", "error", "timeout")
+
+
+class LabError(ValueError):
+    """An unknown backend, device or option; the message names it."""
+
+
+@dataclass
+class Attempt:
+    case: object                 # the Case that was run
+    record: dict                 # its result record
+    inputs: dict | None = None   # the generated inputs (None when nothing ran)
+    target: str | None = None    # first public output a scalar-tolerance check sees departing
+    tolerance: object = None     # crossbn's per-element bounds for `target` (an array), or None
+    judged: object = None        # the outputs held against the oracle (judge._Judged), when they came back
+
+    @property
+    def signature(self) -> tuple[str, str]:
+        return signature(self.record)
+
+
+def signature(record: dict) -> tuple[str, str]:
+    """What makes two results the same finding: the verdict and the first
+    departing stage; for a crash, error or timeout, the verdict and the kind
+    of exception (the first line of the reason up to its first colon)."""
+    verdict = record.get("verdict", "")
+    if verdict in _UNEXPLAINED:
+        first = ((record.get("reason") or "").splitlines() or [""])[0]
+        return verdict, first.split(":", 1)[0][:120]
+    return verdict, (record.get("localization") or {}).get("stage") or ""
+
+
+def mismatch(actual: np.ndarray, expected: np.ndarray, tolerance: float) -> np.ndarray:
+    """Elements where actual and expected disagree: a NaN or an infinity on
+    one side only (or infinities of opposite sign), or a finite difference
+    past the tolerance. `repro.py` makes exactly this check."""
+    a, e = np.asarray(actual, np.float64), np.asarray(expected, np.float64)
+    with np.errstate(invalid="ignore"):
+        finite = np.isfinite(a) & np.isfinite(e)
+        off = np.where(finite, np.abs(a - e) > tolerance, False)
+    return off | (np.isnan(a) != np.isnan(e)) | (np.isposinf(a) != np.isposinf(e)) | (np.isneginf(a) != np.isneginf(e))
+
+
+def visible(judged) -> tuple[str | None, np.ndarray | None]:
+    """(output, its bounds): the first public output, in step order, that
+    departs from the expectation the backend is held to (its documented
+    convention, where it declares one) by more than crossbn's per-element
+    bound somewhere; (None, None) when none does. Each bound is rounded up
+    to three significant digits, as repro.py writes it."""
+    exp, bounds = judged.convention if judged.convention is not None else (judged.exp, judged.bounds)
+    for step in judged.case.steps:
+        for what in PUBLIC:
+            name = f"{step}.{what}"
+            if name not in exp or name not in judged.actual:
+                continue
+            tol = round_up(full_bound(bounds[name], exp[name], np.dtype(judged.actual[name].dtype).name))
+            if mismatch(judged.actual[name], exp[name], tol).any():
+                return name, tol
+    return None, None
+
+
+def round_up(bound: np.ndarray) -> np.ndarray:
+    """Bounds rounded up to three significant digits (never below the bound)."""
+    b = np.asarray(bound, np.float64)
+    out = np.array([float(f"{v:.2e}") for v in b.ravel()]).reshape(b.shape)
+    return np.where(out < b, np.nextafter(np.array([float(f"{v * (1 + 1e-3):.2e}") for v in b.ravel()]).reshape(b.shape), np.inf), out)
+
+
+class Lab:
+    """One backend's worker, kept warm across the cases it is asked to run."""
+
+    def __init__(self, backend: str, device: str = "cpu", backend_modules: tuple[str, ...] = (),
+                 timeout: float | None = None):
+        from ..backends import BackendError, choose, discover, instantiate
+        from ..runner import DEFAULT_TIMEOUT, WorkerPool
+
+        modules = tuple(backend_modules) + tuple(
+            p for p in os.environ.get("CROSSBN_BACKEND_MODULE", "").split(os.pathsep) if p)
+        try:
+            specs, backends = instantiate(choose(backend, discover(modules)), discover(modules))
+        except BackendError as e:
+            raise LabError(str(e)) from e
+        if len(backends) != 1:
+            raise LabError(f"name one backend, got {backend!r}")
+        (self.name, self.backend), = backends.items()
+        self.device, self.modules = device, modules
+        self.timeout = DEFAULT_TIMEOUT if timeout is None else timeout
+        self.pool = WorkerPool(specs, backends)
+        self.runs = 0
+
+    def attempt(self, case) -> Attempt:
+        from ..judge import judge
+
+        keep: dict = {}
+        self.runs += 1
+        record = judge(case, self.name, self.backend, self.device, self.pool, self.timeout, keep=keep)
+        target = tolerance = None
+        if "judged" in keep and not keep["judged"].broken:
+            target, tolerance = visible(keep["judged"])
+        return Attempt(case, record, keep.get("inputs"), target, tolerance, keep.get("judged"))
+
+    def close(self) -> None:
+        self.pool.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()

@@ -1,0 +1,103 @@
+"""ISSUE.md: the text a maintainer reads, from templates/ISSUE.md.j2.
+
+Every sentence is made from the minimized case's own record: the verdict's
+numbers (how many elements, how far, where), the localization's stage and
+the fingerprint's formulation, the verification run's output.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from ..case import Case
+from . import casefile, script
+from .make import _WORDS, step_words
+
+_HOW = {"observed": "seen directly in the values crossbn reads from the framework",
+        "probe": "found by rerunning the case with one stage's inputs replaced by exact values",
+        "fit": "inferred from how the output's error is shaped per channel: not an offset or a scale, so "
+               "it arises in the normalization itself"}
+
+
+def _expected(case: Case, at, backend) -> str:
+    step, _, what = at.target.partition(".")
+    conv = []
+    if backend.convention("running_var") == "unbiased":
+        conv.append("the running variance fed the unbiased batch variance, as this framework documents")
+    if backend.convention("hyperparameters") == "float32":
+        conv.append("eps and momentum as the 32-bit floats the format stores")
+    held = f" Held to the framework's documented convention: {'; '.join(conv)}." if conv else ""
+    return (f"BatchNorm of a {case.dtype} input of shape {tuple(case.shape)} ({case.layout.replace('_', '-')}), "
+            f"eps {case.eps:g}, momentum {case.momentum:g} (weight kept on the old running value), should give the "
+            f"{_WORDS[what]} {step_words(step)} equal to the exact result rounded to {case.dtype}, to within "
+            f"{_span(at.tolerance)} per element: crossbn's bound on the rounding error a correct {case.dtype} implementation may "
+            f"add, summed over the formula's operations (the inline float64 formula in repro.py is far closer "
+            f"than that).{held}")
+
+
+def _span(bound) -> str:
+    b = np.asarray(bound, np.float64)
+    lo, hi = float(b.min()), float(b.max())
+    return f"{hi:.3g}" if lo == hi else f"{lo:.3g} to {hi:.3g}"
+
+
+def _happened(label: str, at) -> str:
+    rec = at.record
+    if rec["verdict"] == "error":
+        first = ((rec.get("reason") or "").splitlines() or [""])[0]
+        return f"{label} raises instead of returning a value: {first}"
+    o = (rec.get("observables") or {}).get(at.target) or {}
+    where = o.get("where")
+    if o.get("verdict") == "nan-mismatch" or rec["verdict"] == "nan-mismatch":
+        return f"{label}'s {at.target}: {o.get('note') or rec.get('reason') or 'NaN or Inf where the exact value is finite'}."
+    return (f"{label}'s {at.target} differs from the exact value in {o.get('n_over', '?')} of {o.get('size', '?')} "
+            f"elements, by up to {o.get('max_abs', float('nan')):.3g} ({o.get('ratio', float('nan')):.3g} times the "
+            f"bound; {o.get('max_ulp', float('nan')):.3g} units in the last place) at index {where}: "
+            f"{o.get('actual_at')!r} where {o.get('expected_at')!r} is right.")
+
+
+def _diagnosis(rec: dict) -> str:
+    loc, diag = rec.get("localization") or {}, rec.get("diagnosis") or {}
+    if rec["verdict"] == "error":
+        return "The framework raises before producing outputs; there is no stage to localize."
+    parts = []
+    if loc.get("stage"):
+        how = _HOW.get(loc.get("how"), loc.get("how") or "")
+        parts.append(f"crossbn follows the values through BatchNorm's dataflow (batch mean, batch variance, "
+                     f"inverse std, normalized values, affine output, running statistics, gradients): they first "
+                     f"depart from the exact ones at the **{loc['stage']}** {step_words(loc.get('step') or 'train0')}"
+                     f"{f' ({how})' if how else ''}.")
+    if diag.get("formulation"):
+        fits = "explains the outputs to within its own rounding" if diag.get("explains") else \
+            "comes closest to the outputs, without explaining them fully"
+        parts.append(f"Of {diag.get('searched', 'several')} alternative formulations crossbn simulated, "
+                     f"**{diag.get('description')}** (`{diag['formulation']}`) {fits}; the documented behaviour "
+                     f"is {diag.get('documented', 'the canonical formulas')}.")
+    return " ".join(parts) or "crossbn could not localize this finding."
+
+
+def issue_text(*, lab, at, title: str, text: str, ran, tried: int, known, count: int, dtypes: str, worst: str,
+               original: str, system: dict) -> str:
+    import jinja2
+
+    fw = script.framework(lab.name)
+    rec = at.record
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(Path(__file__).parent / "templates"),
+                             keep_trailing_newline=True, undefined=jinja2.StrictUndefined)
+    links = [f"{k.link} (crossbn's known-differences entry: {k.reason})" for k in known if k.link and k.matches(rec)]
+    doc = lab.backend.conventions.get("doc")
+    if doc:
+        links.append(f"{doc} (the documentation crossbn holds {lab.name} to)")
+    case_rows = [(f, getattr(at.case, f)) for f in casefile.FIELDS] + \
+        ([("options", dict(at.case.options))] if at.case.options else [])
+    return env.get_template("ISSUE.md.j2").render(
+        title=title, versions=ran.versions, backend=lab.name, version=rec.get("version", ""), device=lab.device,
+        device_name=rec.get("device_name", ""), os=system["os"], cpu=system["cpu"], gpu=system["gpu"],
+        python=system["python"], expected_text=_expected(at.case, at, lab.backend) if rec["verdict"] != "error"
+        else "BatchNorm of this input has a value (see the inline formula in repro.py); the framework should return it.",
+        happened_text=_happened(fw.label, at), tried=tried, original=original, case_rows=case_rows, count=count,
+        dtypes=dtypes, worst=worst, diagnosis_text=_diagnosis(rec), requirement=fw.requirement,
+        verification=f"exit {ran.returncode} in {ran.seconds:.1f} s", output=ran.output.strip(),
+        script=text.rstrip(), links=links)

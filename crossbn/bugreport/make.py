@@ -1,0 +1,140 @@
+"""One finding -> a verified bug report folder: repro.py, ISSUE.md, case.toml, finding.json.
+
+1. run the case on its backend and take the finding's signature (verdict and
+   first departing stage; see attempt.py);
+2. shrink it with Hypothesis while the same finding persists and a plain
+   tolerance check on a public output still sees it (shrink.py);
+3. write repro.py for the smallest case (script.py) and run it in a fresh
+   process under the backend's interpreter (verify.py);
+4. only when it exits 1, write the folder; otherwise say why not.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..compare import FAILING
+from ..results import finite, judged
+from . import casefile, script, verify
+from .attempt import Attempt, Lab
+from .shrink import shrink
+
+_EXPLAINED = ("deviation", "nan-mismatch")
+CLEAR = 10.0  # error/bound: a discrepancy this far past the bound is plain to anyone
+_WORDS = {"y": "output y", "running_mean": "running mean", "running_var": "running variance",
+          "dx": "input gradient dx", "dgamma": "gradient dgamma", "dbeta": "gradient dbeta"}
+
+
+@dataclass
+class BugReport:
+    status: str                 # written | not-reproduced | no-finding | not-visible | no-template | unsupported
+    message: str
+    original: object            # the Case asked about
+    minimized: object = None    # the smallest case the finding persists on
+    folder: Path | None = None  # where the report was written (status "written")
+    tried: int = 0              # smaller cases run while shrinking
+    record: dict | None = None  # the minimized case's result record
+    title: str = ""             # the issue's title (status "written")
+
+
+def step_words(step: str) -> str:
+    return "in eval mode" if step == "eval" else f"in training step {int(step[5:]) + 1}"
+
+
+def title(lab: Lab, at: Attempt) -> str:
+    fw = script.framework(lab.name)
+    label = fw.label + (f" ({fw.variables['keras_backend']} backend)" if "keras_backend" in fw.variables else "")
+    case, rec = at.case, at.record
+    if rec["verdict"] == "error":
+        return f"{label} BatchNorm raises on a {case.dtype} input of shape {tuple(case.shape)}"
+    step, _, what = at.target.partition(".")
+    obs = (rec.get("observables") or {}).get(at.target) or {}
+    if rec["verdict"] == "nan-mismatch" or obs.get("verdict") == "nan-mismatch":
+        kind = "is NaN or infinite where the exact value is not (or the other way round)"
+    else:
+        kind = f"is off by up to {obs.get('ratio', 0):.3g}x the {case.dtype} rounding-error bound"
+    diag = (rec.get("diagnosis") or {}).get("description")
+    return f"{label} BatchNorm: {case.dtype} {_WORDS[what]} {step_words(step)} {kind}" + \
+        (f" ({diag})" if diag and diag != "the canonical formulas, computed in float64" else "")
+
+
+def make(case, lab: Lab, out_root: Path, budget: float, *, slug: str, known=(), count: int = 1,
+         dtypes: str = "", worst: str = "", original_name: str = "") -> BugReport:
+    first = lab.attempt(case)
+    verdict = first.record["verdict"]
+    if verdict not in FAILING:
+        return BugReport("no-finding", f"{lab.name}/{lab.device} gives {verdict} on this case now: no finding "
+                         "to report", case, record=first.record)
+    if verdict not in (*_EXPLAINED, "error"):
+        return BugReport("unsupported", f"a {verdict} is not written as a repro.py (the script's exit code "
+                         "could not tell it apart); rerun the case to see it", case, record=first.record)
+    signature, seen = first.signature, {case.id: first}
+    # A smaller case must show the finding about as plainly: its error/bound
+    # ratio at least the original's, or CLEAR, whichever is less (a 1.5x
+    # excess in one element of a tiny case convinces nobody upstream).
+    floor = min(judged(first.record)[0] or 0.0, CLEAR)
+
+    def holds(candidate) -> bool:
+        at = lab.attempt(candidate)
+        seen[candidate.id] = at
+        if at.signature != signature:
+            return False
+        if verdict == "error":
+            return True
+        ratio = judged(at.record)[0]
+        visible = at.target is not None or first.target is None  # a script can compare it, if it could
+        return visible and (ratio is None or ratio != ratio or ratio >= floor)
+
+    minimized, tried = shrink(case, holds, budget) if budget > 0 else (case, 0)
+    at = seen[minimized.id]
+    if verdict in _EXPLAINED and at.target is None:
+        return BugReport("not-visible", "the finding shows in crossbn's probes of the kernel (its batch "
+                         "statistics) but in no public output a script can compare", case, minimized,
+                         tried=tried, record=at.record)
+    try:
+        script.framework(lab.name)
+    except script.NoTemplate as e:
+        return BugReport("no-template", str(e), case, minimized, tried=tried, record=at.record)
+    target = at.target or f"{minimized.steps[0]}.y"
+    name = title(lab, at)
+    text = script.render(case=minimized, inputs=at.inputs, backend_name=lab.name, backend=lab.backend,
+                         device=lab.device, version=at.record.get("version", ""), target=target,
+                         tolerance=at.tolerance if at.tolerance is not None else float("inf"), title=name,
+                         expect_error=verdict == "error")
+    with tempfile.TemporaryDirectory(prefix="crossbn-repro-") as tmp:
+        path = Path(tmp) / "repro.py"
+        path.write_text(text, encoding="utf-8")
+        ran = verify.run(path, lab.backend.interpreter)
+    if not ran.reproduced:
+        tail = "\n".join(ran.output.strip().splitlines()[-12:])
+        return BugReport("not-reproduced", f"repro.py did not reproduce the finding ({ran.status}, exit "
+                         f"{ran.returncode}); nothing written. Its output:\n{tail}", case, minimized, tried=tried,
+                         record=at.record)
+    from .issue import issue_text
+
+    files = {"repro.py": text,
+             "ISSUE.md": issue_text(lab=lab, at=at, title=name, text=text, ran=ran, tried=tried, known=known,
+                                    count=count, dtypes=dtypes, worst=worst,
+                                    original=original_name or case.pytest_id, system=_system(lab)),
+             "case.toml": casefile.group_toml(minimized, f"{lab.name.split('@')[0]}_{minimized.id[:8]}",
+                                              f"{name}\nminimized by crossbn from {original_name or case.pytest_id} "
+                                              f"({case.id})"),
+             "finding.json": json.dumps(finite(at.record), indent=1, allow_nan=False) + "\n"}
+    folder = out_root / slug
+    folder.mkdir(parents=True, exist_ok=True)
+    for file, content in files.items():
+        (folder / file).write_text(content, encoding="utf-8")
+    return BugReport("written", f"reproduced ({ran.seconds:.1f} s); wrote {folder}", case, minimized, folder,
+                     tried, at.record, name)
+
+
+def _system(lab: Lab) -> dict:
+    from ..environment import cpu_model, gpus
+
+    found = gpus()
+    return {"os": platform.platform(), "cpu": cpu_model(), "python": platform.python_version(),
+            "gpu": ", ".join(found) if found else "none"}

@@ -1,0 +1,165 @@
+"""`repro.py`: a standalone reproducer that needs only NumPy and one framework.
+
+The script is rendered from `templates/repro.py.j2` (the case, the inputs,
+the inline float64 NumPy expectation, the comparison) extended by one
+framework's template under `templates/frameworks/`, which defines
+`framework_version()` and `framework_outputs()`: the framework's BatchNorm
+run step by step the way crossbn's backend runs it, every output as a float64
+array in the stored layout, keyed "<step>.<output>" like crossbn's observables.
+
+Inputs are embedded as exact values (each a value of the case dtype written
+in float64, which round-trips) when the case is small, and otherwise
+regenerated in the script from the same NumPy seeds crossbn draws them with.
+Nothing in the script is taken from a string that could run: numbers are
+written by `repr(float)`, names come from crossbn's own tables.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+EMBED_LIMIT = 4096  # input elements in all: up to this many are written into the script
+
+
+@dataclass(frozen=True)
+class Framework:
+    template: str                    # templates/frameworks/<template>.py.j2
+    label: str                       # how the framework is named in the script and the issue
+    requirement: str                 # what to pip install
+    variables: dict = field(default_factory=dict)
+
+
+_TORCH_MODULES = {2: "BatchNorm1d", 3: "BatchNorm1d", 4: "BatchNorm2d", 5: "BatchNorm3d"}
+
+FRAMEWORKS = {
+    "torch": Framework("torch", "PyTorch", "torch", {"compiled": False}),
+    "torch-compile": Framework("torch", "PyTorch", "torch", {"compiled": True}),
+    "keras-jax": Framework("keras", "Keras", "keras and jax", {"keras_backend": "jax"}),
+    "keras-tensorflow": Framework("keras", "Keras", "keras and tensorflow", {"keras_backend": "tensorflow"}),
+    "keras-torch": Framework("keras", "Keras", "keras and torch", {"keras_backend": "torch"}),
+    "tf-keras": Framework("tf_keras", "tf-keras", "tf-keras (and tensorflow)", {"fused": False}),
+    "tf-keras-fused": Framework("tf_keras", "tf-keras", "tf-keras (and tensorflow)", {"fused": True}),
+    "tf-nn": Framework("tf_nn", "TensorFlow", "tensorflow", {"fused_op": False}),
+    "tf-fused-op": Framework("tf_nn", "TensorFlow", "tensorflow", {"fused_op": True}),
+    **{name: Framework("flax", "Flax", "flax (and jax)", {"api": name.split("-")[1], "jit": name.endswith("-jit")})
+       for name in ("flax-linen", "flax-linen-jit", "flax-nnx", "flax-nnx-jit")},
+    **{f"{runtime}-opset{opset}": Framework("onnx", label, req, {"runtime": runtime, "opset": opset})
+       for runtime, label, req in (("onnxruntime", "ONNX Runtime", "onnx and onnxruntime"),
+                                   ("onnx-reference", "ONNX", "onnx"))
+       for opset in (9, 14, 15)},
+}
+
+
+class NoTemplate(LookupError):
+    """No standalone reproducer for this backend; the message says which it is."""
+
+
+def framework(backend: str) -> Framework:
+    base = backend.split("@", 1)[0]
+    found = FRAMEWORKS.get(base)
+    if found is None or not (Path(__file__).parent / "templates" / "frameworks" / f"{found.template}.py.j2").is_file():
+        raise NoTemplate(f"no standalone reproducer template for backend {base!r} "
+                         f"(crossbn/bugreport/templates/frameworks/; has: {', '.join(sorted(templated()))})")
+    return found
+
+
+def templated() -> list[str]:
+    """The backends a repro.py can be written for."""
+    folder = Path(__file__).parent / "templates" / "frameworks"
+    return [name for name, fw in FRAMEWORKS.items() if (folder / f"{fw.template}.py.j2").is_file()]
+
+
+def _number(x: float) -> str:
+    """A float64 as Python source that reads back bit for bit."""
+    x = float(x)
+    if math.isnan(x):
+        return "np.nan"
+    if math.isinf(x):
+        return "np.inf" if x > 0 else "-np.inf"
+    return repr(x)
+
+
+def array_source(a) -> str:
+    """An array (any float dtype) as `np.array([...]).reshape(shape)` of its exact float64 values."""
+    a = np.asarray(a).astype(np.float64)
+    values = ", ".join(_number(v) for v in a.ravel())
+    return f"np.array([{values}]).reshape({tuple(a.shape)})"
+
+
+def _arrays(case, inputs: dict) -> list[tuple[str, str]]:
+    steps = range(len(case.steps))
+    out = [("X", "[" + ",\n     ".join(array_source(inputs[f"x{k}"]) for k in steps) + "]"),
+           ("DY", "[" + ",\n      ".join(array_source(inputs[f"dy{k}"]) for k in steps) + "]")]
+    for name, key in (("GAMMA", "gamma"), ("BETA", "beta"), ("RUNNING_MEAN", "running_mean"),
+                      ("RUNNING_VAR", "running_var")):
+        out.append((name, array_source(inputs[key]) if key in inputs else "None"))
+    return out
+
+
+def _draw_x(case) -> tuple[str, bool, str]:
+    """The NumPy expression that draws x for a step (crossbn/inputs.py, one branch)."""
+    sigma, loc = case.scale, case.offset_ratio * case.scale
+    if case.distribution == "near_eps":
+        sigma = math.sqrt(case.eps) if case.eps > 0 else 1e-4
+        loc = case.offset_ratio * sigma
+    rng = "_rng(100 + step)"
+    if case.distribution == "uniform":
+        half = sigma * math.sqrt(3.0)
+        expr = f"{rng}.uniform({_number(loc - half)}, {_number(loc + half)}, size=SHAPE)"
+    elif case.distribution == "fp16_stress":
+        expr = f"np.clip({rng}.normal(3.0e4, 1.0e4, size=SHAPE), -60000.0, 60000.0)"
+    else:
+        expr = f"{rng}.normal({_number(loc)}, {_number(sigma)}, size=SHAPE)"
+    return expr, case.distribution == "constant_channel", _number(loc if loc != 0 else sigma)
+
+
+def _tolerance(bound) -> str:
+    """Per-element bounds as source; only their largest when there are too many to write."""
+    b = np.asarray(bound, np.float64)
+    if b.ndim == 0 or b.size > EMBED_LIMIT:
+        return _number(float(np.max(b)) if b.size else 0.0) + "  # (the largest of its per-element bounds)"
+    return "np.array([" + ", ".join(f"{v:.3g}" if math.isfinite(v) else _number(v) for v in b.ravel()) + \
+        f"]).reshape({tuple(b.shape)})"
+
+
+def _convention(backend) -> str:
+    if backend.convention("running_var") == "unbiased":
+        return ("UNBIASED_RUNNING_VAR = True  # documented: the running variance is fed the unbiased "
+                "batch variance, var * n / (n - 1)")
+    return "UNBIASED_RUNNING_VAR = False  # the running variance is fed the batch variance itself"
+
+
+def _docstring_safe(text: str) -> str:
+    """Text for the script's docstring: one line, no quotes or backslashes that could end it."""
+    return " ".join(str(text).replace("\\", "/").replace('"', "'").split())
+
+
+def render(*, case, inputs: dict, backend_name: str, backend, device: str, version: str, target: str,
+           tolerance, title: str, expect_error: bool = False) -> str:
+    """The text of repro.py."""
+    import jinja2
+
+    fw = framework(backend_name)
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(Path(__file__).parent / "templates"),
+                             undefined=jinja2.StrictUndefined, keep_trailing_newline=True)
+    float32_attrs = backend.convention("hyperparameters") == "float32"
+    eps, momentum = _number(case.eps), _number(case.momentum)
+    if float32_attrs:  # the format stores them as 32-bit floats: both sides use those values
+        eps = f"float(np.float32({eps}))  # ONNX stores float attributes as 32-bit floats"
+        momentum = f"float(np.float32({momentum}))"
+    embedded = sum(a.size for a in inputs.values()) <= EMBED_LIMIT
+    draw_x, constant_channel, constant_value = _draw_x(case)
+    text = env.get_template(f"frameworks/{fw.template}.py.j2").render(
+        title=_docstring_safe(title), version=_docstring_safe(version), framework=fw.label, requirement=fw.requirement, backend=backend_name,
+        device=device, target=target, tolerance=_tolerance(tolerance), case=case,
+        channels_last=case.channel_axis != 1, eps=eps, momentum=momentum, convention=_convention(backend),
+        embedded=embedded, arrays=_arrays(case, inputs) if embedded else [],
+        draw_x=draw_x, constant_channel=constant_channel, constant_value=constant_value,
+        specials=repr([(v, s, tuple(i)) for v, s, i in case.specials]),
+        module=_TORCH_MODULES[case.rank], expect_error=expect_error, **fw.variables)
+    compile(text, "repro.py", "exec")  # a template mistake shows here, not on a maintainer's machine
+    return text
