@@ -30,14 +30,23 @@ def test_one_group_per_root_cause_with_its_smallest_case():
                rec("g", verdict="crash", reason="worker process died: EOFError\nanother traceback"),
                rec("h", backend="other")]
     groups = group(records)
-    assert [(g.backend, g.verdict, g.stage, g.count) for g in groups] == [
-        ("fw", "deviation", "batch variance", 3), ("fw", "crash", "", 2), ("fw", "deviation", "dx", 1),
-        ("other", "deviation", "batch variance", 1)]
+    assert [(g.backend, g.kind, g.stage, g.count) for g in groups] == [
+        ("fw", "finding", "batch variance", 3), ("fw", "crash", "", 2), ("fw", "finding", "dx", 1),
+        ("other", "finding", "batch variance", 1)]
     first = groups[0]
     assert first.smallest["case_id"] == "c"  # fewest elements, then fewest steps
     assert first.worst_ratio == 9.0 and first.dtypes == ["float32"]
     assert groups[1].fingerprint == "worker process died: EOFError" and groups[1].worst_ratio is None
     assert sum(g.count for g in groups) == 7  # the match is no finding
+
+
+def test_one_root_cause_across_verdicts_and_arrangements():
+    records = [rec("a", formulation="compute=float32"), rec("b", formulation="compute=float32,affine=folded"),
+               rec("c", verdict="nan-mismatch", formulation="compute=float32,normalize=divide"),
+               rec("d", formulation="compute=float16")]
+    groups = group(records)
+    assert [(g.fingerprint, g.count, g.verdicts) for g in groups] == [
+        ("compute=float32", 3, ["deviation", "nan-mismatch"]), ("compute=float16", 1, ["deviation"])]
 
 
 def test_bugs_command_on_a_real_run(tmp_path):
@@ -55,7 +64,8 @@ def test_bugs_command_on_a_real_run(tmp_path):
     groups = group(records)
     assert f"{len(findings)} finding(s)" in proc.stdout and f"{len(groups)} root cause(s)" in proc.stdout
     top = groups[0]
-    assert f"{top.count:5d} x numpy-onepass/cpu {top.verdict}: {top.stage} | {top.fingerprint}" in proc.stdout
+    assert f"{top.count:5d} x numpy-onepass/cpu {'/'.join(top.verdicts)}: {top.stage} | {top.fingerprint}" \
+        in proc.stdout
     assert f"smallest: {top.smallest['pytest_id']}" in proc.stdout
     assert f"--backends numpy-onepass --devices cpu -n 0 --no-conventions -- -k {top.smallest['pytest_id']}" \
         in proc.stdout

@@ -65,9 +65,10 @@ def _build(case: Case, d: dict) -> Case | None:
     steps = d["train_steps"] + (1 if d.get("keep_eval_step") else 0)
     specials = []
     for i, (value, step, index) in enumerate(case.specials):
-        index = tuple(index[:2 + len(sizes)])
-        if d.get(f"keep_special{i}") and step < steps and all(k < s for k, s in zip(index, shape)):
-            specials.append((value, step, index))
+        # a planted value moves with the shrinking case: into its shape, into its last step
+        index = tuple(min(k, size - 1) for k, size in zip(index[:2 + len(sizes)], shape))
+        if d.get(f"keep_special{i}") and steps:
+            specials.append((value, min(step, steps - 1), index))
     fields = dict(
         shape=shape, train_steps=d["train_steps"], eval_step=bool(d.get("keep_eval_step")),
         gradients=bool(d.get("keep_gradients")), affine=bool(d.get("keep_affine")),
