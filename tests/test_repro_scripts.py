@@ -1,0 +1,95 @@
+"""Each framework's repro.py template runs BatchNorm the way crossbn's backend does.
+
+For every backend a repro.py can be written for, the rendered script's own
+outputs (`repro.py --save FILE`) are compared with what crossbn's worker got
+for the same case and inputs: they must be bit-identical, and every public
+output the backend returns must be there. The script's inline float64
+expectation is held against crossbn's oracle. A case that exercises steps,
+layout, affine parameters, running statistics and gradients at once.
+"""
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from crossbn.bugreport.attempt import PUBLIC, Lab
+from crossbn.bugreport.script import render, templated
+from crossbn.case import Case
+from crossbn.expected import simulate
+from crossbn.inputs import generate
+
+# suite "smoke": torch-compile runs every smoke case (other suites are sampled to bound compile time)
+CASES = {
+    "cl-f32-t2e": Case(suite="smoke", shape=(4, 3, 2, 3), layout="channels_last", dtype="float32", train_steps=2,
+                       offset_ratio=2.0),
+    "cf-f16-t1e": Case(suite="smoke", shape=(5, 2, 3), dtype="float16", train_steps=1, affine=False),
+}
+
+
+@pytest.fixture(scope="module")
+def labs():
+    opened = {}
+    yield opened
+    for lab in opened.values():
+        lab.close()
+
+
+@pytest.mark.parametrize("label", sorted(CASES))
+@pytest.mark.parametrize("backend", templated())
+def test_script_outputs_are_the_backends_bit_for_bit(backend, label, labs, tmp_path):
+    case = CASES[label]
+    # torch-compile's worker reuses graphs dynamo compiled for earlier shapes (then with dynamic
+    # sizes, other kernels): a worker of its own per case compiles as the fresh script does
+    key = (backend, label) if backend == "torch-compile" else backend
+    if key not in labs:
+        labs[key] = Lab(backend)
+    lab = labs[key]
+    missing = lab.backend.available()
+    if missing:
+        pytest.skip(missing)
+    if lab.backend.supports(case) is not None:
+        pytest.skip(lab.backend.supports(case))
+    inputs = generate(case)
+    got = lab.pool.worker(lab.name).run(case, inputs, "cpu")
+    if got.status == "unsupported":
+        pytest.skip(got.message)
+    assert got.status == "ok", got.message
+    target = f"{case.steps[-1]}.y"
+    text = render(case=case, inputs=inputs, backend_name=backend, backend=lab.backend, device="cpu",
+                  version="", target=target, tolerance=np.full(1, 1e-2), title="fidelity")
+    (tmp_path / "repro.py").write_text(text)
+    ran = subprocess.run([sys.executable, "-I", "repro.py", "--save", "out.npz"], cwd=tmp_path,
+                         capture_output=True, text=True, timeout=600)
+    assert ran.returncode in (0, 1), ran.stdout[-2000:] + ran.stderr[-3000:]
+    saved = np.load(tmp_path / "out.npz")
+    public = {k for k in got.observables if k.split(".")[1] in PUBLIC}
+    assert public <= set(saved.files), f"repro.py lacks {sorted(public - set(saved.files))}"
+    for name in sorted(public):
+        want = np.asarray(got.observables[name]).astype(np.float64)
+        assert np.array_equal(saved[name], want, equal_nan=True), f"{backend} {name}: repro.py differs from the worker"
+
+
+def test_inline_expectation_agrees_with_the_oracle(tmp_path):
+    """The script's short float64 formula against crossbn's oracle, on every
+    output and every convention a template is rendered with."""
+    import runpy
+
+    pytest.importorskip("torch")
+    lab = Lab("torch")
+    try:
+        for case in (*CASES.values(), Case(shape=(6, 2), cumulative=True, train_steps=3, dtype="bfloat16"),
+                     Case(shape=(3, 2, 4), track_running_stats=False, train_steps=1, dtype="float64")):
+            at = lab.attempt(case)
+            text = render(case=case, inputs=at.inputs, backend_name="torch", backend=lab.backend, device="cpu",
+                          version="", target=f"{case.steps[0]}.y", tolerance=np.full(1, 1.0), title="oracle")
+            (tmp_path / "repro.py").write_text(text)
+            script = runpy.run_path(str(tmp_path / "repro.py"), run_name="not_main")
+            inline = script["expected"]()
+            exp = simulate(case, at.inputs, running_var="unbiased")[0]  # PyTorch's documented convention
+            for name, value in exp.items():
+                if name.split(".")[1] in PUBLIC:  # float64 rounding apart, the same numbers
+                    assert np.abs(inline[name] - value).max() <= 1e-12 * max(1.0, np.abs(value).max()), (case, name)
+    finally:
+        lab.close()
