@@ -210,3 +210,22 @@ def test_run_bug_reports_one_per_root_cause_linked_from_every_finding_page(tmp_p
         link.click()
         assert page.url.endswith(f"bug-reports/{folder}/ISSUE.md")
         assert "## What happened" in page.content()
+
+
+@pytest.fixture(scope="module")
+def without_crossbn(tmp_path_factory):
+    return _venv_without_crossbn(tmp_path_factory.mktemp("venv") / "env")
+
+
+@pytest.mark.parametrize("example", sorted(p.name for p in (Path(__file__).parent.parent / "docs" / "examples").iterdir()
+                                           if (p / "repro.py").is_file()))
+def test_committed_examples_reproduce_without_crossbn(example, without_crossbn, tmp_path):
+    folder = Path(__file__).parent.parent / "docs" / "examples" / example
+    ran = subprocess.run([str(without_crossbn), str(folder / "repro.py")], capture_output=True, text=True,
+                         cwd=tmp_path, timeout=600)
+    assert ran.returncode == 1, ran.stdout[-2000:] + ran.stderr[-2000:]
+    assert "DISCREPANCY:" in ran.stdout
+    issue = (folder / "ISSUE.md").read_text()
+    assert (folder / "repro.py").read_text().rstrip() in issue  # the issue carries the script it was verified with
+    case = load_suite(str(folder / "case.toml"))[0]
+    assert json.loads((folder / "finding.json").read_text())["case_id"] == case.id

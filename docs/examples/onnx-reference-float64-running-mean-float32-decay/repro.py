@@ -1,0 +1,225 @@
+#!/usr/bin/env python3
+"""ONNX BatchNorm: float64 running mean in training step 1 is off by up to 1.3e+07x the float64 rounding-error bound (computed in float32)
+
+A standalone reproducer written by crossbn: it needs only NumPy and
+onnx. It runs ONNX's BatchNorm on the case below (found
+and minimized by crossbn on onnx-reference-opset15, onnx 1.23.2 ReferenceEvaluator, BatchNormalization opset 15, cpu),
+computes what BatchNorm should give with an inline float64 NumPy formula, and
+compares one output, train0.running_mean.
+
+    python repro.py     # exit 1: the discrepancy is present; exit 0: it is not
+"""
+import sys
+
+import numpy as np
+import ml_dtypes  # a dependency of onnx: bfloat16 arrays for NumPy
+import onnx
+from onnx import helper
+from onnx.reference import ReferenceEvaluator
+
+# ---- the case ----------------------------------------------------------------
+SHAPE = (1, 1)  # logical (N, C, *spatial)
+CHANNELS_LAST = False  # stored as (N, *spatial, C) when True, else (N, C, *spatial)
+DTYPE = "float64"
+EPS = float(np.float32(0.001))  # ONNX stores float attributes as 32-bit floats
+MOMENTUM = float(np.float32(0.1))  # weight on the OLD running value: running = MOMENTUM * running + (1 - MOMENTUM) * batch
+CUMULATIVE = False  # running statistics as the plain average of all batches (PyTorch momentum=None)
+AFFINE = False  # learnable gamma and beta
+TRACK_RUNNING_STATS = True
+TRAIN_STEPS = 1  # training-mode forward (and backward) passes, each on its own batch
+EVAL_STEP = False  # then one eval-mode pass on a fresh batch
+GRADIENTS = False  # backward passes with upstream gradient DY
+UNBIASED_RUNNING_VAR = False  # the running variance is fed the batch variance itself
+TARGET = "train0.running_mean"  # the output compared: <step>.<output>
+# crossbn's rounding-error bound for each element of TARGET: how far a correct
+# float64 implementation may stray from the exact value
+TOLERANCE = np.array([3.18e-16]).reshape((1,))
+
+STEPS = ["train%d" % k for k in range(TRAIN_STEPS)] + (["eval"] if EVAL_STEP else [])
+CHANNEL_AXIS = len(SHAPE) - 1 if CHANNELS_LAST else 1
+AXES = tuple(a for a in range(len(SHAPE)) if a != CHANNEL_AXIS)
+
+
+def round_to_dtype(a):
+    """float64 values rounded to DTYPE (to nearest, ties to even), kept in float64."""
+    a = np.asarray(a, np.float64)
+    if DTYPE != "bfloat16":
+        return a.astype(DTYPE).astype(np.float64)
+    # bfloat16 (8 significant bits, float32's exponent range) without ml_dtypes
+    with np.errstate(over="ignore", invalid="ignore"):
+        m, e = np.frexp(a)
+        e = np.maximum(e, -125)  # subnormals: spacing 2**-133
+        r = np.ldexp(np.round(np.ldexp(a, 8 - e)), e - 8)
+        return np.where(np.isfinite(a) & (np.abs(r) > 3.3895313892515355e38), np.copysign(np.inf, a), r)
+
+
+def per_channel(v):
+    """A (C,) vector shaped to broadcast against the stored layout."""
+    shape = [1] * len(SHAPE)
+    shape[CHANNEL_AXIS] = -1
+    return np.reshape(v, shape)
+
+
+# ---- inputs: exact values of DTYPE, written in float64, in stored layout --------
+X = [np.array([0.15597014361977374]).reshape((1, 1))]
+DY = [np.array([-0.42305590280387534]).reshape((1, 1))]
+GAMMA = None
+BETA = None
+RUNNING_MEAN = np.array([-0.2802535553958334]).reshape((1,))
+RUNNING_VAR = np.array([1.8246079034115938]).reshape((1,))
+
+
+def expected():
+    """What BatchNorm should give, in float64, with NumPy alone."""
+    out = {}
+    n = int(np.prod(SHAPE)) // SHAPE[1]  # values per channel
+    gamma = per_channel(GAMMA if AFFINE else np.ones(SHAPE[1]))
+    beta = per_channel(BETA if AFFINE else np.zeros(SHAPE[1]))
+    rmean, rvar = RUNNING_MEAN, RUNNING_VAR
+    with np.errstate(all="ignore"):
+        for k, step in enumerate(STEPS):
+            x = X[k]
+            batch = step != "eval" or not TRACK_RUNNING_STATS
+            if batch:
+                mean = x.mean(axis=AXES)
+                var = ((x - per_channel(mean)) ** 2).mean(axis=AXES)
+            else:
+                mean, var = rmean, rvar
+            invstd = 1.0 / np.sqrt(var + EPS)
+            xhat = (x - per_channel(mean)) * per_channel(invstd)
+            out[step + ".y"] = xhat * gamma + beta
+            if step != "eval" and TRACK_RUNNING_STATS:
+                fed = var * n / (n - 1) if UNBIASED_RUNNING_VAR and n > 1 else var
+                if CUMULATIVE:
+                    rmean, rvar = ((mean, fed) if k == 0 else
+                                   (rmean + (mean - rmean) / (k + 1), rvar + (fed - rvar) / (k + 1)))
+                else:
+                    rmean = MOMENTUM * rmean + (1 - MOMENTUM) * mean
+                    rvar = MOMENTUM * rvar + (1 - MOMENTUM) * fed
+                rmean, rvar = round_to_dtype(rmean), round_to_dtype(rvar)  # the state is stored in DTYPE
+                out[step + ".running_mean"], out[step + ".running_var"] = rmean, rvar
+            if GRADIENTS:
+                dy = DY[k]
+                g = dy * gamma
+                if batch:  # the batch statistics depend on x too
+                    dx = per_channel(invstd) * (g - per_channel(g.mean(axis=AXES))
+                                                - xhat * per_channel((g * xhat).mean(axis=AXES)))
+                else:
+                    dx = g * per_channel(invstd)
+                out[step + ".dx"] = dx
+                if AFFINE:
+                    out[step + ".dgamma"] = (dy * xhat).sum(axis=AXES)
+                    out[step + ".dbeta"] = dy.sum(axis=AXES)
+    return out
+
+
+OPSET = 15
+
+
+def framework_version():
+    return "onnx %s ReferenceEvaluator, BatchNormalization-%d" % (
+        onnx.__version__, OPSET)
+
+
+def graph(shape, dtype, training):
+    """One BatchNormalization node (channels-first input), its statistics and parameters as graph inputs."""
+    elem = helper.np_dtype_to_tensor_dtype(np.dtype(dtype))
+    names = ["X", "scale", "B", "input_mean", "input_var"]
+    inputs = [helper.make_tensor_value_info("X", elem, list(shape))]
+    inputs += [helper.make_tensor_value_info(n, elem, [shape[1]]) for n in names[1:]]
+    attrs = {"epsilon": EPS, "momentum": MOMENTUM}  # FLOAT attributes: stored as 32-bit floats
+    if not training:
+        outs = ["Y"]
+        if OPSET >= 14:
+            attrs["training_mode"] = 0
+    elif OPSET >= 14:
+        outs = ["Y", "running_mean", "running_var"]
+        attrs["training_mode"] = 1
+    else:  # opset 9 has no training_mode: the five-output form is training
+        outs = ["Y", "running_mean", "running_var", "saved_mean", "saved_var"]
+    outputs = [helper.make_tensor_value_info("Y", elem, list(shape))]
+    outputs += [helper.make_tensor_value_info(n, elem, [shape[1]]) for n in outs[1:]]
+    node = helper.make_node("BatchNormalization", names, outs, name="bn", **attrs)
+    model = helper.make_model(helper.make_graph([node], "batchnorm", inputs, outputs),
+                              opset_imports=[helper.make_opsetid("", OPSET)], producer_name="repro")
+    # the IR version that goes with the opset: the newest onnx writes one newer than runtimes read
+    model.ir_version = helper.find_min_ir_version_for(list(model.opset_import))
+    onnx.checker.check_model(model, full_check=True)
+    return model, names, outs
+
+
+def run(model, names, outs, feeds):
+    return dict(zip(outs, ReferenceEvaluator(model).run(outs, dict(zip(names, feeds)))))
+
+
+def framework_outputs():
+    """BatchNormalization-15 on onnx's reference evaluator, step by step.
+    Training steps run the training graph and feed its running statistics to the next step."""
+    if CUMULATIVE:
+        raise NotImplementedError("a BatchNormalization node has one fixed momentum: no cumulative average")
+    dtype = ml_dtypes.bfloat16 if DTYPE == "bfloat16" else np.dtype(DTYPE)
+    c = SHAPE[1]
+    # channels-first by specification: a channels-last array is transposed before and after
+    to_graph = (lambda a: np.ascontiguousarray(np.moveaxis(a, -1, 1))) if CHANNELS_LAST else (lambda a: a)
+    from_graph = (lambda a: np.ascontiguousarray(np.moveaxis(a, 1, -1))) if CHANNELS_LAST else (lambda a: a)
+    gamma = np.asarray(GAMMA if AFFINE else np.ones(c)).astype(dtype)
+    beta = np.asarray(BETA if AFFINE else np.zeros(c)).astype(dtype)
+    # without running statistics every step normalizes with the batch's: the training graph,
+    # fed placeholders (0, 1) whose updated values are dropped
+    mean = np.asarray(RUNNING_MEAN if TRACK_RUNNING_STATS else np.zeros(c)).astype(dtype)
+    var = np.asarray(RUNNING_VAR if TRACK_RUNNING_STATS else np.ones(c)).astype(dtype)
+    out = {}
+    for k, step in enumerate(STEPS):
+        training = step != "eval"
+        x = to_graph(np.asarray(X[k]).astype(dtype))
+        model, names, outs = graph(x.shape, dtype, training or not TRACK_RUNNING_STATS)
+        got = run(model, names, outs, [x, gamma, beta, mean, var])
+        out[step + ".y"] = from_graph(np.asarray(got["Y"])).astype(np.float64)
+        if training and TRACK_RUNNING_STATS:
+            mean, var = np.asarray(got["running_mean"]), np.asarray(got["running_var"])
+            out[step + ".running_mean"], out[step + ".running_var"] = mean.astype(np.float64), var.astype(np.float64)
+    return out
+
+
+
+def main():
+    print("ONNX %s, NumPy %s" % (framework_version(), np.__version__))
+    print("case: shape %s, %s, %s, eps %g, momentum %g, steps %s"
+          % (SHAPE, DTYPE, "channels_last" if CHANNELS_LAST else "channels_first", EPS, MOMENTUM, STEPS))
+    actual = framework_outputs()
+    if len(sys.argv) > 2 and sys.argv[1] == "--save":  # every output, for crossbn's own checks
+        np.savez(sys.argv[2], **actual)
+    got, want = np.asarray(actual[TARGET], np.float64), expected()[TARGET]
+    with np.errstate(invalid="ignore"):
+        diff = np.where(np.isfinite(got) & np.isfinite(want), np.abs(got - want), 0.0)
+        off = (diff > TOLERANCE) | (np.isnan(got) != np.isnan(want)) | \
+            (np.isposinf(got) != np.isposinf(want)) | (np.isneginf(got) != np.isneginf(want))
+    np.set_printoptions(precision=10, threshold=40, edgeitems=4)
+    print("%s, %s:" % (TARGET, "ONNX"), got.ravel())
+    print("%s, expected:" % TARGET, want.ravel())
+    tol = np.broadcast_to(TOLERANCE, got.shape)
+    if got.size:
+        at = np.unravel_index(int(np.argmax(diff)), got.shape)
+        print("largest difference %.6g at index %s: got %r, expected %r (tolerance there %.3g)"
+              % (diff[at], list(map(int, at)), float(got[at]), float(want[at]), tol[at]))
+        with np.errstate(divide="ignore", invalid="ignore"):
+            at = np.unravel_index(int(np.argmax(np.where(off, 1.0 + np.nan_to_num(diff / tol, posinf=1e300), 0.0))),
+                                  got.shape)
+        if off[at]:
+            print("furthest past its tolerance at index %s: got %r, expected %r, tolerance %.3g"
+                  % (list(map(int, at)), float(got[at]), float(want[at]), tol[at]))
+    if off.any():
+        print("DISCREPANCY: %d of %d elements of %s differ" % (int(off.sum()), off.size, TARGET))
+        return 1
+    print("no discrepancy: %s is within tolerance" % TARGET)
+    return 0
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main())
+    except Exception:  # a broken run is not a reproduction: exit 2, not 1
+        import traceback
+
+        traceback.print_exc()
+        sys.exit(2)
