@@ -17,7 +17,6 @@ import pytest
 from crossbn.bugreport.attempt import PUBLIC, Lab
 from crossbn.bugreport.script import render, templated
 from crossbn.case import Case
-from crossbn.expected import simulate
 from crossbn.inputs import generate
 
 # suite "smoke": torch-compile runs every smoke case (other suites are sampled to bound compile time)
@@ -71,23 +70,33 @@ def test_script_outputs_are_the_backends_bit_for_bit(backend, label, labs, tmp_p
         assert np.array_equal(saved[name], want, equal_nan=True), f"{backend} {name}: repro.py differs from the worker"
 
 
-def test_inline_expectation_agrees_with_the_oracle(tmp_path):
+@pytest.mark.parametrize("backend, running_var, hyperparameters", [
+    ("torch", "unbiased", "exact"),                     # PyTorch's documented running variance
+    ("onnx-reference-opset15", "biased", "float32"),     # ONNX's 32-bit float attributes
+])
+def test_inline_expectation_agrees_with_the_oracle(backend, running_var, hyperparameters, tmp_path):
     """The script's short float64 formula against crossbn's oracle, on every
-    output and every convention a template is rendered with."""
+    output, under the convention each template is rendered with."""
     import runpy
 
-    pytest.importorskip("torch")
-    lab = Lab("torch")
+    from crossbn.judge import _expectation
+
+    lab = Lab(backend)
+    if lab.backend.available():
+        pytest.skip(lab.backend.available())
     try:
-        for case in (*CASES.values(), Case(shape=(6, 2), cumulative=True, train_steps=3, dtype="bfloat16"),
-                     Case(shape=(3, 2, 4), track_running_stats=False, train_steps=1, dtype="float64")):
+        cases = [*CASES.values(), Case(shape=(3, 2, 4), track_running_stats=False, train_steps=1, dtype="float64"),
+                 Case(shape=(5, 3), momentum=0.1, train_steps=3, dtype="float64")]
+        if backend == "torch":
+            cases.append(Case(shape=(6, 2), cumulative=True, train_steps=3, dtype="bfloat16"))
+        for case in cases:
             at = lab.attempt(case)
-            text = render(case=case, inputs=at.inputs, backend_name="torch", backend=lab.backend, device="cpu",
+            text = render(case=case, inputs=at.inputs, backend_name=backend, backend=lab.backend, device="cpu",
                           version="", target=f"{case.steps[0]}.y", tolerance=np.full(1, 1.0), title="oracle")
             (tmp_path / "repro.py").write_text(text)
             script = runpy.run_path(str(tmp_path / "repro.py"), run_name="not_main")
             inline = script["expected"]()
-            exp = simulate(case, at.inputs, running_var="unbiased")[0]  # PyTorch's documented convention
+            exp = _expectation(case, at.inputs, running_var, hyperparameters)[0]
             for name, value in exp.items():
                 if name.split(".")[1] in PUBLIC:  # float64 rounding apart, the same numbers
                     assert np.abs(inline[name] - value).max() <= 1e-12 * max(1.0, np.abs(value).max()), (case, name)

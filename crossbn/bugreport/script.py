@@ -128,9 +128,16 @@ def _tolerance(bound) -> str:
 
 def _convention(backend) -> str:
     if backend.convention("running_var") == "unbiased":
-        return ("UNBIASED_RUNNING_VAR = True  # documented: the running variance is fed the unbiased "
-                "batch variance, var * n / (n - 1)")
-    return "UNBIASED_RUNNING_VAR = False  # the running variance is fed the batch variance itself"
+        lines = ["UNBIASED_RUNNING_VAR = True  # documented: the running variance is fed the unbiased "
+                 "batch variance, var * n / (n - 1)"]
+    else:
+        lines = ["UNBIASED_RUNNING_VAR = False  # the running variance is fed the batch variance itself"]
+    if backend.convention("hyperparameters") == "float32":
+        lines.append("FLOAT32_ATTRIBUTES = True  # documented: eps and momentum reach the computation as "
+                     "32-bit floats (the expectation uses those values)")
+    else:
+        lines.append("FLOAT32_ATTRIBUTES = False  # eps and momentum are used as given")
+    return "\n".join(lines)
 
 
 def _docstring_safe(text: str) -> str:
@@ -146,11 +153,7 @@ def render(*, case, inputs: dict, backend_name: str, backend, device: str, versi
     fw = framework(backend_name)
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(Path(__file__).parent / "templates"),
                              undefined=jinja2.StrictUndefined, keep_trailing_newline=True)
-    float32_attrs = backend.convention("hyperparameters") == "float32"
     eps, momentum = _number(case.eps), _number(case.momentum)
-    if float32_attrs:  # the format stores them as 32-bit floats: both sides use those values
-        eps = f"float(np.float32({eps}))  # ONNX stores float attributes as 32-bit floats"
-        momentum = f"float(np.float32({momentum}))"
     embedded = sum(a.size for a in inputs.values()) <= EMBED_LIMIT
     draw_x, constant_channel, constant_value = _draw_x(case)
     text = env.get_template(f"frameworks/{fw.template}.py.j2").render(

@@ -34,6 +34,7 @@ TRAIN_STEPS = 1  # training-mode forward (and backward) passes, each on its own 
 EVAL_STEP = False  # then one eval-mode pass on a fresh batch
 GRADIENTS = False  # backward passes with upstream gradient DY
 UNBIASED_RUNNING_VAR = False  # the running variance is fed the batch variance itself
+FLOAT32_ATTRIBUTES = False  # eps and momentum are used as given
 TARGET = "train0.y"  # the output compared: <step>.<output>
 # crossbn's rounding-error bound for each element of TARGET: how far a correct
 # float64 implementation may stray from the exact value
@@ -80,6 +81,7 @@ def expected():
     gamma = per_channel(GAMMA if AFFINE else np.ones(SHAPE[1]))
     beta = per_channel(BETA if AFFINE else np.zeros(SHAPE[1]))
     rmean, rvar = RUNNING_MEAN, RUNNING_VAR
+    eps, momentum = (float(np.float32(EPS)), float(np.float32(MOMENTUM))) if FLOAT32_ATTRIBUTES else (EPS, MOMENTUM)
     with np.errstate(all="ignore"):
         for k, step in enumerate(STEPS):
             x = X[k]
@@ -89,7 +91,7 @@ def expected():
                 var = ((x - per_channel(mean)) ** 2).mean(axis=AXES)
             else:
                 mean, var = rmean, rvar
-            invstd = 1.0 / np.sqrt(var + EPS)
+            invstd = 1.0 / np.sqrt(var + eps)
             xhat = (x - per_channel(mean)) * per_channel(invstd)
             out[step + ".y"] = xhat * gamma + beta
             if step != "eval" and TRACK_RUNNING_STATS:
@@ -98,8 +100,8 @@ def expected():
                     rmean, rvar = ((mean, fed) if k == 0 else
                                    (rmean + (mean - rmean) / (k + 1), rvar + (fed - rvar) / (k + 1)))
                 else:
-                    rmean = MOMENTUM * rmean + (1 - MOMENTUM) * mean
-                    rvar = MOMENTUM * rvar + (1 - MOMENTUM) * fed
+                    rmean = momentum * rmean + (1 - momentum) * mean
+                    rvar = momentum * rvar + (1 - momentum) * fed
                 rmean, rvar = round_to_dtype(rmean), round_to_dtype(rvar)  # the state is stored in DTYPE
                 out[step + ".running_mean"], out[step + ".running_var"] = rmean, rvar
             if GRADIENTS:

@@ -21,8 +21,8 @@ from onnx.reference import ReferenceEvaluator
 SHAPE = (1, 1)  # logical (N, C, *spatial)
 CHANNELS_LAST = False  # stored as (N, *spatial, C) when True, else (N, C, *spatial)
 DTYPE = "float64"
-EPS = float(np.float32(0.001))  # ONNX stores float attributes as 32-bit floats
-MOMENTUM = float(np.float32(0.1))  # weight on the OLD running value: running = MOMENTUM * running + (1 - MOMENTUM) * batch
+EPS = 0.001
+MOMENTUM = 0.1  # weight on the OLD running value: running = MOMENTUM * running + (1 - MOMENTUM) * batch
 CUMULATIVE = False  # running statistics as the plain average of all batches (PyTorch momentum=None)
 AFFINE = False  # learnable gamma and beta
 TRACK_RUNNING_STATS = True
@@ -30,6 +30,7 @@ TRAIN_STEPS = 1  # training-mode forward (and backward) passes, each on its own 
 EVAL_STEP = False  # then one eval-mode pass on a fresh batch
 GRADIENTS = False  # backward passes with upstream gradient DY
 UNBIASED_RUNNING_VAR = False  # the running variance is fed the batch variance itself
+FLOAT32_ATTRIBUTES = True  # documented: eps and momentum reach the computation as 32-bit floats (the expectation uses those values)
 TARGET = "train0.running_mean"  # the output compared: <step>.<output>
 # crossbn's rounding-error bound for each element of TARGET: how far a correct
 # float64 implementation may stray from the exact value
@@ -76,6 +77,7 @@ def expected():
     gamma = per_channel(GAMMA if AFFINE else np.ones(SHAPE[1]))
     beta = per_channel(BETA if AFFINE else np.zeros(SHAPE[1]))
     rmean, rvar = RUNNING_MEAN, RUNNING_VAR
+    eps, momentum = (float(np.float32(EPS)), float(np.float32(MOMENTUM))) if FLOAT32_ATTRIBUTES else (EPS, MOMENTUM)
     with np.errstate(all="ignore"):
         for k, step in enumerate(STEPS):
             x = X[k]
@@ -85,7 +87,7 @@ def expected():
                 var = ((x - per_channel(mean)) ** 2).mean(axis=AXES)
             else:
                 mean, var = rmean, rvar
-            invstd = 1.0 / np.sqrt(var + EPS)
+            invstd = 1.0 / np.sqrt(var + eps)
             xhat = (x - per_channel(mean)) * per_channel(invstd)
             out[step + ".y"] = xhat * gamma + beta
             if step != "eval" and TRACK_RUNNING_STATS:
@@ -94,8 +96,8 @@ def expected():
                     rmean, rvar = ((mean, fed) if k == 0 else
                                    (rmean + (mean - rmean) / (k + 1), rvar + (fed - rvar) / (k + 1)))
                 else:
-                    rmean = MOMENTUM * rmean + (1 - MOMENTUM) * mean
-                    rvar = MOMENTUM * rvar + (1 - MOMENTUM) * fed
+                    rmean = momentum * rmean + (1 - momentum) * mean
+                    rvar = momentum * rvar + (1 - momentum) * fed
                 rmean, rvar = round_to_dtype(rmean), round_to_dtype(rvar)  # the state is stored in DTYPE
                 out[step + ".running_mean"], out[step + ".running_var"] = rmean, rvar
             if GRADIENTS:
