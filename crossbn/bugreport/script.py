@@ -43,8 +43,7 @@ FRAMEWORKS = {
     "keras-torch": Framework("keras", "Keras", "keras and torch", {"keras_backend": "torch"}),
     "tf-keras": Framework("tf_keras", "tf-keras", "tf-keras (and tensorflow)", {"fused": False}),
     "tf-keras-fused": Framework("tf_keras", "tf-keras", "tf-keras (and tensorflow)", {"fused": True}),
-    "tf-nn": Framework("tf_nn", "TensorFlow", "tensorflow", {"fused_op": False}),
-    "tf-fused-op": Framework("tf_nn", "TensorFlow", "tensorflow", {"fused_op": True}),
+    "tf-nn": Framework("tf_nn", "TensorFlow", "tensorflow"),
     **{name: Framework("flax", "Flax", "flax (and jax)", {"api": name.split("-")[1], "jit": name.endswith("-jit")})
        for name in ("flax-linen", "flax-linen-jit", "flax-nnx", "flax-nnx-jit")},
     **{f"{runtime}-opset{opset}": Framework("onnx", label, req, {"runtime": runtime, "opset": opset})
