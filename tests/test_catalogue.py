@@ -13,7 +13,8 @@ def test_shipped_suites_load():
 
 
 def test_default_covers_every_axis():
-    cases = load_suite("default")
+    # default.toml's own groups (the regression cases it includes from cases/found/ vary as the fuzzer saves them)
+    cases = [c for c in load_suite("default") if c.suite == "default"]
     assert len(cases) >= 400
     seen = lambda f: {f(c) for c in cases}  # noqa: E731
     assert {2, 3, 4, 5} <= seen(lambda c: c.rank)
