@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import time
+from contextlib import contextmanager
 
 import numpy as np
 
@@ -36,33 +37,55 @@ def _expectation(case, inputs, running_var: str = "biased", hyperparameters: str
     return exp, model_bounds(case, traces), traces
 
 
+class Clock:
+    """Seconds spent in each phase of one judgement: the record's `timings`
+    (benchmarks/ adds them up to say where a run's time goes)."""
+
+    def __init__(self):
+        self.spent: dict[str, float] = {}
+
+    @contextmanager
+    def __call__(self, phase: str):
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.spent[phase] = self.spent.get(phase, 0.0) + time.perf_counter() - start
+
+    def rounded(self) -> dict[str, float]:
+        return {k: round(v, 6) for k, v in self.spent.items()}
+
+
 class _Judged:
     """A backend's outputs for one (case, inputs) held against the oracle:
     what the verdict, the probes and the fingerprint all need."""
 
-    def __init__(self, case, inputs, observables, backend):
+    def __init__(self, case, inputs, observables, backend, clock: Clock | None = None):
+        clock = clock or Clock()
         self.case, self.inputs, self.actual = case, inputs, observables
-        self.exp, self.bounds, self.traces = _expectation(case, inputs)
-        self.convention = None
-        if backend.differs_from_canonical():  # held to its documented semantics first (compare.py)
-            self.convention = _expectation(case, inputs, backend.convention("running_var"),
-                                           backend.convention("hyperparameters"))[:2]
+        with clock("oracle"):
+            self.exp, self.bounds, self.traces = _expectation(case, inputs)
+            self.convention = None
+            if backend.differs_from_canonical():  # held to its documented semantics first (compare.py)
+                self.convention = _expectation(case, inputs, backend.convention("running_var"),
+                                               backend.convention("hyperparameters"))[:2]
         self.notes = []
         if backend.no_gradients and case.gradients:
             self.exp, self.bounds = without_gradients(self.exp, self.bounds)
             if self.convention is not None:
                 self.convention = without_gradients(*self.convention)
             self.notes.append(f"gradients not compared: {backend.no_gradients}")
-        self.broken = output_problem(case, observables, self.exp)
-        self.comparison = None if self.broken else compare(observables, self.exp, self.bounds,
-                                                                     self.convention, case.channel_axis)
+        with clock("compare"):
+            self.broken = output_problem(case, observables, self.exp)
+            self.comparison = None if self.broken else compare(observables, self.exp, self.bounds,
+                                                               self.convention, case.channel_axis)
 
     def full_bounds(self) -> dict:
         return {k: full_bound(self.bounds[k], self.exp[k], np.dtype(self.actual[k].dtype).name)
                 for k in self.exp if k in self.actual}
 
 
-def _explain(judged: _Judged, backend, device, worker, timeout) -> tuple[dict, dict]:
+def _explain(judged: _Judged, backend, device, worker, timeout, clock: Clock) -> tuple[dict, dict]:
     """Localization (with probes on the same backend) and the fingerprint."""
     def run_probe(name, pcase, pinputs):
         why = backend.supports(pcase)
@@ -75,12 +98,14 @@ def _explain(judged: _Judged, backend, device, worker, timeout) -> tuple[dict, d
         return probe.broken or probe.comparison
 
     c = judged.comparison
-    where = localize(judged.case, judged.inputs, c, c.verdict, judged.actual, judged.traces,
-                     judged.full_bounds(), run_probe)
+    with clock("localize"):  # probes included: their backend runs, oracles and comparisons
+        where = localize(judged.case, judged.inputs, c, c.verdict, judged.actual, judged.traces,
+                         judged.full_bounds(), run_probe)
     compared = {k: judged.actual[k] for k in c.observables}
-    diagnosis = diagnose(judged.case, judged.inputs, compared, judged.exp, judged.bounds, judged.traces,
-                         running_var=backend.convention("running_var"),
-                         hyperparameters=backend.convention("hyperparameters"))
+    with clock("diagnose"):
+        diagnosis = diagnose(judged.case, judged.inputs, compared, judged.exp, judged.bounds, judged.traces,
+                             running_var=backend.convention("running_var"),
+                             hyperparameters=backend.convention("hyperparameters"))
     return where, diagnosis
 
 
@@ -114,47 +139,54 @@ def judge(case, backend_name: str, backend, device: str, pool: WorkerPool,
     """Return the result record (see results.make_record). `keep`, when
     given, receives the inputs and the `_Judged` outputs held against the
     oracle (crossbn/bugreport reads the arrays a record only summarizes)."""
-    start = time.perf_counter()
+    start, clock = time.perf_counter(), Clock()
+
+    def done(**fields) -> dict:
+        return make_record(**record, **fields, seconds=time.perf_counter() - start, timings=clock.rounded())
+
     record = dict(case=case, backend=backend_name, device=device, interpreter=backend.interpreter)
-    worker, description, problem = open_worker(backend_name, backend, pool, timeout)
+    with clock("start"):  # the worker's start and the framework's import, on its first case only
+        worker, description, problem = open_worker(backend_name, backend, pool, timeout)
     if problem is not None:
-        return make_record(**record, verdict=problem[0], reason=problem[1], seconds=time.perf_counter() - start)
+        return done(verdict=problem[0], reason=problem[1])
     record.update(version=description["version"], device_name=description["devices"].get(device, ""))
     why = backend.supports(case) if backend.applies(case) else \
         f"the case sets {', '.join(sorted(case.option_families))} switches, which {backend_name} does not have"
     if why is None:
         why = device_problem(backend_name, device, description)
     if why is not None:
-        return make_record(**record, verdict="unsupported", reason=why, seconds=time.perf_counter() - start)
+        return done(verdict="unsupported", reason=why)
 
-    inputs = inputs_mod.generate(case)
-    outcome = worker.run(case, inputs, device, timeout)
+    with clock("inputs"):
+        inputs = inputs_mod.generate(case)
+    with clock("backend"):  # the round trip: encoding, the worker's own time (backend_seconds), decoding
+        outcome = worker.run(case, inputs, device, timeout)
     if outcome.status != "ok":
-        return make_record(**record, verdict=outcome.status, reason=outcome.message, backend_info=outcome.info,
-                           backend_seconds=outcome.seconds, seconds=time.perf_counter() - start)
-    judged = _Judged(case, inputs, outcome.observables, backend)
+        return done(verdict=outcome.status, reason=outcome.message, backend_info=outcome.info,
+                    backend_seconds=outcome.seconds)
+    judged = _Judged(case, inputs, outcome.observables, backend, clock)
     if keep is not None:
         keep.update(inputs=inputs, judged=judged)
     if judged.broken:
-        return make_record(**record, verdict="error",
-                           reason=f"{backend_name} returned malformed outputs: {judged.broken}",
-                           backend_info=outcome.info, backend_seconds=outcome.seconds,
-                           seconds=time.perf_counter() - start)
+        return done(verdict="error", reason=f"{backend_name} returned malformed outputs: {judged.broken}",
+                    backend_info=outcome.info, backend_seconds=outcome.seconds)
     comparison = judged.comparison
     cross = None
-    if device != "cpu" and "cpu" in description["devices"]:
-        # within one framework, this device against its own CPU path
-        on_cpu = worker.run(case, inputs, "cpu", timeout)
-        cross = (compare_runs(outcome.observables, on_cpu.observables, judged.bounds, device, "cpu")
-                 if on_cpu.status == "ok"
-                 else {"against": "cpu", "verdict": on_cpu.status, "note": on_cpu.message.splitlines()[0]})
-    versus = _versus(case, inputs, outcome.observables, judged.bounds, device, backend, backend_name, pool, timeout)
+    with clock("cross"):
+        if device != "cpu" and "cpu" in description["devices"]:
+            # within one framework, this device against its own CPU path
+            on_cpu = worker.run(case, inputs, "cpu", timeout)
+            cross = (compare_runs(outcome.observables, on_cpu.observables, judged.bounds, device, "cpu")
+                     if on_cpu.status == "ok"
+                     else {"against": "cpu", "verdict": on_cpu.status, "note": on_cpu.message.splitlines()[0]})
+        versus = _versus(case, inputs, outcome.observables, judged.bounds, device, backend, backend_name, pool,
+                         timeout)
     where = diagnosis = None
     if comparison.verdict in EXPLAINED:
-        where, diagnosis = _explain(judged, backend, device, worker, timeout)
+        where, diagnosis = _explain(judged, backend, device, worker, timeout, clock)
     reason = "; ".join(n for n in (comparison.note, *judged.notes) if n)
-    return make_record(**record, verdict=comparison.verdict, comparison=comparison, reason=reason,
-                       inputs=inputs_mod.summarize(inputs), digests=digests(outcome.observables),
-                       cross_device=cross, cross_version=versus, localization=where, diagnosis=diagnosis,
-                       backend_info=outcome.info, backend_seconds=outcome.seconds,
-                       seconds=time.perf_counter() - start)
+    with clock("record"):
+        summary, digest = inputs_mod.summarize(inputs), digests(outcome.observables)
+    return done(verdict=comparison.verdict, comparison=comparison, reason=reason, inputs=summary, digests=digest,
+                cross_device=cross, cross_version=versus, localization=where, diagnosis=diagnosis,
+                backend_info=outcome.info, backend_seconds=outcome.seconds)

@@ -30,7 +30,8 @@ Record fields (version 1):
   judge._versus; null when the run has no other),
   backend_info (what the backend reported about the run, e.g. torch-compile's
   compile time), seconds (wall time of the whole judgement), backend_seconds,
-  worker, time.
+  timings (seconds per phase of the judgement: start, inputs, backend, oracle,
+  compare, cross, localize, diagnose, record; judge.Clock), worker, time.
 """
 
 from __future__ import annotations
@@ -43,7 +44,7 @@ from pathlib import Path
 
 SCHEMA = 1
 # Fields that depend on scheduling and timing, not on the result itself.
-VOLATILE = ("seconds", "backend_seconds", "worker", "time", "backend_info")
+VOLATILE = ("seconds", "backend_seconds", "timings", "worker", "time", "backend_info")
 
 
 def finite(x):
@@ -100,7 +101,7 @@ def make_record(*, case, backend: str, device: str, verdict: str, version: str =
                 cross_device: dict | None = None, backend_info: dict | None = None,
                 localization: dict | None = None, diagnosis: dict | None = None,
                 inputs: dict | None = None, digests: dict | None = None, interpreter: str | None = None,
-                cross_version: dict | None = None) -> dict:
+                cross_version: dict | None = None, timings: dict | None = None) -> dict:
     observables, worst, not_exposed, unexpected = {}, None, [], []
     if comparison is not None:
         observables = {k: o.to_dict() for k, o in comparison.observables.items()}
@@ -118,6 +119,7 @@ def make_record(*, case, backend: str, device: str, verdict: str, version: str =
         "cross_device": cross_device, "interpreter": interpreter, "cross_version": cross_version,
         "backend_info": backend_info or {},
         "seconds": round(seconds, 6), "backend_seconds": round(backend_seconds, 6),
+        "timings": timings or {},
         "worker": worker_id(),
         "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     })
