@@ -65,7 +65,7 @@ def _run(args: argparse.Namespace, extra: list[str]) -> int:
             "-o", f"console_output_style={'count' if progress == 'off' else 'classic'}"]
     # Only what was given on the command line; the plugin applies CROSSBN_*
     # environment variables and defaults, in one place.
-    for name in ("suite", "backends", "devices", "timeout", "compare", "known"):
+    for name in ("suite", "backends", "devices", "timeout", "compare", "known", "shard"):
         if getattr(args, name) is not None:
             argv.append(f"--crossbn-{name}={getattr(args, name)}")
     for module in args.backend_module:
@@ -320,6 +320,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help="at the end, a verified repro.py and ISSUE.md per root cause of the new findings "
                           "(DIR/bug-reports/, linked from each finding's page)")
     run.add_argument("--repro-budget", default="30s", help="shrinking time per root cause (default: 30s)")
+    run.add_argument("--shard", metavar="K/N",
+                     help="run only shard K of N (each test hashed to one shard by its id: deterministic); "
+                          "merge the shards' folders with `crossbn report A B` (env CROSSBN_SHARD)")
     run.add_argument("--no-conventions", dest="conventions", action="store_false",
                      help="skip `crossbn conventions` after the tests (the report then has no conventions table)")
     _backend_options(run, "results.jsonl", n_default="auto", n_help="parallel pytest-xdist workers, 0 for none",

@@ -17,6 +17,7 @@ Options (each with a CROSSBN_* environment fallback):
   --crossbn-backend-module F   a .py file defining extra Backend classes (repeatable)
   --crossbn-timeout SECONDS    per-case limit before a worker is killed  (default: 300)
   --crossbn-progress MODE      live progress: auto|rich|plain|off        (default: off; `crossbn run`: auto)
+  --crossbn-shard K/N          run only shard K of N (crossbn/shard.py)  (default: all)
 """
 
 from __future__ import annotations
@@ -41,6 +42,8 @@ _OPTIONS = (
     ("known", "CROSSBN_KNOWN", None, "a TOML file of known differences (crossbn/known.py): matching findings "
                                      "are xfails, not failures"),
     ("progress", "CROSSBN_PROGRESS", "off", "live progress: auto (rich on a terminal, else plain), rich, plain, off"),
+    ("shard", "CROSSBN_SHARD", None, "K/N: run only shard K of N (1 <= K <= N), for CI sharding or several "
+                                     "machines; the shards' results merge with `crossbn report A B`"),
 )
 DEVICES = ("cpu", "cuda")
 _STATE = pytest.StashKey()
@@ -115,6 +118,12 @@ class _State:
                 self.known = load_known(_option(config, "known"))
             except KnownError as e:
                 raise pytest.UsageError(f"--crossbn-known: {e}") from e
+        from .shard import ShardError, parse_shard
+
+        try:
+            self.shard = parse_shard(_option(config, "shard"))
+        except ShardError as e:
+            raise pytest.UsageError(f"--crossbn-shard: {e}") from e
         if _option(config, "compare") and self.out is None:
             raise pytest.UsageError("--crossbn-compare: needs --crossbn-out, where the results to compare are written")
         self.worker_id = worker_id()
@@ -195,6 +204,7 @@ def pytest_configure(config):
         st.started = time.monotonic()
         st.run_info = environment.describe(
             suite=_option(config, "suite"), backends=list(st.names), devices=st.devices,
+            shard=None if st.shard is None else "%d/%d" % st.shard,
             backend_modules=[Path(m).name for m in st.modules],
             argv=[str(a) for a in config.invocation_params.args])
         environment.write(st.out, st.run_info)
@@ -237,6 +247,21 @@ def pytest_generate_tests(metafunc):
             for device in st.devices:
                 params.append(pytest.param((case, name, device), id=f"{case.pytest_id}-{name}-{device}", marks=marks))
     metafunc.parametrize("crossbn_target", params)
+
+
+def pytest_collection_modifyitems(config, items):
+    """--crossbn-shard K/N: keep this shard's conformance tests (crossbn/shard.py)."""
+    if not _wants_conformance(config) or _state(config).shard is None:
+        return
+    from .shard import in_shard
+
+    k, n = _state(config).shard
+    keep, drop = [], []
+    for item in items:
+        (keep if item.get_closest_marker("crossbn") is None or in_shard(item.name, k, n) else drop).append(item)
+    if drop:
+        config.hook.pytest_deselected(items=drop)
+        items[:] = keep
 
 
 @pytest.fixture

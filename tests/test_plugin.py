@@ -62,6 +62,24 @@ def test_serial_and_parallel_runs_give_the_same_results(smoke_runs):
     assert a == b
 
 
+def test_two_shards_merged_give_the_results_of_one_run(smoke_runs, tmp_path):
+    """CI sharding: two shards as separate processes (one with -n 2, one
+    without), merged by `crossbn report`, are the unsharded run."""
+    whole = [stable(r) for r in read(smoke_runs["0"][0] / "results.jsonl")]
+    parts = []
+    for k, n in (("1", "2"), ("2", "0")):
+        d = tmp_path / f"shard{k}"
+        proc = crossbn("run", "--suite", "smoke", "--backends", ",".join(FOUR), "-n", n, "--shard", f"{k}/2",
+                       "--out", str(d))
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        parts.append({(r["case_id"], r["backend"]) for r in read(d / "results.jsonl")})
+        assert json.loads((d / "run.json").read_text())["shard"] == f"{k}/2"
+    assert parts[0] and parts[1] and not parts[0] & parts[1]  # each test in exactly one shard
+    merged = crossbn("report", str(tmp_path / "shard1"), str(tmp_path / "shard2"), "--out", str(tmp_path / "merged"))
+    assert merged.returncode == 0, merged.stdout + merged.stderr
+    assert [stable(r) for r in read(tmp_path / "merged" / "results.jsonl")] == whole
+
+
 def test_header_names_versions_and_failure_names_case_observable_ratio(tmp_path):
     env = {"CROSSBN_SUITE": "smoke", "CROSSBN_BACKENDS": "keras-jax", "CROSSBN_OUT": str(tmp_path)}
     proc = subprocess.run([sys.executable, "-m", "pytest", "--pyargs", "crossbn.conformance", "-p", "no:cacheprovider",
@@ -89,6 +107,8 @@ def test_user_backend_module_through_env(tmp_path):
     (["--suite", "nosuchsuite"], "unknown suite 'nosuchsuite'"),
     (["--timeout", "-1"], "--crossbn-timeout: must be a positive number of seconds, got '-1'"),
     (["--timeout", "soon"], "--crossbn-timeout: must be a positive number of seconds, got 'soon'"),
+    (["--shard", "3/2"], "--crossbn-shard: '3/2': K must be between 1 and N (got shard 3 of 2)"),
+    (["--shard", "half"], "--crossbn-shard: 'half' is not K/N"),
 ])
 def test_bad_options_exit_2_with_a_clear_message(tmp_path, args, message):
     proc = crossbn("run", "-n", "0", "--out", str(tmp_path), *args)
