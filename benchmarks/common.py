@@ -1,0 +1,104 @@
+"""What every benchmark section shares: the machine, repetitions, statistics,
+the suite (or a deterministic sample of it), and crossbn run as a process.
+
+Each measurement is a whole process started afresh, as a user would start it,
+so imports and worker start-up are paid where a real run pays them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+PYTHON = sys.executable
+
+
+def machine() -> dict:
+    """The machine the figures were measured on, as the table's header says it."""
+    from crossbn import environment
+
+    info = environment.describe(suite="", backends=[], devices=["cpu"], backend_modules=[], argv=[])
+    mem = ""
+    try:
+        kb = int(next(line for line in open("/proc/meminfo") if line.startswith("MemTotal")).split()[1])
+        mem = f"{kb / 2**20:.0f} GiB"
+    except (OSError, StopIteration, ValueError):
+        pass
+    return {"date": time.strftime("%Y-%m-%d"), "cpu": info.get("cpu", ""), "cores": os.cpu_count(),
+            "memory": mem, "platform": platform.platform(), "python": platform.python_version(),
+            "crossbn_commit": info.get("commit", "")}
+
+
+@dataclass
+class Spread:
+    """Repetitions of one measurement: the table shows the median and the spread (min-max)."""
+
+    values: list[float]
+
+    @property
+    def median(self) -> float:
+        return statistics.median(self.values)
+
+    def cell(self, digits: int = 1) -> str:
+        if len(self.values) == 1:
+            return f"{self.values[0]:.{digits}f}"
+        return f"{self.median:.{digits}f} ({min(self.values):.{digits}f}-{max(self.values):.{digits}f})"
+
+    def to_dict(self) -> dict:
+        return {"median": self.median, "min": min(self.values), "max": max(self.values), "values": self.values}
+
+
+def sample_suite(suite: str, every: int, folder: Path) -> Path | str:
+    """The suite, or every `every`-th of its cases (in catalogue order, so the
+    same sample each time) written as a catalogue that crossbn and the bare
+    loop both read."""
+    if every <= 1:
+        return suite
+    from crossbn.bugreport.casefile import group_toml
+    from crossbn.catalogue import load_suite
+
+    cases = load_suite(suite)[::every]
+    path = folder / f"{Path(str(suite)).stem}-every-{every}.toml"
+    path.write_text("\n".join(group_toml(c, c.group or "sample") for c in cases), encoding="utf-8")
+    return path
+
+
+def run_crossbn(suite, backends: str, n: int | str, out: Path, *, conventions: bool = False,
+                extra: tuple[str, ...] = ()) -> tuple[float, Path]:
+    """`crossbn run` as its own process: (wall seconds, the run's folder)."""
+    cmd = [PYTHON, "-m", "crossbn.cli", "run", "--suite", str(suite), "--backends", backends, "-n", str(n),
+           "--out", str(out), "--progress", "off", *extra]
+    if not conventions:
+        cmd.append("--no-conventions")
+    start = time.perf_counter()
+    done = subprocess.run(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    seconds = time.perf_counter() - start
+    if done.returncode not in (0, 1):  # 1: findings (no --known given), still a complete run
+        raise RuntimeError(f"crossbn run failed ({done.returncode}):\n{done.stdout[-3000:]}")
+    return seconds, out
+
+
+def records(out: Path) -> list[dict]:
+    path = out / "results.jsonl"
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def scratch() -> tempfile.TemporaryDirectory:
+    """A folder for one benchmark's runs, removed afterwards (runs write reports of megabytes)."""
+    return tempfile.TemporaryDirectory(prefix="crossbn-bench-")
+
+
+def installed_cpu_backends() -> list[str]:
+    """Every registered backend whose framework is installed here (the main job's set)."""
+    from crossbn.backends import discover, load
+
+    return [name for name, spec in discover().items() if load(spec).available() is None]

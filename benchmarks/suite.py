@@ -1,0 +1,67 @@
+"""The whole suite: wall time of `crossbn run --suite default -n 2` (the main
+job, conventions included), and where it goes.
+
+The phases come from the records' `timings` (judge.Clock), summed over the
+run's records and divided by the number of workers, since two workers spend
+them side by side; reporting is `crossbn report` of the same folder timed on
+its own (the run builds the report twice: after the tests and after the
+conventions); the conventions are the wall time of `crossbn conventions` on
+its own. What no phase accounts for (pytest's start, collection, scheduling,
+workers waiting for each other) is the rest.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from pathlib import Path
+
+from .common import PYTHON, ROOT, Spread, records, run_crossbn
+
+
+def _timed(cmd: list[str]) -> float:
+    start = time.perf_counter()
+    subprocess.run(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
+    return time.perf_counter() - start
+
+
+def measure(backends: list[str], suite, reps: int, folder: Path, workers: int, log) -> dict:
+    runs = []
+    for rep in range(reps):
+        out = folder / f"suite-{rep}"
+        wall, _ = run_crossbn(suite, ",".join(backends), workers, out, conventions=True)
+        recs = records(out)
+        share = {p: 0.0 for p in ("start", "inputs", "backend", "oracle", "compare")}
+        for r in recs:
+            t = r.get("timings") or {}
+            share["start"] += t.get("start", 0.0)
+            share["inputs"] += t.get("inputs", 0.0)
+            share["backend"] += t.get("backend", 0.0) + t.get("cross", 0.0)
+            share["oracle"] += t.get("oracle", 0.0)
+            share["compare"] += sum(t.get(p, 0.0) for p in ("compare", "localize", "diagnose", "record"))
+        share = {k: v / workers for k, v in share.items()}
+        report = _timed([PYTHON, "-m", "crossbn.cli", "report", str(out), "--out", str(folder / f"suite-report-{rep}")])
+        share["report"] = 2 * report
+        share["conventions"] = _timed([PYTHON, "-m", "crossbn.cli", "conventions", "--backends", ",".join(backends),
+                                       "--out", str(folder / f"suite-conv-{rep}"), "-n", str(workers)])
+        share["rest"] = wall - sum(share.values())
+        runs.append({"wall": wall, "records": len(recs), **share})
+        log(f"suite rep {rep + 1}/{reps}: {wall:.0f} s, {len(recs)} records, "
+            + ", ".join(f"{k} {v:.0f} s" for k, v in share.items()))
+    keys = [k for k in runs[0] if k != "records"]
+    return {"workers": workers, "records": runs[0]["records"], **{k: Spread([r[k] for r in runs]) for k in keys}}
+
+
+LABELS = {"start": "worker start and framework imports", "inputs": "input generation",
+          "backend": "backends (worker round trips)", "oracle": "the oracle",
+          "compare": "comparison, localization, diagnosis, records", "report": "the HTML report (twice)",
+          "conventions": "conventions", "rest": "the rest: pytest, collection, scheduling, waiting"}
+
+
+def table(result: dict) -> list[str]:
+    wall = result["wall"].median
+    lines = [f"`crossbn run -n {result['workers']}`: {result['records']} results, wall {result['wall'].cell(0)} s.", "",
+             "| where | s | share |", "|---|---:|---:|"]
+    for k, label in LABELS.items():
+        lines.append(f"| {label} | {result[k].cell(0)} | {result[k].median / wall:.0%} |")
+    return lines
