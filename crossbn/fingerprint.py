@@ -95,32 +95,41 @@ def _ratio(actual: np.ndarray, target: np.ndarray, bound: np.ndarray, out_dtype:
     t = np.asarray(target, dtype=np.float64)
     if a.shape != t.shape:
         return _CAP
-    top = overflow_threshold(out_dtype)
-    t = np.where(np.isfinite(t) & (np.abs(t) >= top), np.copysign(np.inf, t), t)
-    both = np.isfinite(a) & np.isfinite(t)
-    same_special = ~both & ((np.isnan(a) & np.isnan(t)) | (a == t))
     with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
-        err = np.where(both, np.abs(a - t), 0.0)
+        t = np.where(np.abs(t) >= overflow_threshold(out_dtype), np.copysign(np.inf, t), t)
+        both = np.isfinite(a) & np.isfinite(t)
+        all_finite = bool(both.all())  # the usual case: no masking needed
+        err = np.abs(a - t) if all_finite else np.where(both, np.abs(a - t), 0.0)
         r = np.where(err == 0, 0.0, err / bound)
-    r = np.where(np.isnan(r), 0.0, r)  # an unbounded (NaN) bound cannot tell formulations apart
-    r = np.where(both | same_special, r, _CAP)
-    return float(min(r.max(initial=0.0), _CAP))
+        if not all_finite and not (both | (np.isnan(a) & np.isnan(t)) | (a == t)).all():
+            return _CAP  # a NaN/Inf where the target has none, or of the other sign
+    # an unbounded (NaN) bound cannot tell formulations apart: fmax skips it
+    return float(min(np.fmax.reduce(r, axis=None, initial=0.0), _CAP))
 
 
-def score(actual: dict, target: dict, exact: dict, bounds: dict, spread: dict | None = None) -> float:
+def score(actual: dict, target: dict, exact: dict, bounds: dict, spread: dict | None = None,
+          cache: dict | None = None) -> float:
     """Worst error/bound of `actual` against `target` over the compared
     observables; `spread` (the target's rounding spread) widens the bound by
-    NOISE_FACTOR times itself."""
+    NOISE_FACTOR times itself. `cache` keeps each observable's full bound
+    between calls with the same `bounds` (the fingerprint search scores
+    dozens of formulations against one output)."""
     worst = 0.0
     for name, model in bounds.items():
         if name not in actual or name not in target:
             continue
         a = actual[name]
         out_dtype = np.dtype(a.dtype).name if hasattr(a, "dtype") else "float64"
-        bound = full_bound(model, exact[name], out_dtype)
+        key = (id(bounds), name, out_dtype)
+        bound = None if cache is None else cache.get(key)
+        if bound is None:
+            bound = full_bound(model, exact[name], out_dtype)
+            bound = np.where(np.isfinite(bound), bound, np.nan)
+            if cache is not None:
+                cache[key] = bound
         if spread is not None and name in spread:
             bound = bound + NOISE_FACTOR * spread[name]
-        bound = np.where(np.isfinite(bound), bound, np.nan)
+            bound = np.where(np.isfinite(bound), bound, np.nan)
         worst = max(worst, _ratio(a, target[name], bound, out_dtype))
     return worst
 
@@ -181,6 +190,7 @@ class _Trials:
         self.bounds = bounds
         self.bounds_at = {_precision(case, Formulation()): bounds}
         self.tried: dict[str, dict] = {}
+        self.full_bounds: dict = {}  # score's cache, for as long as the bounds dicts above live
 
     def __call__(self, f: Formulation) -> dict:
         if f.label() not in self.tried:
@@ -190,10 +200,12 @@ class _Trials:
                 self.bounds_at[p] = {k: model[k] for k in self.names if k in model}
             target, spread = simulate_with_spread(self.case, self.inputs, f)
             self.tried[f.label()] = {"formulation": f.label(), "description": f.describe(self.case),
-                                     "score": score(self.actual, target, self.exact, self.bounds_at[p], spread),
+                                     "score": score(self.actual, target, self.exact, self.bounds_at[p], spread,
+                                                    self.full_bounds),
                                      "ulps": ulp_distance(self.actual, target, self.names),
                                      # how far the formulation itself lands from the exact values
-                                     "error": score(target, self.exact, self.exact, self.bounds), "_f": f}
+                                     "error": score(target, self.exact, self.exact, self.bounds, cache=self.full_bounds),
+                                     "_f": f}
         return self.tried[f.label()]
 
 

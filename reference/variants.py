@@ -75,13 +75,28 @@ def tree_sum(x, channel_axis, dtype):
     """Per-channel sum, pairwise, every partial sum rounded to ``dtype``."""
     r = rounder(dtype)
     v = _channels_rows(x, channel_axis)
+    native = np.dtype(dtype) in (np.float32, np.float16)
     with np.errstate(**_QUIET):
         while v.shape[1] > 1:
             h = v.shape[1] // 2
-            s = r(v[:, :h] + v[:, h:2 * h])
-            if v.shape[1] % 2:
-                s[:, -1] = r(s[:, -1] + v[:, -1])
+            if native and v.dtype == np.float64 and v.shape[1] > 2:
+                # After the first level every partial sum is a `dtype` value, and
+                # NumPy's float32/float16 addition of two such values is the
+                # correctly rounded sum, as rounding their exact float64 sum is:
+                # the same bits, without two conversions per addition.
+                s = r(v[:, :h] + v[:, h:2 * h]).astype(dtype)
+                if v.shape[1] % 2:
+                    s[:, -1] = r(s[:, -1].astype(np.float64) + v[:, -1])
+            elif v.dtype != np.float64:
+                s = v[:, :h] + v[:, h:2 * h]
+                if v.shape[1] % 2:
+                    s[:, -1] = s[:, -1] + v[:, -1]
+            else:
+                s = r(v[:, :h] + v[:, h:2 * h])
+                if v.shape[1] % 2:
+                    s[:, -1] = r(s[:, -1] + v[:, -1])
             v = s
+    v = v.astype(np.float64)
     return v[:, 0] if v.shape[1] else np.zeros(v.shape[0])
 
 
