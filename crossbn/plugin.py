@@ -239,6 +239,12 @@ def pytest_generate_tests(metafunc):
         return
     st = _state(metafunc.config)
     params = []
+    # Backend by backend, not case by case: a worker then runs one framework
+    # for a long stretch and keeps its caches (and torch.compile's graphs)
+    # warm. Interleaving backends per case would let a worker share a case's
+    # oracle between backends, but measured slower: 59 cases on 21 backends,
+    # -n 2, took 285 s backend-major, 331 s in blocks of 16 cases and 342 s
+    # case by case (benchmarks/README.md, "Test order").
     for name in st.backends:
         marks = [pytest.mark.crossbn, pytest.mark.crossbn_backend(name)]
         for case in st.cases:
