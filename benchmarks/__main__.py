@@ -24,7 +24,7 @@ import sys
 import time
 from pathlib import Path
 
-from . import common, overhead, scale, scaling, startup, suite
+from . import common, goals, overhead, scale, scaling, startup, suite
 
 SECTIONS = ("overhead", "scaling", "startup", "scale", "suite")
 
@@ -118,6 +118,7 @@ def main(argv: list[str] | None = None) -> int:
         if "suite" in sections:
             r = raw["suite"] = suite.measure(backends, args.suite, args.suite_reps, folder, 2, log)
             out += [f"### Whole suite (`{args.suite}`, {args.suite_reps} rep)", "", *suite.table(r), ""]
+    out += ["### Goals", "", *goals.table(raw, goals.largest_case_elements(args.suite)), ""]
     print("\n".join(out))
     path = args.json or common.ROOT / "benchmarks" / "results" / time.strftime("%Y%m%d-%H%M%S.json")
     path.parent.mkdir(parents=True, exist_ok=True)

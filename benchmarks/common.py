@@ -79,12 +79,24 @@ def run_crossbn(suite, backends: str, n: int | str, out: Path, *, conventions: b
            "--out", str(out), "--progress", "off", *extra]
     if not conventions:
         cmd.append("--no-conventions")
+    from .memory import TreePeak
+
     start = time.perf_counter()
-    done = subprocess.run(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    peak = TreePeak(proc.pid, backend_depth=1 if str(n) == "0" else 2)
+    output, _ = proc.communicate()
     seconds = time.perf_counter() - start
-    if done.returncode not in (0, 1):  # 1: findings (no --known given), still a complete run
-        raise RuntimeError(f"crossbn run failed ({done.returncode}):\n{done.stdout[-3000:]}")
+    memory = peak.stop()
+    if proc.returncode not in (0, 1):  # 1: findings (no --known given), still a complete run
+        raise RuntimeError(f"crossbn run failed ({proc.returncode}):\n{output[-3000:]}")
+    # beside the run's results: the sections that report memory read it (memory_of)
+    (out / "peak-memory.json").write_text(json.dumps(memory), encoding="utf-8")
     return seconds, out
+
+
+def memory_of(out: Path) -> dict:
+    """The peak memory run_crossbn sampled for the run in `out` (memory.py), in MB."""
+    return json.loads((out / "peak-memory.json").read_text(encoding="utf-8"))
 
 
 def records(out: Path) -> list[dict]:

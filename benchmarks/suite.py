@@ -16,7 +16,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from .common import PYTHON, ROOT, Spread, records, run_crossbn
+from .common import PYTHON, ROOT, Spread, memory_of, records, run_crossbn
 
 
 def _timed(cmd: list[str]) -> float:
@@ -45,7 +45,7 @@ def measure(backends: list[str], suite, reps: int, folder: Path, workers: int, l
         share["conventions"] = _timed([PYTHON, "-m", "crossbn.cli", "conventions", "--backends", ",".join(backends),
                                        "--out", str(folder / f"suite-conv-{rep}"), "-n", str(workers)])
         share["rest"] = wall - sum(share.values())
-        runs.append({"wall": wall, "records": len(recs), **share})
+        runs.append({"wall": wall, "records": len(recs), **share, **memory_of(out)})
         log(f"suite rep {rep + 1}/{reps}: {wall:.0f} s, {len(recs)} records, "
             + ", ".join(f"{k} {v:.0f} s" for k, v in share.items()))
     keys = [k for k in runs[0] if k != "records"]
@@ -60,7 +60,10 @@ LABELS = {"start": "worker start and framework imports", "inputs": "input genera
 
 def table(result: dict) -> list[str]:
     wall = result["wall"].median
-    lines = [f"`crossbn run -n {result['workers']}`: {result['records']} results, wall {result['wall'].cell(0)} s.", "",
+    lines = [f"`crossbn run -n {result['workers']}`: {result['records']} results, wall {result['wall'].cell(0)} s; "
+             f"peak memory: {result['harness_mb'].cell(0)} MB in the largest harness process (controller, xdist "
+             f"workers), {result['backend_mb'].cell(0)} MB in the largest backend worker, "
+             f"{result['total_mb'].cell(0)} MB all processes together.", "",
              "| where | s | share |", "|---|---:|---:|"]
     for k, label in LABELS.items():
         lines.append(f"| {label} | {result[k].cell(0)} | {result[k].median / wall:.0%} |")

@@ -1,0 +1,83 @@
+"""Issue 8's goals against the measured figures: one row per goal, with the
+target, what was measured and whether it holds. Computed from the raw
+figures (the --json file), so an older run's goals can be read again:
+
+    python -m benchmarks.goals benchmarks/results/<date>.json
+
+A goal whose section was not run reads "not measured".
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+
+OVERHEAD = 1.25  # crossbn's wall within 1.25x of the bare loop's, all backends together
+SPEEDUP = 1.7  # -n 2 at least 1.7x faster than -n 1
+ORACLE_SHARE = 0.15  # the oracle under 15% of the whole suite's time
+# "peak memory bounded by the largest case, not by the suite", read as: the
+# largest harness process over the whole suite holds at most this much more
+# than one process judging the suite's largest case alone (the scale section)
+MEMORY = 1.25
+
+
+def _median(x) -> float:
+    return x["median"] if isinstance(x, dict) else x.median
+
+
+def rows(raw: dict, largest_case: int | None = None) -> list[tuple[str, str, str, str]]:
+    out = []
+    ov = raw.get("overhead")
+    if ov:
+        r = _median(ov["total"]["ratio"])
+        out.append(("harness overhead, all backends", f"<= {OVERHEAD}x the bare loop", f"{r:.2f}x", _met(r <= OVERHEAD)))
+    else:
+        out.append(("harness overhead, all backends", f"<= {OVERHEAD}x the bare loop", "not measured", ""))
+    sc = raw.get("scaling")
+    speed = {str(k): v for k, v in sc["speedup"].items()} if sc else {}
+    if "2" in speed:
+        out.append(("-n 2 against -n 1", f">= {SPEEDUP}x", f"{speed['2']:.2f}x", _met(speed["2"] >= SPEEDUP)))
+    else:
+        out.append(("-n 2 against -n 1", f">= {SPEEDUP}x", "not measured", ""))
+    su = raw.get("suite")
+    if su:
+        share = _median(su["oracle"]) / _median(su["wall"])
+        out.append(("the oracle's share of the whole suite", f"< {ORACLE_SHARE:.0%}", f"{share:.1%}",
+                    _met(share < ORACLE_SHARE)))
+    else:
+        out.append(("the oracle's share of the whole suite", f"< {ORACLE_SHARE:.0%}", "not measured", ""))
+    sz = raw.get("scale")
+    if su and sz and "harness_mb" in su and largest_case:
+        sizes = sorted(sz["rows"], key=float)
+        at = next((s for s in sizes if float(s) >= largest_case), sizes[-1])
+        one = _median(sz["rows"][at]["peak_crossbn_mb"])
+        whole = _median(su["harness_mb"])
+        out.append(("peak memory: whole suite against its largest case alone",
+                    f"<= {MEMORY}x", f"{whole:.0f} MB against {one:.0f} MB ({float(at):.0e} elements): "
+                                    f"{whole / one:.2f}x", _met(whole <= MEMORY * one)))
+    else:
+        out.append(("peak memory: whole suite against its largest case alone", f"<= {MEMORY}x", "not measured", ""))
+    return out
+
+
+def _met(ok: bool) -> str:
+    return "met" if ok else "**not met**"
+
+
+def table(raw: dict, largest_case: int | None = None) -> list[str]:
+    lines = ["| goal | target | measured | |", "|---|---|---|---|"]
+    lines += [f"| {g} | {t} | {m} | {ok} |" for g, t, m, ok in rows(raw, largest_case)]
+    return lines
+
+
+def largest_case_elements(suite: str) -> int:
+    import numpy as np
+
+    from crossbn.catalogue import load_suite
+
+    return max(int(np.prod(c.shape)) for c in load_suite(suite))
+
+
+if __name__ == "__main__":
+    raw = json.loads(open(sys.argv[1], encoding="utf-8").read())
+    print("\n".join(table(raw, largest_case_elements(raw.get("args", {}).get("suite", "default")))))

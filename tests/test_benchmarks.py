@@ -1,0 +1,48 @@
+"""The benchmark runner's arithmetic and its errors; the figures themselves
+are measured by `python -m benchmarks`, never asserted here (issue 8)."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+from benchmarks import goals
+from benchmarks.common import Spread
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _raw(ratio, speedup, oracle, wall, harness_mb, scale_mb):
+    return {"overhead": {"total": {"ratio": Spread([ratio])}},
+            "scaling": {"speedup": {1: 1.0, 2: speedup}},
+            "suite": {"oracle": Spread([oracle]), "wall": Spread([wall]), "harness_mb": Spread([harness_mb])},
+            "scale": {"rows": {100: {"peak_crossbn_mb": Spread([50.0])}, 10**6: {"peak_crossbn_mb": Spread([scale_mb])},
+                               10**8: {"peak_crossbn_mb": Spread([9000.0])}}}}
+
+
+def test_each_goal_is_met_on_its_own_side_of_its_target():
+    met = goals.rows(_raw(1.2, 1.8, 10.0, 100.0, 240.0, 200.0), largest_case=10**6)
+    assert [r[3] for r in met] == ["met"] * 4
+    missed = goals.rows(_raw(1.3, 1.6, 16.0, 100.0, 260.0, 200.0), largest_case=10**6)
+    assert [r[3] for r in missed] == ["**not met**"] * 4
+    # the figures the table shows
+    assert [r[2] for r in missed][:3] == ["1.30x", "1.60x", "16.0%"]
+
+
+def test_memory_is_held_to_the_scale_row_of_the_suites_largest_case():
+    # 5e5 elements: the first row at or above it is 1e6 (200 MB), not 1e8
+    (_, _, _, (_, _, measured, ok)) = goals.rows(_raw(1, 2, 1, 100, 240.0, 200.0), largest_case=5 * 10**5)
+    assert measured.startswith("240 MB against 200 MB (1e+06 elements)") and ok == "met"
+
+
+def test_goals_from_json_figures_and_missing_sections():
+    raw = {"overhead": {"total": {"ratio": {"median": 1.1, "min": 1.0, "max": 1.2, "values": [1.0, 1.1, 1.2]}}},
+           "scaling": {"speedup": {"1": 1.0, "2": 1.9}}}
+    rows = goals.rows(raw)
+    assert rows[0][2:] == ("1.10x", "met") and rows[1][2:] == ("1.90x", "met")
+    assert rows[2][2] == rows[3][2] == "not measured"
+
+
+def test_unknown_section_and_backend_are_named():
+    for args, named in ((["--sections", "overhead,speed"], "speed"), (["--backends", "torch,nope"], "nope")):
+        done = subprocess.run([sys.executable, "-m", "benchmarks", *args], cwd=ROOT, capture_output=True, text=True)
+        assert done.returncode == 2 and named in done.stderr, done.stderr
