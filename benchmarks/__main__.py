@@ -42,7 +42,8 @@ def parser() -> argparse.ArgumentParser:
                    help="overhead and scaling run every K-th case of the suite (default 10; 1: all of it)")
     p.add_argument("--backends", default="all", help="comma-separated, or all installed (default)")
     p.add_argument("--workers", default="1,2", help="the -n values of the scaling section (default 1,2)")
-    p.add_argument("--sizes", default="1e2,1e3,1e4,1e5,1e6,1e7,1e8", help="elements per case, scale section")
+    p.add_argument("--sizes", default="1e2,1e3,1e4,1e5,1e6,1e7",
+                   help="elements per case, scale section (default up to 1e7: 1e8 needs ~30 GB, see README)")
     p.add_argument("--scale-backend", default="torch", help="the backend of the scale section (default torch)")
     p.add_argument("--suite-reps", type=int, default=1, help="repetitions of the whole-suite run (default 1: ~20 min)")
     p.add_argument("--json", type=Path, default=None, help="write the raw figures here "
@@ -96,33 +97,45 @@ def main(argv: list[str] | None = None) -> int:
         print(f"[{time.strftime('%H:%M:%S')}] {text}", file=sys.stderr, flush=True)
 
     m = common.machine()
-    out = [f"Measured {m['date']} on {m['cpu']}, {m['memory']}, {m['platform']}, Python {m['python']}, "
-           f"crossbn {m['crossbn_commit'][:10]}.", "", "Versions: " + ", ".join(versions(backends)) + ".", ""]
+    head = [f"Measured {m['date']} on {m['cpu']}, {m['memory']}, {m['platform']}, Python {m['python']}, "
+            f"crossbn {m['crossbn_commit'][:10]}.", "", "Versions: " + ", ".join(versions(backends)) + ".", ""]
+    print("\n".join(head), flush=True)
     raw: dict = {"machine": m, "args": vars(args) | {"json": str(args.json)}}
+    path = args.json or common.ROOT / "benchmarks" / "results" / time.strftime("%Y%m%d-%H%M%S.json")
+    path.parent.mkdir(parents=True, exist_ok=True)
+
+    def save() -> None:  # after every section: a later one failing loses nothing finished
+        path.write_text(json.dumps(_jsonable(raw), indent=1) + "\n", encoding="utf-8")
+
     with common.scratch() as tmp:
         folder = Path(tmp)
         sample = common.sample_suite(args.suite, args.every, folder)
         sampled = f"every {args.every}th case of `{args.suite}`" if args.every > 1 else f"`{args.suite}`"
-        if "overhead" in sections:
-            r = raw["overhead"] = overhead.measure(backends, sample, args.reps, folder, log)
-            out += [f"### Harness overhead ({sampled}, -n 0, {args.reps} reps)", "", *overhead.table(r), ""]
-        if "scaling" in sections:
-            r = raw["scaling"] = scaling.measure(backends, sample, args.reps, folder, workers, log)
-            out += [f"### Parallel scaling ({sampled}, every backend, {args.reps} reps)", "", *scaling.table(r), ""]
-        if "startup" in sections:
-            r = raw["startup"] = startup.measure(backends, args.reps, folder, log)
-            out += [f"### Start-up ({args.reps} reps)", "", *startup.table(r), ""]
-        if "scale" in sections:
-            r = raw["scale"] = scale.measure(args.scale_backend, sizes, args.reps, log)
-            out += [f"### Scale ({args.reps} reps, a fresh process per size)", "", *scale.table(r), ""]
-        if "suite" in sections:
-            r = raw["suite"] = suite.measure(backends, args.suite, args.suite_reps, folder, 2, log)
-            out += [f"### Whole suite (`{args.suite}`, {args.suite_reps} rep)", "", *suite.table(r), ""]
-    out += ["### Goals", "", *goals.table(raw, goals.largest_case_elements(args.suite)), ""]
-    print("\n".join(out))
-    path = args.json or common.ROOT / "benchmarks" / "results" / time.strftime("%Y%m%d-%H%M%S.json")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(_jsonable(raw), indent=1) + "\n", encoding="utf-8")
+        plan = {
+            "overhead": (f"Harness overhead ({sampled}, -n 0, {args.reps} reps)", overhead.table,
+                         lambda: overhead.measure(backends, sample, args.reps, folder, log)),
+            "scaling": (f"Parallel scaling ({sampled}, every backend, {args.reps} reps)", scaling.table,
+                        lambda: scaling.measure(backends, sample, args.reps, folder, workers, log)),
+            "startup": (f"Start-up ({args.reps} reps)", startup.table,
+                        lambda: startup.measure(backends, args.reps, folder, log)),
+            "scale": (f"Scale ({args.reps} reps, a fresh process per size)", scale.table,
+                      lambda: scale.measure(args.scale_backend, sizes, args.reps, log)),
+            "suite": (f"Whole suite (`{args.suite}`, {args.suite_reps} rep)", suite.table,
+                      lambda: suite.measure(backends, args.suite, args.suite_reps, folder, 2, log)),
+        }
+        for name in (s for s in SECTIONS if s in sections):
+            title, table, measure = plan[name]
+            try:
+                raw[name] = measure()
+                lines = table(raw[name])
+            except Exception as e:  # noqa: BLE001 - one section failing is reported, the others still run
+                raw.setdefault("failed", {})[name] = f"{type(e).__name__}: {e}"
+                lines = [f"failed: {type(e).__name__}: {str(e)[:500]}"]
+                log(f"{name} failed: {e}")
+            print("\n".join([f"### {title}", "", *lines, ""]), flush=True)
+            save()
+    print("\n".join(["### Goals", "", *goals.table(raw, goals.largest_case_elements(args.suite)), ""]))
+    save()
     log(f"raw figures: {path}")
     return 0
 

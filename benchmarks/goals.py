@@ -47,8 +47,8 @@ def rows(raw: dict, largest_case: int | None = None) -> list[tuple[str, str, str
     else:
         out.append(("the oracle's share of the whole suite", f"< {ORACLE_SHARE:.0%}", "not measured", ""))
     sz = raw.get("scale")
-    if su and sz and "harness_mb" in su and largest_case:
-        sizes = sorted(sz["rows"], key=float)
+    sizes = sorted((k for k, r in sz["rows"].items() if "failed" not in r), key=float) if sz else []
+    if su and sizes and "harness_mb" in su and largest_case:
         at = next((s for s in sizes if float(s) >= largest_case), sizes[-1])
         one = _median(sz["rows"][at]["peak_crossbn_mb"])
         whole = _median(su["harness_mb"])

@@ -50,8 +50,11 @@ def measure(backend: str, sizes: list[int], reps: int, log) -> dict:
         for _ in range(reps):
             done = subprocess.run([PYTHON, "-m", "benchmarks.scale", backend, str(n)], cwd=ROOT,
                                   capture_output=True, text=True)
-            if done.returncode != 0:
-                raise RuntimeError(f"scale {n} on {backend} failed:\n{done.stderr[-3000:]}")
+            if done.returncode != 0:  # a row saying so; larger sizes would fail the same way
+                why = "killed (SIGKILL: out of memory?)" if done.returncode == -9 else f"exit {done.returncode}"
+                log(f"scale {backend} {n:.0e}: failed, {why}\n{done.stderr[-2000:]}")
+                rows[n] = {"failed": why}
+                return {"backend": backend, "rows": rows}
             runs.append(json.loads(done.stdout.strip().splitlines()[-1]))
         rows[n] = {k: Spread([r[k] for r in runs]) for k in runs[0] if k not in ("elements", "verdict")}
         rows[n]["verdict"] = runs[0]["verdict"]
@@ -66,6 +69,9 @@ def table(result: dict) -> list[str]:
              "| ns per element | peak crossbn MB | peak worker MB |",
              "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for n, r in result["rows"].items():
+        if "failed" in r:
+            lines.append(f"| {float(n):.0e} | failed: {r['failed']} |" + " |" * 9)
+            continue
         total = r["seconds"].median
         lines.append(f"| {n:.0e} | {r['verdict']} | {r['seconds'].cell(3)} | {r['inputs'].median:.3f} | "
                      f"{r['backend'].median:.3f} | {r['oracle'].median:.3f} | {r['compare'].median:.3f} | "

@@ -210,6 +210,44 @@ def pytest_configure(config):
         environment.write(st.out, st.run_info)
 
 
+def _user_named_dist(config) -> bool:
+    named = [*map(str, config.invocation_params.args), os.environ.get("PYTEST_ADDOPTS", ""),
+             *map(str, config.getini("addopts"))]
+    return any(a.startswith("--dist") or a == "-d" for text in named for a in text.split())
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config, log):
+    """Under -n, one unit of work per backend (crossbn/schedule.py), in
+    place of xdist's default test-by-test `load`; a --dist the user names
+    is kept."""
+    if not _wants_conformance(config) or config.option.dist != "load" or _user_named_dist(config):
+        return None
+    from .schedule import BackendScheduling, scope_of
+
+    st = _state(config)
+    return BackendScheduling(config, log, scope_of(st.backends, st.devices))
+
+
+def _backend_of(item) -> str | None:
+    mark = item.get_closest_marker("crossbn_backend")
+    return mark.args[0] if mark is not None else None
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_runtest_teardown(item, nextitem):
+    """The next test is another backend's: this backend's tests are done here
+    (tests run backend by backend, pytest_generate_tests), so its worker
+    process goes, and with it its framework's memory."""
+    if nextitem is None or not _wants_conformance(item.config):
+        return
+    here, after = _backend_of(item), _backend_of(nextitem)
+    if here is not None and after is not None and here != after:
+        st = _state(item.config)
+        if st._pool is not None:
+            st._pool.close()
+
+
 def pytest_ignore_collect(collection_path, config):
     """Collect only the conformance module of the suite's kind."""
     path = Path(collection_path)

@@ -56,6 +56,29 @@ def test_one_record_per_case_backend_device(smoke_runs):
     assert "crossbn verdicts" in proc.stdout
 
 
+def test_under_xdist_each_backend_runs_on_one_worker(smoke_runs):
+    """crossbn/schedule.py: a backend's tests are one unit of work, so its
+    framework is started once per run; both workers still get work."""
+    d, _ = smoke_runs["2"]
+    workers = {}
+    for r in read(d / "results.jsonl"):
+        workers.setdefault(r["backend"], set()).add(r["worker"])
+    assert set(workers) == set(FOUR)
+    assert all(len(w) == 1 for w in workers.values()), workers
+    assert set().union(*workers.values()) == {"gw0", "gw1"}
+
+
+def test_backend_scope_is_read_from_the_test_id():
+    from crossbn.schedule import scope_of
+
+    scope = scope_of(["flax-nnx", "flax-nnx-jit", "torch"], ["cpu", "cuda"])
+    mod = "crossbn/conformance/test_batchnorm.py::test_batchnorm"
+    assert scope(f"{mod}[offset-f16-64x4-cf-t3e-1b5716f8-flax-nnx-jit-cpu]") == "crossbn:flax-nnx-jit"
+    assert scope(f"{mod}[offset-f16-64x4-cf-t3e-1b5716f8-flax-nnx-cuda]") == "crossbn:flax-nnx"
+    assert scope(f"{mod}[x-torch-cpu]") == "crossbn:torch"
+    assert scope("tests/test_other.py::test_a[torch-cpu]") == "tests/test_other.py::test_a[torch-cpu]"
+
+
 def test_serial_and_parallel_runs_give_the_same_results(smoke_runs):
     a = [stable(r) for r in read(smoke_runs["2"][0] / "results.jsonl")]
     b = [stable(r) for r in read(smoke_runs["0"][0] / "results.jsonl")]
