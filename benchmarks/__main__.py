@@ -134,7 +134,7 @@ def main(argv: list[str] | None = None) -> int:
                 log(f"{name} failed: {e}")
             print("\n".join([f"### {title}", "", *lines, ""]), flush=True)
             save()
-    print("\n".join(["### Goals", "", *goals.table(raw, goals.largest_case_elements(args.suite)), ""]))
+    print("\n".join(["### Goals", "", *goals.table(raw), ""]))
     save()
     log(f"raw figures: {path}")
     return 0

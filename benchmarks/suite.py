@@ -25,6 +25,24 @@ def _timed(cmd: list[str]) -> float:
     return time.perf_counter() - start
 
 
+def largest_alone(backends: list[str], suite, folder: Path, workers: int) -> dict:
+    """Peak memory of the same run (backends, -n) on the suite's largest
+    cases alone (the most elements): what its largest case needs. The whole
+    suite should need no more (goals.py)."""
+    import numpy as np
+
+    from crossbn.bugreport.casefile import group_toml
+    from crossbn.catalogue import load_suite
+
+    cases = load_suite(suite)
+    most = max(int(np.prod(c.shape)) for c in cases)
+    largest = [c for c in cases if int(np.prod(c.shape)) == most]
+    path = folder / "largest.toml"
+    path.write_text("\n".join(group_toml(c, c.group or "largest") for c in largest), encoding="utf-8")
+    _, out = run_crossbn(path, ",".join(backends), workers, folder / "suite-largest")
+    return {"elements": most, "cases": len(largest), **memory_of(out)}
+
+
 def measure(backends: list[str], suite, reps: int, folder: Path, workers: int, log) -> dict:
     runs = []
     for rep in range(reps):
@@ -49,7 +67,11 @@ def measure(backends: list[str], suite, reps: int, folder: Path, workers: int, l
         log(f"suite rep {rep + 1}/{reps}: {wall:.0f} s, {len(recs)} records, "
             + ", ".join(f"{k} {v:.0f} s" for k, v in share.items()))
     keys = [k for k in runs[0] if k != "records"]
-    return {"workers": workers, "records": runs[0]["records"], **{k: Spread([r[k] for r in runs]) for k in keys}}
+    largest = largest_alone(backends, suite, folder, workers)
+    log(f"suite's largest cases alone ({largest['cases']} of {largest['elements']} elements): "
+        f"harness {largest['harness_mb']:.0f} MB, backend {largest['backend_mb']:.0f} MB")
+    return {"workers": workers, "records": runs[0]["records"], "largest": largest,
+            **{k: Spread([r[k] for r in runs]) for k in keys}}
 
 
 LABELS = {"start": "worker start and framework imports", "inputs": "input generation",
@@ -63,7 +85,10 @@ def table(result: dict) -> list[str]:
     lines = [f"`crossbn run -n {result['workers']}`: {result['records']} results, wall {result['wall'].cell(0)} s; "
              f"peak memory: {result['harness_mb'].cell(0)} MB in the largest harness process (controller, xdist "
              f"workers), {result['backend_mb'].cell(0)} MB in the largest backend worker, "
-             f"{result['total_mb'].cell(0)} MB all processes together.", "",
+             f"{result['total_mb'].cell(0)} MB all processes together. The same run on the suite's largest cases "
+             f"alone ({result['largest']['cases']} of {result['largest']['elements']:,} elements): "
+             f"{result['largest']['harness_mb']:.0f} MB harness, {result['largest']['backend_mb']:.0f} MB backend "
+             f"worker, {result['largest']['total_mb']:.0f} MB together.", "",
              "| where | s | share |", "|---|---:|---:|"]
     for k, label in LABELS.items():
         lines.append(f"| {label} | {result[k].cell(0)} | {result[k].median / wall:.0%} |")

@@ -11,8 +11,9 @@ the backend changes). Measured: benchmarks/README.md.
 The unit is xdist's LoadScopeScheduling with the scope read from the test
 id, which ends in "-<backend>-<device>]": on the controller, from the ids
 the workers collected, so nothing depends on the workers marking their
-tests. (xdist's own `--dist loadgroup` with xdist_group marks did not group
-here: pytest 9.2, xdist 3.8.) Tests that are not crossbn's keep one scope
+tests. (xdist's own `--dist loadgroup` with xdist_group marks does not group
+under pytest 9.2: its workers' nodeid suffix no longer takes effect,
+pytest-dev/pytest-xdist#1386; seen here with xdist 3.8.) Tests that are not crossbn's keep one scope
 each, which is `load`. With more workers than backends, xdist shuts the
 idle ones down.
 """
