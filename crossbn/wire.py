@@ -14,20 +14,27 @@ import numpy as np
 from .dtypes import numpy_dtype
 
 
+def _numeric(name: str, dtype: np.dtype) -> np.dtype:
+    """The dtype, if it holds numbers: an object (or string, record) array is never rebuilt
+    from bytes, whichever side of the channel names it."""
+    if dtype.kind not in "biufc" and dtype.name != "bfloat16":
+        raise TypeError(f"{name}: a {dtype.name} array cannot be sent (numbers only)")
+    return dtype
+
+
 def encode(arrays: dict) -> dict:
     if not isinstance(arrays, dict):
         raise TypeError(f"expected a dict of arrays, got {type(arrays).__name__}")
     out = {}
     for k, v in arrays.items():
         a = np.asarray(v)
-        if a.dtype.kind not in "biufc" and a.dtype.name != "bfloat16":
-            raise TypeError(f"{k}: a {a.dtype.name} array cannot be sent (numbers only)")
+        _numeric(k, a.dtype)
         out[k] = [a.dtype.name, list(a.shape), np.ascontiguousarray(a).tobytes()]
     return out
 
 
 def decode(payload: dict) -> dict:
     return {
-        k: np.frombuffer(raw, dtype=numpy_dtype(dt)).reshape(shape).copy()
+        k: np.frombuffer(raw, dtype=_numeric(k, numpy_dtype(dt))).reshape(shape).copy()
         for k, (dt, shape, raw) in payload.items()
     }

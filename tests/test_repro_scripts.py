@@ -66,7 +66,7 @@ def test_script_outputs_are_the_backends_bit_for_bit(backend, label, labs, tmp_p
     ran = subprocess.run([sys.executable, "-I", "repro.py", "--save", "out.npz"], cwd=tmp_path,
                          capture_output=True, text=True, timeout=600)
     assert ran.returncode in (0, 1), ran.stdout[-2000:] + ran.stderr[-3000:]
-    saved = np.load(tmp_path / "out.npz")
+    saved = np.load(tmp_path / "out.npz", allow_pickle=False)
     public = {k for k in got.observables if k.split(".")[1] in PUBLIC}
     assert public <= set(saved.files), f"repro.py lacks {sorted(public - set(saved.files))}"
     for name in sorted(public):

@@ -43,6 +43,9 @@ def add_parsers(sub) -> None:
     rp.add_argument("--out", help="folder for <slug>/ (default: <run>/bug-reports, else bug-reports)")
     rp.add_argument("--known", metavar="FILE", help="known-differences file whose links ISSUE.md cites")
     rp.add_argument("--backend-module", action="append", default=[], help="a .py file with extra backends")
+    rp.add_argument("--interpreter", metavar="PYTHON",
+                    help="side by side: the other release's interpreter the finding ran under; a results file "
+                         "is data, so the interpreter it names is run only when given here too")
     rp.set_defaults(func=repro)
     from .fuzz import add_parser
 
@@ -88,6 +91,18 @@ def backend_spec(record: dict | None, backend: str) -> str:
     return backend
 
 
+def _trusted_interpreter(record: dict | None, given: str | None) -> None:
+    """A results file may come from anywhere: the interpreter a record names
+    (side by side) is a program crossbn would start, so it must be the one
+    the user names with --interpreter."""
+    named = (record or {}).get("interpreter")
+    if not named:
+        return
+    if given is None or Path(given).resolve() != Path(named).resolve():
+        raise ValueError(f"the finding ran under another interpreter, {named!r}; a results file does not "
+                         f"choose what crossbn runs: pass --interpreter {named} to run it there again")
+
+
 def repro(args) -> int:
     from .. import known as known_mod
     from ..catalogue import CatalogueError
@@ -100,6 +115,7 @@ def repro(args) -> int:
         budget = seconds(args.budget)
         where = locate(args.finding, args.results, args.suite)
         known = known_mod.load(args.known) if args.known else []
+        _trusted_interpreter(where.record, args.interpreter)
         lab = Lab(backend_spec(where.record, where.backend), where.device, tuple(args.backend_module))
     except (FindingError, LabError, CatalogueError, known_mod.KnownError, ValueError) as e:
         print(f"crossbn repro: {e}", file=sys.stderr)

@@ -11,12 +11,18 @@ Inputs are embedded as exact values (each a value of the case dtype written
 in float64, which round-trips) when the case is small, and otherwise
 regenerated in the script from the same NumPy seeds crossbn draws them with.
 Nothing in the script is taken from a string that could run: numbers are
-written by `repr(float)`, names come from crossbn's own tables.
+written by `repr(float)`, names come from crossbn's own tables, and a
+finding's strings (version, backend label, device, title, target) go in as
+data: `|py` writes a Python string literal (repr), `|prose` one line for the
+docstring with nothing that could end it. A string printed without either
+that could end a literal, the docstring or a comment stops the rendering
+(`_finalize`); source script.py wrote itself is marked `Source`.
 """
 
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -72,34 +78,76 @@ def templated() -> list[str]:
     return [name for name, fw in FRAMEWORKS.items() if (folder / f"{fw.template}.py.j2").is_file()]
 
 
-def _number(x: float) -> str:
+class Source(str):
+    """Python source script.py wrote itself (numbers, arrays, its own tables): printed as it is."""
+
+
+# What could end a string literal, the docstring or a comment, or start a statement.
+_BREAKS_OUT = re.compile(r"[\"'\\\r\n#;\x00]")
+
+
+def _finalize(value):
+    """Every value a template prints. Plain strings come from records and tables; one that could
+    break out of where it is printed is a template bug (it needed |py or |prose), refused here
+    rather than written into a script a maintainer will run."""
+    if isinstance(value, str) and not isinstance(value, Source) and _BREAKS_OUT.search(value):
+        raise ValueError(f"repro.py template: {value!r} printed unfiltered (use |py in code, |prose in the docstring)")
+    return value
+
+
+def _literal(value) -> Source:
+    """A string as a Python string literal: data, whatever it holds (repr; in double quotes,
+    like the rest of the script, when it holds no quote at all)."""
+    text = str(value)
+    literal = repr(text)
+    return Source(f'"{literal[1:-1]}"' if '"' not in text and "'" not in text else literal)
+
+
+def _prose(text) -> Source:
+    """Text for the script's docstring: one line of printable characters, with no quote or
+    backslash that could end the docstring or start an escape."""
+    text = "".join(c if c.isprintable() else " " for c in str(text))
+    return Source(" ".join(text.replace("\\", "/").replace('"', "'").split()))
+
+
+def environment():
+    """The Jinja2 environment of the repro.py templates (no autoescape: its output is Python)."""
+    import jinja2
+
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(Path(__file__).parent / "templates"),
+                             undefined=jinja2.StrictUndefined, keep_trailing_newline=True, finalize=_finalize)
+    env.filters.update(py=_literal, prose=_prose)
+    return env
+
+
+def _number(x: float) -> Source:
     """A float64 as Python source that reads back bit for bit."""
     x = float(x)
     if math.isnan(x):
-        return "np.nan"
+        return Source("np.nan")
     if math.isinf(x):
-        return "np.inf" if x > 0 else "-np.inf"
-    return repr(x)
+        return Source("np.inf" if x > 0 else "-np.inf")
+    return Source(repr(x))
 
 
-def array_source(a) -> str:
+def array_source(a) -> Source:
     """An array (any float dtype) as `np.array([...]).reshape(shape)` of its exact float64 values."""
     a = np.asarray(a).astype(np.float64)
     values = ", ".join(_number(v) for v in a.ravel())
-    return f"np.array([{values}]).reshape({tuple(a.shape)})"
+    return Source(f"np.array([{values}]).reshape({tuple(a.shape)})")
 
 
-def _arrays(case, inputs: dict) -> list[tuple[str, str]]:
+def _arrays(case, inputs: dict) -> list[tuple[str, Source]]:
     steps = range(len(case.steps))
-    out = [("X", "[" + ",\n     ".join(array_source(inputs[f"x{k}"]) for k in steps) + "]"),
-           ("DY", "[" + ",\n      ".join(array_source(inputs[f"dy{k}"]) for k in steps) + "]")]
+    out = [("X", Source("[" + ",\n     ".join(array_source(inputs[f"x{k}"]) for k in steps) + "]")),
+           ("DY", Source("[" + ",\n      ".join(array_source(inputs[f"dy{k}"]) for k in steps) + "]"))]
     for name, key in (("GAMMA", "gamma"), ("BETA", "beta"), ("RUNNING_MEAN", "running_mean"),
                       ("RUNNING_VAR", "running_var")):
-        out.append((name, array_source(inputs[key]) if key in inputs else "None"))
+        out.append((name, array_source(inputs[key]) if key in inputs else Source("None")))
     return out
 
 
-def _draw_x(case) -> tuple[str, bool, str]:
+def _draw_x(case) -> tuple[Source, bool, Source]:
     """The NumPy expression that draws x for a step (crossbn/inputs.py, one branch)."""
     sigma, loc = case.scale, case.offset_ratio * case.scale
     if case.distribution == "near_eps":
@@ -113,19 +161,19 @@ def _draw_x(case) -> tuple[str, bool, str]:
         expr = f"np.clip({rng}.normal(3.0e4, 1.0e4, size=SHAPE), -60000.0, 60000.0)"
     else:
         expr = f"{rng}.normal({_number(loc)}, {_number(sigma)}, size=SHAPE)"
-    return expr, case.distribution == "constant_channel", _number(loc if loc != 0 else sigma)
+    return Source(expr), case.distribution == "constant_channel", _number(loc if loc != 0 else sigma)
 
 
-def _tolerance(bound) -> str:
+def _tolerance(bound) -> Source:
     """Per-element bounds as source; only their largest when there are too many to write."""
     b = np.asarray(bound, np.float64)
     if b.ndim == 0 or b.size > EMBED_LIMIT:
-        return _number(float(np.max(b)) if b.size else 0.0) + "  # (the largest of its per-element bounds)"
-    return "np.array([" + ", ".join(f"{v:.3g}" if math.isfinite(v) else _number(v) for v in b.ravel()) + \
-        f"]).reshape({tuple(b.shape)})"
+        return Source(_number(float(np.max(b)) if b.size else 0.0) + "  # (the largest of its per-element bounds)")
+    return Source("np.array([" + ", ".join(f"{v:.3g}" if math.isfinite(v) else _number(v) for v in b.ravel()) +
+                  f"]).reshape({tuple(b.shape)})")
 
 
-def _convention(backend) -> str:
+def _convention(backend) -> Source:
     if backend.convention("running_var") == "unbiased":
         lines = ["UNBIASED_RUNNING_VAR = True  # documented: the running variance is fed the unbiased "
                  "batch variance, var * n / (n - 1)"]
@@ -136,32 +184,24 @@ def _convention(backend) -> str:
                      "32-bit floats (the expectation uses those values)")
     else:
         lines.append("FLOAT32_ATTRIBUTES = False  # eps and momentum are used as given")
-    return "\n".join(lines)
-
-
-def _docstring_safe(text: str) -> str:
-    """Text for the script's docstring: one line, no quotes or backslashes that could end it."""
-    return " ".join(str(text).replace("\\", "/").replace('"', "'").split())
+    return Source("\n".join(lines))
 
 
 def render(*, case, inputs: dict, backend_name: str, backend, device: str, version: str, target: str,
            tolerance, title: str, expect_error: bool = False) -> str:
-    """The text of repro.py."""
-    import jinja2
-
+    """The text of repro.py. The strings (title, version, backend_name, device, target) are data
+    from a record: the templates print them through |prose or |py."""
     fw = framework(backend_name)
-    env = jinja2.Environment(loader=jinja2.FileSystemLoader(Path(__file__).parent / "templates"),
-                             undefined=jinja2.StrictUndefined, keep_trailing_newline=True)
     eps, momentum = _number(case.eps), _number(case.momentum)
     embedded = sum(a.size for a in inputs.values()) <= EMBED_LIMIT
     draw_x, constant_channel, constant_value = _draw_x(case)
-    text = env.get_template(f"frameworks/{fw.template}.py.j2").render(
-        title=_docstring_safe(title), version=_docstring_safe(version), framework=fw.label, requirement=fw.requirement, backend=backend_name,
+    text = environment().get_template(f"frameworks/{fw.template}.py.j2").render(
+        title=title, version=version, framework=fw.label, requirement=fw.requirement, backend=backend_name,
         device=device, target=target, tolerance=_tolerance(tolerance), case=case,
         channels_last=case.channel_axis != 1, eps=eps, momentum=momentum, convention=_convention(backend),
         embedded=embedded, arrays=_arrays(case, inputs) if embedded else [],
         draw_x=draw_x, constant_channel=constant_channel, constant_value=constant_value,
-        specials=repr([(v, s, tuple(i)) for v, s, i in case.specials]),
+        specials=Source(repr([(str(v), int(s), tuple(map(int, i))) for v, s, i in case.specials])),
         module=_TORCH_MODULES[case.rank], expect_error=expect_error, **fw.variables)
     compile(text, "repro.py", "exec")  # a template mistake shows here, not on a maintainer's machine
     return text
