@@ -9,6 +9,21 @@ crash (segfault, abort, OOM kill) ends the process, and the runner sees that.
 """
 
 
+def resident_bytes():
+    """This process's resident memory now (Linux /proc), else its peak (getrusage)."""
+    import os
+    import sys
+
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        import resource
+
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        return peak if sys.platform == "darwin" else peak * 1024
+
+
 def serve(channel):
     import sys
     import time
@@ -50,6 +65,7 @@ def serve(channel):
             reply = {"status": "error", "message": f"{type(e).__name__}: {e}",
                      "traceback": traceback.format_exc()}
         reply["seconds"] = time.perf_counter() - start
+        reply["rss"] = resident_bytes()  # the runner recycles a worker grown past --crossbn-worker-max-mb
         channel.send(reply)
 
 

@@ -2,6 +2,7 @@
 
   crossbn run [--suite S] [--backends A,B|all] [--devices cpu,cuda] [--out DIR] [-n N]
               [--progress auto|rich|plain|off] [-- PYTEST ARGS]
+  crossbn run --resume DIR [-n N]          finish an interrupted run: only what DIR lacks runs
   crossbn backends [--backend-module F] [--markdown]
                                            list backends, their versions and availability
                                            (--markdown: their declared devices and conventions)
@@ -32,7 +33,9 @@ Exit status of `run`: 0 when the run completed and its results were written,
 (with --compare: 1 when a result regressed against the baseline)
 whatever they say (findings are the product, not an error); with --strict, 1
 when any result is a deviation, nan-mismatch, crash or timeout; 2 for bad
-usage (unknown suite/backend/option, malformed catalogue); 3 for an internal error.
+usage (unknown suite/backend/option, malformed catalogue); 3 for an internal
+error; 130 when interrupted (Ctrl-C, SIGTERM): what finished is in DIR, and
+`crossbn run --resume DIR` finishes it.
 """
 
 from __future__ import annotations
@@ -56,6 +59,12 @@ def _run(args: argparse.Namespace, extra: list[str]) -> int:
             print(f"crossbn run: {e}", file=sys.stderr)
             return 2
 
+    if args.resume:
+        try:
+            _resume_options(args)
+        except ValueError as e:
+            print(f"crossbn run: {e}", file=sys.stderr)
+            return 2
     out = Path(args.out or os.environ.get("CROSSBN_OUT") or Path("reports") / time.strftime("%Y%m%d-%H%M%S"))
     out.mkdir(parents=True, exist_ok=True)
     progress = args.progress or os.environ.get("CROSSBN_PROGRESS") or "auto"
@@ -65,18 +74,28 @@ def _run(args: argparse.Namespace, extra: list[str]) -> int:
             "-o", f"console_output_style={'count' if progress == 'off' else 'classic'}"]
     # Only what was given on the command line; the plugin applies CROSSBN_*
     # environment variables and defaults, in one place.
-    for name in ("suite", "backends", "devices", "timeout", "compare", "known", "shard"):
+    for name in ("suite", "backends", "devices", "timeout", "compare", "known", "shard", "max_case_bytes",
+                 "worker_max_mb"):
         if getattr(args, name) is not None:
-            argv.append(f"--crossbn-{name}={getattr(args, name)}")
+            argv.append(f"--crossbn-{name.replace('_', '-')}={getattr(args, name)}")
     for module in args.backend_module:
         argv.append(f"--crossbn-backend-module={module}")
     if args.known_skip:
         argv.append("--crossbn-known-skip")
+    if args.resume:
+        argv.append("--crossbn-resume")
+        argv += [a for flag, value in (("-k", args.keyword), ("-m", args.markexpr)) if value for a in (flag, value)]
     if args.n not in ("0", 0):
         argv += ["-n", str(args.n)]
     argv += extra
     print(f"crossbn run: -n {args.n}, results -> {out / 'results.jsonl'}", flush=True)
     code = pytest.main(argv)
+    if code == pytest.ExitCode.NO_TESTS_COLLECTED and args.resume and (out / "results.jsonl").exists():
+        code = pytest.ExitCode.OK  # nothing was left to run: the run folder is whole
+    if code == pytest.ExitCode.INTERRUPTED:
+        print(f"crossbn run: interrupted; what finished is in {out} (`crossbn run --resume {out}` "
+              f"runs the rest)", file=sys.stderr)
+        return 130
     if code in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED):
         if args.conventions:
             _observe_conventions(args, out)
@@ -100,6 +119,29 @@ def _run(args: argparse.Namespace, extra: list[str]) -> int:
         print("crossbn run: no test selected (check --suite, --backends and any -k)", file=sys.stderr)
         return 2
     return 3
+
+
+def _resume_options(args: argparse.Namespace) -> None:
+    """--resume DIR: the run's own options, from DIR/run.json; the options
+    that select tests may not be given again (they would select others)."""
+    from .resume import run_options
+
+    given = [f"--{n.replace('_', '-')}" for n in ("suite", "backends", "devices", "shard", "compare", "known",
+                                                   "max_case_bytes") if getattr(args, n) is not None]
+    given += ["--backend-module"] * bool(args.backend_module) + ["--out"] * bool(args.out)
+    if given:
+        raise ValueError(f"--resume {args.resume}: {', '.join(given)} cannot be given with --resume "
+                         f"(the run's own options, from its run.json, are used)")
+    options = run_options(Path(args.resume))
+    args.out = args.resume
+    for name in ("suite", "backends", "devices", "shard", "compare", "known", "max_case_bytes", "worker_max_mb"):
+        if options.get(name) is not None:
+            setattr(args, name, str(options[name]))
+    if args.timeout is None and options.get("timeout") is not None:
+        args.timeout = str(options["timeout"])
+    args.backend_module = list(options.get("backend_modules") or [])
+    args.known_skip = args.known_skip or bool(options.get("known_skip"))
+    args.keyword, args.markexpr = options.get("keyword") or "", options.get("markexpr") or ""
 
 
 def _bug_reports(args: argparse.Namespace, out: Path) -> None:
@@ -323,11 +365,22 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--shard", metavar="K/N",
                      help="run only shard K of N (each test hashed to one shard by its id: deterministic); "
                           "merge the shards' folders with `crossbn report A B` (env CROSSBN_SHARD)")
+    run.add_argument("--resume", metavar="DIR",
+                     help="finish the interrupted run in DIR with its own options (DIR/run.json): only the "
+                          "tests it has no record of, or a crash or timeout record, run")
+    run.add_argument("--max-case-bytes", metavar="SIZE",
+                     help="refuse (unsupported, with the estimate) a case estimated to need more memory: "
+                          "e.g. 4G; auto: half the RAM shared by the workers; 0: no limit "
+                          "(env CROSSBN_MAX_CASE_BYTES; default: auto)")
+    run.add_argument("--worker-max-mb", metavar="MB",
+                     help="restart a backend's worker process after a case that left it holding more "
+                          "memory; auto: a quarter of the RAM shared by the workers; 0: never "
+                          "(env CROSSBN_WORKER_MAX_MB; default: auto)")
     run.add_argument("--no-conventions", dest="conventions", action="store_false",
                      help="skip `crossbn conventions` after the tests (the report then has no conventions table)")
     _backend_options(run, "results.jsonl", n_default="auto", n_help="parallel pytest-xdist workers, 0 for none",
                      timeout_of="case", strict="exit 1 when any result fails")
-    run.set_defaults(func=_run)
+    run.set_defaults(func=_run, keyword="", markexpr="")  # --resume: the run's own -k and -m
     rp = sub.add_parser("report", help="render results into a self-contained HTML report",
                         description="Merge one or more results (results.jsonl files or run folders: workers, "
                                     "shards, machines) into DIR/index.html and one page per finding.")

@@ -18,34 +18,22 @@ Options (each with a CROSSBN_* environment fallback):
   --crossbn-timeout SECONDS    per-case limit before a worker is killed  (default: 300)
   --crossbn-progress MODE      live progress: auto|rich|plain|off        (default: off; `crossbn run`: auto)
   --crossbn-shard K/N          run only shard K of N (crossbn/shard.py)  (default: all)
+  --crossbn-resume             finish the interrupted run in --crossbn-out (crossbn/resume.py)
+  --crossbn-max-case-bytes B   refuse a case estimated to need more memory (crossbn/limits.py)
+                                                                         (default: auto, half the RAM)
+  --crossbn-worker-max-mb M    restart a backend's worker process once it holds more
+                                                                         (default: auto, a quarter of the RAM)
 """
 
 from __future__ import annotations
 
-import math
 import os
-import time
 from pathlib import Path
 
 import pytest
 
-_OPTIONS = (
-    # (name, env, default, help)
-    ("suite", "CROSSBN_SUITE", "default", "case catalogue: a name in cases/ or a path to a .toml file"),
-    ("backends", "CROSSBN_BACKENDS", "all", "comma-separated backends, or 'all' (every installed one); "
-                                         "NAME@/path/to/python runs one under another interpreter"),
-    ("devices", "CROSSBN_DEVICES", "cpu", "comma-separated devices: cpu, cuda"),
-    ("out", "CROSSBN_OUT", None, "directory for results-<worker>.jsonl and the merged results.jsonl"),
-    ("timeout", "CROSSBN_TIMEOUT", "300", "seconds a backend may take for one case before its worker is killed"),
-    ("compare", "CROSSBN_COMPARE", None, "a baseline name under baselines/ (or results) to compare the run "
-                                         "with: comparison.json, the report's comparison page; regressions fail"),
-    ("known", "CROSSBN_KNOWN", None, "a TOML file of known differences (crossbn/known.py): matching findings "
-                                     "are xfails, not failures"),
-    ("progress", "CROSSBN_PROGRESS", "off", "live progress: auto (rich on a terminal, else plain), rich, plain, off"),
-    ("shard", "CROSSBN_SHARD", None, "K/N: run only shard K of N (1 <= K <= N), for CI sharding or several "
-                                     "machines; the shards' results merge with `crossbn report A B`"),
-)
-DEVICES = ("cpu", "cuda")
+from .options import OPTIONS as _OPTIONS, State as _State, option as _option
+
 _STATE = pytest.StashKey()
 _CONFORMANCE = Path(__file__).resolve().parent / "conformance"
 # the conformance test module of each kind of suite
@@ -55,106 +43,16 @@ _SUITE_MODULES = {"batchnorm": "test_batchnorm.py", "models": "test_models.py"}
 def pytest_addoption(parser):
     group = parser.getgroup("crossbn", "crossbn: cross-backend BatchNorm conformance")
     for name, env, default, help_ in _OPTIONS:
-        group.addoption(f"--crossbn-{name}", dest=f"crossbn_{name}", default=None,
+        group.addoption(f"--crossbn-{name.replace('_', '-')}", dest=f"crossbn_{name}", default=None,
                         help=f"{help_} (env {env}; default {default})")
     group.addoption("--crossbn-known-skip", dest="crossbn_known_skip", action="store_true", default=False,
                     help="known differences become skips rather than xfails (env CROSSBN_KNOWN_SKIP=1)")
+    group.addoption("--crossbn-resume", dest="crossbn_resume", action="store_true", default=False,
+                    help="finish the interrupted run in --crossbn-out: only the tests it has no record of "
+                         "(or a crash or timeout record) run (env CROSSBN_RESUME=1)")
     group.addoption("--crossbn-backend-module", dest="crossbn_backend_module", action="append", default=[],
                     help="a .py file whose Backend subclasses are added (repeatable; env CROSSBN_BACKEND_MODULE, "
                          "os.pathsep-separated)")
-
-
-def _option(config, name: str):
-    for opt, env, default, _ in _OPTIONS:
-        if opt == name:
-            value = config.getoption(f"crossbn_{name}")
-            return value if value is not None else os.environ.get(env, default)
-    raise KeyError(name)
-
-
-class _State:
-    """Per-process crossbn state: options resolved once, the worker pool and
-    the result writer started on first use, the summary (controller)."""
-
-    def __init__(self, config):
-        from .backends import choose, discover, instantiate
-        from .catalogue import CatalogueError, load_suite
-        from .results import worker_id
-        from .summary import Summary
-
-        self.config = config
-        modules = tuple(config.getoption("crossbn_backend_module")) + tuple(
-            p for p in os.environ.get("CROSSBN_BACKEND_MODULE", "").split(os.pathsep) if p)
-        self.modules = modules
-        found = discover(modules)
-        self.specs, self.backends = instantiate(choose(_option(config, "backends"), found), found)
-        self.names = list(self.backends)
-        self.devices = [d.strip() for d in _option(config, "devices").split(",") if d.strip()]
-        bad = [d for d in self.devices if d not in DEVICES]
-        if bad or not self.devices:
-            raise pytest.UsageError(f"--crossbn-devices: unknown device(s) {bad}; known: {', '.join(DEVICES)}")
-        try:
-            self.timeout = float(_option(config, "timeout"))
-        except ValueError:
-            self.timeout = -1.0
-        if not (math.isfinite(self.timeout) and self.timeout > 0):
-            raise pytest.UsageError(f"--crossbn-timeout: must be a positive number of seconds, "
-                                    f"got {_option(config, 'timeout')!r}")
-        try:
-            self.cases = load_suite(_option(config, "suite"))
-        except CatalogueError as e:
-            raise pytest.UsageError(f"--crossbn-suite: {e}") from e
-        from .models import is_model_case
-
-        self.kind = "models" if any(is_model_case(c) for c in self.cases) else "batchnorm"
-        out = _option(config, "out")
-        self.out = Path(out) if out else None
-        self.known, self.known_skip = [], bool(config.getoption("crossbn_known_skip")) or \
-            os.environ.get("CROSSBN_KNOWN_SKIP", "") not in ("", "0")
-        if _option(config, "known"):
-            from .known import KnownError, load as load_known
-
-            try:
-                self.known = load_known(_option(config, "known"))
-            except KnownError as e:
-                raise pytest.UsageError(f"--crossbn-known: {e}") from e
-        from .shard import ShardError, parse_shard
-
-        try:
-            self.shard = parse_shard(_option(config, "shard"))
-        except ShardError as e:
-            raise pytest.UsageError(f"--crossbn-shard: {e}") from e
-        if _option(config, "compare") and self.out is None:
-            raise pytest.UsageError("--crossbn-compare: needs --crossbn-out, where the results to compare are written")
-        self.worker_id = worker_id()
-        self._pool = self._writer = None
-        # the controller's end of run (pytest_sessionfinish): run.json, the comparison, the report
-        self.started, self.run_info, self.comparison, self.report, self.report_error = 0.0, None, None, None, None
-        self.side_by_side: list[dict] = []
-        self.summary = Summary()
-
-    @property
-    def pool(self):
-        if self._pool is None:
-            from .runner import WorkerPool
-
-            self._pool = WorkerPool(self.specs, self.backends)
-        return self._pool
-
-    def record(self, rec: dict) -> None:
-        if self.out is None:
-            return
-        if self._writer is None:
-            from .results import ResultWriter
-
-            self._writer = ResultWriter(self.out, self.worker_id)
-        self._writer.write(rec)
-
-    def close(self) -> None:
-        if self._pool is not None:
-            self._pool.close()
-        if self._writer is not None:
-            self._writer.close()
 
 
 def _state(config) -> _State:
@@ -187,27 +85,19 @@ def pytest_configure(config):
     if not _wants_conformance(config):
         return
     st = _state(config)  # bad options and catalogues fail here, before any collection
-    config.pluginmanager.register(_SummaryHooks(st.summary), "crossbn-summary")
+    config.pluginmanager.register(_SummaryHooks(st), "crossbn-summary")
     if _is_controller(config):
         from .progress import register as register_progress
 
         register_progress(config, _option(config, "progress"))  # crossbn/progress.py; nothing when "off"
     if _is_controller(config) and st.out is not None:
-        # A new run: earlier runs' files in the same folder would be merged
-        # into this one's results, so they go (the folder is this run's).
-        # (conventions.jsonl too: `crossbn run` observes them after the tests)
-        for stale in (*st.out.glob("results-*.jsonl"), st.out / "results.jsonl", st.out / "conventions.jsonl",
-                      st.out / "comparison.json", st.out / "side-by-side.json"):
-            stale.unlink(missing_ok=True)
-        from . import environment
+        from . import run_folder
 
-        st.started = time.monotonic()
-        st.run_info = environment.describe(
-            suite=_option(config, "suite"), backends=list(st.names), devices=st.devices,
-            shard=None if st.shard is None else "%d/%d" % st.shard,
-            backend_modules=[Path(m).name for m in st.modules],
-            argv=[str(a) for a in config.invocation_params.args])
-        environment.write(st.out, st.run_info)
+        run_folder.begin(config, st, _option)
+    if st.resume and st.out is not None:
+        from .resume import done
+
+        st.done = done(st.out)  # every process: the controller gathered them in begin, before workers start
 
 
 def _user_named_dist(config) -> bool:
@@ -294,15 +184,26 @@ def pytest_generate_tests(metafunc):
 
 
 def pytest_collection_modifyitems(config, items):
-    """--crossbn-shard K/N: keep this shard's conformance tests (crossbn/shard.py)."""
-    if not _wants_conformance(config) or _state(config).shard is None:
+    """--crossbn-shard K/N: keep this shard's conformance tests (crossbn/shard.py);
+    --crossbn-resume: drop the tests the run folder already has records of."""
+    if not _wants_conformance(config):
+        return
+    st = _state(config)
+    if st.shard is None and not st.done:
         return
     from .shard import in_shard
 
-    k, n = _state(config).shard
+    def wanted(item) -> bool:
+        if item.get_closest_marker("crossbn") is None:
+            return True
+        case, backend, device = item.callspec.params["crossbn_target"]
+        if (case.id, backend, device) in st.done:
+            return False
+        return st.shard is None or in_shard(item.name, *st.shard)
+
     keep, drop = [], []
     for item in items:
-        (keep if item.get_closest_marker("crossbn") is None or in_shard(item.name, k, n) else drop).append(item)
+        (keep if wanted(item) else drop).append(item)
     if drop:
         config.hook.pytest_deselected(items=drop)
         items[:] = keep
@@ -319,14 +220,16 @@ def crossbn_check(request):
         from .models import is_model_case
         from .results import failure_message
 
+        limits = {}
         if is_model_case(case):
             from .models.judge import judge_model as judge, model_record as make_record
         else:
             from .judge import judge
             from .results import make_record
 
+            limits = {"limits": st.limits}  # a model case's memory is its network's, not estimated here
         try:
-            rec = judge(case, backend, st.backends[backend], device, st.pool, st.timeout)
+            rec = judge(case, backend, st.backends[backend], device, st.pool, st.timeout, **limits)
         except Exception as e:  # crossbn's own failure: still leave a record, then report it
             st.record(make_record(case=case, backend=backend, device=device, verdict="crash",
                                   reason=f"crossbn internal error: {type(e).__name__}: {e}"))
@@ -361,10 +264,11 @@ def crossbn_check(request):
 
 class _SummaryHooks:
     """Registered per session: pytest_runtest_logreport gets no config, so
-    the summary it fills is bound here instead of living in a global."""
+    the state it fills is bound here instead of living in a global."""
 
-    def __init__(self, summary):
-        self.summary = summary
+    def __init__(self, st):
+        self.st = st
+        self.summary = st.summary
 
     def pytest_runtest_logreport(self, report):
         # Runs on the controller for xdist workers' reports too; the data
@@ -372,6 +276,16 @@ class _SummaryHooks:
         for key, data in getattr(report, "user_properties", ()):
             if key == "crossbn" and report.when in ("call", "setup"):
                 self.summary.add(data)
+        if report.when == "teardown" or report.when == "???":
+            from .run_folder import sync
+
+            sync(self.st)  # the controller's live results.jsonl (nothing elsewhere)
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_handlecrashitem(self, crashitem, report, sched):
+        """xdist: a worker died under this test (a kill, or crossbn itself):
+        no record; the run is incomplete and --resume runs it again."""
+        self.st.crashed.append(crashitem)
 
 
 def pytest_sessionfinish(session, exitstatus):
@@ -380,34 +294,9 @@ def pytest_sessionfinish(session, exitstatus):
     st = _state(session.config)
     st.close()
     if _is_controller(session.config) and st.out is not None and st.out.exists():
-        from .results import merge
+        from . import run_folder
 
-        parts = sorted(st.out.glob("results-*.jsonl"))
-        if parts:
-            merge(parts, st.out / "results.jsonl")
-        from .upgrade_checks import compare_with_baseline, compare_side_by_side
-
-        compare_with_baseline(session, st, _option(session.config, "compare"))
-        compare_side_by_side(session, st)
-        _finish_report(session, st, int(exitstatus))
-
-
-def _finish_report(session, st, exitstatus: int) -> None:
-    """The controller's last step: run.json completed, then the HTML report
-    (its failure is reported, never allowed to lose the results above)."""
-    from . import environment
-
-    if st.run_info is not None:
-        complete = exitstatus in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED) and not (session.shouldstop or session.shouldfail)
-        environment.finish(st.out, st.run_info, started=st.started, exit_status=exitstatus, complete=complete)
-    if not (st.out / "results.jsonl").exists():
-        return
-    try:
-        from .report import build
-
-        st.report = build([st.out], st.out)
-    except Exception as e:  # noqa: BLE001 - any failure here must leave the results usable
-        st.report_error = f"{type(e).__name__}: {e}"
+        run_folder.finish(session, st, int(exitstatus), _option)
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus, config):
@@ -436,3 +325,11 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
             terminalreporter.write_line(f"report: {st.report}")
         if st.report_error:
             terminalreporter.write_line(f"report: NOT written: {st.report_error}", red=True)
+
+
+def pytest_unconfigure(config):
+    """The run's own TMPDIR goes even when the session never finished (run_folder.py)."""
+    if _STATE in config.stash:
+        from .run_folder import drop_tmpdir
+
+        drop_tmpdir(config.stash[_STATE])

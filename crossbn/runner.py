@@ -12,6 +12,11 @@ A call returns an `Outcome`; it never raises for the framework's sake:
                and its traceback; the worker survives)
   crash        the worker process died; it is restarted for the next call
   timeout      no reply within the limit; the worker is killed and restarted
+
+After each request the worker reports its resident memory; past
+`max_bytes` (--crossbn-worker-max-mb, crossbn/limits.py) the worker is
+stopped and the next request starts a fresh one, noted in the outcome's
+`info` (the record's backend_info) as `worker_recycled_mb`.
 """
 
 from __future__ import annotations
@@ -41,8 +46,11 @@ class Outcome:
 class BackendWorker:
     """A lazily started worker process serving one backend."""
 
-    def __init__(self, name: str, spec: str, env: dict[str, str], python: str | None = None):
+    def __init__(self, name: str, spec: str, env: dict[str, str], python: str | None = None,
+                 max_bytes: int | None = None):
         self.name, self.spec, self.env, self.python = name, spec, dict(env), python or sys.executable
+        self.max_bytes = max_bytes
+        self.recycled = 0
         self._group: execnet.Group | None = None
         self._channel = None
         self._description: dict | None = None
@@ -75,8 +83,14 @@ class BackendWorker:
         message = reply.get("message", "")
         if reply.get("traceback"):
             message += "\n" + reply["traceback"]
+        info = dict(reply.get("info", {}))
+        rss = reply.get("rss") or 0
+        if self.max_bytes is not None and rss > self.max_bytes:
+            self.stop()  # what the framework kept goes with the process; the next request starts afresh
+            self.recycled += 1
+            info["worker_recycled_mb"] = round(rss / 2**20)
         return Outcome(status, wire.decode(reply.get("observables", {})), message,
-                       reply.get("seconds", 0.0), reply.get("describe", {}), reply.get("info", {}))
+                       reply.get("seconds", 0.0), reply.get("describe", {}), info)
 
     def describe(self, timeout: float = DEFAULT_TIMEOUT) -> dict:
         """{"version": ..., "devices": {device: name}, "python": ...}, or
@@ -105,14 +119,16 @@ class BackendWorker:
 class WorkerPool:
     """The worker processes of one pytest process, started on first use."""
 
-    def __init__(self, specs: dict[str, str], backends: dict):
+    def __init__(self, specs: dict[str, str], backends: dict, worker_max_bytes: int | None = None):
         self._specs, self._backends = specs, backends
+        self._max_bytes = worker_max_bytes
         self._workers: dict[str, BackendWorker] = {}
 
     def worker(self, name: str) -> BackendWorker:
         if name not in self._workers:
             b = self._backends[name]
-            self._workers[name] = BackendWorker(name, self._specs[name], b.worker_env, b.interpreter)
+            self._workers[name] = BackendWorker(name, self._specs[name], b.worker_env, b.interpreter,
+                                                self._max_bytes)
         return self._workers[name]
 
     def has(self, name: str) -> bool:

@@ -4,7 +4,7 @@ A test belongs to the shard its own id hashes to (sha256 of
 "CASE-BACKEND-DEVICE", modulo N), so the split depends on nothing but the
 test: the same on every machine and every run, under any -n, whatever else
 is installed, and a test is in exactly one shard. Shards are run as separate
-processes or on separate machines; `crossbn report A B` (results.merge)
+processes or on separate machines; `crossbn report A B` (store.merge)
 joins their results into one report, sorted as one run's would be.
 """
 

@@ -31,7 +31,7 @@ def build(results, out: Path | str, *, title: str = "crossbn report") -> Path:
 
     import jinja2
 
-    from ..results import merge
+    from ..store import merge
     from .render import write
     from .sources import load
 

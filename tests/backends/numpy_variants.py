@@ -146,3 +146,18 @@ class NotInstalled(_NumpyBackend):
 
     def run(self, case, inputs, device):  # reached only where that module exists (tests/test_side_by_side.py)
         return _batchnorm(case, inputs, one_pass=False)
+
+
+class Littering(Faulty):
+    """Leaves a temporary file behind on every case, as frameworks do (and
+    then misbehaves as numpy-faulty does): the run must remove it."""
+
+    name = "numpy-littering"
+
+    def run(self, case, inputs, device):
+        import tempfile
+
+        fd, _ = tempfile.mkstemp(prefix="litter-")
+        os.write(fd, b"left behind")
+        os.close(fd)
+        return super().run(case, inputs, device)
