@@ -74,7 +74,6 @@ def save(name: str, results, root: Path = BASELINES) -> Path:
     """Store `results` (a results.jsonl or run folder) as baselines/NAME."""
     from . import environment
     from .report.sources import ReportError, results_file
-    from .results import read
 
     if not name or "/" in name or name.startswith("."):
         raise BaselineError(f"baseline name {name!r}: use a plain folder name")
@@ -82,7 +81,7 @@ def save(name: str, results, root: Path = BASELINES) -> Path:
         path = results_file(results)
     except ReportError as e:
         raise BaselineError(str(e)) from e
-    entries = sorted((_entry(r) for r in read(path)), key=_key)
+    entries = sorted(_entries(path), key=_key)
     folder = root / name
     folder.mkdir(parents=True, exist_ok=True)
     lines = "".join(json.dumps(e, sort_keys=True) + "\n" for e in entries)
@@ -97,23 +96,82 @@ def save(name: str, results, root: Path = BASELINES) -> Path:
 def load(source, root: Path = BASELINES) -> dict[tuple, dict]:
     """A baseline by name, or results (file or run folder) read as one."""
     from .report.sources import ReportError, results_file
-    from .results import read
 
     folder = root / str(source)
     if (folder / "baseline.jsonl").is_file():
-        out = {}
-        for n, line in enumerate((folder / "baseline.jsonl").read_text(encoding="utf-8").splitlines(), 1):
-            try:
-                e = json.loads(line)
-                out[_key(e)] = e
-            except (ValueError, KeyError, TypeError) as err:
-                raise BaselineError(f"{folder / 'baseline.jsonl'}:{n}: not a baseline entry ({err})") from err
-        return out
+        _check_meta(folder / "meta.json")
+        return {_key(e): e for e in _baseline_entries(folder / "baseline.jsonl")}
     try:
         path = results_file(source)
     except ReportError as e:
         raise BaselineError(f"{source}: neither a baseline under {root}/ nor results ({e})") from e
-    return {_key(e): e for e in map(_entry, read(path))}
+    return {_key(e): e for e in _entries(path)}
+
+
+# What classify and describe need of every entry (and of every result read as one).
+_NEEDED = ("case_id", "backend", "device", "verdict")
+
+
+def _entries(path: Path) -> list[dict]:
+    """Baseline entries of a results file; a file crossbn cannot read, or a
+    record that is not a result, is a BaselineError naming it."""
+    from .results import ResultsError, read
+
+    try:
+        records = read(path)
+    except ResultsError as e:
+        raise BaselineError(str(e)) from e
+    out = []
+    for n, rec in enumerate(records, 1):
+        try:
+            e = _entry(rec)
+        except (KeyError, TypeError, AttributeError, ValueError) as err:
+            raise BaselineError(f"{path}: record {n}: not a crossbn result (needs {', '.join(_NEEDED)} and "
+                                f"well-formed observables): {type(err).__name__}: {err}") from err
+        if not all(isinstance(e[k], str) for k in _NEEDED):
+            raise BaselineError(f"{path}: record {n}: {', '.join(_NEEDED)} must be strings")
+        out.append(e)
+    return out
+
+
+def _check_meta(path: Path) -> None:
+    """meta.json, when there is one, must be JSON this crossbn can read: a
+    baseline saved by a newer crossbn may mean something else by its lines."""
+    if not path.is_file():
+        return  # optional: baseline.jsonl alone is a baseline (e.g. written by hand)
+    try:
+        meta = json.loads(path.read_bytes().decode("utf-8"))
+    except ValueError as e:
+        raise BaselineError(f"{path}: not JSON ({e}); truncated or not a crossbn baseline?") from e
+    if not isinstance(meta, dict):
+        raise BaselineError(f"{path}: not a JSON object ({{schema, name, source, ...}})")
+    schema = meta.get("schema", SCHEMA)
+    if not isinstance(schema, int) or isinstance(schema, bool) or schema < 1:
+        raise BaselineError(f"{path}: schema: {schema!r} is not a version number (1 to {SCHEMA})")
+    if schema > SCHEMA:
+        raise BaselineError(f"{path}: schema: written by a newer crossbn: schema {schema}, this crossbn reads "
+                            f"up to {SCHEMA}")
+
+
+def _baseline_entries(path: Path) -> list[dict]:
+    """baseline.jsonl, every line an entry. Unlike a run's results, nothing
+    appends to it: a line cut short is a damaged file, not a killed writer."""
+    out = []
+    with open(path, "rb") as f:
+        for n, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            where = f"{path}:{n}"
+            try:
+                e = json.loads(line.decode("utf-8"))
+            except ValueError as err:
+                cut = "" if line.endswith(b"\n") else "; the file ends mid-line: truncated?"
+                raise BaselineError(f"{where}: not JSON ({err}){cut}") from err
+            if not isinstance(e, dict) or not all(isinstance(e.get(k), str) for k in _NEEDED):
+                raise BaselineError(f"{where}: not a baseline entry (an object with string fields "
+                                    f"{', '.join(_NEEDED)})")
+            out.append(e)
+    return out
 
 
 def _ratio(e: dict) -> float:

@@ -61,6 +61,7 @@ class Case:
     shape: tuple[int, ...] = (8, 3)
     # Logical shape in channels-first order (N, C, *spatial); rank 2 to 5.
     # Independent of `layout`, so the same numbers mean the same case.
+    # N may be 0 (an empty batch: statistics NaN, y empty; see the README).
     layout: str = "channels_first"
     # How the array is stored and handed to the framework: "channels_first"
     # puts C at axis 1, "channels_last" at axis -1 (rank 2 is the same for both).
@@ -198,7 +199,7 @@ class Case:
             raise CaseError(f"unknown case field(s): {', '.join(sorted(unknown))}")
         if "shape" in d:
             if not isinstance(d["shape"], (list, tuple)):
-                raise CaseError(f"field 'shape' = {d['shape']!r}: must be a list of positive integers")
+                raise CaseError(f"field 'shape' = {d['shape']!r}: must be a list of integers (N, C, *spatial)")
             d["shape"] = tuple(d["shape"])
         if "specials" in d:
             d["specials"] = _specials(d["specials"])
@@ -252,14 +253,27 @@ def _content_hash(case: Case) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
 
+def _check_shape(shape, bad) -> None:
+    """(N, C, *spatial), the wrong one named. N may be 0: an empty batch is a
+    case (the oracle's meaning of it is in reference/batchnorm.py and the
+    README); channels and spatial sizes must be >= 1."""
+    if not isinstance(shape, tuple) or not all(isinstance(s, int) and not isinstance(s, bool) for s in shape):
+        raise bad("shape", "must be a list of integers (N, C, *spatial)")
+    if not 2 <= len(shape) <= 5:
+        raise bad("shape", "rank must be 2 to 5 (N, C, *spatial)")
+    if shape[0] < 0:
+        raise bad("shape", "the batch size N must be >= 0")
+    if shape[1] < 1:
+        raise bad("shape", "the number of channels C must be >= 1")
+    if any(s < 1 for s in shape[2:]):
+        raise bad("shape", "spatial sizes must be >= 1")
+
+
 def _validate(c: Case) -> None:
     def bad(name: str, why: str) -> CaseError:
         return CaseError(f"field '{name}' = {getattr(c, name)!r}: {why}")
 
-    if not isinstance(c.shape, tuple) or not all(isinstance(s, int) and s >= 1 for s in c.shape):
-        raise bad("shape", "must be a sequence of positive integers")
-    if not 2 <= len(c.shape) <= 5:
-        raise bad("shape", "rank must be 2 to 5 (N, C, *spatial)")
+    _check_shape(c.shape, bad)
     if c.layout not in LAYOUTS:
         raise bad("layout", f"must be one of {LAYOUTS}")
     if c.dtype not in DTYPES:
@@ -291,7 +305,10 @@ def _validate(c: Case) -> None:
             raise bad("specials", f"value {value!r} must be one of {SPECIAL_VALUES}")
         if not 0 <= step < len(c.steps):
             raise bad("specials", f"step {step} is not one of the case's {len(c.steps)} steps")
-        if len(index) != len(c.shape) or not all(0 <= i < s for i, s in zip(index, c.shape)):
+        if len(index) != len(c.shape):
+            raise bad("specials", f"index {tuple(index)} has {len(index)} coordinate(s), the shape "
+                                  f"{c.shape} has {len(c.shape)}")
+        if not all(0 <= i < s for i, s in zip(index, c.shape)):
             raise bad("specials", f"index {tuple(index)} is outside shape {c.shape}")
     if not isinstance(c.seed, int) or isinstance(c.seed, bool) or c.seed < 0:
         raise bad("seed", "must be an integer >= 0")

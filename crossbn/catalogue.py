@@ -81,16 +81,12 @@ def _load(path: Path, cases: dict[str, Case], seen: tuple[Path, ...]) -> None:
     where = str(path)
     if path.resolve() in seen:
         raise CatalogueError(f"{where}: include cycle through {' -> '.join(map(str, seen))}")
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except tomllib.TOMLDecodeError as e:
-        raise CatalogueError(f"{where}: not valid TOML: {e}") from e
+    data = read_toml(path)
     unknown = set(data) - {"include", "defaults", "group"}
     if unknown:
         raise CatalogueError(f"{where}: unknown top-level key(s) {sorted(unknown)}; expected include, defaults, [[group]]")
     for inc in _as_list(data.get("include", []), f"{where}: 'include'"):
-        target = path.parent / inc if str(inc).endswith(".toml") else None
-        _load(target if target else suite_path(str(inc)), cases, seen + (path.resolve(),))
+        _load(_include(path, inc), cases, seen + (path.resolve(),))
     defaults = data.get("defaults", {})
     if not isinstance(defaults, dict):
         raise CatalogueError(f"{where}: [defaults] must be a table")
@@ -101,6 +97,39 @@ def _load(path: Path, cases: dict[str, Case], seen: tuple[Path, ...]) -> None:
     for gi, group in enumerate(groups):
         for case in _expand(group, defaults, path.stem, f"{where} group #{gi + 1}"):
             cases.setdefault(case.id, case)
+
+
+def read_toml(path: Path) -> dict:
+    """The parsed file, or a CatalogueError naming it: unreadable, not UTF-8
+    (TOML is UTF-8 by definition), or not TOML (tomllib gives line and column)."""
+    try:
+        text = Path(path).read_bytes().decode("utf-8")
+    except OSError as e:
+        raise CatalogueError(f"{path}: cannot read ({e.strerror})") from e
+    except UnicodeDecodeError as e:
+        raise CatalogueError(f"{path}: not UTF-8 text (byte {e.object[e.start]:#04x} at offset {e.start}); "
+                             "a catalogue is a TOML file") from e
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        raise CatalogueError(f"{path}: not valid TOML: {e}") from e
+
+
+def _include(path: Path, inc) -> Path:
+    """What an `include` entry names: a .toml file beside `path`, or a suite.
+    Errors name the including file, which is where the mistake is."""
+    where = f"{path}: include {inc!r}"
+    if not isinstance(inc, str) or not inc:
+        raise CatalogueError(f"{where}: must be a suite name or a .toml file name (a string)")
+    if inc.endswith(".toml"):
+        target = path.parent / inc
+        if not target.is_file():
+            raise CatalogueError(f"{where}: no file {target}")
+        return target
+    try:
+        return suite_path(inc)
+    except CatalogueError as e:
+        raise CatalogueError(f"{where}: {e}") from e
 
 
 def _as_list(value, where: str) -> list:
@@ -131,6 +160,8 @@ def expand_entry(entry, defaults: dict, suite: str, where: str, *, make, errors:
     if not isinstance(name, str) or not name.replace("_", "").replace("-", "").isalnum():
         raise CatalogueError(f"{where}: field 'name' must be a word (letters, digits, - or _), got {name!r}")
     where = f"{where} '{name}'"
+    if not isinstance(entry.get("description", ""), str):
+        raise CatalogueError(f"{where}: field 'description' must be a string, got {entry['description']!r}")
     fixed = {k: v for k, v in entry.items() if k not in _GROUP_KEYS}
     check_fields(fixed, where, fields, kind)
     axes = entry.get("axes", {})

@@ -7,9 +7,11 @@ the worst element. NaN and ±Inf are compared by position (and sign), never by
 value. Verdicts, from the observable up to the whole result:
 
   match         every compared element within its bound (ratio <= 1)
-  convention    outside the canonical bound but within the bound of the
-                backend's documented convention (e.g. PyTorch's unbiased
-                running variance)
+  convention    outside the canonical bound (or NaN/Inf elsewhere than the
+                canonical result) but within the bound of the backend's
+                documented convention (e.g. PyTorch's unbiased running
+                variance; its running statistics kept, not NaN, after an
+                empty batch)
   deviation     outside both
   nan-mismatch  NaN/Inf where the oracle has none, or the other way round
 plus, decided by the runner: error (the framework raised, or returned arrays
@@ -135,6 +137,19 @@ def _per_channel(ratio, channel_axis: int | None) -> list[float] | None:
     return [float(v) for v in per] if 0 < per.size <= MAX_CHANNELS else None
 
 
+def _convention_ratio(a, convention, e, out_dtype: str) -> float:
+    """Worst error/bound of `a` against the (expected, model bound) pair of
+    the backend's declared convention; inf where NaN/Inf sit elsewhere."""
+    ce, cb = convention
+    ce = np.asarray(ce, dtype=np.float64)
+    ce = np.where(np.isfinite(ce) & (np.abs(ce) >= overflow_threshold(out_dtype)), np.copysign(np.inf, ce), ce)
+    if ce.shape != a.shape or _nonfinite_mismatch(a, ce):
+        return float("inf")
+    cbound = full_bound(cb, e, out_dtype)
+    _, cratio = _ratio_stats(a, ce, np.where(np.isfinite(cbound), cbound, np.inf))
+    return float(cratio.max(initial=0.0))
+
+
 def compare_observable(name: str, actual: np.ndarray, expected: np.ndarray, model_bound: np.ndarray,
                        convention: tuple[np.ndarray, np.ndarray] | None = None,
                        channel_axis: int | None = None) -> ObservableResult:
@@ -157,6 +172,16 @@ def compare_observable(name: str, actual: np.ndarray, expected: np.ndarray, mode
     mismatch = _nonfinite_mismatch(a, e)
     if mismatch:
         why = f" (the exact value of {int(overflow.sum())} element(s) overflows {out_dtype})" if overflow.any() else ""
+        # NaN/Inf placed as the backend's documented convention places them
+        # (PyTorch keeps its running statistics on an empty batch, where the
+        # canonical ones become NaN): a convention difference, not a mismatch.
+        conv_ratio = _convention_ratio(a, convention, e, out_dtype) if convention is not None else None
+        if conv_ratio is not None and conv_ratio <= 1.0:
+            at = tuple(int(i) for i in np.argwhere(~((np.isnan(a) & np.isnan(e)) | (a == e)))[0])
+            return ObservableResult(verdict="convention", note=f"{mismatch}{why}; as the backend's documented "
+                                    "convention predicts", **{**blank, "convention_ratio": conv_ratio,
+                                                              "where": list(at), "expected_at": float(e[at]),
+                                                              "actual_at": float(a[at])})
         return ObservableResult(verdict="nan-mismatch", note=mismatch + why, **blank)
 
     bound = full_bound(model_bound, e, out_dtype)
@@ -169,7 +194,7 @@ def compare_observable(name: str, actual: np.ndarray, expected: np.ndarray, mode
     worst_at = np.unravel_index(int(np.nanargmax(ratio)), ratio.shape) if ratio.size else ()
     max_ratio = float(ratio[worst_at]) if ratio.size else 0.0
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-        rel = np.where(e != 0, err / np.abs(e), 0.0)
+        rel = np.where((e != 0) & np.isfinite(e), err / np.abs(e), 0.0)  # NaN/Inf: compared by position
         ulps = err / ulp(e, out_dtype)
     notes = [f"{int(unbounded.sum())} element(s) not judged: ill-conditioned beyond the error model"] \
         if unbounded.any() else []
@@ -179,12 +204,7 @@ def compare_observable(name: str, actual: np.ndarray, expected: np.ndarray, mode
         # them it is a match (or a convention difference, when the canonical
         # bound is exceeded); outside them it deviates, even where it happens
         # to agree with the canonical semantics.
-        ce, cb = convention
-        ce = np.asarray(ce, dtype=np.float64)
-        ce = np.where(np.isfinite(ce) & (np.abs(ce) >= overflow_threshold(out_dtype)), np.copysign(np.inf, ce), ce)
-        cbound = full_bound(cb, e, out_dtype)
-        _, cratio = _ratio_stats(a, ce, np.where(np.isfinite(cbound), cbound, np.inf))
-        conv_ratio = float(cratio.max(initial=0.0)) if not _nonfinite_mismatch(a, ce) else float("inf")
+        conv_ratio = _convention_ratio(a, convention, e, out_dtype)
         if conv_ratio <= 1.0:
             verdict = "match" if max_ratio <= 1.0 else "convention"
         else:

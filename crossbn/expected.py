@@ -9,6 +9,14 @@ model (`tolerance.py`) needs for its conditioning terms.
 "biased" is crossbn's canonical convention; "unbiased" (n/(n-1)) is PyTorch's
 documented one. Computing both lets `compare.py` tell a documented convention
 difference from a deviation.
+
+`empty_batch` says what a training step on an empty batch (N = 0) does to the
+running statistics: "nan" (canonical) folds the batch's NaN statistics in, as
+the EMA formula itself does (ONNX's definition; TensorFlow's fused kernel
+sets them to NaN explicitly); "skip" leaves them unchanged, as PyTorch's
+ATen batch_norm does (it returns before any statistic is computed when the
+input has no elements). Either way y and dx are empty and dgamma, dbeta are
+0 (sums over no elements).
 """
 
 from __future__ import annotations
@@ -44,6 +52,8 @@ class StepTrace:
     factor: float = 0.0                  # weight given to the new batch statistic
     var_fed: np.ndarray | None = None    # the batch variance fed into running_var
     var_fed_factor: float = 1.0          # var_fed / var: n/(n-1) when unbiased, else 1
+    running_kept: bool = False           # an empty batch left the running statistics as they were
+                                         # (empty_batch="skip"): running_after is running_before
 
 
 def _f64(a):
@@ -55,7 +65,13 @@ def _stored(a: np.ndarray, dtype: str) -> np.ndarray:
         return a.astype(numpy_dtype(dtype)).astype(np.float64)
 
 
-def simulate(case: Case, inputs: dict, *, running_var: str = "biased") -> tuple[dict, list[StepTrace]]:
+EMPTY_BATCH = ("nan", "skip")
+
+
+def simulate(case: Case, inputs: dict, *, running_var: str = "biased",
+             empty_batch: str = "nan") -> tuple[dict, list[StepTrace]]:
+    if empty_batch not in EMPTY_BATCH:
+        raise ValueError(f"empty_batch must be one of {EMPTY_BATCH}, not {empty_batch!r}")
     ax = case.channel_axis
     gamma, beta = _f64(inputs.get("gamma")), _f64(inputs.get("beta"))
     running = (_f64(inputs["running_mean"]), _f64(inputs["running_var"])) if case.track_running_stats else None
@@ -82,7 +98,12 @@ def simulate(case: Case, inputs: dict, *, running_var: str = "biased") -> tuple[
             # convention then feeds the biased variance, as TensorFlow's
             # n / max(n - 1, 1) does (PyTorch refuses such a batch).
             t.var_fed = ref.unbiased_var(var, n) if running_var == "unbiased" and n > 1 else var
-            if case.cumulative:
+            if n == 0 and empty_batch == "skip":
+                # the statistics of no values are never formed: the state is kept
+                # (PyTorch still counts the batch in num_batches_tracked, so a
+                # cumulative average's count k + 1 is unchanged)
+                t.running_kept = True
+            elif case.cumulative:
                 t.factor = 1.0 / (k + 1)
                 running = (ref.cumulative_update(running[0], mean, k + 1),
                            ref.cumulative_update(running[1], t.var_fed, k + 1))

@@ -67,6 +67,8 @@ def _single_changes(case, base: Formulation) -> list[Formulation]:
         changes.append(dict(running_var="unbiased" if base.running_var == "biased" else "biased"))
         if not case.cumulative and case.momentum != 0.5:
             changes.append(dict(momentum="new" if base.momentum == "old" else "old"))
+        if case.reduction_size == 0:  # what an empty batch does to the running statistics
+            changes.append(dict(empty_batch="skip" if base.empty_batch == "nan" else "nan"))
     changes += [dict(eps_floor=floor) for floor in EPS_FLOORS if case.eps < floor]
     if base.hyperparameters == "exact" and (np.float32(case.eps) != case.eps or np.float32(case.momentum)
                                             != case.momentum):
@@ -174,10 +176,13 @@ def _rank(t: dict) -> tuple:
 
 def _better(cand: dict, cur: dict) -> bool:
     """Keep a change when it at least halves the score, or when both explain
-    the output within rounding and it at least halves the ulp distance."""
-    if cand["score"] * IMPROVEMENT <= cur["score"]:
+    the output within rounding and it at least halves the ulp distance.
+    Nothing halves 0: where the current formulation reproduces the output
+    exactly (an empty batch's few values, say), no change is kept for a tie."""
+    if cand["score"] * IMPROVEMENT <= cur["score"] and cur["score"] > 0:
         return True
-    return cand["score"] <= max(cur["score"], 1.0) and cand["ulps"] * IMPROVEMENT <= cur["ulps"]
+    return (cand["score"] <= max(cur["score"], 1.0) and cand["ulps"] * IMPROVEMENT <= cur["ulps"]
+            and cur["ulps"] > 0)
 
 
 class _Trials:
@@ -226,18 +231,21 @@ def rank_formulations(case, inputs: dict, actual: dict, candidates, observables)
 
 
 def diagnose(case, inputs: dict, actual: dict, exact: dict, bounds: dict, traces, *,
-             running_var: str = "biased", hyperparameters: str = "exact") -> dict:
+             running_var: str = "biased", hyperparameters: str = "exact", empty_batch: str = "nan") -> dict:
     """The formulation that best explains `actual`, with the evidence.
 
     `exact`/`bounds`/`traces`: the oracle's canonical observables, model
-    bounds (the verdict's own) and traces; `running_var`/`hyperparameters`:
-    the backend's documented convention, where the search starts. A
+    bounds (the verdict's own) and traces; `running_var`/`hyperparameters`/
+    `empty_batch`: the backend's documented convention, where the search
+    starts (`empty_batch` only matters, and is only part of the formulation,
+    for an empty batch). A
     formulation in a lower precision than the case's is held to the error
     model of that precision: a float32 computation of a float64 case may
     stray as far as float32 rounding allows, and no further. The search
     simulates at most BUDGET elements in all (large cases try fewer changes)."""
     canonical = score(actual, exact, exact, bounds)
-    base = Formulation(running_var=running_var, hyperparameters=hyperparameters)
+    base = Formulation(running_var=running_var, hyperparameters=hyperparameters,
+                       empty_batch=empty_batch if case.reduction_size == 0 else "nan")
     trial = _Trials(case, inputs, actual, exact, bounds, traces)
     tried = trial.tried
     cost = 2 * len(case.steps) * int(np.prod(case.shape))

@@ -34,6 +34,8 @@ class Formulation:
     momentum: str = "old"         # what the case's momentum weighs: "old" (canonical) | "new"
     eps_floor: float = 0.0        # eps is clamped to at least this
     hyperparameters: str = "exact"  # eps and momentum "exact" or rounded to "float32"
+    empty_batch: str = "nan"      # an empty batch's running update: "nan" (folds its NaN statistics in,
+                                  # canonical) | "skip" (keeps the running statistics); see expected.py
 
     def changes(self, base: "Formulation | None" = None) -> dict:
         """The aspects where this formulation differs from `base` (the canonical one)."""
@@ -50,6 +52,8 @@ class Formulation:
             "running_var": {"unbiased": "running variance with Bessel's correction",
                             "biased": "running variance without Bessel's correction"},
             "momentum": {"new": "momentum weighing the new batch statistic"},
+            "empty_batch": {"skip": "running statistics left unchanged by an empty batch",
+                            "nan": "running statistics updated with an empty batch's NaN statistics"},
         }
         parts = []
         for k, v in self.changes(base).items():
@@ -106,8 +110,9 @@ def simulate_with_spread(case, inputs: dict, f: Formulation) -> tuple[dict, dict
             diff[k] = np.where(ok, np.abs(v - w), 0.0)
             kind = k.split(".", 1)[1]
             if kind in ("y", "dx"):
-                scale[k] = np.where(ok, np.abs(v), 0.0).max(axis=axes, keepdims=True)
-                rel = np.where(scale[k] > 0, diff[k].max(axis=axes, keepdims=True) / scale[k], 0.0)
+                # initial=0: an empty batch's y and dx have no elements, and no spread
+                scale[k] = np.where(ok, np.abs(v), 0.0).max(axis=axes, keepdims=True, initial=0.0)
+                rel = np.where(scale[k] > 0, diff[k].max(axis=axes, keepdims=True, initial=0.0) / scale[k], 0.0)
                 pooled[kind] = max(pooled.get(kind, 0.0), float(rel.max(initial=0.0)))
             else:
                 pooled[kind] = max(pooled.get(kind, 0.0), float(diff[k].max(initial=0.0)))
@@ -167,7 +172,9 @@ def simulate(case, inputs: dict, f: Formulation) -> dict:
             out.update({f"{step}.batch_mean": mean, f"{step}.batch_var": v, f"{step}.invstd": invstd})
         if use_batch and running is not None and step != "eval":
             fed = rc(v * (n / (n - 1))) if f.running_var == "unbiased" and n > 1 else v
-            if case.cumulative:
+            if n == 0 and f.empty_batch == "skip":
+                pass  # an empty batch: the state is kept
+            elif case.cumulative:
                 running = (var.cumulative_update(running[0], mean, k + 1, cd),
                            var.cumulative_update(running[1], fed, k + 1, cd))
             else:

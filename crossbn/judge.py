@@ -30,10 +30,11 @@ from .tolerance import model_bounds
 EXPLAINED = frozenset({"deviation", "nan-mismatch", "convention"})
 
 
-def _expectation(case, inputs, running_var: str = "biased", hyperparameters: str = "exact"):
+def _expectation(case, inputs, running_var: str = "biased", hyperparameters: str = "exact",
+                 empty_batch: str = "nan"):
     if hyperparameters == "float32":  # the case as a format with 32-bit attributes stores it
         case = dataclasses.replace(case, eps=float(np.float32(case.eps)), momentum=float(np.float32(case.momentum)))
-    exp, traces = expected_mod.simulate(case, inputs, running_var=running_var)
+    exp, traces = expected_mod.simulate(case, inputs, running_var=running_var, empty_batch=empty_batch)
     return exp, model_bounds(case, traces), traces
 
 
@@ -68,8 +69,11 @@ class _Judged:
             self.convention = None
             if backend.differs_from_canonical():  # held to its documented semantics first (compare.py)
                 self.convention = _expectation(case, inputs, backend.convention("running_var"),
-                                               backend.convention("hyperparameters"))[:2]
+                                               backend.convention("hyperparameters"),
+                                               backend.convention("empty_batch"))[:2]
         self.notes = []
+        if case.reduction_size == 0:
+            self.notes.append(_empty_batch_note(case, backend))
         if backend.no_gradients and case.gradients:
             self.exp, self.bounds = without_gradients(self.exp, self.bounds)
             if self.convention is not None:
@@ -83,6 +87,19 @@ class _Judged:
     def full_bounds(self) -> dict:
         return {k: full_bound(self.bounds[k], self.exp[k], np.dtype(self.actual[k].dtype).name)
                 for k in self.exp if k in self.actual}
+
+
+def _empty_batch_note(case, backend) -> str:
+    """What an empty batch (N = 0) is held to, said on its every result."""
+    note = ("an empty batch (N = 0): y and dx are empty, dgamma and dbeta are 0 (sums over no elements)")
+    if case.train_steps:
+        note += ", the batch mean and variance of no values are NaN"
+        if case.track_running_stats:
+            kept = backend.convention("empty_batch") == "skip"
+            note += (f", and {backend.name} declares that such a batch leaves the running statistics unchanged "
+                     "(empty_batch=skip; canonical: updated with the NaN statistics)" if kept else
+                     ", so the running statistics become NaN")
+    return note
 
 
 def _explain(judged: _Judged, backend, device, worker, timeout, clock: Clock) -> tuple[dict, dict]:
@@ -105,7 +122,8 @@ def _explain(judged: _Judged, backend, device, worker, timeout, clock: Clock) ->
     with clock("diagnose"):
         diagnosis = diagnose(judged.case, judged.inputs, compared, judged.exp, judged.bounds, judged.traces,
                              running_var=backend.convention("running_var"),
-                             hyperparameters=backend.convention("hyperparameters"))
+                             hyperparameters=backend.convention("hyperparameters"),
+                             empty_batch=backend.convention("empty_batch"))
     return where, diagnosis
 
 
@@ -135,16 +153,21 @@ def _versus(case, inputs, observables, bounds, device, backend, name, pool, time
 
 
 def judge(case, backend_name: str, backend, device: str, pool: WorkerPool,
-          timeout: float = DEFAULT_TIMEOUT, keep: dict | None = None) -> dict:
+          timeout: float = DEFAULT_TIMEOUT, keep: dict | None = None, limits=None) -> dict:
     """Return the result record (see results.make_record). `keep`, when
     given, receives the inputs and the `_Judged` outputs held against the
-    oracle (crossbn/bugreport reads the arrays a record only summarizes)."""
+    oracle (crossbn/bugreport reads the arrays a record only summarizes).
+    `limits` (crossbn/limits.py): a case estimated over the memory limit is
+    refused before anything is started or generated."""
     start, clock = time.perf_counter(), Clock()
 
     def done(**fields) -> dict:
         return make_record(**record, **fields, seconds=time.perf_counter() - start, timings=clock.rounded())
 
     record = dict(case=case, backend=backend_name, device=device, interpreter=backend.interpreter)
+    refused = limits.refuse(case) if limits is not None else None
+    if refused is not None:
+        return done(verdict="unsupported", reason=refused)
     with clock("start"):  # the worker's start and the framework's import, on its first case only
         worker, description, problem = open_worker(backend_name, backend, pool, timeout)
     if problem is not None:
@@ -187,6 +210,8 @@ def judge(case, backend_name: str, backend, device: str, pool: WorkerPool,
     reason = "; ".join(n for n in (comparison.note, *judged.notes) if n)
     with clock("record"):
         summary, digest = inputs_mod.summarize(inputs), digests(outcome.observables)
+        for name, d in digests(inputs).items():  # the same case gives these bits on every run (determinism)
+            summary[name]["digest"] = d
     return done(verdict=comparison.verdict, comparison=comparison, reason=reason, inputs=summary, digests=digest,
                 cross_device=cross, cross_version=versus, localization=where, diagnosis=diagnosis,
                 backend_info=outcome.info, backend_seconds=outcome.seconds)

@@ -93,6 +93,9 @@ def load(path: str | Path) -> list[Known]:
         data = tomllib.loads(p.read_text(encoding="utf-8"))
     except OSError as e:
         raise KnownError(f"{p}: cannot read ({e.strerror})") from e
+    except UnicodeDecodeError as e:
+        raise KnownError(f"{p}: not UTF-8 text (byte {e.object[e.start]:#04x} at offset {e.start}); "
+                         "a known-differences file is TOML") from e
     except tomllib.TOMLDecodeError as e:
         raise KnownError(f"{p}: not valid TOML ({e})") from e
     extra = set(data) - {"known"}

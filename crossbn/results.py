@@ -1,11 +1,10 @@
-"""Result records and the JSON Lines store.
+"""Result records: what one (case, backend, device) judgement leaves.
 
 One record per (case, backend, device), appended and flushed the moment it
-exists, so a killed run loses nothing finished. Every process writes its own
-file (`results-<worker>.jsonl`: the controller is "main", xdist workers
-"gw0", "gw1", ...); `merge` joins them, and any other runs' files (shards,
-machines), into one `results.jsonl`, sorted by (case id, backend, device) so
-that the same results give the same file however they were scheduled.
+exists, so a killed run loses nothing finished (crossbn/store.py writes the
+run folder's files: one part file per process, merged into `results.jsonl`,
+sorted by (case id, backend, device) so that the same results give the same
+file however they were scheduled).
 
 Record fields (version 1):
   schema, case_id, pytest_id, suite, group, case (all Case fields),
@@ -21,7 +20,7 @@ Record fields (version 1):
   with its score, margin and the evidence; see fingerprint.py),
   digests (for judged results: a 16-hex-digit sha256 of each output array's
   dtype, shape and bytes; judge.digests), inputs (for judged results: each input array's shape, dtype, range, mean,
-  std and non-finite count; inputs.summarize),
+  std, non-finite count (inputs.summarize) and digest (judge.digests)),
   cross_device (on a GPU: the same framework's outputs against its own CPU
   outputs, see outputs.compare_runs; null on the CPU),
   interpreter (the other Python the backend ran under, side by side; null:
@@ -130,51 +129,53 @@ def worker_id() -> str:
     return os.environ.get("PYTEST_XDIST_WORKER", "main")
 
 
-class ResultWriter:
-    """Appends records to `<out>/results-<worker>.jsonl`, one flushed line each."""
-
-    def __init__(self, out_dir: Path, worker: str):
-        out_dir.mkdir(parents=True, exist_ok=True)
-        self.path = out_dir / f"results-{worker}.jsonl"
-        self._f = open(self.path, "a", encoding="utf-8")
-
-    def write(self, record: dict) -> None:
-        self._f.write(json.dumps(record) + "\n")
-        self._f.flush()
-
-    def close(self) -> None:
-        self._f.close()
+class ResultsError(ValueError):
+    """A results file that is not crossbn's JSON Lines: the message names the file and line."""
 
 
 def read(path: Path) -> list[dict]:
-    """Records of one JSON Lines file; a torn last line (killed writer) is skipped."""
+    """Records of one JSON Lines file (an empty file: none).
+
+    A torn last line — no newline after it, begun with "{" and not decodable:
+    what a killed writer leaves — is skipped, so an interrupted run's results
+    stay readable.
+    Anything else that is not one JSON object per line (a bad line before the
+    last, a file that is not JSON at all, a record from a newer crossbn) is a
+    ResultsError naming the file and the line. Blank lines are skipped."""
     out = []
-    with open(path, encoding="utf-8") as f:
-        for line in f:
-            try:
-                out.append(json.loads(line))
-            except json.JSONDecodeError:
+    with open(path, "rb") as f:  # bytes: a line that is not UTF-8 is named, not a traceback
+        for n, line in enumerate(f, 1):
+            if not line.strip():
                 continue
+            try:
+                value = json.loads(line.decode("utf-8"))
+            except ValueError as e:  # UnicodeDecodeError and JSONDecodeError both are
+                # Only the last line can lack its newline; begun as a record
+                # is begun, it is one a killed writer cut short: skip it.
+                if not line.endswith(b"\n") and line.lstrip().startswith(b"{"):
+                    break
+                raise ResultsError(f"{path}:{n}: not a JSON record ({e}); a results file holds one JSON "
+                                   "object per line") from e
+            out.append(_record(f"{path}:{n}", value))
     return out
+
+
+def _record(where: str, rec) -> dict:
+    """A decoded line, checked to be a record this crossbn can read."""
+    if not isinstance(rec, dict):
+        kind = {list: "array", str: "string", bool: "boolean", type(None): "null"}.get(type(rec), "number")
+        raise ResultsError(f"{where}: a JSON {kind}, not a record (one JSON object per line)")
+    schema = rec.get("schema", SCHEMA)
+    if not isinstance(schema, int) or isinstance(schema, bool) or schema < 1:
+        raise ResultsError(f"{where}: schema: {schema!r} is not a version number (1 to {SCHEMA})")
+    if schema > SCHEMA:
+        raise ResultsError(f"{where}: schema: written by a newer crossbn: schema {schema}, this crossbn reads "
+                           f"up to {SCHEMA}")
+    return rec
 
 
 def key(record: dict) -> tuple:
     return (record["case_id"], record["backend"], record["device"])
-
-
-def merge(paths, out_path: Path) -> list[dict]:
-    """Merge record files into `out_path`; a later duplicate key replaces an earlier one."""
-    merged: dict[tuple, dict] = {}
-    for p in paths:
-        for r in read(Path(p)):
-            merged[key(r)] = r
-    records = [merged[k] for k in sorted(merged)]
-    tmp = out_path.with_suffix(".tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        for r in records:
-            f.write(json.dumps(r) + "\n")
-    tmp.replace(out_path)
-    return records
 
 
 def stable(record: dict) -> dict:

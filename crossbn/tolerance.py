@@ -28,7 +28,10 @@ the case dtype's own, is charged where a value is stored: running statistics), A
   running stat d_new = (1-f)*d_old + f*d_batch + 3u*((1-f)|old| + f|batch|) + u*|new|
                (f = weight on the new batch statistic; the last term,
                with u_store, is storing the statistic in the case dtype); eval then uses the
-               running statistics with these d as dmu and dv.
+               running statistics with these d as dmu and dv. An empty batch
+               (n = 0) has NaN statistics, so the canonical d_new is NaN (no
+               finite element to judge); under empty_batch="skip" the state is
+               kept and so is its d.
   dbeta        rho*u*Σ|dy|
   dgamma       rho*u*Σ|dy*x̂| + Σ|dy|*dx̂
   dx (train)   from dx = g*r/n*(n*dy - Σdy - x̂*Σ(dy*x̂)), each term's error
@@ -117,7 +120,11 @@ def model_bounds(case, traces, compute_dtype: str | None = None) -> dict[str, np
             out[f"{s}.y"] = per_elem(np.abs(g)) * dxhat + u * (np.abs(per_elem(g) * t.x_hat) + per_elem(np.abs(b)))
             if t.training:
                 out.update({f"{s}.batch_mean": dmu, f"{s}.batch_var": dv, f"{s}.invstd": dr})
-            if t.running_after is not None:
+            if t.running_kept:  # an empty batch under empty_batch="skip": the stored state, untouched
+                c = len(t.running_before[0])
+                d_running = tuple(np.broadcast_to(d, (c,)).astype(np.float64) for d in d_running)
+                out[f"{s}.running_mean"], out[f"{s}.running_var"] = d_running
+            elif t.running_after is not None:
                 f = t.factor
                 (old_m, old_v), (new_m, new_v) = t.running_before, t.running_after
                 # the fed variance is v or v*n/(n-1): its error scales the same way

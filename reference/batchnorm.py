@@ -19,6 +19,18 @@ Conventions shared by all functions:
 * NaN and Inf propagate as IEEE arithmetic does: a NaN anywhere in a channel
   makes that channel's statistics and outputs NaN, other channels are
   untouched.  The floating-point warnings this produces are suppressed.
+* An empty batch (n = 0, e.g. x of shape (0, C, H, W)) is an input like any
+  other, and the formulas are applied as written: the mean and variance of
+  no values are 0/0 = NaN, so ``batch_mean``, ``batch_var`` and
+  ``inverse_std`` are NaN, ``x_hat``, ``y`` and ``dx`` are empty arrays of
+  x's shape, and ``running_update`` folds the NaN statistics in (the running
+  statistics become NaN, as the plain EMA formula, ONNX's definition and
+  TensorFlow's fused kernel give).  ``dbeta = sum(dy)`` and ``dgamma =
+  sum(dy * x_hat)`` are sums over no elements: exactly 0, whatever the NaN
+  statistics.  Eval mode reads no batch statistics: ``y`` and ``dx`` are
+  empty, ``dgamma``/``dbeta`` are 0.  (Frameworks that leave the running
+  statistics unchanged instead, like PyTorch, declare that as a convention:
+  ``crossbn/expected.py``'s ``empty_batch="skip"``.)
 """
 
 from __future__ import annotations
@@ -135,6 +147,7 @@ def batch_mean(x, *, channel_axis: int = 1) -> np.ndarray:
 
     The step is skipped where ``m0`` is not finite: a channel holding +Inf
     keeps mean +Inf (as a plain sum/n would) instead of ``Inf - Inf = NaN``.
+    An empty batch (n = 0) has mean ``0/0 = NaN`` in every channel.
     """
     x = _f64(x)
     n = channel_count(x.shape, channel_axis)
@@ -160,7 +173,7 @@ def batch_var(x, *, channel_axis: int = 1, mean=None) -> np.ndarray:
     ``dh**2`` split exactly (TwoProduct), and everything inside the outer
     parentheses is one nearly exact sum, so essentially only that sum and
     the division by n round: within 2 ulps (typically 1).
-    ``mean`` defaults to :func:`batch_mean`.
+    ``mean`` defaults to :func:`batch_mean`.  n = 0 gives ``0/0 = NaN``.
     """
     x = _f64(x)
     n = channel_count(x.shape, channel_axis)
@@ -179,7 +192,8 @@ def batch_var(x, *, channel_axis: int = 1, mean=None) -> np.ndarray:
 
 
 def unbiased_var(var, n: int) -> np.ndarray:
-    """Bessel-corrected ``var * n / (n - 1)``; n == 1 gives inf (nan if var == 0)."""
+    """Bessel-corrected ``var * n / (n - 1)``; n == 1 gives inf (nan if var == 0),
+    n == 0 the NaN of an empty batch's variance."""
     with np.errstate(**_QUIET):
         return _f64(var) * np.float64(n) / np.float64(n - 1)
 
@@ -238,7 +252,9 @@ def running_update(running, batch_stat, momentum: float) -> np.ndarray:
     ``momentum`` is the weight kept on the OLD value (Keras, Flax, ONNX).
     PyTorch's ``momentum`` is the weight on the NEW value; pass
     ``1 - torch_momentum``.  momentum 0 returns batch_stat and momentum 1
-    returns running, exactly (for finite inputs).
+    returns running, exactly (for finite inputs).  The NaN statistics of an
+    empty batch make the result NaN, whatever the momentum (IEEE: 0 * NaN is
+    NaN): the canonical meaning of training on an empty batch.
     """
     m = np.float64(momentum)
     with np.errstate(**_QUIET):
@@ -310,7 +326,9 @@ def train_backward(dy, x_hat, invstd, gamma, *, channel_axis: int = 1) -> dict:
     The last line is the exact derivative of y = gamma*(x - mean(x)) /
     sqrt(var(x) + eps) + beta including the dependence of mean and (biased)
     var on x.  ``gamma=None`` means gamma = 1; dgamma/dbeta are still
-    returned (gradients w.r.t. an implicit gamma = 1, beta = 0).
+    returned (gradients w.r.t. an implicit gamma = 1, beta = 0).  For an
+    empty batch (n = 0) dx is empty and dgamma = dbeta = 0 exactly (sums over
+    no elements), even though invstd is NaN: no element multiplies it.
     """
     dy, x_hat = _f64(dy), _f64(x_hat)
     nd = dy.ndim

@@ -31,6 +31,11 @@ The formulations (what ``crossbn/fingerprint.py`` combines):
                     a = gamma * invstd, b = beta - mean * a
   running_update    momentum * old + (1 - momentum) * batch (the weight on
                     the old value) or the flipped direction
+
+An empty batch (n = 0) follows the oracle's meaning (``batchnorm.py``): the
+mean and variance of no values are NaN in every formulation (Welford's
+included: count 0, mean NaN, M2 0, M2/0 = NaN), the elementwise stages return
+empty arrays, and sums over no elements are 0.
 """
 
 from __future__ import annotations
@@ -136,9 +141,13 @@ def var_welford(x, channel_axis, dtype):
     LeVeque): each element starts as (count 1, mean x, M2 0); two partial
     results (na, ma, Ma), (nb, mb, Mb) merge as
         delta = mb - ma;  mean = ma + delta * nb/n;  M2 = Ma + Mb + delta² * na*nb/n.
+    No elements (an empty batch): count 0, so mean and M2/count are NaN.
     """
     r = rounder(dtype)
     m = _channels_rows(x, channel_axis).copy()
+    if m.shape[1] == 0:  # nothing to merge: the state is (0, NaN, 0) and M2/0 is NaN
+        nan = np.full(m.shape[0], np.nan)
+        return nan, nan.copy()
     m2 = np.zeros_like(m)
     cnt = np.ones_like(m)
     with np.errstate(**_QUIET):

@@ -56,7 +56,8 @@ def test_roundtrip_dict():
 
 
 @pytest.mark.parametrize("bad, field", [
-    (dict(shape=(8,)), "shape"), (dict(shape=(1, 2, 3, 4, 5, 6)), "shape"), (dict(shape=(0, 3)), "shape"),
+    (dict(shape=(8,)), "shape"), (dict(shape=(1, 2, 3, 4, 5, 6)), "shape"), (dict(shape=(-1, 3)), "shape"),
+    (dict(shape=(0, 0)), "shape"), (dict(shape=(0, 3, 0)), "shape"),
     (dict(layout="nhwc"), "layout"), (dict(dtype="float8"), "dtype"), (dict(eps=-1.0), "eps"),
     (dict(momentum=1.5), "momentum"), (dict(train_steps=-1), "train_steps"),
     (dict(train_steps=0, eval_step=False), "eval_step"), (dict(distribution="cauchy"), "distribution"),

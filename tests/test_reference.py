@@ -474,3 +474,98 @@ def test_bfloat16_input_matches_float64(axis):
     # float16 / float32 inputs go through the same exact conversion.
     np.testing.assert_array_equal(ref.batch_mean(x64.astype(np.float32), channel_axis=axis),
                                   f64["batch_mean"])
+
+
+# --------------------------------------------------------------------------
+# An empty batch (n = 0): the formulas as written, no special case
+# --------------------------------------------------------------------------
+
+# (shape, channel axis): rank 2, rank 4 channels first, rank 4 channels last
+EMPTY = [((0, 3), 1), ((0, 3, 4, 4), 1), ((0, 4, 4, 3), -1)]
+
+
+def _empty(shape, axis):
+    rng = np.random.default_rng(7)
+    c = shape[axis]
+    return (np.zeros(shape), np.zeros(shape), rng.uniform(0.5, 1.5, c), rng.standard_normal(c),
+            rng.standard_normal(c), rng.uniform(0.5, 2.0, c))
+
+
+@pytest.mark.parametrize("shape,axis", EMPTY)
+def test_empty_batch_statistics_are_nan_and_outputs_empty(shape, axis):
+    x, _, g, b, _, _ = _empty(shape, axis)
+    c = shape[axis]
+    assert ref.channel_count(shape, axis) == 0
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # 0/0 is IEEE NaN, not a warning
+        f = ref.train_forward(x, g, b, 1e-5, channel_axis=axis)
+        u = ref.unbiased_var(f["batch_var"], 0)
+    # the mean and variance of no values: 0/0
+    for key in ("batch_mean", "batch_var", "invstd"):
+        assert f[key].shape == (c,) and np.all(np.isnan(f[key])), key
+    assert np.all(np.isnan(u))
+    for key in ("x_hat", "y"):
+        assert f[key].shape == shape and f[key].dtype == np.float64, key
+
+
+@pytest.mark.parametrize("shape,axis", EMPTY)
+@pytest.mark.parametrize("affine_on", [True, False])
+def test_empty_batch_gradients_are_sums_over_nothing(shape, axis, affine_on):
+    """dbeta = sum(dy) and dgamma = sum(dy * x_hat) over no elements are
+    exactly 0, not NaN, although invstd is NaN in training mode."""
+    x, dy, g, b, rm, rv = _empty(shape, axis)
+    gamma = g if affine_on else None
+    c = shape[axis]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        f = ref.train_forward(x, gamma, b if affine_on else None, 1e-5, channel_axis=axis)
+        tb = ref.train_backward(dy, f["x_hat"], f["invstd"], gamma, channel_axis=axis)
+        e = ref.eval_forward(x, rm, rv, gamma, None, 1e-5, channel_axis=axis)
+        eb = ref.eval_backward(dy, e["x_hat"], e["invstd"], gamma, channel_axis=axis)
+    for grads in (tb, eb):
+        assert grads["dx"].shape == shape
+        for key in ("dgamma", "dbeta"):
+            assert grads[key].shape == (c,)
+            np.testing.assert_array_equal(grads[key], np.zeros(c), err_msg=key)
+    # eval mode reads no batch statistic: its inverse std is the running one's
+    assert np.all(np.isfinite(e["invstd"])) and e["y"].shape == shape
+
+
+@pytest.mark.parametrize("momentum", [0.0, 0.5, 0.9, 1.0])
+def test_empty_batch_makes_the_running_statistics_nan(momentum):
+    """The canonical update folds the NaN statistics in whatever the
+    momentum (IEEE: 0 * NaN = NaN), and so does the cumulative average."""
+    old = np.array([0.25, -1.0, 3.0])
+    nan = ref.batch_mean(np.zeros((0, 3)))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert np.all(np.isnan(ref.running_update(old, nan, momentum)))
+        for count in (1, 2, 5):
+            assert np.all(np.isnan(ref.cumulative_update(old, nan, count)))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float16, ml_dtypes.bfloat16])
+@pytest.mark.parametrize("shape,axis", EMPTY)
+def test_empty_batch_variant_formulations_agree_with_the_oracle(shape, axis, dtype):
+    """Every variant formulation (reference/variants.py) gives an empty batch
+    the oracle's meaning: NaN statistics, empty outputs, zero sums."""
+    from reference import variants as var
+
+    x, dy, g, b, _, _ = _empty(shape, axis)
+    c = shape[axis]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        np.testing.assert_array_equal(var.tree_sum(x, axis, dtype), np.zeros(c))
+        m = var.mean(x, axis, dtype, np.float32)
+        stats = {"mean": m, "two-pass": var.var_two_pass(x, m, axis, dtype),
+                 "one-pass": var.var_one_pass(x, m, axis, dtype),
+                 "welford mean": var.var_welford(x, axis, dtype)[0], "welford": var.var_welford(x, axis, dtype)[1]}
+        invstd = var.inverse_std(stats["two-pass"], 1e-5, dtype)
+        x_hat = var.normalize(x, m, invstd, axis, dtype)
+        y = var.affine(x, x_hat, m, invstd, g, b, axis, dtype, folded=True)
+        grads = var.train_backward(dy, x_hat, invstd, g, axis, dtype)
+    for name, v in stats.items():
+        assert v.shape == (c,) and np.all(np.isnan(v)), name
+    assert x_hat.shape == y.shape == grads["dx"].shape == shape
+    np.testing.assert_array_equal(grads["dgamma"], np.zeros(c))
+    np.testing.assert_array_equal(grads["dbeta"], np.zeros(c))

@@ -54,7 +54,8 @@ def _module_file_specs(path: str) -> dict[str, str]:
 def _import_file(path: str):
     p = Path(path)
     if not p.is_file():
-        raise BackendError(f"backend module {path}: no such file")
+        raise BackendError(f"backend module {path}: {'not a file' if p.exists() else 'no such file'} "
+                           "(give a Python file that defines a crossbn Backend subclass)")
     # keyed by the resolved path: two files named mine.py are two modules
     name = "crossbn_user_backend_" + hashlib.sha1(str(p.resolve()).encode()).hexdigest()[:12]
     if name in sys.modules:
@@ -64,10 +65,22 @@ def _import_file(path: str):
     sys.modules[name] = module
     try:
         spec.loader.exec_module(module)
-    except Exception as e:  # a user's file: say which one failed and how
+    # A user's file: say which one failed and how. SystemExit too: a script
+    # that parses its arguments at import would end crossbn with its own usage.
+    except (Exception, SystemExit) as e:
         del sys.modules[name]
-        raise BackendError(f"backend module {path}: import failed: {type(e).__name__}: {e}") from e
+        raise BackendError(f"backend module {path}: import failed: {type(e).__name__}: {e}{_raised_at(e, p)}") from e
     return module
+
+
+def _raised_at(e: BaseException, file: Path) -> str:
+    """" (raised at FILE:N)", the last line of the user's file the exception
+    passed through; "" when none (a SyntaxError names its own line)."""
+    import traceback
+
+    target = file.resolve()
+    lines = [f.lineno for f in traceback.extract_tb(e.__traceback__) if Path(f.filename).resolve() == target]
+    return f" (raised at {file}:{lines[-1]})" if lines else ""
 
 
 def discover(module_files: tuple[str, ...] = ()) -> dict[str, str]:
@@ -148,6 +161,8 @@ def choose(names: str, specs: dict[str, str]) -> list[Choice]:
         chosen.append(Choice(f"{base}@{label or _label(path)}", base, path))
     if unknown:
         raise BackendError(f"unknown backend(s) {', '.join(unknown)}; known: {', '.join(specs)}")
+    if not chosen:  # "," or " , ": a value that names nothing is a mistake, not an empty run
+        raise BackendError(f"{names!r} names no backend; known: {', '.join(specs)} (or all)")
     seen: dict[str, Choice] = {}
     for c in chosen:
         if c.name in seen and seen[c.name] != c:

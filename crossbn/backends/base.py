@@ -31,6 +31,10 @@ CANONICAL_CONVENTIONS = {
     # precision in which eps and momentum reach the computation: "exact" (as
     # given) or "float32" (ONNX stores float attributes as 32-bit floats)
     "hyperparameters": "exact",
+    # what a training step on an empty batch (N = 0) does to the running
+    # statistics: "nan" (the EMA formula with the NaN mean and variance of no
+    # values; ONNX, TensorFlow, Keras, Flax) or "skip" (left unchanged; PyTorch)
+    "empty_batch": "nan",
 }
 
 # What every backend declares about its documented semantics (`conventions`),

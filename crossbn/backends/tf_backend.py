@@ -34,7 +34,8 @@ case dtype); FusedBatchNormV3's reserve spaces: `reserve_space_1` is the
 batch mean, and on CPU `reserve_space_2` is the BIASED batch variance
 (measured: the Bessel factor is applied only to the running-variance
 output). On a GPU (cuDNN) `reserve_space_2` is the saved inverse variance,
-so there only the batch mean is exposed. float32 for every x dtype.
+so there only the batch mean is exposed. float32 for every x dtype. An empty
+batch (N = 0) exposes neither: the kernel never writes the reserve spaces then.
 
 Declared conventions: tf-nn's momentum is the weight on the old value (the
 adapter's update, TF's moving-average convention); FusedBatchNormV3's
@@ -172,7 +173,13 @@ def _fused_batch_stats(tf, x, data_format, device) -> dict:
 
 
 def _reserve_stats(r, device) -> dict:
-    """The intermediates in a training-mode FusedBatchNormV3 result."""
+    """The intermediates in a training-mode FusedBatchNormV3 result. None for
+    an empty input: the kernel then sets its running-statistics outputs to
+    NaN and returns ("If input is empty, return NaN mean/variance",
+    fused_batch_norm_op.cc) without writing the reserve spaces, which hold
+    whatever the allocator left there."""
+    if r.y.shape.num_elements() == 0:
+        return {}
     stats = {"batch_mean": r.reserve_space_1}
     if device == "cpu":  # cuDNN's reserve_space_2 is the inverse variance
         stats["batch_var"] = r.reserve_space_2

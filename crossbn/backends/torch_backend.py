@@ -6,7 +6,8 @@ Translation from the canonical case:
 - channels_last: the stored (N, *spatial, C) array is viewed as (N, C, *spatial)
   with `movedim`, which for rank 4/5 is exactly PyTorch's channels_last(_3d)
   memory format: the module sees the framework's own channels-last path.
-- declared convention: the running variance is fed the UNBIASED batch variance.
+- declared convention: the running variance is fed the UNBIASED batch variance,
+  and an empty batch (N = 0) leaves the running statistics unchanged.
 - intermediates: `aten.native_batch_norm` (the CPU kernel the module calls)
   returns the batch mean and inverse std it computed, on a copy of the state.
 """
@@ -56,6 +57,10 @@ class TorchBackend(Backend):
         "momentum": "new", "running_var": "unbiased", "default_eps": "1e-5", "channel_axis": "first",
         # torch.nn.functional.batch_norm: "Expected more than 1 value per channel when training"
         "single_value": "error",
+        # ATen batch_norm / _batch_norm_impl_index (aten/src/ATen/native/Normalization.cpp): an input
+        # with no elements returns input.clone() * weight[0] + bias[0] before any statistic is
+        # computed, so the running statistics are left unchanged (num_batches_tracked still counts it)
+        "empty_batch": "skip",
         "doc": "https://pytorch.org/docs/stable/generated/torch.nn.BatchNorm2d.html",
     }
     model_framework = "torch"  # crossbn/models/torch_net.py

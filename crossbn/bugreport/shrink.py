@@ -43,7 +43,7 @@ def _plan(case: Case) -> list[tuple[str, object, object]]:
     """The draws, in order: (name, strategy, the original's choice)."""
     n, c, *spatial = case.shape
     plan = [("train_steps", st.integers(0, case.train_steps), case.train_steps),
-            ("batch", st.integers(1, n), n),
+            ("batch", st.integers(min(1, n), n), n),  # an empty batch stays empty
             ("channels", st.integers(1, c), c)]
     plan += [(f"size{i}", st.integers(1, s), s) for i, s in enumerate(spatial)]
     plan.append(("spatial_dims", st.integers(0, len(spatial)), len(spatial)))

@@ -26,7 +26,7 @@ from __future__ import annotations
 import tomllib
 from pathlib import Path
 
-from ..catalogue import CatalogueError, check_fields, expand_entry
+from ..catalogue import CatalogueError, check_fields, expand_entry, read_toml
 from .case import FIELDS, ModelCase, ModelCaseError
 
 
@@ -35,16 +35,13 @@ def is_model_catalogue(path: Path) -> bool:
     is left to the BatchNorm loader, which reports it)."""
     try:
         return "model" in tomllib.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, tomllib.TOMLDecodeError):
+    except (OSError, ValueError):  # ValueError: not UTF-8 (UnicodeDecodeError), not TOML
         return False
 
 
 def load(path: Path) -> list[ModelCase]:
     where = str(path)
-    try:
-        data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
-    except tomllib.TOMLDecodeError as e:
-        raise CatalogueError(f"{where}: not valid TOML: {e}") from e
+    data = read_toml(path)
     unknown = set(data) - {"defaults", "model"}
     if unknown:
         raise CatalogueError(f"{where}: unknown top-level key(s) {sorted(unknown)} in a model catalogue; "

@@ -4,7 +4,7 @@ A source is a `results.jsonl` file or the folder holding one (a run, a
 shard, another machine's run). Beside it may lie `run.json` (the
 environment, crossbn/environment.py) and `conventions.jsonl` (crossbn
 conventions). Records of all sources are merged by (case id, backend,
-device) the way results.merge does: a later source's record replaces an
+device) the way store.merge does: a later source's record replaces an
 earlier one's. Nothing here imports a framework.
 """
 
@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .. import environment
-from ..results import key, read
+from ..results import ResultsError, key, read
 
 CONVENTIONS_FILE = "conventions.jsonl"
 COMPARISON_FILE = "comparison.json"  # crossbn/baseline.py writes them
@@ -61,7 +61,9 @@ def newest_run(root: Path = Path("reports")) -> Path | None:
 def results_file(arg: str | Path) -> Path:
     p = Path(arg)
     if p.is_dir():
-        p = p / "results.jsonl"
+        from ..store import recover
+
+        p = recover(p) or p / "results.jsonl"  # a killed run's folder: its part files merged first
     if not p.is_file():
         raise ReportError(f"{arg}: no results file (expected a results.jsonl, or a folder holding one)")
     return p
@@ -89,8 +91,11 @@ def load(args) -> Sources:
         raise ReportError("no results given: name one or more results.jsonl files or run folders")
     loaded = []
     for arg in args:
-        path = results_file(arg)
-        records = read(path)
+        try:
+            path = results_file(arg)  # a killed run's part files are merged here: they are read too
+            records = read(path)
+        except ResultsError as e:
+            raise ReportError(str(e)) from e
         for n, rec in enumerate(records, 1):
             if not isinstance(rec, dict) or not {"case_id", "backend", "device", "verdict"} <= rec.keys():
                 raise ReportError(f"{path}: record {n} is not a crossbn result (needs case_id, backend, "
