@@ -145,12 +145,11 @@ def _check_meta(path: Path) -> None:
         raise BaselineError(f"{path}: not JSON ({e}); truncated or not a crossbn baseline?") from e
     if not isinstance(meta, dict):
         raise BaselineError(f"{path}: not a JSON object ({{schema, name, source, ...}})")
-    schema = meta.get("schema", SCHEMA)
-    if not isinstance(schema, int) or isinstance(schema, bool) or schema < 1:
-        raise BaselineError(f"{path}: schema: {schema!r} is not a version number (1 to {SCHEMA})")
-    if schema > SCHEMA:
-        raise BaselineError(f"{path}: schema: written by a newer crossbn: schema {schema}, this crossbn reads "
-                            f"up to {SCHEMA}")
+    from .results import schema_problem
+
+    problem = schema_problem(meta.get("schema", SCHEMA), SCHEMA)
+    if problem:
+        raise BaselineError(f"{path}: schema: {problem}")
 
 
 def _baseline_entries(path: Path) -> list[dict]:

@@ -165,13 +165,19 @@ def _record(where: str, rec) -> dict:
     if not isinstance(rec, dict):
         kind = {list: "array", str: "string", bool: "boolean", type(None): "null"}.get(type(rec), "number")
         raise ResultsError(f"{where}: a JSON {kind}, not a record (one JSON object per line)")
-    schema = rec.get("schema", SCHEMA)
-    if not isinstance(schema, int) or isinstance(schema, bool) or schema < 1:
-        raise ResultsError(f"{where}: schema: {schema!r} is not a version number (1 to {SCHEMA})")
-    if schema > SCHEMA:
-        raise ResultsError(f"{where}: schema: written by a newer crossbn: schema {schema}, this crossbn reads "
-                           f"up to {SCHEMA}")
+    problem = schema_problem(rec.get("schema", SCHEMA), SCHEMA)
+    if problem:
+        raise ResultsError(f"{where}: schema: {problem}")
     return rec
+
+
+def schema_problem(schema, newest: int) -> str | None:
+    """Why a file's `schema` cannot be read by this crossbn (reads 1 to `newest`), or None."""
+    if not isinstance(schema, int) or isinstance(schema, bool) or schema < 1:
+        return f"{schema!r} is not a version number (1 to {newest})"
+    if schema > newest:
+        return f"written by a newer crossbn: schema {schema}, this crossbn reads up to {newest}"
+    return None
 
 
 def key(record: dict) -> tuple:
