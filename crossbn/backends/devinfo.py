@@ -5,6 +5,13 @@ from __future__ import annotations
 import platform
 
 
+# The environment of every JAX worker. float64 cases need 64-bit JAX (float32
+# inputs stay float32 under it); JAX_PLATFORMS empty lets it find a GPU; and
+# no preallocation: JAX otherwise takes 75% of the GPU's memory in each
+# process, and a run has several JAX workers on one GPU at once.
+JAX_WORKER_ENV = {"JAX_ENABLE_X64": "1", "JAX_PLATFORMS": "", "XLA_PYTHON_CLIENT_PREALLOCATE": "false"}
+
+
 def cpu_name() -> str:
     """The CPU model as the OS reports it, e.g. 'AMD EPYC 7B13 (x86_64)'."""
     try:
@@ -38,6 +45,14 @@ def jax_devices() -> dict:
     except RuntimeError:
         pass
     return out
+
+
+def keras_device(device: str) -> str:
+    """The name `keras.device()` takes for a crossbn device on every Keras
+    backend: "gpu:0", not "cuda:0", since Keras on JAX looks the device up
+    by JAX's platform name, which is "gpu" for a CUDA device (Keras on
+    PyTorch turns "gpu" into "cuda" itself)."""
+    return "gpu:0" if device == "cuda" else f"{device}:0"
 
 
 def no_running_stats_variants(case, layer: str) -> str | None:

@@ -49,7 +49,7 @@ inputs stay float32 under it; Python-scalar momentum stays weakly typed).
 from __future__ import annotations
 
 from .base import Backend, Unsupported
-from .devinfo import jax_devices, no_running_stats_variants
+from .devinfo import JAX_WORKER_ENV, jax_devices, no_running_stats_variants
 
 # case switch -> constructor argument
 _SWITCHES = {
@@ -64,7 +64,7 @@ class _FlaxBackend(Backend):
     extra = "flax"
     devices = ("cpu", "cuda")
     option_family = "flax"
-    worker_env = {"JAX_ENABLE_X64": "1", "JAX_PLATFORMS": ""}
+    worker_env = JAX_WORKER_ENV
     model_framework = "flax"  # crossbn/models/flax_net.py (linen, or nnx for FlaxNnx)
     conventions = {
         "momentum": "old", "running_var": "biased", "hyperparameters": "exact", "default_eps": "1e-5",

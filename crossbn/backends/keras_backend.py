@@ -19,7 +19,8 @@ to expose the batch mean and variance.
 from __future__ import annotations
 
 from .base import Backend
-from .devinfo import cpu_name, jax_devices, no_running_stats_variants, tensorflow_devices
+from .devinfo import (JAX_WORKER_ENV, cpu_name, jax_devices, keras_device, no_running_stats_variants,
+                      tensorflow_devices)
 
 
 class _KerasBackend(Backend):
@@ -89,7 +90,7 @@ class _KerasBackend(Backend):
     def _device_scope(self, device):
         import keras
 
-        return keras.device(f"{device}:0")
+        return keras.device(keras_device(device))
 
     def _tensor(self, a, device):
         import keras
@@ -132,8 +133,7 @@ class KerasJax(_KerasBackend):
     keras_backend = "jax"
     packages = ("keras", "jax", "jaxlib", "numpy")
     modules = ("keras", "jax")
-    # float64 cases need 64-bit JAX; float32 inputs stay float32 under it.
-    worker_env = {"KERAS_BACKEND": "jax", "JAX_ENABLE_X64": "1", "JAX_PLATFORMS": ""}
+    worker_env = {"KERAS_BACKEND": "jax", **JAX_WORKER_ENV}
 
     def _devices(self) -> dict:
         return jax_devices()

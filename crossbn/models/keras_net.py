@@ -23,6 +23,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..backends.base import Unsupported
+from ..backends.devinfo import keras_device
 from .networks import INPUT, KERNEL, POOL, dense_kernel, to_canonical, to_channels_last
 
 
@@ -109,7 +110,7 @@ def run(backend, case, inputs: dict, device: str) -> dict:
         fused = getattr(backend, "fused", None)
     else:
         assert K.backend.backend() == backend.keras_backend, K.backend.backend()
-        scope = K.device(f"{device}:0")
+        scope = K.device(keras_device(device))
         to_numpy = K.ops.convert_to_numpy
         to_tensor = K.ops.convert_to_tensor
         fused = None
