@@ -85,6 +85,12 @@ class State:
         from .models import is_model_case
 
         self.kind = "models" if any(is_model_case(c) for c in self.cases) else "batchnorm"
+        if self.kind == "batchnorm":
+            try:  # compiled backends run a stratified subset of the suite (crossbn/subset.py)
+                for backend in self.backends.values():
+                    backend.bind_suite(self.cases)
+            except ValueError as e:
+                raise pytest.UsageError(str(e)) from e
         out = option(config, "out")
         self.out = Path(out) if out else None
         self.known, self.known_skip = [], bool(config.getoption("crossbn_known_skip")) or \

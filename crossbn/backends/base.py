@@ -99,6 +99,20 @@ class Backend:
     interpreter: str | None = None
     compare_with: str | None = None
 
+    # A compiled backend pays a compilation for nearly every case: it runs
+    # this many cases per (group, dtype) of a suite (crossbn/subset.py);
+    # None runs every case. `bind_suite` (the plugin, per run) sets `chosen`,
+    # the ids of that subset; unbound (repro, fuzz, conventions) every case runs.
+    subset: ClassVar[int | None] = None
+    chosen: frozenset[str] | None = None
+
+    def bind_suite(self, cases) -> None:
+        """Choose this run's subset of `cases` (ValueError: a bad CROSSBN_COMPILED_SUBSET)."""
+        from .. import subset
+
+        self._per_stratum = subset.size(self.subset) if self.subset else None
+        self.chosen = subset.stratified(cases, self._per_stratum)
+
     def available(self) -> str | None:
         """None, or why the backend cannot run here (checked without importing it).
         Under another interpreter, its worker answers (see `_worker.py`)."""
@@ -132,6 +146,10 @@ class Backend:
 
     def supports(self, case) -> str | None:
         """None, or why this case does not apply (decided without importing)."""
+        if self.chosen is not None and case.id not in self.chosen:
+            from .. import subset
+
+            return subset.reason(self.name, self._per_stratum)
         if case.dtype not in self.dtypes:
             return f"{self.name} does not run {case.dtype} (runs {', '.join(self.dtypes)})"
         return None

@@ -63,17 +63,13 @@ class _KerasBackend(Backend):
                               ("running_mean", "moving_mean"), ("running_var", "moving_variance")):
                 if name in inputs:
                     getattr(layer, var).assign(inputs[name])
-            axes = tuple(a for a in range(case.rank) if a != case.channel_axis)
             out: dict = {}
+            self._steps = {}  # a compiled step per mode (train, eval), for this case's layer only
             for k, step in enumerate(case.steps):
                 training = step != "eval"
                 x, dy = inputs[f"x{k}"], inputs[f"dy{k}"]
-                if training:
-                    xt = keras.ops.cast(self._tensor(x, device), keras.backend.result_type(case.dtype, "float32"))
-                    mean, var = keras.ops.moments(xt, axes=axes)
-                    out[f"{step}.batch_mean"] = keras.ops.convert_to_numpy(mean)
-                    out[f"{step}.batch_var"] = keras.ops.convert_to_numpy(var)
-                y, grads = self._forward_backward(layer, x, dy, training, case.gradients, device)
+                stats, y, grads = self._step(layer, case, x, dy, training, device)
+                out.update({f"{step}.{name}": keras.ops.convert_to_numpy(v) for name, v in stats.items()})
                 out[f"{step}.y"] = np.asarray(y).astype(x.dtype)
                 if training:
                     out[f"{step}.running_mean"] = keras.ops.convert_to_numpy(layer.moving_mean.value).astype(x.dtype)
@@ -82,6 +78,24 @@ class _KerasBackend(Backend):
                     if name == "dx" or case.affine:
                         out[f"{step}.{name}"] = np.asarray(g).astype(x.dtype)
         return out
+
+    @staticmethod
+    def _moments(case, xt) -> dict:
+        """The batch statistics as the layer computes them in training: keras.ops.moments
+        of the input upcast to at least float32."""
+        import keras
+
+        axes = tuple(a for a in range(case.rank) if a != case.channel_axis)
+        mean, var = keras.ops.moments(keras.ops.cast(xt, keras.backend.result_type(case.dtype, "float32")),
+                                      axes=axes)
+        return {"batch_mean": mean, "batch_var": var}
+
+    def _step(self, layer, case, x, dy, training, device):
+        """({intermediate: tensor}, y, {gradient: array}) of one step, eagerly;
+        the compiled backends run the whole step compiled instead."""
+        stats = self._moments(case, self._tensor(x, device)) if training else {}
+        y, grads = self._forward_backward(layer, x, dy, training, case.gradients, device)
+        return stats, y, grads
 
     # Hooks per Keras backend.
     def _devices(self) -> dict:
@@ -111,21 +125,37 @@ class KerasTensorFlow(_KerasBackend):
     def _devices(self) -> dict:
         return tensorflow_devices()
 
-    def _forward_backward(self, layer, x, dy, training, gradients, device):
+    def _step(self, layer, case, x, dy, training, device):
         import tensorflow as tf
 
-        xt = tf.constant(x)
+        if training not in self._steps:
+            self._steps[training] = self._compile(tf, self._tf_step(layer, case, training))
+        stats, y, grads = self._steps[training](tf.constant(x), tf.constant(dy))
+        return stats, y.numpy(), {name: g.numpy() for name, g in grads.items()}
+
+    def _compile(self, tf, step):
+        """The step as it runs: eagerly here; under XLA in tf_xla_backend.py."""
+        return step
+
+    def _tf_step(self, layer, case, training):
+        import tensorflow as tf
+
         params = [v.value for v in (getattr(layer, "gamma", None), getattr(layer, "beta", None)) if v is not None]
-        with tf.GradientTape() as tape:
-            tape.watch(xt)
-            y = layer(xt, training=training)
-        if not gradients:
-            return y.numpy(), {}
-        g = tape.gradient(y, [xt, *params], output_gradients=tf.constant(dy))
-        grads = {"dx": g[0].numpy()}
-        if params:
-            grads.update(dgamma=g[1].numpy(), dbeta=g[2].numpy())
-        return y.numpy(), grads
+
+        def step(xt, dyt):
+            stats = self._moments(case, xt) if training else {}
+            with tf.GradientTape() as tape:
+                tape.watch(xt)
+                y = layer(xt, training=training)
+            grads = {}
+            if case.gradients:
+                g = tape.gradient(y, [xt, *params], output_gradients=dyt)
+                grads["dx"] = g[0]
+                if params:
+                    grads.update(dgamma=g[1], dbeta=g[2])
+            return stats, y, grads
+
+        return step
 
 
 class KerasJax(_KerasBackend):
@@ -143,27 +173,64 @@ class KerasJax(_KerasBackend):
 
         return jax.device_put(a, jax.devices("gpu" if device == "cuda" else "cpu")[0])
 
-    def _forward_backward(self, layer, x, dy, training, gradients, device):
-        import jax
-
-        xt = self._tensor(x, device)
+    def _step(self, layer, case, x, dy, training, device):
+        if training not in self._steps:
+            self._steps[training] = self._jit(self._jax_step(layer, case, training))
         trainable = [v.value for v in layer.trainable_variables]
         frozen = [v.value for v in layer.non_trainable_variables]
-
-        def f(x, trainable):
-            return layer.stateless_call(trainable, frozen, x, training=training)
-
-        y, vjp, new_frozen = jax.vjp(f, xt, trainable, has_aux=True)
+        stats, y, new_frozen, g = self._steps[training](self._tensor(x, device), self._tensor(dy, device),
+                                                        trainable, frozen)
         for var, value in zip(layer.non_trainable_variables, new_frozen):
             var.assign(value)
-        if not gradients:
-            return y, {}
-        dx, dtrain = vjp(self._tensor(dy, device))
-        grads = {"dx": dx}
-        names = [v.name for v in layer.trainable_variables]
-        for n, g in zip(names, dtrain):
-            grads["dgamma" if n == "gamma" else "dbeta"] = g
-        return y, grads
+        grads = {}
+        if g is not None:
+            dx, dtrain = g
+            grads["dx"] = dx
+            for var, gv in zip(layer.trainable_variables, dtrain):
+                grads["dgamma" if var.name == "gamma" else "dbeta"] = gv
+        return stats, y, grads
+
+    @staticmethod
+    def _jit(step):
+        """The step as it runs: eagerly here; under jax.jit in keras-jax-jit."""
+        return step
+
+    def _jax_step(self, layer, case, training):
+        import jax
+
+        def step(xt, dyt, trainable, frozen):
+            stats = self._moments(case, xt) if training else {}
+
+            def f(x, trainable):
+                return layer.stateless_call(trainable, frozen, x, training=training)
+
+            y, vjp, new_frozen = jax.vjp(f, xt, trainable, has_aux=True)
+            return stats, y, new_frozen, (vjp(dyt) if case.gradients else None)
+
+        return step
+
+
+class KerasJaxJit(KerasJax):
+    """Keras 3 on JAX as its trainer runs it: the layer's stateless call (and
+    its vjp) inside jax.jit, one compiled step per mode; the same layer,
+    conventions and translation as keras-jax. Compiles per case: runs the
+    stratified subset of a suite (crossbn/subset.py)."""
+
+    name = "keras-jax-jit"
+    subset = 2
+    model_framework = None
+    no_models = ("its network adapter runs eagerly; the jitted path is judged on the BatchNorm suite, "
+                 "not yet on networks")
+
+    @staticmethod
+    def _jit(step):
+        import jax
+
+        return jax.jit(step)
+
+    def describe(self) -> dict:
+        out = super().describe()
+        return {**out, "version": out["version"] + " (jax.jit)"}
 
 
 class KerasTorch(_KerasBackend):

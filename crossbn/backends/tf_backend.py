@@ -119,26 +119,40 @@ class _TfBackend(Backend):
         out: dict = {}
         with tf.device("/GPU:0" if device == "cuda" else "/CPU:0"):
             state = self._setup(tf, case, inputs, device)
-            for k, step in enumerate(case.steps):
-                training = step != "eval"
-                x = tf.constant(inputs[f"x{k}"])
-                params = self._params(state) if case.affine else []
+
+            def one_step(x, dy, running, training):
+                # the running statistics go in and come out as arguments, so a
+                # compiled step (tf_xla_backend.py) sees each step's own
+                local = dict(state) if running is None else {**state, "running": running}
+                params = self._params(local) if case.affine else []
                 with tf.GradientTape() as tape:
                     tape.watch(x)
-                    y, stats = self._forward(tf, case, state, x, training)
+                    y, stats = self._forward(tf, case, local, x, training)
+                grads = tape.gradient(y, [x, *params], output_gradients=dy) if case.gradients else []
+                return y, stats, self._running(local), grads
+
+            step_fn = self._compile(tf, one_step)
+            for k, step in enumerate(case.steps):
+                training = step != "eval"
+                y, stats, running, g = step_fn(tf.constant(inputs[f"x{k}"]), tf.constant(inputs[f"dy{k}"]),
+                                               state.get("running"), training)
+                if running is not None:
+                    state["running"] = running
                 out[f"{step}.y"] = numpy(y)
                 if training:
                     # intermediates keep the dtype they were computed in
                     out.update({f"{step}.{n}": np.asarray(v.numpy()) for n, v in stats.items()})
-                    running = self._running(state)
                     if running is not None:
                         out[f"{step}.running_mean"], out[f"{step}.running_var"] = map(numpy, running)
                 if case.gradients:
-                    g = tape.gradient(y, [x, *params], output_gradients=tf.constant(inputs[f"dy{k}"]))
                     out[f"{step}.dx"] = numpy(g[0])
-                    if params:
+                    if case.affine:
                         out[f"{step}.dgamma"], out[f"{step}.dbeta"] = numpy(g[1]), numpy(g[2])
         return out
+
+    def _compile(self, tf, step):
+        """The step as it runs: eagerly here; under XLA in tf_xla_backend.py."""
+        return step
 
     @staticmethod
     def _axes(case) -> list[int]:

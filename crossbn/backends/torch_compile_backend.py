@@ -21,10 +21,10 @@ graph break would run part of the module eagerly, so the module is compiled
 with `fullgraph=True`.
 
 Cost: the first compilation took ~12 s here and later recompilations 2-5 s
-(less once Inductor's on-disk cache is warm), so the backend runs a bounded subset: every case of the `smoke` suite and a
-deterministic 1-in-32 sample of other suites by case id
-(CROSSBN_TORCH_COMPILE_SAMPLE=N samples 1 in N; 1 runs every case). Each
-result's `backend_info` records the wall time of the calls that compiled
+(less once Inductor's on-disk cache is warm), so the backend runs the
+stratified subset of a suite that every compiled backend runs (two cases
+of each group and dtype; smoke whole; crossbn/subset.py). Each result's
+`backend_info` records the wall time of the calls that compiled
 (`compile_seconds`) and the number of graphs compiled (`graphs_compiled`).
 
 Intermediates: none; the batch statistics live inside the compiled graph.
@@ -32,42 +32,21 @@ Intermediates: none; the batch statistics live inside the compiled graph.
 
 from __future__ import annotations
 
-import os
 import time
 
 from .base import Unsupported
 from .torch_backend import TorchBackend
 
-SAMPLE_ENV = "CROSSBN_TORCH_COMPILE_SAMPLE"
-DEFAULT_SAMPLE = 32
 _UNBOUNDED = 1_000_000  # recompiles allowed per frame: never fall back to eager
-
-
-def sample_rate() -> int:
-    raw = os.environ.get(SAMPLE_ENV, str(DEFAULT_SAMPLE))
-    try:
-        rate = int(raw)
-    except ValueError:
-        rate = 0
-    if rate < 1:
-        raise ValueError(f"{SAMPLE_ENV}={raw!r}: must be a whole number >= 1 (1 runs every case)")
-    return rate
 
 
 class TorchCompile(TorchBackend):
     name = "torch-compile"
     model_compile = True  # crossbn/models/torch_net.py compiles the network too
+    subset = 2  # cases per group and dtype of a suite (crossbn/subset.py)
 
     def __init__(self) -> None:
         self._compiled: dict = {}
-
-    def supports(self, case) -> str | None:
-        rate = sample_rate()
-        # the smoke suite and `crossbn conventions`' seven probes are small enough to compile every case
-        if case.suite not in ("smoke", "conventions") and int(case.id, 16) % rate != 0:
-            return (f"outside torch-compile's bounded subset (1 case in {rate} by case id, to bound "
-                    f"compile time; {SAMPLE_ENV}=1 runs every case)")
-        return super().supports(case)
 
     def _module(self, torch, case, device):
         import torch._dynamo
@@ -120,8 +99,26 @@ class _Timed:
                 raise
             first = str(e).splitlines()[0]
             raise Unsupported(f"torch.compile(fullgraph=True) cannot compile this module: {first}") from e
+        except torch._dynamo.exc.TorchRuntimeError as e:
+            # PyTorch's own refusal (one value per channel, eps 0 in training), met
+            # while tracing with fake tensors: the same case eager PyTorch refuses
+            refused = _value_error(e)
+            if refused is None:
+                raise
+            raise Unsupported(f"PyTorch refuses the case (while torch.compile traces it): {refused}") from e
         compiled_now = self._graphs() - before
         if compiled_now:
             self._info["graphs_compiled"] += compiled_now
             self._info["compile_seconds"] += time.perf_counter() - start
         return y
+
+
+def _value_error(e: BaseException) -> ValueError | None:
+    """The ValueError a dynamo error was raised from, if any."""
+    seen = set()
+    while e is not None and id(e) not in seen:
+        if isinstance(e, ValueError):
+            return e
+        seen.add(id(e))
+        e = e.__cause__ or e.__context__
+    return None

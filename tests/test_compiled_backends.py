@@ -1,0 +1,69 @@
+"""The compiled twins of eager backends, in real worker processes:
+tf-nn-xla, tf-fused-op-xla and keras-tensorflow-xla (tf.function with
+jit_compile=True) and keras-jax-jit (jax.jit).
+
+1. Each runs compiled code, not its eager twin in disguise: on the same
+   well-conditioned float32 case both match the oracle, and their outputs
+   are not the same bits.
+2. The running statistics pass from step to step through the compiled
+   function (three training steps, then eval, within bound).
+3. One finding pinned: XLA expands FusedBatchNormV3 into BatchNormTraining
+   HLO, whose expander computes the variance as E[x²] − E[x]²: at a mean
+   offset of 100σ in float32 the batch variance is far past its bound,
+   where the eager kernel is within it; the fingerprint names the one-pass
+   variance (xfail, so a fix shows up as XPASS).
+"""
+
+import pytest
+
+from crossbn.backends import discover, load
+from crossbn.case import Case
+from crossbn.judge import judge
+from crossbn.runner import WorkerPool
+
+TWINS = {"tf-nn-xla": "tf-nn", "tf-fused-op-xla": "tf-fused-op", "keras-tensorflow-xla": "keras-tensorflow",
+         "keras-jax-jit": "keras-jax"}
+XLA_ONE_PASS = ("XLA's BatchNormExpander computes Var[X] = E[X²] − E[X]² (xla/service/batchnorm_expander.cc), "
+                "the one-pass variance, for FusedBatchNormV3 under jit_compile")
+
+
+@pytest.fixture(scope="module")
+def run():
+    specs = discover()
+    names = [*TWINS, *TWINS.values()]
+    backends = {n: load(specs[n]) for n in names}
+    missing = {n: b.available() for n, b in backends.items() if b.available()}
+    if missing:
+        pytest.skip(str(missing))
+    pool = WorkerPool({n: specs[n] for n in names}, backends)
+    yield lambda case, name: judge(case, name, backends[name], "cpu", pool, timeout=600)
+    pool.close()
+
+
+@pytest.mark.parametrize("compiled", list(TWINS))
+def test_compiled_is_within_bound_and_not_the_eager_bits(run, compiled):
+    case = Case(shape=(4, 3, 5, 5), train_steps=3, seed=7)
+    ours, eager = run(case, compiled), run(case, TWINS[compiled])
+    assert ours["verdict"] == eager["verdict"], (ours["reason"], eager["reason"])
+    assert ours["verdict"] in ("match", "convention"), ours["reason"]
+    # running statistics of every training step, and the eval step after them
+    assert {"train0.running_var", "train2.running_var", "eval.y", "eval.dx"} <= set(ours["digests"])
+    assert ours["digests"].keys() == eager["digests"].keys()
+    differ = [k for k in ours["digests"] if ours["digests"][k] != eager["digests"][k]]
+    assert differ, f"{compiled} gave the eager bits everywhere: not compiled?"
+    assert "XLA" in ours["version"] or "jax.jit" in ours["version"]
+
+
+@pytest.mark.xfail(reason=XLA_ONE_PASS, strict=False)
+def test_fused_op_under_xla_keeps_the_batch_variance_within_bound(run):
+    case = Case(shape=(8, 4, 6), train_steps=1, offset_ratio=100.0, seed=3)
+    eager, ours = run(case, "tf-fused-op"), run(case, "tf-fused-op-xla")
+    assert eager["verdict"] in ("match", "convention")
+    assert ours["verdict"] in ("match", "convention"), ours["reason"]
+
+
+def test_the_fused_op_under_xla_is_diagnosed_as_the_one_pass_variance(run):
+    ours = run(Case(shape=(8, 4, 6), train_steps=1, offset_ratio=100.0, seed=3), "tf-fused-op-xla")
+    assert ours["verdict"] == "deviation"
+    assert ours["localization"]["stage"] == "batch variance"
+    assert ours["diagnosis"]["changes"].get("variance") == "one-pass", ours["diagnosis"]
