@@ -44,12 +44,16 @@ _TORCH_MODULES = {2: "BatchNorm1d", 3: "BatchNorm1d", 4: "BatchNorm2d", 5: "Batc
 FRAMEWORKS = {
     "torch": Framework("torch", "PyTorch", "torch", {"compiled": False}),
     "torch-compile": Framework("torch", "PyTorch", "torch", {"compiled": True}),
-    "keras-jax": Framework("keras", "Keras", "keras and jax", {"keras_backend": "jax"}),
-    "keras-tensorflow": Framework("keras", "Keras", "keras and tensorflow", {"keras_backend": "tensorflow"}),
-    "keras-torch": Framework("keras", "Keras", "keras and torch", {"keras_backend": "torch"}),
+    **{name: Framework("keras", "Keras", f"keras and {fw}", {"keras_backend": fw, "compiled": compiled})
+       for name, fw, compiled in (("keras-jax", "jax", False), ("keras-jax-jit", "jax", True),
+                                  ("keras-tensorflow", "tensorflow", False), ("keras-tensorflow-xla", "tensorflow", True),
+                                  ("keras-torch", "torch", False))},
     "tf-keras": Framework("tf_keras", "tf-keras", "tf-keras (and tensorflow)", {"fused": False}),
     "tf-keras-fused": Framework("tf_keras", "tf-keras", "tf-keras (and tensorflow)", {"fused": True}),
-    "tf-nn": Framework("tf_nn", "TensorFlow", "tensorflow"),
+    "tf-nn": Framework("tf_nn", "TensorFlow", "tensorflow", {"xla": False}),
+    "tf-nn-xla": Framework("tf_nn", "TensorFlow", "tensorflow", {"xla": True}),
+    "tf-fused-op": Framework("tf_fused", "TensorFlow", "tensorflow", {"xla": False}),
+    "tf-fused-op-xla": Framework("tf_fused", "TensorFlow", "tensorflow", {"xla": True}),
     **{name: Framework("flax", "Flax", "flax (and jax)", {"api": name.split("-")[1], "jit": name.endswith("-jit")})
        for name in ("flax-linen", "flax-linen-jit", "flax-nnx", "flax-nnx-jit")},
     **{f"{runtime}-opset{opset}": Framework("onnx", label, req, {"runtime": runtime, "opset": opset})
