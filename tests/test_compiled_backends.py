@@ -12,6 +12,9 @@ jit_compile=True) and keras-jax-jit (jax.jit).
    offset of 100σ in float32 the batch variance is far past its bound,
    where the eager kernel is within it; the fingerprint names the one-pass
    variance (xfail, so a fix shows up as XPASS).
+4. torch.onnx.export(dynamo=True), run on onnxruntime and the reference
+   evaluator: an eval-mode export is within bound; a training-mode export is
+   an inference graph (the finding, xfail), run as the exporter wrote it.
 """
 
 import pytest
@@ -67,3 +70,45 @@ def test_the_fused_op_under_xla_is_diagnosed_as_the_one_pass_variance(run):
     assert ours["verdict"] == "deviation"
     assert ours["localization"]["stage"] == "batch variance"
     assert ours["diagnosis"]["changes"].get("variance") == "one-pass", ours["diagnosis"]
+
+
+# ---- torch.onnx.export(dynamo=True) -------------------------------------------------------
+DYNAMO = ("onnxruntime-torch-dynamo", "onnx-reference-torch-dynamo")
+DYNAMO_TRAINING = ("torch.onnx.export(dynamo=True) exports a training-mode BatchNorm as an inference node "
+                   "(onnxscript's torchlib sets training = False in _native_batch_norm_legit_functional)")
+
+
+@pytest.fixture(scope="module")
+def exported():
+    specs = discover()
+    backends = {n: load(specs[n]) for n in DYNAMO}
+    missing = {n: b.available() for n, b in backends.items() if b.available()}
+    if missing:
+        pytest.skip(str(missing))
+    pool = WorkerPool({n: specs[n] for n in DYNAMO}, backends)
+    yield lambda case, name: judge(case, name, backends[name], "cpu", pool, timeout=600)
+    pool.close()
+
+
+@pytest.mark.parametrize("name", DYNAMO)
+def test_a_dynamo_export_in_eval_mode_is_within_bound(exported, name):
+    rec = exported(Case(shape=(8, 3, 4, 4), train_steps=0, seed=5), name)
+    assert rec["verdict"] in ("match", "convention"), rec["reason"]  # convention: ONNX's float32 attributes
+    assert "torch.onnx.export (dynamo=True)" in rec["version"]
+    assert any("torch.onnx.export (dynamo" in g for g in rec["backend_info"]["graphs"])
+
+
+@pytest.mark.parametrize("name", DYNAMO)
+@pytest.mark.xfail(reason=DYNAMO_TRAINING, strict=False)
+def test_a_dynamo_export_in_training_mode_normalizes_with_the_batch(exported, name):
+    rec = exported(Case(shape=(8, 3, 4, 4), train_steps=1, eval_step=False, seed=5), name)
+    assert rec["verdict"] in ("match", "convention"), rec["reason"]
+
+
+@pytest.mark.parametrize("name", DYNAMO)
+def test_the_dynamo_training_export_is_an_inference_graph_run_as_it_is(exported, name):
+    rec = exported(Case(shape=(8, 3, 4, 4), train_steps=1, eval_step=False, seed=5), name)
+    assert rec["verdict"] == "deviation"
+    assert rec["backend_info"]["graphs"] == [g for g in rec["backend_info"]["graphs"] if "training_mode=0" in g]
+    assert {"train0.running_mean", "train0.running_var"} <= set(rec["not_exposed"])
+    assert rec["observables"]["train0.y"]["verdict"] == "deviation"

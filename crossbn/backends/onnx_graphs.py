@@ -10,7 +10,8 @@ parameters as graph inputs so that one graph serves every case of its shape:
   (Y, mean, var, saved_mean, saved_var) whose extra outputs mean "training".
 - `torch_export_graph`: `torch.onnx.export` of the `nn.BatchNorm{1,2,3}d`
   module the `torch` backend builds, with the TorchScript exporter
-  (`dynamo=False`), then two edits that change no computation: the exported
+  (`dynamo=False`) or the dynamo-based one (`dynamo=True`, torch's default
+  since 2.9), then two edits that change no computation: the exported
   initializers weight, bias, running_mean and running_var become graph
   inputs, and in a training export the BatchNormalization node's running
   statistics outputs, which the exporter leaves dangling, become graph outputs.
@@ -103,16 +104,19 @@ def opset_graph(opset: int, shape: tuple[int, ...], dtype, training: bool, eps: 
 _EXPORT_FILL = {"weight": 1.25, "bias": -0.5, "running_mean": 0.25, "running_var": 1.5}
 
 
-def torch_export_graph(case, training: bool) -> Graph:
-    """`torch.onnx.export` (TorchScript exporter, its default opset) of the
-    module the `torch` backend builds for `case`, in TrainingMode.TRAINING or
-    EVAL. Only the case's shape, dtype, affine, track_running_stats, eps and
-    momentum enter the graph; the values are fed at run time."""
+def torch_export_graph(case, training: bool, dynamo: bool = False) -> Graph:
+    """`torch.onnx.export` (its default opset) of the module the `torch`
+    backend builds for `case`, in training or eval mode: with the TorchScript
+    exporter (`dynamo=False`, TrainingMode.TRAINING or EVAL), or with the
+    dynamo-based one (`dynamo=True`, the default since torch 2.9: it exports
+    the module in the mode it is in, as users call it; its optimizer on, the
+    default). Only the case's shape, dtype, affine, track_running_stats, eps
+    and momentum enter the graph; the values are fed at run time."""
     import onnx
     import torch
     from onnx import helper
 
-    from .torch_backend import TorchBackend
+    from .torch_backend import TorchBackend, value_error_in
 
     shape, dtype = case.shape, getattr(torch, case.dtype)
     bn, _ = TorchBackend()._module(torch, case, "cpu")
@@ -120,19 +124,31 @@ def torch_export_graph(case, training: bool) -> Graph:
         for name, value in _EXPORT_FILL.items():
             if getattr(bn, name, None) is not None:
                 getattr(bn, name).fill_(value)
-    mode = torch.onnx.TrainingMode.TRAINING if training else torch.onnx.TrainingMode.EVAL
-    buf = io.BytesIO()
+    exporter = "dynamo" if dynamo else "TorchScript"
+    example = (torch.zeros(shape, dtype=dtype),)
     with warnings.catch_warnings():
         # the legacy exporter is deprecated, and says so, several times per export
         warnings.simplefilter("ignore")
         # a training export runs the module forward once, updating its buffers:
         # `bn` is a throwaway copy for exactly that reason
         try:
-            torch.onnx.export(bn, (torch.zeros(shape, dtype=dtype),), buf, dynamo=False,
-                              training=mode, do_constant_folding=False, input_names=["x"], output_names=["y"])
-        except ValueError as e:  # the module's own documented refusals (as in the torch backend)
-            raise Unsupported(f"PyTorch refuses the case while torch.onnx.export runs the module: {e}") from e
-    model = onnx.load_from_string(buf.getvalue())
+            if dynamo:
+                bn.train(training)
+                model = torch.onnx.export(bn, example, dynamo=True, verbose=False, input_names=["x"],
+                                          output_names=["y"]).model_proto
+            else:
+                buf = io.BytesIO()
+                mode = torch.onnx.TrainingMode.TRAINING if training else torch.onnx.TrainingMode.EVAL
+                torch.onnx.export(bn, example, buf, dynamo=False, training=mode, do_constant_folding=False,
+                                  input_names=["x"], output_names=["y"])
+                model = onnx.load_from_string(buf.getvalue())
+        except Exception as e:
+            # the module's own documented refusals (as in the torch backend), raised
+            # directly (TorchScript) or wrapped by torch.export's error (dynamo)
+            refused = value_error_in(e)
+            if refused is None:
+                raise
+            raise Unsupported(f"PyTorch refuses the case while torch.onnx.export runs the module: {refused}") from e
     g = model.graph
     bns = [n for n in g.node if n.op_type == "BatchNormalization"]
     if len(bns) != 1:
@@ -154,7 +170,11 @@ def torch_export_graph(case, training: bool) -> Graph:
         g.input.append(helper.make_tensor_value_info(n, t.data_type, list(t.dims)))
     fetches = {"y": "y"}
     exported_training = attrs.get("training_mode", 0) == 1
-    if training and case.track_running_stats:
+    # The dynamo exporter writes what it writes: for a module in training mode,
+    # an inference node (onnxscript's torchlib sets training = False for
+    # _native_batch_norm_legit_functional), which normalizes with the running
+    # statistics and returns none: that is the finding, so it is run as it is.
+    if training and case.track_running_stats and (exported_training or not dynamo):
         if not exported_training or len(node.output) < 3:
             raise RuntimeError(f"torch.onnx.export in TrainingMode.TRAINING gave {attrs} with "
                                f"{len(node.output)} outputs, expected training_mode=1 and 3 outputs")
@@ -167,6 +187,6 @@ def torch_export_graph(case, training: bool) -> Graph:
                           zip(("gamma", "beta", "running_mean", "running_var"), _EXPORT_FILL) if n in params}}
     opset = next(o.version for o in model.opset_import if o.domain in ("", "ai.onnx"))
     ops = ", ".join(dict.fromkeys(n.op_type for n in g.node))
-    summary = (f"torch.onnx.export (TorchScript, opset {opset}): {ops}; "
+    summary = (f"torch.onnx.export ({exporter}, opset {opset}): {ops}; "
                f"BatchNormalization training_mode={int(exported_training)}, momentum={attrs.get('momentum')}")
     return Graph(model, feeds, fetches, exported_training, summary)

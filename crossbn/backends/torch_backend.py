@@ -37,6 +37,19 @@ def _to_numpy(torch, t):
     return t.numpy().copy()  # never share memory with a buffer updated in place later
 
 
+def value_error_in(e: BaseException) -> ValueError | None:
+    """The ValueError an exception was raised from, if any: PyTorch's own
+    refusal of a case (one value per channel, eps 0 in training), met inside
+    torch.compile's or torch.export's tracing, which wrap it in their errors."""
+    seen = set()
+    while e is not None and id(e) not in seen:
+        if isinstance(e, ValueError):
+            return e
+        seen.add(id(e))
+        e = e.__cause__ or e.__context__
+    return None
+
+
 def torch_devices() -> dict:
     """{"cpu": model, "cuda": GPU name when present}, as PyTorch sees them."""
     import torch

@@ -35,7 +35,7 @@ from __future__ import annotations
 import time
 
 from .base import Unsupported
-from .torch_backend import TorchBackend
+from .torch_backend import TorchBackend, value_error_in
 
 _UNBOUNDED = 1_000_000  # recompiles allowed per frame: never fall back to eager
 
@@ -102,7 +102,7 @@ class _Timed:
         except torch._dynamo.exc.TorchRuntimeError as e:
             # PyTorch's own refusal (one value per channel, eps 0 in training), met
             # while tracing with fake tensors: the same case eager PyTorch refuses
-            refused = _value_error(e)
+            refused = value_error_in(e)
             if refused is None:
                 raise
             raise Unsupported(f"PyTorch refuses the case (while torch.compile traces it): {refused}") from e
@@ -112,13 +112,3 @@ class _Timed:
             self._info["compile_seconds"] += time.perf_counter() - start
         return y
 
-
-def _value_error(e: BaseException) -> ValueError | None:
-    """The ValueError a dynamo error was raised from, if any."""
-    seen = set()
-    while e is not None and id(e) not in seen:
-        if isinstance(e, ValueError):
-            return e
-        seen.add(id(e))
-        e = e.__cause__ or e.__context__
-    return None
