@@ -30,10 +30,9 @@ XLA_ONE_PASS = ("XLA's BatchNormExpander computes Var[X] = E[X²] − E[X]² (xl
                 "the one-pass variance, for FusedBatchNormV3 under jit_compile")
 
 
-@pytest.fixture(scope="module")
-def run():
+def _judging(names):
+    """judge(case, name) on real workers of `names`, closed at the end; a skip when one is missing."""
     specs = discover()
-    names = [*TWINS, *TWINS.values()]
     backends = {n: load(specs[n]) for n in names}
     missing = {n: b.available() for n, b in backends.items() if b.available()}
     if missing:
@@ -41,6 +40,11 @@ def run():
     pool = WorkerPool({n: specs[n] for n in names}, backends)
     yield lambda case, name: judge(case, name, backends[name], "cpu", pool, timeout=600)
     pool.close()
+
+
+@pytest.fixture(scope="module")
+def run():
+    yield from _judging([*TWINS, *TWINS.values()])
 
 
 @pytest.mark.parametrize("compiled", list(TWINS))
@@ -80,14 +84,7 @@ DYNAMO_TRAINING = ("torch.onnx.export(dynamo=True) exports a training-mode Batch
 
 @pytest.fixture(scope="module")
 def exported():
-    specs = discover()
-    backends = {n: load(specs[n]) for n in DYNAMO}
-    missing = {n: b.available() for n, b in backends.items() if b.available()}
-    if missing:
-        pytest.skip(str(missing))
-    pool = WorkerPool({n: specs[n] for n in DYNAMO}, backends)
-    yield lambda case, name: judge(case, name, backends[name], "cpu", pool, timeout=600)
-    pool.close()
+    yield from _judging(DYNAMO)
 
 
 @pytest.mark.parametrize("name", DYNAMO)
