@@ -18,6 +18,7 @@ to expose the batch mean and variance.
 
 from __future__ import annotations
 
+from ..subset import PER_STRATUM
 from .base import Backend
 from .devinfo import (JAX_WORKER_ENV, cpu_name, jax_devices, keras_device, no_running_stats_variants,
                       tensorflow_devices)
@@ -217,7 +218,7 @@ class KerasJaxJit(KerasJax):
     stratified subset of a suite (crossbn/subset.py)."""
 
     name = "keras-jax-jit"
-    subset = 2
+    subset = PER_STRATUM
     model_framework = None
     no_models = ("its network adapter runs eagerly; the jitted path is judged on the BatchNorm suite, "
                  "not yet on networks")

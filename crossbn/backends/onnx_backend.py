@@ -84,6 +84,7 @@ from __future__ import annotations
 import time
 from typing import ClassVar
 
+from ..subset import PER_STRATUM
 from .base import Backend, Unsupported
 from .devinfo import cpu_name
 
@@ -331,7 +332,7 @@ class OrtTorchExport(_Ort, _TorchExport):
 class OrtTorchDynamo(OrtTorchExport):
     name = "onnxruntime-torch-dynamo"
     dynamo = True
-    subset = 2  # an export per case and mode (0.6 s each here): the stratified subset (crossbn/subset.py)
+    subset = PER_STRATUM  # an export per case and mode (0.6 s each here): the stratified subset
     model_framework = None
     no_models = "its network adapter exports with the TorchScript exporter; the dynamo export is not yet written"
 
@@ -366,6 +367,6 @@ class RefTorchExport(_Reference, _TorchExport):
 class RefTorchDynamo(RefTorchExport):
     name = "onnx-reference-torch-dynamo"
     dynamo = True
-    subset = 2
+    subset = PER_STRATUM
     model_framework = None
     no_models = OrtTorchDynamo.no_models

@@ -29,10 +29,11 @@ the batch mean is exposed there.
 
 from __future__ import annotations
 
+from ..subset import PER_STRATUM
 from .keras_backend import KerasTensorFlow
 from .tf_backend import TfFusedOp, TfNn
 
-XLA_SUBSET = 2  # cases per (group, dtype) stratum of a suite: every group and dtype, at a bounded compile cost
+XLA = "XLA: tf.function(jit_compile=True)"  # how the version strings name the compiled path
 _NO_NETWORK = ("its network adapter runs eagerly; the compiled path is judged on the BatchNorm suite, "
                "not yet on networks")
 
@@ -40,7 +41,7 @@ _NO_NETWORK = ("its network adapter runs eagerly; the compiled path is judged on
 class _Xla:
     """Mixin: the step runs under tf.function(jit_compile=True)."""
 
-    subset = XLA_SUBSET
+    subset = PER_STRATUM
     model_framework = None
     no_models = _NO_NETWORK
 
@@ -48,7 +49,7 @@ class _Xla:
         return tf.function(step, jit_compile=True)
 
     def _version(self, tf) -> str:
-        return f"tensorflow {tf.__version__} (XLA: tf.function(jit_compile=True))"
+        return f"tensorflow {tf.__version__} ({XLA})"
 
 
 class TfNnXla(_Xla, TfNn):
@@ -64,4 +65,4 @@ class KerasTensorFlowXla(_Xla, KerasTensorFlow):
 
     def describe(self) -> dict:
         out = super().describe()
-        return {**out, "version": out["version"] + " (XLA: tf.function(jit_compile=True))"}
+        return {**out, "version": f"{out['version']} ({XLA})"}

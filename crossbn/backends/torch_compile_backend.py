@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import time
 
+from ..subset import PER_STRATUM
 from .base import Unsupported
 from .torch_backend import TorchBackend, value_error_in
 
@@ -43,7 +44,7 @@ _UNBOUNDED = 1_000_000  # recompiles allowed per frame: never fall back to eager
 class TorchCompile(TorchBackend):
     name = "torch-compile"
     model_compile = True  # crossbn/models/torch_net.py compiles the network too
-    subset = 2  # cases per group and dtype of a suite (crossbn/subset.py)
+    subset = PER_STRATUM  # cases per group and dtype of a suite (crossbn/subset.py)
 
     def __init__(self) -> None:
         self._compiled: dict = {}
