@@ -25,6 +25,7 @@ from .dtypes import NAMES as DTYPES
 LAYOUTS = ("channels_first", "channels_last")
 DISTRIBUTIONS = ("normal", "uniform", "constant_channel", "near_eps", "fp16_stress")
 SPECIAL_VALUES = ("nan", "inf", "-inf")
+RUNNING_STATS = ("drawn", "data")
 
 # Backend-specific switches a case may set: name -> the framework's default.
 # The family (text before the dot) is the backend's `option_family`.
@@ -82,6 +83,13 @@ class Case:
     track_running_stats: bool = True
     # False: the layer keeps no running statistics and normalizes with the batch
     # statistics in eval too (PyTorch track_running_stats=False).
+    frozen: bool = False
+    # The layer is frozen, as fine-tuning freezes it (Keras `trainable = False`,
+    # PyTorch parameters `requires_grad_(False)` in train mode): its parameters
+    # get no gradients. What its training steps compute is a convention
+    # (backends/base.py "frozen"): canonically, batch statistics with the
+    # running statistics updated (only the parameters are frozen); Keras runs
+    # a frozen BatchNorm in inference mode instead.
 
     # --- what is run --------------------------------------------------------
     train_steps: int = 1
@@ -106,6 +114,11 @@ class Case:
     # Non-finite values planted after generation: (value, step, index) with
     # value "nan" | "inf" | "-inf", step the batch number, index in logical
     # (channels-first) coordinates.
+    running_stats: str = "drawn"
+    # The initial running statistics: "drawn" (seeded, independent of the
+    # data) or "data" (the exact mean and biased variance of the last step's
+    # batch, rounded once to the dtype: what a model trained on that data
+    # holds, so eval normalizes its own data, however far from zero it lies).
     seed: int = 0
     # Seeds every generated array (x per step, dy per step, gamma, beta and the
     # initial running statistics).
@@ -243,12 +256,17 @@ def _is_number(x) -> bool:
     return isinstance(x, (int, float)) and not isinstance(x, bool)
 
 
+_LATER_FIELDS = {"options": (), "frozen": False, "running_stats": "drawn"}
+
+
 def _content_hash(case: Case) -> str:
     d = dataclasses.asdict(case)
     for name in ("suite", "group", "_id"):
         d.pop(name)
-    if not d["options"]:  # cases from before options existed keep their ids
-        d.pop("options")
+    # fields added later are left out at their default: older cases keep their ids
+    for name, default in _LATER_FIELDS.items():
+        if d[name] == default:
+            d.pop(name)
     blob = json.dumps(d, sort_keys=True, separators=(",", ":"), default=list)
     return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
@@ -294,6 +312,12 @@ def _validate(c: Case) -> None:
         raise bad("offset_ratio", "must be a finite number")
     if c.cumulative and not c.track_running_stats:
         raise bad("cumulative", "a cumulative average needs track_running_stats")
+    if c.frozen and not c.track_running_stats:
+        raise bad("frozen", "a frozen layer is one with running statistics (track_running_stats)")
+    if c.running_stats not in RUNNING_STATS:
+        raise bad("running_stats", f"must be one of {RUNNING_STATS}")
+    if c.running_stats == "data" and not c.track_running_stats:
+        raise bad("running_stats", "'data' sets running statistics: it needs track_running_stats")
     for special in c.specials:
         if not (isinstance(special, tuple) and len(special) == 3 and isinstance(special[2], tuple)):
             raise bad("specials", f"entry {special!r} must be (value, step, (index, ...))")
@@ -312,6 +336,6 @@ def _validate(c: Case) -> None:
             raise bad("specials", f"index {tuple(index)} is outside shape {c.shape}")
     if not isinstance(c.seed, int) or isinstance(c.seed, bool) or c.seed < 0:
         raise bad("seed", "must be an integer >= 0")
-    for name in ("cumulative", "affine", "track_running_stats", "eval_step", "gradients"):
+    for name in ("cumulative", "affine", "track_running_stats", "frozen", "eval_step", "gradients"):
         if not isinstance(getattr(c, name), bool):
             raise bad(name, "must be true or false")

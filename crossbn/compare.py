@@ -31,6 +31,9 @@ from .tolerance import SAFETY, unit_roundoff
 # Severity order: the result's verdict is its worst observable's.
 SEVERITY = ("unsupported", "match", "convention", "deviation", "nan-mismatch", "error", "timeout", "crash")
 FAILING = frozenset({"deviation", "nan-mismatch", "error", "timeout", "crash"})
+# Why an element has no finite bound (tolerance.py: 0*inf conditioning, or
+# a sum past the compute dtype's range).
+UNJUDGED = "beyond the error model (ill-conditioned, or its statistics past the compute dtype's range)"
 WORST_ELEMENTS = 5    # worst elements kept per observable
 MAX_CHANNELS = 1024   # per-channel ratios kept up to this many channels (a record stays small)
 
@@ -145,7 +148,7 @@ def _convention_ratio(a, convention, e, out_dtype: str) -> float:
     ce = np.where(np.isfinite(ce) & (np.abs(ce) >= overflow_threshold(out_dtype)), np.copysign(np.inf, ce), ce)
     if ce.shape != a.shape or _nonfinite_mismatch(a, ce):
         return float("inf")
-    cbound = full_bound(cb, e, out_dtype)
+    cbound = full_bound(cb, ce, out_dtype)  # the output rounding of the value the convention gives
     _, cratio = _ratio_stats(a, ce, np.where(np.isfinite(cbound), cbound, np.inf))
     return float(cratio.max(initial=0.0))
 
@@ -169,34 +172,36 @@ def compare_observable(name: str, actual: np.ndarray, expected: np.ndarray, mode
     # is ±Inf (IEEE overflow), so that is what the backend should return.
     overflow = np.isfinite(e) & (np.abs(e) >= overflow_threshold(out_dtype))
     e = np.where(overflow, np.copysign(np.inf, e), e)
-    mismatch = _nonfinite_mismatch(a, e)
+    # Where the model has no finite bound (0*inf: a statistic so ill-conditioned
+    # that its computed value is unconstrained; or sums past the compute dtype's
+    # range) the element is not judged, and the note says how many. Such a
+    # statistic may overflow: ±Inf there is not judged either; NaN still is
+    # (no formula needs one where the exact value is finite).
+    unbounded = ~np.isfinite(full_bound(model_bound, e, out_dtype)) & np.isfinite(e)
+    placed = np.where(unbounded & np.isinf(a), e, a)  # `a` with those elements' Inf taken as placed right
+    mismatch = _nonfinite_mismatch(placed, e)
     if mismatch:
         why = f" (the exact value of {int(overflow.sum())} element(s) overflows {out_dtype})" if overflow.any() else ""
         # NaN/Inf placed as the backend's documented convention places them
         # (PyTorch keeps its running statistics on an empty batch, where the
         # canonical ones become NaN): a convention difference, not a mismatch.
-        conv_ratio = _convention_ratio(a, convention, e, out_dtype) if convention is not None else None
+        conv_ratio = _convention_ratio(placed, convention, e, out_dtype) if convention is not None else None
         if conv_ratio is not None and conv_ratio <= 1.0:
-            at = tuple(int(i) for i in np.argwhere(~((np.isnan(a) & np.isnan(e)) | (a == e)))[0])
+            at = tuple(int(i) for i in np.argwhere(~((np.isnan(placed) & np.isnan(e)) | (placed == e)))[0])
             return ObservableResult(verdict="convention", note=f"{mismatch}{why}; as the backend's documented "
                                     "convention predicts", **{**blank, "convention_ratio": conv_ratio,
                                                               "where": list(at), "expected_at": float(e[at]),
                                                               "actual_at": float(a[at])})
         return ObservableResult(verdict="nan-mismatch", note=mismatch + why, **blank)
 
-    bound = full_bound(model_bound, e, out_dtype)
-    # Where the model has no finite bound (0*inf: a statistic so ill-conditioned
-    # that its computed value is unconstrained) the element is not judged; the
-    # note says how many were left out.
-    unbounded = ~np.isfinite(bound) & np.isfinite(e)
-    bound = np.where(unbounded, np.inf, bound)
+    bound = np.where(unbounded, np.inf, full_bound(model_bound, e, out_dtype))
     err, ratio = _ratio_stats(a, e, bound)
     worst_at = np.unravel_index(int(np.nanargmax(ratio)), ratio.shape) if ratio.size else ()
     max_ratio = float(ratio[worst_at]) if ratio.size else 0.0
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         rel = np.where((e != 0) & np.isfinite(e), err / np.abs(e), 0.0)  # NaN/Inf: compared by position
         ulps = err / ulp(e, out_dtype)
-    notes = [f"{int(unbounded.sum())} element(s) not judged: ill-conditioned beyond the error model"] \
+    notes = [f"{int(unbounded.sum())} element(s) not judged: {UNJUDGED}"] \
         if unbounded.any() else []
     verdict, conv_ratio = ("match" if max_ratio <= 1.0 else "deviation"), None
     if convention is not None:
@@ -204,7 +209,7 @@ def compare_observable(name: str, actual: np.ndarray, expected: np.ndarray, mode
         # them it is a match (or a convention difference, when the canonical
         # bound is exceeded); outside them it deviates, even where it happens
         # to agree with the canonical semantics.
-        conv_ratio = _convention_ratio(a, convention, e, out_dtype)
+        conv_ratio = _convention_ratio(placed, convention, e, out_dtype)
         if conv_ratio <= 1.0:
             verdict = "match" if max_ratio <= 1.0 else "convention"
         else:

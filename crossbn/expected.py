@@ -17,6 +17,14 @@ sets them to NaN explicitly); "skip" leaves them unchanged, as PyTorch's
 ATen batch_norm does (it returns before any statistic is computed when the
 input has no elements). Either way y and dx are empty and dgamma, dbeta are
 0 (sums over no elements).
+
+`frozen` says what a training step of a frozen layer (`Case.frozen`)
+computes: "batch" (canonical: only the parameters are frozen, so the step
+normalizes with the batch statistics and updates the running ones, as
+PyTorch's `requires_grad_(False)` does) or "inference" (the step runs as
+inference: the running statistics normalize and are left unchanged, as
+Keras documents for `trainable = False`). Either way a frozen layer's
+parameters have no gradients: dgamma and dbeta are not expected of it.
 """
 
 from __future__ import annotations
@@ -66,12 +74,15 @@ def _stored(a: np.ndarray, dtype: str) -> np.ndarray:
 
 
 EMPTY_BATCH = ("nan", "skip")
+FROZEN = ("batch", "inference")
 
 
 def simulate(case: Case, inputs: dict, *, running_var: str = "biased",
-             empty_batch: str = "nan") -> tuple[dict, list[StepTrace]]:
+             empty_batch: str = "nan", frozen: str = "batch") -> tuple[dict, list[StepTrace]]:
     if empty_batch not in EMPTY_BATCH:
         raise ValueError(f"empty_batch must be one of {EMPTY_BATCH}, not {empty_batch!r}")
+    if frozen not in FROZEN:
+        raise ValueError(f"frozen must be one of {FROZEN}, not {frozen!r}")
     ax = case.channel_axis
     gamma, beta = _f64(inputs.get("gamma")), _f64(inputs.get("beta"))
     running = (_f64(inputs["running_mean"]), _f64(inputs["running_var"])) if case.track_running_stats else None
@@ -80,15 +91,21 @@ def simulate(case: Case, inputs: dict, *, running_var: str = "biased",
     traces: list[StepTrace] = []
     for k, step in enumerate(case.steps):
         x = _f64(inputs[f"x{k}"])
-        use_batch = step != "eval" or not case.track_running_stats
+        as_inference = case.frozen and frozen == "inference" and step != "eval"
+        use_batch = (step != "eval" and not as_inference) or not case.track_running_stats
         if use_batch:
             fwd = ref.train_forward(x, gamma, beta, case.eps, channel_axis=ax)
             mean, var = fwd["batch_mean"], fwd["batch_var"]
         else:
             mean, var = running
             fwd = ref.eval_forward(x, mean, var, gamma, beta, case.eps, channel_axis=ax)
-        t = StepTrace(step, step != "eval", x, mean, var, fwd["invstd"], fwd["x_hat"], fwd["y"], gamma, beta)
+        t = StepTrace(step, use_batch and step != "eval", x, mean, var, fwd["invstd"], fwd["x_hat"], fwd["y"],
+                      gamma, beta)
         expected[f"{step}.y"] = t.y
+        if as_inference:  # a frozen layer run as inference: the state is read, never written
+            t.running_before = t.running_after = running
+            t.running_kept = True
+            expected[f"{step}.running_mean"], expected[f"{step}.running_var"] = running
         if t.training:
             expected.update({f"{step}.batch_mean": mean, f"{step}.batch_var": var, f"{step}.invstd": t.invstd})
         if t.training and running is not None:
@@ -122,7 +139,7 @@ def simulate(case: Case, inputs: dict, *, running_var: str = "biased",
             backward = ref.train_backward if use_batch else ref.eval_backward
             t.grads = backward(t.dy, t.x_hat, t.invstd, gamma, channel_axis=ax)
             expected[f"{step}.dx"] = t.grads["dx"]
-            if case.affine:
+            if case.affine and not case.frozen:
                 expected[f"{step}.dgamma"] = t.grads["dgamma"]
                 expected[f"{step}.dbeta"] = t.grads["dbeta"]
         traces.append(t)

@@ -69,6 +69,8 @@ def _single_changes(case, base: Formulation) -> list[Formulation]:
             changes.append(dict(momentum="new" if base.momentum == "old" else "old"))
         if case.reduction_size == 0:  # what an empty batch does to the running statistics
             changes.append(dict(empty_batch="skip" if base.empty_batch == "nan" else "nan"))
+        if case.frozen:  # what a frozen layer's training step computes
+            changes.append(dict(frozen="inference" if base.frozen == "batch" else "batch"))
     changes += [dict(eps_floor=floor) for floor in EPS_FLOORS if case.eps < floor]
     if base.hyperparameters == "exact" and (np.float32(case.eps) != case.eps or np.float32(case.momentum)
                                             != case.momentum):
@@ -118,8 +120,10 @@ def score(actual: dict, target: dict, exact: dict, bounds: dict, spread: dict | 
     dozens of formulations against one output)."""
     worst = 0.0
     for name, model in bounds.items():
-        if name not in actual or name not in target:
+        if name not in actual:
             continue
+        if name not in target:  # the formulation has no such output (a frozen step run as inference
+            return _CAP         # computes no batch statistics): it cannot explain one
         a = actual[name]
         out_dtype = np.dtype(a.dtype).name if hasattr(a, "dtype") else "float64"
         key = (id(bounds), name, out_dtype)
@@ -144,6 +148,8 @@ def ulp_distance(actual: dict, target: dict, names) -> float:
     merely rounds as accurately."""
     total, count = 0.0, 0
     for name in names:
+        if name not in target:
+            return _CAP
         a = np.asarray(actual[name], dtype=np.float64)
         t = np.asarray(target[name], dtype=np.float64)
         if a.shape != t.shape:
@@ -231,21 +237,23 @@ def rank_formulations(case, inputs: dict, actual: dict, candidates, observables)
 
 
 def diagnose(case, inputs: dict, actual: dict, exact: dict, bounds: dict, traces, *,
-             running_var: str = "biased", hyperparameters: str = "exact", empty_batch: str = "nan") -> dict:
+             running_var: str = "biased", hyperparameters: str = "exact", empty_batch: str = "nan",
+             frozen: str = "batch") -> dict:
     """The formulation that best explains `actual`, with the evidence.
 
     `exact`/`bounds`/`traces`: the oracle's canonical observables, model
     bounds (the verdict's own) and traces; `running_var`/`hyperparameters`/
     `empty_batch`: the backend's documented convention, where the search
     starts (`empty_batch` only matters, and is only part of the formulation,
-    for an empty batch). A
+    for an empty batch; `frozen` likewise for a frozen layer). A
     formulation in a lower precision than the case's is held to the error
     model of that precision: a float32 computation of a float64 case may
     stray as far as float32 rounding allows, and no further. The search
     simulates at most BUDGET elements in all (large cases try fewer changes)."""
     canonical = score(actual, exact, exact, bounds)
     base = Formulation(running_var=running_var, hyperparameters=hyperparameters,
-                       empty_batch=empty_batch if case.reduction_size == 0 else "nan")
+                       empty_batch=empty_batch if case.reduction_size == 0 else "nan",
+                       frozen=frozen if case.frozen and case.train_steps else "batch")
     trial = _Trials(case, inputs, actual, exact, bounds, traces)
     tried = trial.tried
     cost = 2 * len(case.steps) * int(np.prod(case.shape))

@@ -36,6 +36,8 @@ class Formulation:
     hyperparameters: str = "exact"  # eps and momentum "exact" or rounded to "float32"
     empty_batch: str = "nan"      # an empty batch's running update: "nan" (folds its NaN statistics in,
                                   # canonical) | "skip" (keeps the running statistics); see expected.py
+    frozen: str = "batch"         # a frozen layer's training step: "batch" (canonical) | "inference"
+                                  # (running statistics, left unchanged); see expected.py
 
     def changes(self, base: "Formulation | None" = None) -> dict:
         """The aspects where this formulation differs from `base` (the canonical one)."""
@@ -52,6 +54,8 @@ class Formulation:
             "running_var": {"unbiased": "running variance with Bessel's correction",
                             "biased": "running variance without Bessel's correction"},
             "momentum": {"new": "momentum weighing the new batch statistic"},
+            "frozen": {"inference": "a frozen layer's training step run as inference",
+                       "batch": "a frozen layer's training step run with the batch statistics"},
             "empty_batch": {"skip": "running statistics left unchanged by an empty batch",
                             "nan": "running statistics updated with an empty batch's NaN statistics"},
         }
@@ -144,7 +148,8 @@ def simulate(case, inputs: dict, f: Formulation) -> dict:
     out: dict[str, np.ndarray] = {}
     for k, step in enumerate(case.steps):
         x = f64(inputs[f"x{k}"])
-        use_batch = step != "eval" or not case.track_running_stats
+        as_inference = case.frozen and f.frozen == "inference" and step != "eval"
+        use_batch = (step != "eval" and not as_inference) or not case.track_running_stats
         var_term: float | np.ndarray = 1.0
         if use_batch:
             if f.variance == "welford":  # the running (count, mean, M2) state is the accumulator
@@ -183,6 +188,8 @@ def simulate(case, inputs: dict, f: Formulation) -> dict:
                            var.running_update(running[1], fed, momentum, cd, weight_on=direction))
             running = (store(running[0]), store(running[1]))
             out[f"{step}.running_mean"], out[f"{step}.running_var"] = running
+        if as_inference:  # the state, read and kept
+            out[f"{step}.running_mean"], out[f"{step}.running_var"] = running
         if case.gradients:
             dy = f64(inputs[f"dy{k}"])
             if use_batch:
@@ -190,6 +197,6 @@ def simulate(case, inputs: dict, f: Formulation) -> dict:
             else:
                 g = var.eval_backward(dy, x_hat, invstd, gamma, ax, cd, acc=rd)
             out[f"{step}.dx"] = store(g["dx"])
-            if case.affine:
+            if case.affine and not case.frozen:
                 out[f"{step}.dgamma"], out[f"{step}.dbeta"] = store(g["dgamma"]), store(g["dbeta"])
     return out

@@ -16,6 +16,8 @@ import math
 
 import numpy as np
 
+import reference as ref
+
 from .case import Case
 from .dtypes import numpy_dtype
 
@@ -79,7 +81,15 @@ def generate(case: Case) -> dict[str, np.ndarray]:
     if case.affine:
         out["gamma"] = _rng(case, _STREAM["gamma"]).uniform(0.5, 1.5, size=c).astype(dt)
         out["beta"] = _rng(case, _STREAM["beta"]).normal(0.0, 0.5, size=c).astype(dt)
-    if case.track_running_stats:
+    if case.track_running_stats and case.running_stats == "data":
+        # What a model trained on this data holds: the statistics of the last
+        # batch, exact (the oracle's) and rounded once to the dtype.
+        last = np.asarray(out[f"x{len(case.steps) - 1}"], dtype=np.float64)
+        mean = ref.batch_mean(last, channel_axis=case.channel_axis)
+        var = ref.batch_var(last, channel_axis=case.channel_axis, mean=mean)
+        with np.errstate(over="ignore"):  # past the dtype's range the stored statistic is Inf
+            out["running_mean"], out["running_var"] = mean.astype(dt), var.astype(dt)
+    elif case.track_running_stats:
         # Non-default initial statistics, so eval after 0 steps and the
         # momentum-weighted old value are both visible in the outputs.
         out["running_mean"] = _rng(case, _STREAM["running_mean"]).normal(0.0, 1.0, size=c).astype(dt)

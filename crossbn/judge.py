@@ -31,10 +31,11 @@ EXPLAINED = frozenset({"deviation", "nan-mismatch", "convention"})
 
 
 def _expectation(case, inputs, running_var: str = "biased", hyperparameters: str = "exact",
-                 empty_batch: str = "nan"):
+                 empty_batch: str = "nan", frozen: str = "batch"):
     if hyperparameters == "float32":  # the case as a format with 32-bit attributes stores it
         case = dataclasses.replace(case, eps=float(np.float32(case.eps)), momentum=float(np.float32(case.momentum)))
-    exp, traces = expected_mod.simulate(case, inputs, running_var=running_var, empty_batch=empty_batch)
+    exp, traces = expected_mod.simulate(case, inputs, running_var=running_var, empty_batch=empty_batch,
+                                        frozen=frozen)
     return exp, model_bounds(case, traces), traces
 
 
@@ -68,9 +69,7 @@ class _Judged:
             self.exp, self.bounds, self.traces = _expectation(case, inputs)
             self.convention = None
             if backend.differs_from_canonical():  # held to its documented semantics first (compare.py)
-                self.convention = _expectation(case, inputs, backend.convention("running_var"),
-                                               backend.convention("hyperparameters"),
-                                               backend.convention("empty_batch"))[:2]
+                self.convention = _expectation(case, inputs, **backend.semantics())[:2]
         self.notes = []
         if case.reduction_size == 0:
             self.notes.append(_empty_batch_note(case, backend))
@@ -121,9 +120,7 @@ def _explain(judged: _Judged, backend, device, worker, timeout, clock: Clock) ->
     compared = {k: judged.actual[k] for k in c.observables}
     with clock("diagnose"):
         diagnosis = diagnose(judged.case, judged.inputs, compared, judged.exp, judged.bounds, judged.traces,
-                             running_var=backend.convention("running_var"),
-                             hyperparameters=backend.convention("hyperparameters"),
-                             empty_batch=backend.convention("empty_batch"))
+                             **backend.semantics())
     return where, diagnosis
 
 

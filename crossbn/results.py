@@ -191,7 +191,7 @@ def stable(record: dict) -> dict:
 
 def failure_message(record: dict) -> str:
     """One paragraph saying what disagrees, how badly and where."""
-    from .compare import FAILING
+    from .compare import FAILING, UNJUDGED
 
     head = f"{record['pytest_id']} (case {record['case_id']}) on {record['backend']}/{record['device']}"
     if not record["observables"]:
@@ -210,5 +210,5 @@ def failure_message(record: dict) -> str:
             f"expected {o['expected_at']!r}, got {o['actual_at']!r}, bound {float(o['bound_at']):.3g}"
         ) + (f" ({o['note']})" if o["note"] else ""))
     if record.get("unjudged"):
-        lines.append(f"  ({record['unjudged']} element(s) not judged: ill-conditioned beyond the error model)")
+        lines.append(f"  ({record['unjudged']} element(s) not judged: {UNJUDGED})")
     return "\n".join(lines)

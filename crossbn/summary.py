@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections import Counter, defaultdict
 
-from .compare import FAILING, SEVERITY
+from .compare import FAILING, SEVERITY, UNJUDGED
 
 SHOW_FINDINGS = 10
 SHOW_REASONS = 2  # per backend: the most common reasons it skipped cases
@@ -21,6 +21,8 @@ class Summary:
         self.cross_device: dict[str, Counter] = defaultdict(Counter)  # "backend/device" -> verdicts vs its CPU
         self.cross_version: dict[str, Counter] = defaultdict(Counter)  # "backend vs other" -> verdicts
         self.known_used: Counter = Counter()  # known-differences entry -> findings it matched
+        self.unjudged: Counter = Counter()  # backend -> elements the error model could not bound
+        self.unjudged_results: Counter = Counter()  # backend -> results with such elements
 
     def add(self, data: dict) -> None:
         self.counts[data["backend"]][data["verdict"]] += 1
@@ -31,6 +33,9 @@ class Summary:
         if data.get("cross_version"):
             against, verdict = data["cross_version"]
             self.cross_version[f"{data['backend']} vs {against}"][verdict] += 1
+        if data.get("unjudged"):
+            self.unjudged[data["backend"]] += data["unjudged"]
+            self.unjudged_results[data["backend"]] += 1
         if data["verdict"] == "unsupported":
             self.skip_reasons[data["backend"]][data["reason"]] += 1
         self.versions[data["backend"]] = data["version"] or self.versions.get(data["backend"], "")
@@ -54,6 +59,10 @@ class Summary:
             out.append("side by side, each release against the other's outputs (bitwise: identical bits):")
             for pair in sorted(self.cross_version):
                 out.append(f"  {pair:{w + 4}s} " + ", ".join(f"{n} {v}" for v, n in sorted(self.cross_version[pair].items())))
+        if self.unjudged:
+            out.append(f"not judged ({UNJUDGED}): elements (results)")
+            out.append("  " + ", ".join(f"{b} {self.unjudged[b]} ({self.unjudged_results[b]})"
+                                        for b in sorted(self.unjudged)))
         if self.skip_reasons:
             out.append("skipped (unsupported), most common reasons:")
             for backend in sorted(self.skip_reasons):

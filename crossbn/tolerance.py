@@ -32,6 +32,13 @@ the case dtype's own, is charged where a value is stored: running statistics), A
                (n = 0) has NaN statistics, so the canonical d_new is NaN (no
                finite element to judge); under empty_batch="skip" the state is
                kept and so is its d.
+  range        a sum a correct implementation forms must fit the compute
+               dtype: the mean's n*A, the two-pass variance's n*v (its sum
+               of squared deviations). Where one does not (float32 data with
+               sigma past about 1e18), the statistic's bound, and every bound
+               derived from it, is infinite: those elements are not judged
+               (counted, never passed). NaN or Inf where the exact value is
+               finite stays a finding: no formula needs it.
   dbeta        rho*u*Σ|dy|
   dgamma       rho*u*Σ|dy*x̂| + Σ|dy|*dx̂
   dx (train)   from dx = g*r/n*(n*dy - Σdy - x̂*Σ(dy*x̂)), each term's error
@@ -49,7 +56,7 @@ import numpy as np
 
 import reference as ref
 
-from .dtypes import UNIT_ROUNDOFF, name_of
+from .dtypes import UNIT_ROUNDOFF, name_of, overflow_threshold
 
 LAMBDA = 4.0
 SAFETY = 2.0
@@ -66,6 +73,13 @@ def compute_roundoff(dtype) -> float:
     its own dtype. Storage in the half dtype is charged separately."""
     name = name_of(dtype)
     return UNIT_ROUNDOFF["float32"] if name in ("float16", "bfloat16") else UNIT_ROUNDOFF[name]
+
+
+def compute_dtype_name(case, compute_dtype: str | None = None) -> str:
+    """The dtype the model holds the computation to (see compute_roundoff)."""
+    if compute_dtype:
+        return compute_dtype
+    return "float32" if case.dtype in ("float16", "bfloat16") else case.dtype
 
 
 def rho(n: int) -> float:
@@ -95,6 +109,7 @@ def model_bounds(case, traces, compute_dtype: str | None = None) -> dict[str, np
     u = unit_roundoff(compute_dtype) if compute_dtype else compute_roundoff(case.dtype)
     u_store = max(unit_roundoff(case.dtype), u)
     ax, n, r_n = case.channel_axis, case.reduction_size, rho(case.reduction_size)
+    top = overflow_threshold(compute_dtype_name(case, compute_dtype))
     out: dict[str, np.ndarray] = {}
     d_running = None  # (d mean, d var) of the running statistics so far
     if case.track_running_stats:
@@ -108,6 +123,9 @@ def model_bounds(case, traces, compute_dtype: str | None = None) -> dict[str, np
                 A = _sum_abs(t.x, ax) / n
                 dmu = r_n * u * A + u * np.abs(mu)
                 dv = dmu**2 + (r_n + 3) * u * (v + dmu**2)
+                # past the compute dtype's range no formula is bound (see "range")
+                dmu = np.where(n * A < top, dmu, np.inf)
+                dv = np.where((n * v < top) & np.isfinite(dmu), dv, np.inf)
             else:
                 dmu, dv = d_running  # the running statistics, as stored (storage rounding included)
             dr = _invstd_error(v, dv, case.eps, u)

@@ -24,11 +24,12 @@ CONVENTION_PLANTS = str(HERE / "backends" / "convention_plants.py")
 
 CANONICAL = {"momentum": "old", "running_var": "biased", "hyperparameters": "exact", "eps_floor": "none",
              "variance": "two-pass/welford", "reduce_float16": "float32", "reduce_bfloat16": "float32",
-             "single_value": "beta", "eps0_zero_var": "nan"}
+             "single_value": "beta", "eps0_zero_var": "nan", "frozen": "batch"}
 
 
 class _Everything(Backend):
     name = "oracle"
+    no_frozen = None
 
 
 def _read(key, ran):
@@ -76,6 +77,9 @@ PLANTS = {
                                            "reduce_bfloat16": ("undetermined", False)},
     "planted-half-reductions": {"reduce_float16": ("float16", False), "reduce_bfloat16": ("bfloat16", False)},
     "planted-refuses-single-value": {"single_value": ("error", True)},
+    "planted-frozen-inference": {"frozen": ("inference", True)},
+    "planted-frozen-inference-declared": {"frozen": ("inference", False)},
+    "planted-cannot-freeze": {"frozen": ("n/a", False)},
 }
 
 
@@ -94,7 +98,8 @@ def test_planted_conventions_are_observed(planted_run, plant):
         r = records[(plant, key)]
         want = PLANTS[plant].get(key, (CANONICAL[key], False))
         assert (r["observed"], r["finding"]) == want, f"{plant} {key}: {r['observed']} ({r['detail']})"
-        assert r["probe"] and all(p["case_id"] for p in r["probe"].values()), r
+        ran = r["observed"] != "n/a"  # n/a: the backend declined the probe's case (no_frozen)
+        assert r["probe"] and all(bool(p["case_id"]) == ran for p in r["probe"].values()), r
 
 
 def test_strict_exit_status_says_there_were_findings(planted_run):
@@ -113,6 +118,7 @@ def test_torch_observed_as_documented(tmp_path, capsys):
     assert got["momentum"] == "new" and got["running_var"] == "unbiased" and got["single_value"] == "error"
     assert got["hyperparameters"] == "exact" and got["eps_floor"] == "none"
     assert got["variance"] == "two-pass/welford" and got["reduce_float16"] == "float32"
+    assert got["frozen"] == "batch"  # requires_grad_(False) freezes the parameters only
     assert code == 0 and not any(r["finding"] for r in records.values())
     table = capsys.readouterr().out
     assert "Observed conventions" in table and "torch" in table and "unbiased" in table

@@ -26,6 +26,10 @@ CASES = {
     "cf-f16-t1e": Case(suite="smoke", shape=(5, 2, 3), dtype="float16", train_steps=1, affine=False),
     "flax-two-pass": Case(suite="smoke", shape=(6, 2, 3), train_steps=1, offset_ratio=30.0,
                           options={"flax.use_fast_variance": False}),  # Flax's switches reach the script
+    # a frozen layer over the data's own running statistics, large enough that the script
+    # regenerates its inputs (and those statistics) from the seeds instead of embedding them
+    "frozen-trained": Case(suite="smoke", shape=(64, 2, 40), train_steps=1, frozen=True, running_stats="data",
+                           offset_ratio=3.0),
 }
 
 
@@ -58,6 +62,8 @@ def test_script_outputs_are_the_backends_bit_for_bit(backend, label, labs, tmp_p
     got = lab.pool.worker(lab.name).run(case, inputs, "cpu")
     if got.status == "unsupported":
         pytest.skip(got.message)
+    if got.status == "error" and case.frozen and backend == "keras-torch":
+        pytest.xfail(f"Keras 3 on torch cannot freeze a layer built under keras.device: {got.message[:200]}")
     assert got.status == "ok", got.message
     target = f"{case.steps[-1]}.y"
     text = render(case=case, inputs=inputs, backend_name=backend, backend=lab.backend, device="cpu",
@@ -74,11 +80,12 @@ def test_script_outputs_are_the_backends_bit_for_bit(backend, label, labs, tmp_p
         assert np.array_equal(saved[name], want, equal_nan=True), f"{backend} {name}: repro.py differs from the worker"
 
 
-@pytest.mark.parametrize("backend, running_var, hyperparameters", [
-    ("torch", "unbiased", "exact"),                     # PyTorch's documented running variance
-    ("onnx-reference-opset15", "biased", "float32"),     # ONNX's 32-bit float attributes
+@pytest.mark.parametrize("backend, running_var, hyperparameters, frozen", [
+    ("torch", "unbiased", "exact", "batch"),                 # PyTorch's documented running variance
+    ("onnx-reference-opset15", "biased", "float32", "batch"),  # ONNX's 32-bit float attributes
+    ("tf-keras", "biased", "exact", "inference"),            # a frozen layer runs as inference
 ])
-def test_inline_expectation_agrees_with_the_oracle(backend, running_var, hyperparameters, tmp_path):
+def test_inline_expectation_agrees_with_the_oracle(backend, running_var, hyperparameters, frozen, tmp_path):
     """The script's short float64 formula against crossbn's oracle, on every
     output, under the convention each template is rendered with."""
     import runpy
@@ -95,12 +102,14 @@ def test_inline_expectation_agrees_with_the_oracle(backend, running_var, hyperpa
             cases.append(Case(shape=(6, 2), cumulative=True, train_steps=3, dtype="bfloat16"))
         for case in cases:
             at = lab.attempt(case)
-            text = render(case=case, inputs=at.inputs, backend_name=backend, backend=lab.backend, device="cpu",
+            # the formula needs no framework: a case the backend does not run still has its inputs
+            inputs = at.inputs if at.inputs is not None else generate(case)
+            text = render(case=case, inputs=inputs, backend_name=backend, backend=lab.backend, device="cpu",
                           version="", target=f"{case.steps[0]}.y", tolerance=np.full(1, 1.0), title="oracle")
             (tmp_path / "repro.py").write_text(text)
             script = runpy.run_path(str(tmp_path / "repro.py"), run_name="not_main")
             inline = script["expected"]()
-            exp = _expectation(case, at.inputs, running_var, hyperparameters)[0]
+            exp = _expectation(case, inputs, running_var, hyperparameters, frozen=frozen)[0]
             for name, value in exp.items():
                 if name.split(".")[1] in PUBLIC:  # float64 rounding apart, the same numbers
                     assert np.abs(inline[name] - value).max() <= 1e-12 * max(1.0, np.abs(value).max()), (case, name)

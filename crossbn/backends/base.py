@@ -35,6 +35,12 @@ CANONICAL_CONVENTIONS = {
     # statistics: "nan" (the EMA formula with the NaN mean and variance of no
     # values; ONNX, TensorFlow, Keras, Flax) or "skip" (left unchanged; PyTorch)
     "empty_batch": "nan",
+    # what a training step of a frozen layer (Case.frozen) computes: "batch"
+    # (only the parameters are frozen: batch statistics normalize and the
+    # running ones are updated; PyTorch's requires_grad_(False)) or
+    # "inference" (the step runs as inference: running statistics, left
+    # unchanged; Keras' and tf.keras' trainable = False)
+    "frozen": "batch",
 }
 
 # What every backend declares about its documented semantics (`conventions`),
@@ -89,6 +95,10 @@ class Backend:
     # "flax.use_fast_variance"); cases setting another family's switches are
     # not generated for it.
     option_family: ClassVar[str | None] = None
+    # None, or why this backend cannot freeze a layer (Case.frozen): how each
+    # framework spells a frozen BatchNorm is in its adapter; one without a
+    # spelling runs no frozen case, with this reason.
+    no_frozen: ClassVar[str | None] = "it has no way to freeze a layer"
     # None, or why this backend has no gradients (dx, dgamma, dbeta are then
     # not expected of it, and results say why they are missing).
     no_gradients: ClassVar[str | None] = None
@@ -140,6 +150,11 @@ class Backend:
     def differs_from_canonical(self) -> bool:
         return any(self.convention(k) != v for k, v in CANONICAL_CONVENTIONS.items())
 
+    def semantics(self) -> dict[str, str]:
+        """The declared conventions the oracle simulates, by CANONICAL_CONVENTIONS key
+        (expected.simulate, fingerprint.diagnose take them as keywords)."""
+        return {k: self.convention(k) for k in CANONICAL_CONVENTIONS}
+
     def applies(self, case) -> bool:
         """False for a case that sets another backend family's switches."""
         return all(f == self.option_family for f in case.option_families)
@@ -152,6 +167,8 @@ class Backend:
             return subset.reason(self.name, self._per_stratum)
         if case.dtype not in self.dtypes:
             return f"{self.name} does not run {case.dtype} (runs {', '.join(self.dtypes)})"
+        if case.frozen and self.no_frozen:
+            return f"{self.name} runs no frozen layer: {self.no_frozen}"
         return None
 
     # ---- worker side ---------------------------------------------------------

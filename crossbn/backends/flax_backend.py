@@ -66,6 +66,9 @@ class _FlaxBackend(Backend):
     option_family = "flax"
     worker_env = JAX_WORKER_ENV
     model_framework = "flax"  # crossbn/models/flax_net.py (linen, or nnx for FlaxNnx)
+    no_frozen = ("Flax has no frozen layer: parameters are frozen by the optimizer (optax.multi_transform, "
+                 "nnx.Optimizer's wrt filter), which the BatchNorm module never sees; the module's one switch, "
+                 "use_running_average, is what the eval step runs")
     conventions = {
         "momentum": "old", "running_var": "biased", "hyperparameters": "exact", "default_eps": "1e-5",
         "channel_axis": "any",

@@ -31,8 +31,13 @@ class _KerasBackend(Backend):
     devices = ("cpu", "cuda")
     conventions = {
         "momentum": "old", "running_var": "biased", "default_eps": "1e-3", "channel_axis": "any",
+        # "setting trainable = False on the layer means that the layer will be subsequently run
+        # in inference mode" (the layer's docstring; call() normalizes with the batch statistics
+        # only `if training and self.trainable`)
+        "frozen": "inference",
         "doc": "https://keras.io/api/layers/normalization_layers/batch_normalization/",
     }
+    no_frozen = None
 
     def supports(self, case) -> str | None:
         return no_running_stats_variants(case, "Keras BatchNormalization") or super().supports(case)
@@ -60,6 +65,8 @@ class _KerasBackend(Backend):
         )
         with self._device_scope(device):
             layer.build(case.array_shape)
+            if case.frozen:  # as fine-tuning freezes it (before the values are assigned: on torch,
+                layer.trainable = False  # the flag is requires_grad, settable on leaf tensors only)
             for name, var in (("gamma", "gamma"), ("beta", "beta"),
                               ("running_mean", "moving_mean"), ("running_var", "moving_variance")):
                 if name in inputs:
@@ -94,7 +101,7 @@ class _KerasBackend(Backend):
     def _step(self, layer, case, x, dy, training, device):
         """({intermediate: tensor}, y, {gradient: array}) of one step, eagerly;
         the compiled backends run the whole step compiled instead."""
-        stats = self._moments(case, self._tensor(x, device)) if training else {}
+        stats = self._moments(case, self._tensor(x, device)) if training and layer.trainable else {}
         y, grads = self._forward_backward(layer, x, dy, training, case.gradients, device)
         return stats, y, grads
 
@@ -141,10 +148,10 @@ class KerasTensorFlow(_KerasBackend):
     def _tf_step(self, layer, case, training):
         import tensorflow as tf
 
-        params = [v.value for v in (getattr(layer, "gamma", None), getattr(layer, "beta", None)) if v is not None]
+        params = [v.value for v in layer.trainable_variables]  # gamma, beta; none when frozen
 
         def step(xt, dyt):
-            stats = self._moments(case, xt) if training else {}
+            stats = self._moments(case, xt) if training and layer.trainable else {}
             with tf.GradientTape() as tape:
                 tape.watch(xt)
                 y = layer(xt, training=training)
@@ -200,7 +207,7 @@ class KerasJax(_KerasBackend):
         import jax
 
         def step(xt, dyt, trainable, frozen):
-            stats = self._moments(case, xt) if training else {}
+            stats = self._moments(case, xt) if training and layer.trainable else {}
 
             def f(x, trainable):
                 return layer.stateless_call(trainable, frozen, x, training=training)

@@ -111,6 +111,8 @@ class _OnnxBackend(Backend):
     dtypes = ("float64", "float32", "float16")
     no_gradients = ("ONNX BatchNormalization graphs are forward computations: onnxruntime (inference build) "
                     "and the onnx reference evaluator compute no gradients")
+    no_frozen = ("ONNX has no trainable flag: a graph says only training_mode, and a frozen layer exports "
+                 "as the same BatchNormalization node as a trainable one")
     model_framework = "onnx"  # crossbn/models/onnx_net.py: the torch network exported
     model_train = ("the exported network is an inference graph; running BatchNormalization in training mode "
                    "would need every BN's running statistics threaded between session runs, which "

@@ -87,6 +87,8 @@ class _TfBackend(Backend):
     # Whether the case's track_running_stats=False is expressible.
     batch_stats_only: bool = False
     model_framework = "tf"  # crossbn/models/tf_net.py: the network in TF ops, BN as this backend's op
+    no_frozen = ("a raw op has no layer to freeze: the caller chooses the statistics (training or not), "
+                 "and those choices are the training and eval steps")
 
     def supports(self, case) -> str | None:
         why = no_running_stats_variants(case, self.name)
@@ -146,7 +148,7 @@ class _TfBackend(Backend):
                         out[f"{step}.running_mean"], out[f"{step}.running_var"] = map(numpy, running)
                 if case.gradients:
                     out[f"{step}.dx"] = numpy(g[0])
-                    if case.affine:
+                    if len(g) == 3:  # gamma and beta watched: affine, and not frozen
                         out[f"{step}.dgamma"], out[f"{step}.dbeta"] = numpy(g[1]), numpy(g[2])
         return out
 

@@ -45,6 +45,10 @@ class _TfKerasLayer(_TfBackend):
     packages = ("tf_keras", "tensorflow", "numpy")
     modules = ("tf_keras", "tensorflow")
     extra = "tf-keras"
+    # trainable = False: tf.keras then runs the layer in inference mode ("When the
+    # layer is not trainable, it overrides the value passed from model",
+    # BatchNormalizationBase._get_training_value)
+    no_frozen = None
 
     def _version(self, tf) -> str:
         import tf_keras
@@ -69,6 +73,7 @@ class _TfKerasLayer(_TfBackend):
             if self.fused:  # the documented refusal of fused=True
                 raise Unsupported(f"tf_keras BatchNormalization(fused=True) refuses the case: {e}") from e
             raise
+        layer.trainable = not case.frozen
         if bool(layer.fused) != self.fused:
             raise Unsupported(f"tf_keras built the layer with fused={layer.fused!r} for shape "
                               f"{case.array_shape} (silent fallback), not the fused={self.fused} path")
@@ -79,11 +84,13 @@ class _TfKerasLayer(_TfBackend):
         return {"layer": layer, "device": device}
 
     def _params(self, state) -> list:
-        return [state["layer"].gamma, state["layer"].beta]
+        layer = state["layer"]
+        return [layer.gamma, layer.beta] if layer.trainable else []  # a frozen layer's get no gradient
 
     def _forward(self, tf, case, state, x, training):
         layer = state["layer"]
-        stats = self._stats(tf, case, layer, x, state["device"]) if training else {}
+        # the statistics the layer computes: none when frozen (it runs as inference)
+        stats = self._stats(tf, case, layer, x, state["device"]) if training and layer.trainable else {}
         return layer(x, training=training), stats
 
     def _stats(self, tf, case, layer, x, device) -> dict:
@@ -98,7 +105,7 @@ class TfKeras(_TfKerasLayer):
     fused = False
     conventions = {
         "momentum": "old", "running_var": "biased", "hyperparameters": "exact", "default_eps": "1e-3",
-        "channel_axis": "any",
+        "channel_axis": "any", "frozen": "inference",
         "doc": "https://www.tensorflow.org/versions/r2.15/api_docs/python/tf/keras/layers/BatchNormalization",
     }
 
@@ -114,7 +121,7 @@ class TfKerasFused(_TfKerasLayer):
     dtypes = _FUSED_DTYPES
     conventions = {
         "momentum": "old", "running_var": "unbiased", "hyperparameters": "float32", "default_eps": "1e-3",
-        "channel_axis": "any",
+        "channel_axis": "any", "frozen": "inference",
         # _fused_batch_norm: "the variance computed by fused batch norm is with Bessel's correction"
         "doc": "https://github.com/keras-team/tf-keras/blob/master/tf_keras/layers/normalization/"
                "batch_normalization.py",

@@ -8,6 +8,10 @@ Translation from the canonical case:
   memory format: the module sees the framework's own channels-last path.
 - declared convention: the running variance is fed the UNBIASED batch variance,
   and an empty batch (N = 0) leaves the running statistics unchanged.
+- a frozen layer is the fine-tuning recipe: weight and bias `requires_grad_(False)`,
+  the module left in train mode (so, canonically, it still normalizes with
+  the batch statistics and updates the running ones); its parameters then
+  have no `.grad`.
 - intermediates: `aten.native_batch_norm` (the CPU kernel the module calls)
   returns the batch mean and inverse std it computed, on a copy of the state.
 """
@@ -76,6 +80,7 @@ class TorchBackend(Backend):
         "empty_batch": "skip",
         "doc": "https://pytorch.org/docs/stable/generated/torch.nn.BatchNorm2d.html",
     }
+    no_frozen = None
     model_framework = "torch"  # crossbn/models/torch_net.py
 
     def describe(self) -> dict:
@@ -95,6 +100,9 @@ class TorchBackend(Backend):
             device=device,
             dtype=getattr(torch, case.dtype),
         )
+        if case.frozen:
+            for p in bn.parameters():
+                p.requires_grad_(False)
         return bn, bn
 
     def run(self, case, inputs: dict, device: str) -> dict:
@@ -130,7 +138,7 @@ class TorchBackend(Backend):
                 dy = _to_torch(torch, inputs[f"dy{k}"], device)
                 y_stored.backward(dy)
                 out[f"{step}.dx"] = _to_numpy(torch, leaf.grad)
-                if case.affine:
+                if case.affine and bn.weight.grad is not None:  # None: a frozen parameter
                     out[f"{step}.dgamma"] = _to_numpy(torch, bn.weight.grad)
                     out[f"{step}.dbeta"] = _to_numpy(torch, bn.bias.grad)
         return out

@@ -31,7 +31,15 @@ def _expected(case: Case, at, backend) -> str:
         conv.append("the running variance fed the unbiased batch variance, as this framework documents")
     if backend.convention("hyperparameters") == "float32":
         conv.append("eps and momentum as the 32-bit floats the format stores")
+    if case.frozen and backend.convention("frozen") == "inference":
+        conv.append("a frozen layer's training step run as inference, as this framework documents")
     held = f" Held to the framework's documented convention: {'; '.join(conv)}." if conv else ""
+    if at.record.get("verdict") == "nan-mismatch":  # positions, not magnitudes: no bound to quote
+        return (f"BatchNorm of a {case.dtype} input of shape {tuple(case.shape)} "
+                f"({case.layout.replace('_', '-')}), eps {case.eps:g}, momentum {case.momentum:g} (weight kept on "
+                f"the old running value), should give the {_WORDS[what]} {step_words(step)} as the exact result "
+                f"rounded to {case.dtype}: NaN exactly where that is NaN, and ±Inf exactly where it is infinite or "
+                f"beyond {case.dtype}'s range (the inline float64 formula in repro.py).{held}")
     return (f"BatchNorm of a {case.dtype} input of shape {tuple(case.shape)} ({case.layout.replace('_', '-')}), "
             f"eps {case.eps:g}, momentum {case.momentum:g} (weight kept on the old running value), should give the "
             f"{_WORDS[what]} {step_words(step)} equal to the exact result rounded to {case.dtype}, to within "

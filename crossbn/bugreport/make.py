@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..compare import FAILING
+from ..inputs import generate
 from ..results import finite, judged
 from . import casefile, script, verify
 from .attempt import Attempt, Lab
@@ -101,7 +102,9 @@ def make(case, lab: Lab, out_root: Path, budget: float, *, slug: str, known=(), 
         return BugReport("no-template", str(e), case, minimized, tried=tried, record=at.record)
     target = at.target or f"{minimized.steps[0]}.y"
     name = title(lab, at)
-    text = script.render(case=minimized, inputs=at.inputs, backend_name=lab.name, backend=lab.backend,
+    # a framework that raised left no judged outputs, so the attempt kept no inputs: the same seeded ones
+    inputs = at.inputs if at.inputs is not None else generate(minimized)
+    text = script.render(case=minimized, inputs=inputs, backend_name=lab.name, backend=lab.backend,
                          device=lab.device, version=at.record.get("version", ""), target=target,
                          tolerance=at.tolerance if at.tolerance is not None else float("inf"), title=name,
                          expect_error=verdict == "error")

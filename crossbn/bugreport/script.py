@@ -60,6 +60,11 @@ FRAMEWORKS = {
        for runtime, label, req in (("onnxruntime", "ONNX Runtime", "onnx and onnxruntime"),
                                    ("onnx-reference", "ONNX", "onnx"))
        for opset in (9, 14, 15)},
+    **{f"{runtime}-torch-{exporter}": Framework("onnx_torch", label, f"torch, {req}" + (", onnxscript" if dynamo else ""),
+                                                {"runtime": runtime, "dynamo": dynamo})
+       for runtime, label, req in (("onnxruntime", "ONNX Runtime", "onnx and onnxruntime"),
+                                   ("onnx-reference", "ONNX", "onnx"))
+       for exporter, dynamo in (("export", False), ("dynamo", True))},
 }
 
 
@@ -188,6 +193,12 @@ def _convention(backend) -> Source:
                      "32-bit floats (the expectation uses those values)")
     else:
         lines.append("FLOAT32_ATTRIBUTES = False  # eps and momentum are used as given")
+    if backend.convention("frozen") == "inference":
+        lines.append("FROZEN_AS_INFERENCE = True  # documented: a frozen layer's training step runs as inference "
+                     "(running statistics, left unchanged)")
+    else:
+        lines.append("FROZEN_AS_INFERENCE = False  # a frozen layer's training step still uses, and updates, "
+                     "the batch statistics")
     return Source("\n".join(lines))
 
 

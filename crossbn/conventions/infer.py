@@ -25,13 +25,15 @@ PROPERTIES = {
     "reduce_bfloat16": ("bf16 sums", "accumulator dtype of bfloat16 inputs' statistics", "float32 | bfloat16"),
     "single_value": ("1 value/ch", "training on one value per channel", "error | beta | nan"),
     "eps0_zero_var": ("eps=0,var=0", "training with eps 0 on a constant channel", "nan | beta | error"),
+    "frozen": ("frozen", "a frozen layer's training step: batch statistics and running ones updated, or "
+                         "run as inference", "batch | inference"),
 }
 
 # the probe each property is read from (hyperparameters: both train and eps)
 SOURCE = {"momentum": ("train",), "running_var": ("train",), "hyperparameters": ("train", "eps"),
           "eps_floor": ("eps",), "variance": ("variance",), "reduce_float16": ("reduce-float16",),
           "reduce_bfloat16": ("reduce-bfloat16",), "single_value": ("single-value",),
-          "eps0_zero_var": ("eps0-zero-var",)}
+          "eps0_zero_var": ("eps0-zero-var",), "frozen": ("frozen",)}
 
 # Tolerance on w (weight kept on the old value) and c (variance factor):
 # both are read in float32 at worst, to about 1e-6; the conventions they
@@ -49,7 +51,9 @@ def declared(backend, key: str) -> str | None:
     c = backend.conventions
     if key == "momentum":
         return c.get("momentum", "old")
-    if key in ("running_var", "hyperparameters"):
+    if key == "frozen" and backend.no_frozen:
+        return None  # no frozen layer to declare anything of
+    if key in ("running_var", "hyperparameters", "frozen"):
         return backend.convention(key)
     if key == "eps_floor":
         return c.get("eps_floor", "none")
@@ -194,13 +198,29 @@ def outcome(f: dict, case, backend) -> tuple[str, str]:
     return f"other ({f['y_nan']} NaN, {f['y_inf']} inf)", detail
 
 
+def frozen(f: dict, case, backend) -> tuple[str, str]:
+    """batch: y is the batch-normalized one and the running statistics moved;
+    inference: y is the running-normalized one and they did not move."""
+    near = {k: v for k, v in f["y_away"].items() if v <= _CLEAR}
+    moved = f.get("running_moved")
+    params = "gamma and beta got gradients" if "dgamma" in f["gradients"] else "gamma and beta got no gradients"
+    detail = (f"y within {f['y_away']['batch']:.3g} of the batch-statistics output, {f['y_away']['inference']:.3g} "
+              f"of the running-statistics one (relative); running statistics moved by "
+              f"{'nothing returned' if moved is None else format(moved, '.3g')}; {params}")
+    if set(near) == {"batch"} and (moved is None or moved > _CLEAR):
+        return "batch", detail
+    if set(near) == {"inference"} and (moved is None or moved == 0.0):
+        return "inference", detail
+    return "other", detail
+
+
 READERS = {"momentum": momentum, "running_var": running_var, "eps_floor": eps_floor,
            "variance": variance, "reduce_float16": accumulator, "reduce_bfloat16": accumulator,
-           "single_value": outcome, "eps0_zero_var": outcome}
+           "single_value": outcome, "eps0_zero_var": outcome, "frozen": frozen}
 
 
 # properties whose observation is what the run did, an error included
-OUTCOMES = ("single_value", "eps0_zero_var")
+OUTCOMES = ("single_value", "eps0_zero_var", "frozen")
 
 
 def differs(key: str, observed: str, said: str | None, facts: dict | None) -> bool:

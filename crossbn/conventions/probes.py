@@ -27,6 +27,12 @@ as a number, with inputs chosen for it:
                ones lose the mean to about 0.1 (8-bit significand, 12 levels
                of sums), ten times y's output rounding; float32 ones neither.
   single-value one training step on one value per channel.
+  frozen       one training step of a frozen layer (Case.frozen: Keras
+               trainable = False, PyTorch requires_grad_(False)) whose
+               running statistics (seeded, mean 2 sigma away from the
+               batch's) are far from the batch statistics: y shows which
+               statistics normalized, the running statistics whether they
+               were updated, and the gradients whether gamma and beta got any.
   eps0-zero-var
                one training step with eps 0 on channels that are constant
                (values with few significant bits and n a power of two, so the
@@ -101,6 +107,10 @@ PROBES = (
     Probe("single-value", "a training step on one value per channel",
           _cases(("float32",), ((1, 3), (1, 3, 1, 1)), group="single", momentum=MOMENTUM, train_steps=1,
                  eval_step=False, gradients=False, seed=15)),
+    Probe("frozen", "a training step of a frozen layer: the statistics it normalizes with, whether it updates "
+                    "the running ones",
+          _cases(("float64", "float32"), ((8, 3), (2, 3, 2, 2)), group="frozen", frozen=True, momentum=MOMENTUM,
+                 offset_ratio=2.0, train_steps=1, eval_step=False, gradients=True, seed=17)),
     Probe("eps0-zero-var", "a training step with eps 0 on constant channels",
           _cases(("float32",), ((8, 3), (2, 3, 2, 2)), group="eps0", eps=0.0, momentum=MOMENTUM,
                  train_steps=1, eval_step=False, gradients=False, seed=16)),
@@ -231,6 +241,28 @@ def outcome_facts(case: Case, inputs: dict, out: dict) -> dict:
     return facts
 
 
+def frozen_facts(case: Case, inputs: dict, out: dict) -> dict:
+    """How far y lies from each reading of a frozen step (relative to y's
+    size), how far the running statistics moved, and which gradients came back."""
+    if "train0.y" not in out:
+        return {"missing": "the backend returned no training output"}
+    from ..expected import FROZEN, simulate
+
+    y = _f64(out["train0.y"])
+    scale = float(np.max(np.abs(y[np.isfinite(y)]), initial=0.0)) or 1.0
+    away = {}
+    for reading in FROZEN:
+        exp, _ = simulate(case, inputs, frozen=reading)
+        away[reading] = float(np.max(np.abs(y - exp["train0.y"]))) / scale
+    facts = {"y_away": away, "gradients": sorted(k.split(".", 1)[1] for k in out if k.endswith(
+        (".dx", ".dgamma", ".dbeta")))}
+    if "train0.running_mean" in out and "train0.running_var" in out:
+        before = np.concatenate([_f64(inputs["running_mean"]), _f64(inputs["running_var"])])
+        after = np.concatenate([_f64(out["train0.running_mean"]), _f64(out["train0.running_var"])])
+        facts["running_moved"] = float(np.max(np.abs(after - before) / np.maximum(np.abs(before), 1e-30)))
+    return facts
+
+
 def facts(probe: str, case: Case, inputs: dict, out: dict) -> dict:
     if probe == "train":
         return train_facts(case, inputs, out)
@@ -240,4 +272,6 @@ def facts(probe: str, case: Case, inputs: dict, out: dict) -> dict:
         return formulation_facts(case, inputs, out, VARIANCE_CANDIDATES)
     if probe.startswith("reduce-"):
         return formulation_facts(case, inputs, out, _reduce_candidates(case.dtype))
+    if probe == "frozen":
+        return frozen_facts(case, inputs, out)
     return outcome_facts(case, inputs, out)

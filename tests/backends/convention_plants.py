@@ -53,3 +53,22 @@ class RefusesSingleValue(Planted):
         if case.train_steps and case.reduction_size == 1:
             raise ValueError("Expected more than 1 value per channel when training")
         return super().run(case, inputs, device)
+
+
+class FrozenAsInference(Planted):
+    """A frozen layer's training step run as inference (Keras' reading), declared canonical: a finding."""
+
+    name = "planted-frozen-inference"
+    frozen_as = "inference"
+
+
+class FrozenAsInferenceDeclared(FrozenAsInference):
+    name = "planted-frozen-inference-declared"
+    conventions = {"frozen": "inference"}
+
+
+class CannotFreeze(Planted):
+    """No way to freeze a layer: the frozen probe does not run."""
+
+    name = "planted-cannot-freeze"
+    no_frozen = "it has no trainable flag"

@@ -68,11 +68,13 @@ class Planted(Backend):
     fault = None
     hide = False          # return no batch_mean / batch_var / invstd
     compute = None        # compute dtype; None = the case's (float32 for halves)
+    no_frozen = None      # a frozen layer: no parameter gradients; its training steps as `frozen_as` says
+    frozen_as = "batch"   # "batch" (canonical) or "inference" (running statistics, kept)
 
     def supports(self, case):
         if case.cumulative:
             return "no cumulative average"
-        return None
+        return super().supports(case)
 
     def describe(self):
         return {"version": np.__version__, "devices": {"cpu": "numpy"}}
@@ -113,7 +115,8 @@ class Planted(Backend):
         out = {}
         for k, step in enumerate(case.steps):
             x = inputs[f"x{k}"].astype(cd)
-            batch = step != "eval" or not case.track_running_stats
+            as_inference = case.frozen and self.frozen_as == "inference" and step != "eval"
+            batch = (step != "eval" and not as_inference) or not case.track_running_stats
             if f == "eval-batch-stats":
                 batch = True
             if batch:
@@ -160,7 +163,9 @@ class Planted(Backend):
             out[f"{step}.y"] = y.astype(store)
             if batch and step != "eval" and not self.hide:
                 out.update({f"{step}.batch_mean": mean, f"{step}.batch_var": v, f"{step}.invstd": invstd})
-            if step != "eval" and case.track_running_stats:
+            if as_inference:
+                out[f"{step}.running_mean"], out[f"{step}.running_var"] = rm.astype(store), rv.astype(store)
+            elif step != "eval" and case.track_running_stats:
                 fed = (v * cd.type(n / (n - 1))).astype(cd) if f == "bessel" and n > 1 else v
                 rm = (keep * rm + new * mean).astype(cd)
                 rv = (keep * rv + new * fed).astype(cd)
@@ -195,7 +200,7 @@ class Planted(Backend):
                     dx = dx.copy()
                     dx.reshape(-1)[::5] *= cd.type(1.01)
                 out[f"{step}.dx"] = dx.astype(store)
-                if case.affine:
+                if case.affine and not case.frozen:
                     out[f"{step}.dgamma"], out[f"{step}.dbeta"] = dgamma.astype(store), dbeta.astype(store)
         return out
 

@@ -1,0 +1,242 @@
+#!/usr/bin/env python3
+"""Keras (torch backend) BatchNorm raises on a float32 input of shape (1, 1)
+
+A standalone reproducer written by crossbn: it needs only NumPy and
+keras and torch. It runs Keras's BatchNorm on the case below (found
+and minimized by crossbn on keras-torch, keras 3.15.1 / torch 2.13.0+cpu, cpu),
+computes what BatchNorm should give with an inline float64 NumPy formula, and
+compares one output, eval.y.
+
+    python repro.py     # exit 1: the discrepancy is present; exit 0: it is not
+"""
+import os
+
+os.environ["KERAS_BACKEND"] = "torch"  # Keras fixes its backend when first imported
+
+import sys
+
+import numpy as np
+import keras
+import ml_dtypes  # a dependency of keras: bfloat16 arrays for NumPy
+import torch
+
+# ---- the case ----------------------------------------------------------------
+SHAPE = (1, 1)  # logical (N, C, *spatial)
+CHANNELS_LAST = False  # stored as (N, *spatial, C) when True, else (N, C, *spatial)
+DTYPE = "float32"
+EPS = 1e-05
+MOMENTUM = 0.9  # weight on the OLD running value: running = MOMENTUM * running + (1 - MOMENTUM) * batch
+CUMULATIVE = False  # running statistics as the plain average of all batches (PyTorch momentum=None)
+AFFINE = True  # learnable gamma and beta
+TRACK_RUNNING_STATS = True
+FROZEN = True  # the layer is frozen as fine-tuning freezes it: its gamma and beta get no gradients
+TRAIN_STEPS = 0  # training-mode forward (and backward) passes, each on its own batch
+EVAL_STEP = True  # then one eval-mode pass on a fresh batch
+GRADIENTS = False  # backward passes with upstream gradient DY
+UNBIASED_RUNNING_VAR = False  # the running variance is fed the batch variance itself
+FLOAT32_ATTRIBUTES = False  # eps and momentum are used as given
+FROZEN_AS_INFERENCE = True  # documented: a frozen layer's training step runs as inference (running statistics, left unchanged)
+TARGET = "eval.y"  # the output compared: <step>.<output>
+# crossbn's rounding-error bound for each element of TARGET: how far a correct
+# float32 implementation may stray from the exact value
+TOLERANCE = np.inf  # (the largest of its per-element bounds)
+
+STEPS = ["train%d" % k for k in range(TRAIN_STEPS)] + (["eval"] if EVAL_STEP else [])
+CHANNEL_AXIS = len(SHAPE) - 1 if CHANNELS_LAST else 1
+AXES = tuple(a for a in range(len(SHAPE)) if a != CHANNEL_AXIS)
+
+
+def round_to_dtype(a):
+    """float64 values rounded to DTYPE (to nearest, ties to even), kept in float64."""
+    a = np.asarray(a, np.float64)
+    if DTYPE != "bfloat16":
+        return a.astype(DTYPE).astype(np.float64)
+    # bfloat16 (8 significant bits, float32's exponent range) without ml_dtypes
+    with np.errstate(over="ignore", invalid="ignore"):
+        m, e = np.frexp(a)
+        e = np.maximum(e, -125)  # subnormals: spacing 2**-133
+        r = np.ldexp(np.round(np.ldexp(a, 8 - e)), e - 8)
+        return np.where(np.isfinite(a) & (np.abs(r) > 3.3895313892515355e38), np.copysign(np.inf, a), r)
+
+
+def per_channel(v):
+    """A (C,) vector shaped to broadcast against the stored layout."""
+    shape = [1] * len(SHAPE)
+    shape[CHANNEL_AXIS] = -1
+    return np.reshape(v, shape)
+
+
+# ---- inputs: exact values of DTYPE, written in float64, in stored layout --------
+X = [np.array([0.15597014129161835]).reshape((1, 1))]
+DY = [np.array([-0.4230559170246124]).reshape((1, 1))]
+GAMMA = np.array([1.3897387981414795]).reshape((1,))
+BETA = np.array([-0.2999252378940582]).reshape((1,))
+RUNNING_MEAN = np.array([-0.2802535593509674]).reshape((1,))
+RUNNING_VAR = np.array([1.8246078491210938]).reshape((1,))
+
+
+def expected():
+    """What BatchNorm should give, in float64, with NumPy alone."""
+    out = {}
+    n = int(np.prod(SHAPE)) // SHAPE[1]  # values per channel
+    gamma = per_channel(GAMMA if AFFINE else np.ones(SHAPE[1]))
+    beta = per_channel(BETA if AFFINE else np.zeros(SHAPE[1]))
+    rmean, rvar = RUNNING_MEAN, RUNNING_VAR
+    eps, momentum = (float(np.float32(EPS)), float(np.float32(MOMENTUM))) if FLOAT32_ATTRIBUTES else (EPS, MOMENTUM)
+    with np.errstate(all="ignore"):
+        for k, step in enumerate(STEPS):
+            x = X[k]
+            as_inference = FROZEN and FROZEN_AS_INFERENCE and step != "eval"
+            batch = (step != "eval" and not as_inference) or not TRACK_RUNNING_STATS
+            if batch:
+                mean = x.mean(axis=AXES)
+                var = ((x - per_channel(mean)) ** 2).mean(axis=AXES)
+            else:
+                mean, var = rmean, rvar
+            invstd = 1.0 / np.sqrt(var + eps)
+            xhat = (x - per_channel(mean)) * per_channel(invstd)
+            out[step + ".y"] = xhat * gamma + beta
+            if as_inference:  # the running statistics are read, and kept
+                out[step + ".running_mean"], out[step + ".running_var"] = rmean, rvar
+            elif step != "eval" and TRACK_RUNNING_STATS:
+                fed = var * n / (n - 1) if UNBIASED_RUNNING_VAR and n > 1 else var
+                if CUMULATIVE:
+                    rmean, rvar = ((mean, fed) if k == 0 else
+                                   (rmean + (mean - rmean) / (k + 1), rvar + (fed - rvar) / (k + 1)))
+                else:
+                    rmean = momentum * rmean + (1 - momentum) * mean
+                    rvar = momentum * rvar + (1 - momentum) * fed
+                rmean, rvar = round_to_dtype(rmean), round_to_dtype(rvar)  # the state is stored in DTYPE
+                out[step + ".running_mean"], out[step + ".running_var"] = rmean, rvar
+            if GRADIENTS:
+                dy = DY[k]
+                g = dy * gamma
+                if batch:  # the batch statistics depend on x too
+                    dx = per_channel(invstd) * (g - per_channel(g.mean(axis=AXES))
+                                                - xhat * per_channel((g * xhat).mean(axis=AXES)))
+                else:
+                    dx = g * per_channel(invstd)
+                out[step + ".dx"] = dx
+                if AFFINE and not FROZEN:
+                    out[step + ".dgamma"] = (dy * xhat).sum(axis=AXES)
+                    out[step + ".dbeta"] = dy.sum(axis=AXES)
+    return out
+
+
+def framework_version():
+    return "%s (backend: %s %s)" % (keras.__version__, "torch",
+                                    torch.__version__)
+
+
+def as_dtype(a):
+    return np.asarray(a).astype(ml_dtypes.bfloat16 if DTYPE == "bfloat16" else DTYPE)
+
+
+def stored(a):
+    """An output in the case dtype (as it would be stored), then float64 for the comparison."""
+    return np.asarray(a).astype(as_dtype(0.0).dtype).astype(np.float64)
+
+
+def to_torch(a):
+    if a.dtype == ml_dtypes.bfloat16:  # torch.from_numpy does not know ml_dtypes' bfloat16
+        return torch.from_numpy(a.view(np.int16)).view(torch.bfloat16)
+    return torch.from_numpy(a)
+
+
+def to_numpy(t):
+    t = t.detach().cpu()
+    if t.dtype == torch.bfloat16:
+        return t.view(torch.int16).numpy().view(ml_dtypes.bfloat16)
+    return t.numpy()
+
+
+def forward_backward(layer, x, dy, training):
+    xt = to_torch(x).requires_grad_(GRADIENTS)
+    trainable = [v.value.detach().clone().requires_grad_(GRADIENTS) for v in layer.trainable_variables]
+    frozen = [v.value for v in layer.non_trainable_variables]
+    y, new_frozen = layer.stateless_call(trainable, frozen, xt, training=training)
+    for var, value in zip(layer.non_trainable_variables, new_frozen):
+        var.assign(value)
+    if not GRADIENTS:
+        return to_numpy(y), {}
+    g = torch.autograd.grad(y, [xt, *trainable], to_torch(dy))
+    grads = {"dx": to_numpy(g[0])}
+    for var, gv in zip(layer.trainable_variables, g[1:]):
+        grads["dgamma" if var.name == "gamma" else "dbeta"] = to_numpy(gv)
+    return to_numpy(y), grads
+
+
+def framework_outputs():
+    """keras.layers.BatchNormalization on the torch backend, step by step, on the CPU."""
+    if CUMULATIVE or not TRACK_RUNNING_STATS:
+        raise NotImplementedError("Keras BatchNormalization has no cumulative average and always tracks statistics")
+    out = {}
+    with keras.device("cpu:0"):
+        layer = keras.layers.BatchNormalization(axis=-1 if CHANNELS_LAST else 1, momentum=MOMENTUM, epsilon=EPS,
+                                                center=AFFINE, scale=AFFINE, dtype=DTYPE)
+        layer.build(X[0].shape)
+        if FROZEN:
+            layer.trainable = False  # frozen, as fine-tuning freezes it
+        if AFFINE:
+            layer.gamma.assign(as_dtype(GAMMA))
+            layer.beta.assign(as_dtype(BETA))
+        layer.moving_mean.assign(as_dtype(RUNNING_MEAN))
+        layer.moving_variance.assign(as_dtype(RUNNING_VAR))
+        for k, step in enumerate(STEPS):
+            training = step != "eval"
+            y, grads = forward_backward(layer, as_dtype(X[k]), as_dtype(DY[k]), training)
+            out[step + ".y"] = stored(y)
+            if training:
+                out[step + ".running_mean"] = stored(keras.ops.convert_to_numpy(layer.moving_mean.value))
+                out[step + ".running_var"] = stored(keras.ops.convert_to_numpy(layer.moving_variance.value))
+            for name, g in grads.items():
+                out[step + "." + name] = stored(g)
+    return out
+
+
+
+def main():
+    print("%s %s, NumPy %s" % ("Keras", framework_version(), np.__version__))
+    print("case: shape %s, %s, %s, eps %g, momentum %g, steps %s"
+          % (SHAPE, DTYPE, "channels_last" if CHANNELS_LAST else "channels_first", EPS, MOMENTUM, STEPS))
+    try:
+        actual = framework_outputs()
+    except Exception as e:  # the finding: the framework raises where BatchNorm has a value
+        print("DISCREPANCY: %s raised %s: %s" % ("Keras", type(e).__name__, e))
+        return 1
+    if len(sys.argv) > 2 and sys.argv[1] == "--save":  # every output, for crossbn's own checks
+        np.savez(sys.argv[2], **actual)
+    got, want = np.asarray(actual[TARGET], np.float64), expected()[TARGET]
+    with np.errstate(invalid="ignore"):
+        diff = np.where(np.isfinite(got) & np.isfinite(want), np.abs(got - want), 0.0)
+        off = (diff > TOLERANCE) | (np.isnan(got) != np.isnan(want)) | \
+            (np.isposinf(got) != np.isposinf(want)) | (np.isneginf(got) != np.isneginf(want))
+    np.set_printoptions(precision=10, threshold=40, edgeitems=4)
+    print("%s, %s:" % (TARGET, "Keras"), got.ravel())
+    print("%s, expected:" % TARGET, want.ravel())
+    tol = np.broadcast_to(TOLERANCE, got.shape)
+    if got.size:
+        at = np.unravel_index(int(np.argmax(diff)), got.shape)
+        print("largest difference %.6g at index %s: got %r, expected %r (tolerance there %.3g)"
+              % (diff[at], list(map(int, at)), float(got[at]), float(want[at]), tol[at]))
+        with np.errstate(divide="ignore", invalid="ignore"):
+            at = np.unravel_index(int(np.argmax(np.where(off, 1.0 + np.nan_to_num(diff / tol, posinf=1e300), 0.0))),
+                                  got.shape)
+        if off[at]:
+            print("furthest past its tolerance at index %s: got %r, expected %r, tolerance %.3g"
+                  % (list(map(int, at)), float(got[at]), float(want[at]), tol[at]))
+    if off.any():
+        print("DISCREPANCY: %d of %d elements of %s differ" % (int(off.sum()), off.size, TARGET))
+        return 1
+    print("no discrepancy: %s is within tolerance" % TARGET)
+    return 0
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main())
+    except Exception:  # a broken run is not a reproduction: exit 2, not 1
+        import traceback
+
+        traceback.print_exc()
+        sys.exit(2)
