@@ -8,6 +8,17 @@ import pytest
 
 from chromium_page import chromium
 
+# fixture -> the marker every test that uses it carries (registered in pyproject.toml)
+_MARKED_BY_FIXTURE = {"browser": "browser", "releases": "network"}
+
+
+def pytest_collection_modifyitems(items):
+    """`-m "not browser"` and `-m "not network"` select by what a test needs, not by where it lives."""
+    for item in items:
+        for fixture, marker in _MARKED_BY_FIXTURE.items():
+            if fixture in getattr(item, "fixturenames", ()):
+                item.add_marker(marker)
+
 
 @pytest.fixture(scope="module")
 def browser():

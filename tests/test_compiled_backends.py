@@ -24,6 +24,8 @@ from crossbn.case import Case
 from crossbn.judge import judge
 from crossbn.runner import WorkerPool
 
+pytestmark = pytest.mark.slow  # XLA, jax.jit and torch.onnx.export(dynamo=True) workers compiling per case
+
 TWINS = {"tf-nn-xla": "tf-nn", "tf-fused-op-xla": "tf-fused-op", "keras-tensorflow-xla": "keras-tensorflow",
          "keras-jax-jit": "keras-jax"}
 XLA_ONE_PASS = ("XLA's BatchNormExpander computes Var[X] = E[X²] − E[X]² (xla/service/batchnorm_expander.cc), "

@@ -70,6 +70,7 @@ def _supported(rec):
     return rec
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("shape", SHAPES, ids=["rank2", "rank4"])
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_eval_on_an_empty_batch_matches(run, backend, shape):
@@ -104,6 +105,7 @@ def test_torch_keeps_its_running_statistics_as_it_declares(run, shape):
         assert o["actual_at"] == float(inputs.generate(case)[stat][tuple(o["where"])])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("shape", SHAPES, ids=["rank2", "rank4"])
 @pytest.mark.parametrize("backend", ["keras-tensorflow", "flax-linen"])
 def test_gamma_folded_into_the_inverse_std_gives_nan_dgamma(run, backend, shape):

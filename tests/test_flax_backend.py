@@ -43,6 +43,8 @@ from crossbn.runner import WorkerPool
 from crossbn.tolerance import model_bounds
 from few_ulps import assert_few_ulps  # tests/few_ulps.py
 
+pytestmark = pytest.mark.slow  # Flax workers over the float64, float32 and half-precision cases
+
 FLAX = ("flax-linen", "flax-linen-jit", "flax-nnx", "flax-nnx-jit")
 
 SHAPES = (((8, 4, 6), "channels_first"), ((4, 3, 4, 4), "channels_last"))

@@ -87,6 +87,7 @@ def run():
     yield from _judging(list(FROZEN_RUNS))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", list(FROZEN_RUNS))
 def test_each_framework_freezes_as_it_declares(run, name):
     case = Case(shape=(8, 3, 4), frozen=True, train_steps=2, offset_ratio=2.0, seed=3)

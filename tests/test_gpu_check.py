@@ -22,6 +22,8 @@ import pytest
 
 from crossbn import device_summary
 
+pytestmark = pytest.mark.slow  # the GPU check end to end, with its CPU stand-in
+
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = ROOT / "tools" / "gpu-check"
 # one backend of each adapter with a cuda path (torch, Inductor, Keras on JAX
@@ -65,7 +67,6 @@ def records(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
-@pytest.mark.slow
 def test_the_gpu_check_runs_end_to_end_with_the_cpu_standing_in(tmp_path):
     carried_wheel(tmp_path / "wheels")
     out, archive = tmp_path / "out", tmp_path / "gpu-check.tar.gz"

@@ -31,6 +31,8 @@ import pytest
 
 from crossbn.results import read, stable
 
+pytestmark = pytest.mark.slow  # whole runs killed and resumed
+
 psutil = pytest.importorskip("psutil")
 
 BACKENDS = "torch,onnxruntime-opset15"

@@ -10,6 +10,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+pytestmark = pytest.mark.slow  # the smoke suite on every backend
+
 ROOT = Path(__file__).resolve().parent.parent
 KNOWN = ROOT / "known" / "frameworks.toml"
 

@@ -21,6 +21,8 @@ from crossbn.runner import WorkerPool
 from crossbn.tolerance import model_bounds
 from few_ulps import assert_few_ulps  # tests/few_ulps.py
 
+pytestmark = pytest.mark.slow  # the error model validated on four frameworks' outputs
+
 FOUR = ("torch", "keras-tensorflow", "keras-jax", "keras-torch")
 KERAS_F64_IN_F32 = "Keras 3 on JAX/PyTorch computes float64 BatchNorm in float32 (result_type(float64, float32) == float32)"
 

@@ -293,6 +293,7 @@ def pool():
     p.close()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ADAPTERS)
 def test_adapter_float64_matches_the_oracle_within_few_ulps(pool, name):
     backends, p = pool
@@ -317,6 +318,7 @@ def test_adapter_float64_matches_the_oracle_within_few_ulps(pool, name):
 
 
 # ---- end to end -----------------------------------------------------------------------------
+@pytest.mark.slow
 def test_models_suite_end_to_end(tmp_path):
     """`crossbn run --suite models` on two real backends and the planted fault:
     one record per (case, backend), each with per-layer δ and R, and the fault

@@ -35,6 +35,7 @@ def smoke_runs(tmp_path_factory):
     return out
 
 
+@pytest.mark.slow
 def test_one_record_per_case_backend_device(smoke_runs):
     d, proc = smoke_runs["2"]
     records = read(d / "results.jsonl")
@@ -56,6 +57,7 @@ def test_one_record_per_case_backend_device(smoke_runs):
     assert "crossbn verdicts" in proc.stdout
 
 
+@pytest.mark.slow
 def test_under_xdist_each_backend_runs_on_one_worker(smoke_runs):
     """crossbn/schedule.py: a backend's tests are one unit of work, so its
     framework is started once per run; both workers still get work."""
@@ -79,6 +81,7 @@ def test_backend_scope_is_read_from_the_test_id():
     assert scope("tests/test_other.py::test_a[torch-cpu]") == "tests/test_other.py::test_a[torch-cpu]"
 
 
+@pytest.mark.slow
 def test_serial_and_parallel_runs_give_the_same_results(smoke_runs):
     """Determinism (docs/reliability.md): -n 2 and -n 0 give the same records
     but for the scheduling and timing fields (results.VOLATILE), and those
@@ -91,6 +94,7 @@ def test_serial_and_parallel_runs_give_the_same_results(smoke_runs):
     assert differing <= set(VOLATILE) and "seconds" in differing
 
 
+@pytest.mark.slow
 def test_inputs_are_the_same_bytes_in_every_process(smoke_runs):
     """Each judged record's input digests, from xdist workers and from a plain
     run, are those of the inputs generated here, in this process, from the
@@ -110,6 +114,7 @@ def test_inputs_are_the_same_bytes_in_every_process(smoke_runs):
     assert checked > 20
 
 
+@pytest.mark.slow
 def test_two_shards_merged_give_the_results_of_one_run(smoke_runs, tmp_path):
     """CI sharding: two shards as separate processes (one with -n 2, one
     without), merged by `crossbn report`, are the unsharded run."""
@@ -194,6 +199,7 @@ def test_a_new_run_replaces_an_old_one_in_the_same_folder(tmp_path):
     assert [r["group"] for r in records] == ["one"]
 
 
+@pytest.mark.slow
 def test_faulty_backend_does_not_end_the_run(tmp_path):
     """Segfault, abort, exits, a hang, an exception and malformed outputs, each
     in the middle of a real parallel run: every case still gets its record."""

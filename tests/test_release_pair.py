@@ -20,6 +20,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.slow  # another release installed beside this one
+
 ROOT = Path(__file__).resolve().parent.parent
 OLD, NEW = "3.11.3", "3.12.0"
 

@@ -95,6 +95,7 @@ def _venv_without_crossbn(where: Path) -> Path:
     return python
 
 
+@pytest.mark.slow
 def test_repro_of_a_real_torch_finding_runs_without_crossbn(tmp_path):
     pytest.importorskip("torch")
     suite = tmp_path / "one.toml"
@@ -158,6 +159,7 @@ def _fuzz(out: Path):
                     "--out", str(out / "run"), "--found", str(out / "found"))
 
 
+@pytest.mark.slow
 def test_fuzz_with_a_seed_is_reproducible_and_saves_minimized_regression_cases(tmp_path):
     first, second = _fuzz(tmp_path / "a"), _fuzz(tmp_path / "b")
     assert first.returncode == 0 and second.returncode == 0, first.stderr[-2000:] + second.stderr[-2000:]
@@ -185,6 +187,7 @@ def test_fuzz_usage_errors():
     assert unknown.returncode == 2 and "unknown backend(s) nosuch" in unknown.stderr
 
 
+@pytest.mark.slow
 def test_run_bug_reports_one_per_root_cause_linked_from_every_finding_page(tmp_path, browser):
     pytest.importorskip("torch")
     from chromium_page import open_page
@@ -217,6 +220,7 @@ def without_crossbn(tmp_path_factory):
     return _venv_without_crossbn(tmp_path_factory.mktemp("venv") / "env")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("example", sorted(p.name for p in (Path(__file__).parent.parent / "docs" / "examples").iterdir()
                                            if (p / "repro.py").is_file()))
 def test_committed_examples_reproduce_without_crossbn(example, without_crossbn, tmp_path):

@@ -19,6 +19,8 @@ from crossbn.bugreport.script import render, templated
 from crossbn.case import Case
 from crossbn.inputs import generate
 
+pytestmark = pytest.mark.slow  # each template's script run in a fresh process, per backend
+
 # suite "smoke": torch-compile runs every smoke case (other suites are sampled to bound compile time)
 CASES = {
     "cl-f32-t2e": Case(suite="smoke", shape=(4, 3, 2, 3), layout="channels_last", dtype="float32", train_steps=2,

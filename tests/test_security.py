@@ -352,6 +352,7 @@ def test_template_strings_that_could_break_out_are_refused():
         assert ast.literal_eval(env.from_string("{{ s | py }}").render(s=payload)) == payload
 
 
+@pytest.mark.slow
 def test_repro_with_hostile_strings_runs_and_creates_nothing(tmp_path):
     pytest.importorskip("torch")
     for k, payload in enumerate(REPRO_PAYLOADS):

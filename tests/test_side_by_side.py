@@ -217,6 +217,7 @@ def test_side_by_side_pages_in_chromium(drifted, browser, tmp_path):
     assert y.count() >= 1 and "no" in y.first.inner_text()  # not bit-identical
 
 
+@pytest.mark.slow
 def test_models_suite_side_by_side(tmp_path, venvs):
     """A network case on PyTorch under another interpreter (the same torch,
     seen through the .pth): CRADLE's layer map between the two is `agree`."""

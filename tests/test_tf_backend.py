@@ -72,6 +72,7 @@ def _assert_few_ulps(tf, name, case):
     assert_few_ulps(name, result, exp)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("backend", [
     pytest.param("tf-keras", marks=pytest.mark.xfail(reason=TF_KERAS_DECAY, strict=False)), "tf-nn"])
 @pytest.mark.parametrize("case", _well_conditioned("float64", ranks=(2, 4, 5)), ids=lambda c: c.pytest_id)
@@ -79,6 +80,7 @@ def test_float64_agrees_to_a_few_ulps(tf, backend, case):
     _assert_few_ulps(tf, backend, case)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("case", _well_conditioned("float64", ranks=(3, 4), momentum=0.75),
                          ids=lambda c: c.pytest_id)
 def test_tf_keras_float64_is_float64_when_the_decay_is_exact_in_float32(tf, case):
@@ -102,6 +104,7 @@ def _float32_params():
             if not (b == "tf-keras-fused" and c.rank < 4)]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("backend,case", _float32_params())
 def test_float32_stays_within_bound(tf, backend, case):
     pool, backends = tf

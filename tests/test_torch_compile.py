@@ -21,6 +21,7 @@ def run():
     pool.close()
 
 
+@pytest.mark.slow
 def test_compiles_once_then_reuses_the_graph_and_records_compile_time(run):
     first = run(Case(suite="smoke", shape=(8, 3, 4), train_steps=1, seed=1))
     again = run(Case(suite="smoke", shape=(8, 3, 4), train_steps=1, seed=2))
