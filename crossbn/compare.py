@@ -140,7 +140,7 @@ def _per_channel(ratio, channel_axis: int | None) -> list[float] | None:
     return [float(v) for v in per] if 0 < per.size <= MAX_CHANNELS else None
 
 
-def _convention_ratio(a, convention, e, out_dtype: str) -> float:
+def _convention_ratio(a, convention, out_dtype: str) -> float:
     """Worst error/bound of `a` against the (expected, model bound) pair of
     the backend's declared convention; inf where NaN/Inf sit elsewhere."""
     ce, cb = convention
@@ -185,7 +185,7 @@ def compare_observable(name: str, actual: np.ndarray, expected: np.ndarray, mode
         # NaN/Inf placed as the backend's documented convention places them
         # (PyTorch keeps its running statistics on an empty batch, where the
         # canonical ones become NaN): a convention difference, not a mismatch.
-        conv_ratio = _convention_ratio(placed, convention, e, out_dtype) if convention is not None else None
+        conv_ratio = _convention_ratio(placed, convention, out_dtype) if convention is not None else None
         if conv_ratio is not None and conv_ratio <= 1.0:
             at = tuple(int(i) for i in np.argwhere(~((np.isnan(placed) & np.isnan(e)) | (placed == e)))[0])
             return ObservableResult(verdict="convention", note=f"{mismatch}{why}; as the backend's documented "
@@ -209,7 +209,7 @@ def compare_observable(name: str, actual: np.ndarray, expected: np.ndarray, mode
         # them it is a match (or a convention difference, when the canonical
         # bound is exceeded); outside them it deviates, even where it happens
         # to agree with the canonical semantics.
-        conv_ratio = _convention_ratio(placed, convention, e, out_dtype)
+        conv_ratio = _convention_ratio(placed, convention, out_dtype)
         if conv_ratio <= 1.0:
             verdict = "match" if max_ratio <= 1.0 else "convention"
         else:

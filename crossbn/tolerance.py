@@ -65,21 +65,19 @@ def unit_roundoff(dtype) -> float:
     return UNIT_ROUNDOFF[name_of(dtype)]
 
 
-def compute_roundoff(dtype) -> float:
-    """Unit roundoff the computation is held to: float16/bfloat16 inputs are
+def compute_dtype_of(dtype) -> str:
+    """The dtype the computation is held to: float16/bfloat16 inputs are
     reduced and normalized in float32 (the documented practice of every
     framework crossbn covers; statistics over thousands of values with an
     8- or 11-bit significand are not a usable BatchNorm), everything else in
     its own dtype. Storage in the half dtype is charged separately."""
     name = name_of(dtype)
-    return UNIT_ROUNDOFF["float32"] if name in ("float16", "bfloat16") else UNIT_ROUNDOFF[name]
+    return "float32" if name in ("float16", "bfloat16") else name
 
 
-def compute_dtype_name(case, compute_dtype: str | None = None) -> str:
-    """The dtype the model holds the computation to (see compute_roundoff)."""
-    if compute_dtype:
-        return compute_dtype
-    return "float32" if case.dtype in ("float16", "bfloat16") else case.dtype
+def compute_roundoff(dtype) -> float:
+    """Unit roundoff of `compute_dtype_of(dtype)`."""
+    return UNIT_ROUNDOFF[compute_dtype_of(dtype)]
 
 
 def rho(n: int) -> float:
@@ -109,7 +107,7 @@ def model_bounds(case, traces, compute_dtype: str | None = None) -> dict[str, np
     u = unit_roundoff(compute_dtype) if compute_dtype else compute_roundoff(case.dtype)
     u_store = max(unit_roundoff(case.dtype), u)
     ax, n, r_n = case.channel_axis, case.reduction_size, rho(case.reduction_size)
-    top = overflow_threshold(compute_dtype_name(case, compute_dtype))
+    top = overflow_threshold(compute_dtype or compute_dtype_of(case.dtype))
     out: dict[str, np.ndarray] = {}
     d_running = None  # (d mean, d var) of the running statistics so far
     if case.track_running_stats:
