@@ -156,7 +156,10 @@ def test_killed_run_loses_nothing_and_resumes_to_the_same_results(sig, which, n,
     page = (out / "index.html").read_text(encoding="utf-8")
     assert ('id="incomplete"' in page) == (not info["complete"]), f"{context}: complete={info['complete']}"
     if info["complete"]:  # the kill came after the end, or took a worker xdist replaced
-        assert proc.returncode in (0, 1), f"{context}: exit {proc.returncode}\n{output[-3000:]}"
+        # a SIGKILL can land on the controller after it has written everything but before it
+        # exits: the run is complete, and the process's status is the kill's own
+        killed_late = victim is not None and which == "controller" and proc.returncode == -getattr(signal, sig)
+        assert proc.returncode in (0, 1) or killed_late, f"{context}: exit {proc.returncode}\n{output[-3000:]}"
 
     resumed = _run("run", "--resume", str(out), "-n", "0", "--no-conventions")
     assert resumed.returncode == 0, f"{context}: {resumed.stdout[-3000:]}{resumed.stderr[-3000:]}"
