@@ -16,6 +16,8 @@
                                            search for findings with Hypothesis; save them in cases/found/
   crossbn report RESULTS... [--out DIR]    render results.jsonl files or run folders (merged) into
                                            DIR/index.html plus one page per finding
+  crossbn cache info|clear [--dir DIR]     what crossbn's cache holds (judgements, JAX's and
+                                           Inductor's compilation caches); clear empties it
   crossbn conventions [--backends A,B|all] [--devices cpu,cuda] [--out DIR] [-n N] [--strict]
                                            observe each backend's conventions from targeted
                                            runs; table on stdout, records in DIR/conventions.jsonl
@@ -74,8 +76,10 @@ def _run(args: argparse.Namespace, extra: list[str]) -> int:
             "-o", f"console_output_style={'count' if progress == 'off' else 'classic'}"]
     # Only what was given on the command line; the plugin applies CROSSBN_*
     # environment variables and defaults, in one place.
+    if args.no_cache:
+        args.cache = "off"
     for name in ("suite", "backends", "devices", "timeout", "compare", "known", "shard", "max_case_bytes",
-                 "worker_max_mb"):
+                 "worker_max_mb", "diagnosis", "cache"):
         if getattr(args, name) is not None:
             argv.append(f"--crossbn-{name.replace('_', '-')}={getattr(args, name)}")
     for module in args.backend_module:
@@ -134,7 +138,8 @@ def _resume_options(args: argparse.Namespace) -> None:
                          f"(the run's own options, from its run.json, are used)")
     options = run_options(Path(args.resume))
     args.out = args.resume
-    for name in ("suite", "backends", "devices", "shard", "compare", "known", "max_case_bytes", "worker_max_mb"):
+    for name in ("suite", "backends", "devices", "shard", "compare", "known", "max_case_bytes", "worker_max_mb",
+                 "diagnosis", "cache"):
         if options.get(name) is not None:
             setattr(args, name, str(options[name]))
     if args.timeout is None and options.get("timeout") is not None:
@@ -142,6 +147,25 @@ def _resume_options(args: argparse.Namespace) -> None:
     args.backend_module = list(options.get("backend_modules") or [])
     args.known_skip = args.known_skip or bool(options.get("known_skip"))
     args.keyword, args.markexpr = options.get("keyword") or "", options.get("markexpr") or ""
+
+
+def _cache(args: argparse.Namespace) -> int:
+    from . import cache
+
+    root = cache.resolve(args.dir or os.environ.get("CROSSBN_CACHE"))
+    if root is None:
+        print("crossbn cache: the cache is off (CROSSBN_CACHE); give --dir", file=sys.stderr)
+        return 2
+    if args.action == "clear":
+        cache.clear(root)
+        print(f"crossbn cache: cleared {root}")
+        return 0
+    rows = cache.info(root)
+    print(f"crossbn cache: {root}")
+    for part, files, size in rows:
+        print(f"  {part:<11} {files:>7} files {size / 2**20:>9.1f} MB")
+    print(f"  {'total':<11} {sum(r[1] for r in rows):>7} files {sum(r[2] for r in rows) / 2**20:>9.1f} MB")
+    return 0
 
 
 def _bug_reports(args: argparse.Namespace, out: Path) -> None:
@@ -376,6 +400,14 @@ def build_parser() -> argparse.ArgumentParser:
                      help="restart a backend's worker process after a case that left it holding more "
                           "memory; auto: a quarter of the RAM shared by the workers; 0: never "
                           "(env CROSSBN_WORKER_MAX_MB; default: auto)")
+    run.add_argument("--diagnosis", choices=("grouped", "each", "audit"),
+                     help="grouped: findings of one root cause share a full diagnosis, each confirmed against it; "
+                          "each: every finding's own search; audit: both, the differences recorded "
+                          "(env CROSSBN_DIAGNOSIS; default: grouped)")
+    run.add_argument("--cache", metavar="DIR", help="crossbn's cache folder (env CROSSBN_CACHE; default: "
+                                                    "$XDG_CACHE_HOME/crossbn or ~/.cache/crossbn)")
+    run.add_argument("--no-cache", action="store_true",
+                     help="neither read nor write crossbn's cache: every result judged afresh")
     run.add_argument("--no-conventions", dest="conventions", action="store_false",
                      help="skip `crossbn conventions` after the tests (the report then has no conventions table)")
     _backend_options(run, "results.jsonl", n_default="auto", n_help="parallel pytest-xdist workers, 0 for none",
@@ -421,6 +453,13 @@ def build_parser() -> argparse.ArgumentParser:
     bk.set_defaults(func=_backends)
     su = sub.add_parser("suites", help="list case catalogues")
     su.set_defaults(func=_suites)
+    ca = sub.add_parser("cache", help="what crossbn's cache holds, or empty it",
+                        description="The judgements of unchanged outputs and the frameworks' compilation caches "
+                                    "(JAX, Inductor) that `crossbn run` keeps; never needed for a right answer.")
+    ca.add_argument("action", choices=("info", "clear"))
+    ca.add_argument("--dir", help="the cache folder (env CROSSBN_CACHE; default: $XDG_CACHE_HOME/crossbn or "
+                                  "~/.cache/crossbn)")
+    ca.set_defaults(func=_cache)
     co = sub.add_parser("conventions", help="observe each backend's conventions from targeted runs",
                         description="Momentum direction, running-variance correction, eps and momentum "
                                     "precision, eps floor, variance algorithm, float16/bfloat16 accumulators, "

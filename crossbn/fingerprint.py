@@ -191,7 +191,7 @@ def _better(cand: dict, cur: dict) -> bool:
             and cur["ulps"] > 0)
 
 
-class _Trials:
+class Trials:
     """Scores formulations against one backend output, each simulated once
     and held to the error model of its own lowest precision."""
 
@@ -230,10 +230,19 @@ def rank_formulations(case, inputs: dict, actual: dict, candidates, observables)
     exact, traces = simulate_oracle(case, inputs)
     model = model_bounds(case, traces)
     bounds = {k: model[k] for k in observables if k in model and k in actual}
-    trial = _Trials(case, inputs, actual, exact, bounds, traces)
+    trial = Trials(case, inputs, actual, exact, bounds, traces)
     ranked = sorted((trial(f) for f in candidates), key=_rank)
     return ([{k: v for k, v in t.items() if k != "_f"} | {"explains": t["score"] <= 1.0} for t in ranked],
             score(actual, exact, exact, bounds))
+
+
+def base_formulation(case, *, running_var: str = "biased", hyperparameters: str = "exact",
+                     empty_batch: str = "nan", frozen: str = "batch") -> Formulation:
+    """The backend's documented semantics as a formulation: where the search
+    starts, and what a diagnosis describes its changes against."""
+    return Formulation(running_var=running_var, hyperparameters=hyperparameters,
+                       empty_batch=empty_batch if case.reduction_size == 0 else "nan",
+                       frozen=frozen if case.frozen and case.train_steps else "batch")
 
 
 def diagnose(case, inputs: dict, actual: dict, exact: dict, bounds: dict, traces, *,
@@ -251,10 +260,9 @@ def diagnose(case, inputs: dict, actual: dict, exact: dict, bounds: dict, traces
     stray as far as float32 rounding allows, and no further. The search
     simulates at most BUDGET elements in all (large cases try fewer changes)."""
     canonical = score(actual, exact, exact, bounds)
-    base = Formulation(running_var=running_var, hyperparameters=hyperparameters,
-                       empty_batch=empty_batch if case.reduction_size == 0 else "nan",
-                       frozen=frozen if case.frozen and case.train_steps else "batch")
-    trial = _Trials(case, inputs, actual, exact, bounds, traces)
+    base = base_formulation(case, running_var=running_var, hyperparameters=hyperparameters,
+                            empty_batch=empty_batch, frozen=frozen)
+    trial = Trials(case, inputs, actual, exact, bounds, traces)
     tried = trial.tried
     cost = 2 * len(case.steps) * int(np.prod(case.shape))
     budget = {"left": BUDGET}
@@ -296,4 +304,5 @@ def diagnose(case, inputs: dict, actual: dict, exact: dict, bounds: dict, traces
         "evidence": evidence[:12],
         "searched": len(tried),
         "search_complete": budget["left"] >= 0,
+        "source": {"how": "own"},  # root_causes.py: or confirmed against a representative
     }

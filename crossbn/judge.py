@@ -19,9 +19,11 @@ from . import expected as expected_mod
 from . import inputs as inputs_mod
 from .compare import compare, full_bound
 from .fingerprint import diagnose
-from .localize import localize
+from .localize import first_off, localize
 from .outputs import compare_runs, output_problem, without_gradients
 from .results import make_record
+from .cache import FRESH, Judgements, key as cache_key
+from .root_causes import OWN, RootCauses, confirm, confirmed_localization, signature
 from .runner import DEFAULT_TIMEOUT, WorkerPool, device_problem, open_worker, other_release
 from .tolerance import model_bounds
 
@@ -101,8 +103,36 @@ def _empty_batch_note(case, backend) -> str:
     return note
 
 
-def _explain(judged: _Judged, backend, device, worker, timeout, clock: Clock) -> tuple[dict, dict]:
-    """Localization (with probes on the same backend) and the fingerprint."""
+def _explain(judged: _Judged, backend, name: str, device, worker, timeout, clock: Clock,
+             causes: RootCauses | None) -> tuple[dict, dict, str | None]:
+    """Localization and fingerprint: confirmed against a representative of
+    the finding's root cause where one explains it (root_causes.py), else
+    the full search, which then represents its group. The third value is
+    the finding's signature (None without groups)."""
+    c, semantics = judged.comparison, backend.semantics()
+    compared = {k: judged.actual[k] for k in c.observables}
+    sig = None
+    if causes is not None and first_off(c, c.verdict) is not None:
+        sig = signature(judged.case, name, device, c)
+        for rep in causes.representatives(sig):
+            with clock("diagnose"):
+                diagnosis = confirm(rep, judged.case, judged.inputs, compared, judged.exp, judged.bounds,
+                                    judged.traces, semantics)
+            if diagnosis is not None:
+                where = confirmed_localization(rep, judged.case, c)
+                if causes.mode == "audit":  # the member's own diagnosis too, to hold the grouping to it
+                    own_where, own = _full_explain(judged, compared, backend, device, worker, timeout, Clock())
+                    diagnosis["audit"] = {"formulation": own["formulation"], "explains": own["explains"],
+                                          "score": own["score"], "stage": own_where["stage"]}
+                return where, diagnosis, sig
+    where, diagnosis = _full_explain(judged, compared, backend, device, worker, timeout, clock)
+    if sig is not None:
+        causes.add(sig, judged.case, diagnosis, where, semantics)
+    return where, diagnosis, sig
+
+
+def _full_explain(judged: _Judged, compared: dict, backend, device, worker, timeout, clock: Clock):
+    """Localization (with probes on the same backend) and the fingerprint search."""
     def run_probe(name, pcase, pinputs):
         why = backend.supports(pcase)
         if why is not None:
@@ -117,10 +147,10 @@ def _explain(judged: _Judged, backend, device, worker, timeout, clock: Clock) ->
     with clock("localize"):  # probes included: their backend runs, oracles and comparisons
         where = localize(judged.case, judged.inputs, c, c.verdict, judged.actual, judged.traces,
                          judged.full_bounds(), run_probe)
-    compared = {k: judged.actual[k] for k in c.observables}
     with clock("diagnose"):
         diagnosis = diagnose(judged.case, judged.inputs, compared, judged.exp, judged.bounds, judged.traces,
                              **backend.semantics())
+    where["source"] = OWN
     return where, diagnosis
 
 
@@ -150,12 +180,16 @@ def _versus(case, inputs, observables, bounds, device, backend, name, pool, time
 
 
 def judge(case, backend_name: str, backend, device: str, pool: WorkerPool,
-          timeout: float = DEFAULT_TIMEOUT, keep: dict | None = None, limits=None) -> dict:
+          timeout: float = DEFAULT_TIMEOUT, keep: dict | None = None, limits=None,
+          causes: RootCauses | None = None, cache: Judgements | None = None) -> dict:
     """Return the result record (see results.make_record). `keep`, when
     given, receives the inputs and the `_Judged` outputs held against the
     oracle (crossbn/bugreport reads the arrays a record only summarizes).
     `limits` (crossbn/limits.py): a case estimated over the memory limit is
-    refused before anything is started or generated."""
+    refused before anything is started or generated. `causes`: the run's
+    root-cause groups (root_causes.py); without them every finding is
+    diagnosed on its own. `cache` (cache.py): an unchanged output's
+    judgement is taken from it, a new one written to it."""
     start, clock = time.perf_counter(), Clock()
 
     def done(**fields) -> dict:
@@ -184,6 +218,21 @@ def judge(case, backend_name: str, backend, device: str, pool: WorkerPool,
     if outcome.status != "ok":
         return done(verdict=outcome.status, reason=outcome.message, backend_info=outcome.info,
                     backend_seconds=outcome.seconds)
+    entry_key = None
+    if cache is not None and keep is None and device == "cpu" and not backend.compare_with:
+        # (another device or release is compared live: such a result is not cached)
+        with clock("cache"):
+            entry_key = cache_key(case=case, backend=backend_name, device=device, description=description,
+                                  mode=causes.mode if causes is not None else "each", inputs=digests(inputs),
+                                  outputs=digests(outcome.observables))
+            entry = cache.get(entry_key)
+        if entry is not None:
+            cached = entry["record"]
+            if causes is not None and entry.get("signature") and (cached.get("diagnosis") or {}).get("source") == OWN:
+                causes.add(entry["signature"], case, cached["diagnosis"], cached["localization"], backend.semantics())
+            fresh = make_record(**record, verdict=cached["verdict"], seconds=time.perf_counter() - start,
+                                timings=clock.rounded(), backend_info=outcome.info, backend_seconds=outcome.seconds)
+            return {**cached, **{k: fresh[k] for k in FRESH}, "cached": True}
     judged = _Judged(case, inputs, outcome.observables, backend, clock)
     if keep is not None:
         keep.update(inputs=inputs, judged=judged)
@@ -201,14 +250,17 @@ def judge(case, backend_name: str, backend, device: str, pool: WorkerPool,
                      else {"against": "cpu", "verdict": on_cpu.status, "note": on_cpu.message.splitlines()[0]})
         versus = _versus(case, inputs, outcome.observables, judged.bounds, device, backend, backend_name, pool,
                          timeout)
-    where = diagnosis = None
+    where = diagnosis = sig = None
     if comparison.verdict in EXPLAINED:
-        where, diagnosis = _explain(judged, backend, device, worker, timeout, clock)
+        where, diagnosis, sig = _explain(judged, backend, backend_name, device, worker, timeout, clock, causes)
     reason = "; ".join(n for n in (comparison.note, *judged.notes) if n)
     with clock("record"):
         summary, digest = inputs_mod.summarize(inputs), digests(outcome.observables)
         for name, d in digests(inputs).items():  # the same case gives these bits on every run (determinism)
             summary[name]["digest"] = d
-    return done(verdict=comparison.verdict, comparison=comparison, reason=reason, inputs=summary, digests=digest,
-                cross_device=cross, cross_version=versus, localization=where, diagnosis=diagnosis,
-                backend_info=outcome.info, backend_seconds=outcome.seconds)
+    rec = done(verdict=comparison.verdict, comparison=comparison, reason=reason, inputs=summary, digests=digest,
+               cross_device=cross, cross_version=versus, localization=where, diagnosis=diagnosis,
+               backend_info=outcome.info, backend_seconds=outcome.seconds)
+    if entry_key is not None:
+        cache.put(entry_key, rec, signature=sig)
+    return rec

@@ -34,6 +34,13 @@ OPTIONS = (
     ("max_case_bytes", "CROSSBN_MAX_CASE_BYTES", "auto", "refuse (as unsupported, with the estimate) a case "
                                                         "estimated to need more memory than this: bytes, with "
                                                         "an optional K/M/G suffix; auto: half the RAM; 0: no limit"),
+    ("diagnosis", "CROSSBN_DIAGNOSIS", "grouped", "grouped: each root cause's findings share one full "
+                                                  "diagnosis, confirmed per finding (crossbn/root_causes.py); "
+                                                  "each: every finding searched on its own; audit: grouped, "
+                                                  "and each confirmed finding searched on its own too"),
+    ("cache", "CROSSBN_CACHE", "auto", "the folder of crossbn's cache (judgements of unchanged outputs, JAX's "
+                                       "and Inductor's compilation caches); auto: $XDG_CACHE_HOME/crossbn or "
+                                       "~/.cache/crossbn; off: none (the frameworks keep their own defaults)"),
     ("worker_max_mb", "CROSSBN_WORKER_MAX_MB", "auto", "restart a backend's worker process after a case that "
                                                       "left it holding more than this many MB; auto: a quarter "
                                                       "of the RAM; 0: never"),
@@ -119,6 +126,19 @@ class State:
             self.limits = Limits.parse(option(config, "max_case_bytes"), option(config, "worker_max_mb"))
         except LimitError as e:
             raise pytest.UsageError(str(e)) from e
+        from .root_causes import RootCauses
+
+        try:
+            self.causes = RootCauses(option(config, "diagnosis"))
+        except ValueError as e:
+            raise pytest.UsageError(f"--crossbn-diagnosis: {e}") from e
+        from . import cache
+
+        root = cache.resolve(option(config, "cache"))
+        self.cache = None if root is None else cache.Judgements(root)
+        if root is not None:  # a variable the user set is theirs
+            for name, value in cache.compiler_env(root).items():
+                os.environ.setdefault(name, value)
         self.done: set = set()         # resume: (case id, backend, device) keys already recorded
         self.resumed = None            # resume (controller): {"kept", "rerun"} from resume.prepare
         self.crashed: list[str] = []   # tests whose xdist worker died under them (controller)

@@ -227,7 +227,8 @@ def crossbn_check(request):
             from .judge import judge
             from .results import make_record
 
-            limits = {"limits": st.limits}  # a model case's memory is its network's, not estimated here
+            # a model case's memory is its network's, not estimated here; its layers are not fingerprinted
+            limits = {"limits": st.limits, "causes": st.causes, "cache": st.cache}
         try:
             rec = judge(case, backend, st.backends[backend], device, st.pool, st.timeout, **limits)
         except Exception as e:  # crossbn's own failure: still leave a record, then report it

@@ -86,7 +86,7 @@ def recorded_options(config, st, option) -> dict:
         return str(Path(value).resolve()) if value and Path(value).is_file() else value
 
     names = ("suite", "backends", "devices", "timeout", "compare", "known", "shard", "max_case_bytes",
-             "worker_max_mb")
+             "worker_max_mb", "diagnosis", "cache")
     options = {name: option(config, name) for name in names}
     for name in ("suite", "known", "compare"):
         options[name] = absolute(options[name])

@@ -8,6 +8,11 @@ import pytest
 
 from chromium_page import chromium
 
+# Each test's crossbn runs judge afresh: a judgement cached by an earlier
+# test (or by the user's own runs) would hide what the test is about. The
+# cache's own tests turn it on for their runs (tests/test_cache.py).
+os.environ.setdefault("CROSSBN_CACHE", "off")
+
 # fixture -> the marker every test that uses it carries (registered in pyproject.toml)
 _MARKED_BY_FIXTURE = {"browser": "browser", "releases": "network"}
 
