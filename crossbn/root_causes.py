@@ -37,6 +37,7 @@ from .localize import _DIRECT, first_off
 from .results import number
 
 MODES = ("grouped", "each", "audit")
+_GRADIENTS = ("dx", "dgamma", "dbeta")
 # Representatives kept per signature: a member none of them explains gets its
 # own search and joins them, up to this many.
 MAX_REPRESENTATIVES = 4
@@ -44,13 +45,17 @@ MAX_REPRESENTATIVES = 4
 
 def signature(case, backend: str, device: str, comparison) -> str:
     """What a finding's diagnosis depends on, cheaply: the backend, device and
-    dtype; the verdict and which observables carry it, in dataflow order; and
-    the case's switches that change which formulations are candidates."""
+    dtype; the verdict, the first observable that carries it (in dataflow
+    order: where localization starts) and which kinds of forward
+    observables carry it; and the case's switches that change which
+    formulations are candidates. Which gradients cross their bound is left
+    out: with the same cause it varies from seed to seed."""
     wanted = {"convention"} if comparison.verdict == "convention" else FAILING
-    failing = tuple((o.name, o.verdict) for o in comparison.observables.values() if o.verdict in wanted)
+    failing = [(o.name, o.verdict) for o in comparison.observables.values() if o.verdict in wanted]
+    kinds = sorted({(name.split(".", 1)[1], v) for name, v in failing} - {(g, v) for g in _GRADIENTS for v in wanted})
     hyper32 = np.float32(case.eps) == case.eps and np.float32(case.momentum) == case.momentum
     trains = case.train_steps > 0
-    return json.dumps([backend, device, case.dtype, comparison.verdict, failing, case.affine,
+    return json.dumps([backend, device, case.dtype, comparison.verdict, failing[0], kinds, case.affine,
                        trains and case.track_running_stats, case.cumulative, case.momentum == 0.5, case.frozen,
                        case.reduction_size == 0, case.eps < max(EPS_FLOORS), bool(hyper32), case.running_stats,
                        bool(case.specials), list(case.options)], default=str)
