@@ -10,8 +10,10 @@ to --json. Sections (--sections, default all):
   startup   time to first result per backend; once per run, per worker, per case
   scale     one case from 1e2 to 1e8 elements: inputs, backend, oracle, comparison, peak memory
   suite     the whole main job (`crossbn run --suite default -n 2`) and where its time goes
+  rerun     the suite twice on one cache: the second run's wall against the first's; the
+            first's diagnosis share and its report (size, render time, first paint)
 
-Goals (issue 8), checked here and never by timed assertions in the tests:
+Goals, checked here and never by timed assertions in the tests:
 overhead within 1.25x overall, -n 2 at least 1.7x faster than -n 1, the oracle
 under 15% of the suite's time, peak memory bounded by the largest case.
 """
@@ -24,9 +26,9 @@ import sys
 import time
 from pathlib import Path
 
-from . import common, goals, overhead, scale, scaling, startup, suite
+from . import common, goals, overhead, rerun, scale, scaling, startup, suite
 
-SECTIONS = ("overhead", "scaling", "startup", "scale", "suite")
+SECTIONS = ("overhead", "scaling", "startup", "scale", "suite", "rerun")
 
 
 def _list(text: str) -> list[str]:
@@ -122,6 +124,8 @@ def main(argv: list[str] | None = None) -> int:
                       lambda: scale.measure(args.scale_backend, sizes, args.reps, log)),
             "suite": (f"Whole suite (`{args.suite}`, {args.suite_reps} rep)", suite.table,
                       lambda: suite.measure(backends, args.suite, args.suite_reps, folder, 2, log)),
+            "rerun": (f"First and second run (`{args.suite}`, -n 2, one cache)", rerun.table,
+                      lambda: rerun.measure(backends, args.suite, folder, 2, log)),
         }
         for name in (s for s in SECTIONS if s in sections):
             title, table, measure = plan[name]

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import shutil
 import statistics
 import subprocess
 import sys
@@ -74,7 +75,12 @@ def sample_suite(suite: str, every: int, folder: Path) -> Path | str:
 
 def run_crossbn(suite, backends: str, n: int | str, out: Path, *, conventions: bool = False,
                 extra: tuple[str, ...] = ()) -> tuple[float, Path]:
-    """`crossbn run` as its own process: (wall seconds, the run's folder)."""
+    """`crossbn run` as its own process: (wall seconds, the run's folder).
+    Each run judges afresh (a cache folder of its own, empty) unless `extra`
+    names a --cache: a measurement is of crossbn's work, not of a rerun."""
+    if "--cache" not in extra:
+        extra = (*extra, "--cache", str(out.parent / f"{out.name}-cache"))
+        shutil.rmtree(out.parent / f"{out.name}-cache", ignore_errors=True)
     cmd = [PYTHON, "-m", "crossbn.cli", "run", "--suite", str(suite), "--backends", backends, "-n", str(n),
            "--out", str(out), "--progress", "off", *extra]
     if not conventions:

@@ -250,7 +250,9 @@ def crossbn_check(request):
             "reason": rec["reason"].splitlines()[0] if rec["reason"] else "",
             "cross_device": (rec["cross_device"] or {}).get("verdict"),
             "cross_version": rec["cross_version"] and [rec["cross_version"][k] for k in ("against", "verdict")],
-            "known": None if known is None else known.index, "unjudged": rec.get("unjudged", 0)}))
+            "known": None if known is None else known.index, "unjudged": rec.get("unjudged", 0),
+            "cached": bool(rec.get("cached")),
+            "diagnosed": ((rec.get("diagnosis") or {}).get("source") or {}).get("how")}))
         if rec["verdict"] == "unsupported":
             pytest.skip(f"unsupported: {rec['reason']}")
         if known is not None:

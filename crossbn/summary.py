@@ -23,6 +23,8 @@ class Summary:
         self.known_used: Counter = Counter()  # known-differences entry -> findings it matched
         self.unjudged: Counter = Counter()  # backend -> elements the error model could not bound
         self.unjudged_results: Counter = Counter()  # backend -> results with such elements
+        self.cached = self.judged = 0  # results whose judgement came from the cache / all that ran
+        self.diagnosed: Counter = Counter()  # "own" (a full search) / "confirmed" (root_causes.py)
 
     def add(self, data: dict) -> None:
         self.counts[data["backend"]][data["verdict"]] += 1
@@ -36,6 +38,11 @@ class Summary:
         if data.get("unjudged"):
             self.unjudged[data["backend"]] += data["unjudged"]
             self.unjudged_results[data["backend"]] += 1
+        if data["verdict"] != "unsupported":
+            self.judged += 1
+            self.cached += bool(data.get("cached"))
+        if data.get("diagnosed"):
+            self.diagnosed[data["diagnosed"]] += 1
         if data["verdict"] == "unsupported":
             self.skip_reasons[data["backend"]][data["reason"]] += 1
         self.versions[data["backend"]] = data["version"] or self.versions.get(data["backend"], "")
@@ -63,6 +70,11 @@ class Summary:
             out.append(f"not judged ({UNJUDGED}): elements (results)")
             out.append("  " + ", ".join(f"{b} {self.unjudged[b]} ({self.unjudged_results[b]})"
                                         for b in sorted(self.unjudged)))
+        if self.cached:
+            out.append(f"cache: {self.cached} of {self.judged} results' judgements reused (their outputs unchanged)")
+        if self.diagnosed:
+            out.append(f"diagnosis: {self.diagnosed['own']} searched in full, {self.diagnosed['confirmed']} confirmed "
+                       f"against a representative of their root cause")
         if self.skip_reasons:
             out.append("skipped (unsupported), most common reasons:")
             for backend in sorted(self.skip_reasons):

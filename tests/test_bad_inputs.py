@@ -315,7 +315,7 @@ def _judge_outputs(case, backend_name, change=None):
         change(out, x)
     judged = _Judged(case, x, out, backend)
     assert judged.broken is None
-    where, diagnosis = _explain(judged, backend, "cpu", _NoWorker(), 10.0, Clock())
+    where, diagnosis, _ = _explain(judged, backend, backend.name, "cpu", _NoWorker(), 10.0, Clock(), None)
     return judged, where, diagnosis
 
 

@@ -79,14 +79,20 @@ def test_run_ends_with_a_report_and_its_environment(runs):
     findings = [r for r in records if r["verdict"] in ("deviation", "nan-mismatch", "error", "crash", "timeout")]
     assert findings, "the one-pass variance deviates on the smoke suite's offset cases"
     pages = sorted(p.name for p in (a / "findings").glob("*.html"))
-    assert len(pages) == len(findings)
+    groups = {(f["backend"], f["verdict"], f["case"]["dtype"], f["localization"]["stage"],
+               f["diagnosis"]["formulation"]) for f in findings}
+    assert len(pages) == len(groups) < len(findings)  # a page per root cause
     page = _Page(a / "index.html")
     text = "".join(page.text)
-    # every finding is listed, linked, with its stage and fingerprint
+    # every root cause is listed, linked to its page, with its stage and fingerprint
     links = {x["href"] for x in page.having("a") if x.get("href", "").startswith("findings/")}
     assert links == {f"findings/{p}" for p in pages}
     for f in findings:
         assert f["localization"]["stage"] in text and f["diagnosis"]["formulation"] in text
+    # and every finding is a row of its group's page
+    members = "".join("".join(_Page(a / "findings" / p).text) for p in pages)
+    for f in findings:
+        assert f["pytest_id"] in members
     # the conventions crossbn run observed first are in the index
     assert (a / "conventions.jsonl").is_file() and page.having("table", "conventions")
 

@@ -53,6 +53,49 @@ def page_href(rec: dict) -> str:
     return f"{FINDINGS_DIR}/{slug(rec)}.html"
 
 
+# ---- root-cause groups: one page each -------------------------------------------------------
+
+def root_cause_key(rec: dict) -> tuple:
+    """What `crossbn bugs` and a known-differences entry group by (backend,
+    verdict, dtype, stage, fingerprint), and the device."""
+    from ..known import group_key
+
+    return (*group_key(rec), rec["device"])
+
+
+def root_cause_groups(records) -> list[list[dict]]:
+    """The findings (not network results: those keep a page each), grouped by
+    root cause, each group worst first, the groups in the order of their
+    worst member."""
+    groups: dict[tuple, list[dict]] = defaultdict(list)
+    for rec in records:
+        if is_finding(rec) and not is_network(rec):
+            groups[root_cause_key(rec)].append(rec)
+    ranked = [sorted(g, key=lambda r: _rank_key(finding_line(r))) for g in groups.values()]
+    return sorted(ranked, key=lambda g: _rank_key(finding_line(g[0])))
+
+
+def adds_to_its_group(rec: dict, out: Path) -> bool:
+    """A member gets a page of its own only for what its group's page does
+    not show: a comparison with another device or release, a bug report."""
+    return bool(rec.get("cross_device") or rec.get("cross_version") or bug_reports(rec, out))
+
+
+def members(group: list[dict], out: Path) -> list[dict]:
+    """The member table of a group's page (every member, the page's own first)."""
+    rows = []
+    for rec in group:
+        line = finding_line(rec)
+        diag, source = rec.get("diagnosis") or {}, (rec.get("diagnosis") or {}).get("source") or {}
+        how = ("its own search" if source.get("how") == "own" else
+               f"confirmed against {source.get('representative_test')}" if source.get("how") == "confirmed" else "")
+        own = rec is group[0] or adds_to_its_group(rec, out)
+        rows.append({**line, "anchor": f"member-{slug(rec)}", "page": f"{slug(rec)}.html" if own else None,
+                     "diagnosed": how, "score": diag.get("score"),
+                     "max_ulp": ((rec.get("observables") or {}).get(line["observable"] or "") or {}).get("max_ulp")})
+    return rows
+
+
 def backend_row(rec: dict) -> str:
     return f"{rec['backend']}/{rec['device']}"
 
@@ -117,6 +160,16 @@ def findings(records) -> list[dict]:
     return sorted((finding_line(r) for r in records if is_finding(r)), key=_rank_key)
 
 
+def group_lines(records) -> list[dict]:
+    """The index's findings table: a row per root-cause group (its worst
+    member, and how many it has), and one per network result."""
+    lines = [{**finding_line(g[0]), "members": len(g), "known_members": sum(1 for r in g if r.get("known"))}
+             for g in root_cause_groups(records)]
+    lines += [{**finding_line(r), "members": 1, "known_members": int(bool(r.get("known")))}
+              for r in records if is_finding(r) and is_network(r)]
+    return sorted(lines, key=_rank_key)
+
+
 def distribution(records) -> list[tuple[str, list[float]]]:
     per: dict[str, list[float]] = defaultdict(list)
     for r in records:
@@ -160,8 +213,9 @@ def environment(sources) -> list[dict]:
 
 def index(sources) -> dict:
     records = sources.records
-    lines = findings(records)
-    known = sum(1 for line in lines if line["known"])
+    lines = group_lines(records)
+    known = sum(line["known_members"] for line in lines)
+    n_findings = sum(line["members"] for line in lines)
     return {
         "totals": verdict_counts(records), "n_records": len(records),
         "environments": environment(sources),
@@ -169,7 +223,8 @@ def index(sources) -> dict:
         "replaced": sources.replaced, "comparison": sources.comparison,
         "side_by_side": sources.side_by_side,
         "matrix": matrix(records), "conventions": conventions_table(sources.conventions),
-        "findings": lines, "known_split": {"known": known, "new": len(lines) - known} if known else None,
+        "findings": lines, "n_findings": n_findings,
+        "known_split": {"known": known, "new": n_findings - known} if known else None,
         "distribution": svg.ratio_distribution(distribution(records)),
     }
 
@@ -235,7 +290,9 @@ def bug_reports(rec: dict, out: Path) -> list[dict]:
             for p in sorted(folder.iterdir()) if p.is_file()]
 
 
-def finding(rec: dict, run: dict | None, out: Path) -> dict:
+def finding(rec: dict, run: dict | None, out: Path, group: list[dict] | None = None) -> dict:
+    """A finding's page; the page of its root-cause group when `group` (whose
+    first member is `rec`) has other members: then with the member table."""
     loc = rec.get("localization") or {}
     stage = loc.get("stage")
     highlighted = {stage} if stage else set()
@@ -250,6 +307,7 @@ def finding(rec: dict, run: dict | None, out: Path) -> dict:
         "dataflow": diagrams.dataflow(stage_verdicts(rec), highlighted=highlighted),
         "channels": svg.channel_errors(series) if series else None,
         "bug_reports": bug_reports(rec, out),
+        "members": members(group, out) if group and len(group) > 1 else None,
     }
 
 

@@ -49,8 +49,9 @@ def environment() -> jinja2.Environment:
 
 
 def write(sources, out: Path, title: str = "crossbn report") -> Path:
-    """Render index.html and one page per finding (a network page for a
-    model result) into `out`; returns the index's path."""
+    """Render index.html, a page per root-cause group of findings (and per
+    member where it adds to its group's page), and a network page per model
+    finding into `out`; returns the index's path."""
     out.mkdir(parents=True, exist_ok=True)
     env = environment()
     generated = time.strftime("%Y-%m-%d %H:%M:%S %z")
@@ -63,15 +64,21 @@ def write(sources, out: Path, title: str = "crossbn report") -> Path:
     for stale in findings_dir.glob("*.html"):  # pages of an earlier report in this folder
         stale.unlink()
     finding_t, network_t = env.get_template("finding.html.j2"), env.get_template("network.html.j2")
+
+    def run(rec):
+        return run_of.get((rec["case_id"], rec["backend"], rec["device"]))
+
     for rec in sources.records:
-        if not pages.is_finding(rec):
-            continue
-        run = run_of.get((rec["case_id"], rec["backend"], rec["device"]))
-        if pages.is_network(rec):
-            html = network_t.render(title=title, generated=generated, **pages.network(rec, run, out))
-        else:
-            html = finding_t.render(title=title, generated=generated, **pages.finding(rec, run, out))
-        (out / pages.page_href(rec)).write_text(html, encoding="utf-8")
+        if pages.is_finding(rec) and pages.is_network(rec):
+            html = network_t.render(title=title, generated=generated, **pages.network(rec, run(rec), out))
+            (out / pages.page_href(rec)).write_text(html, encoding="utf-8")
+    # a page per root-cause group, and per member only where it adds to it
+    for group in pages.root_cause_groups(sources.records):
+        for rec in group:
+            if rec is group[0] or pages.adds_to_its_group(rec, out):
+                html = finding_t.render(title=title, generated=generated,
+                                        **pages.finding(rec, run(rec), out, group if rec is group[0] else None))
+                (out / pages.page_href(rec)).write_text(html, encoding="utf-8")
     comparison_t = env.get_template("comparison.html.j2")
     for page, comparisons, side in (("comparison.html", [sources.comparison] if sources.comparison else [], False),
                                     ("side-by-side.html", sources.side_by_side, True)):
