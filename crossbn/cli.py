@@ -15,7 +15,7 @@
   crossbn fuzz --backends A,B [--budget 10m] [--seed N]
                                            search for findings with Hypothesis; save them in cases/found/
   crossbn report RESULTS... [--out DIR]    render results.jsonl files or run folders (merged) into
-                                           DIR/index.html plus one page per finding
+                                           DIR/index.html plus one page per root cause
   crossbn cache info|clear [--dir DIR]     what crossbn's cache holds (judgements, JAX's and
                                            Inductor's compilation caches); clear empties it
   crossbn conventions [--backends A,B|all] [--devices cpu,cuda] [--out DIR] [-n N] [--strict]
@@ -415,7 +415,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.set_defaults(func=_run, keyword="", markexpr="")  # --resume: the run's own -k and -m
     rp = sub.add_parser("report", help="render results into a self-contained HTML report",
                         description="Merge one or more results (results.jsonl files or run folders: workers, "
-                                    "shards, machines) into DIR/index.html and one page per finding.")
+                                    "shards, machines) into DIR/index.html and one page per root cause of the findings.")
     rp.add_argument("results", nargs="+", help="results.jsonl files or run folders")
     rp.add_argument("--out", help="report folder (default: the one source's folder; required with several)")
     rp.add_argument("--title", default="crossbn report", help="the report's title")

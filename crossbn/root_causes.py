@@ -153,33 +153,39 @@ def audit(records) -> dict:
         out["confirmed"] += 1
         own = diag.get("audit")
         if own is None:
-            out["differences"].append(_difference(rec, "no own diagnosis recorded (not an audit run)"))
+            out["differences"].append(_difference(rec, "no own diagnosis recorded (not an audit run)",
+                                                  ["no own diagnosis recorded (not an audit run)"]))
             continue
         stage = (rec.get("localization") or {}).get("stage")
-        reasons = []
-        if own["formulation"] != diag["formulation"] and not diag["explains"]:
-            reasons.append(f"nothing tried explains it: the representative's closest formulation, "
-                           f"{diag['formulation']} ({number(diag['score']):.3g}), against the own search's closest, "
-                           f"{own['formulation']} ({number(own['score']):.3g})")
-        elif own["formulation"] != diag["formulation"]:
-            reasons.append(
-                f"both explain the outputs within rounding (confirmed {number(diag['score']):.3g}, own "
-                f"{number(own['score']):.3g}); "
-                f"the own search ranked {own['formulation']} first by ulp distance" if own["explains"] else
-                f"the representative's {diag['formulation']} explains the outputs ({number(diag['score']):.3g}); the own "
-                f"greedy search stopped at {own['formulation']} ({number(own['score']):.3g}) without reaching it")
+        reasons, kinds = [], []
+        if own["formulation"] != diag["formulation"]:
+            ours, theirs = number(diag["score"]), number(own["score"])
+            if not diag["explains"]:
+                kinds.append("nothing explains it: the closest formulations differ")
+                reasons.append(f"nothing tried explains it: the representative's closest formulation, "
+                               f"{diag['formulation']} ({ours:.3g}), against the own search's closest, "
+                               f"{own['formulation']} ({theirs:.3g})")
+            elif own["explains"]:
+                kinds.append("both formulations explain it within rounding: the own search ranked the other first")
+                reasons.append(f"both explain the outputs within rounding (confirmed {ours:.3g}, own {theirs:.3g}), "
+                               f"the own search ranked {own['formulation']} first by ulp distance")
+            else:
+                kinds.append("the representative's formulation explains it: the own greedy search did not reach it")
+                reasons.append(f"the representative's {diag['formulation']} explains the outputs ({ours:.3g}), the "
+                               f"own greedy search stopped at {own['formulation']} ({theirs:.3g})")
         if own["stage"] != stage:
-            reasons.append(f"stage {stage} taken from the representative (its probes and fit not rerun); "
+            kinds.append("stage lent by the representative: the own probes or fit say another")
+            reasons.append(f"stage {stage} taken from the representative (its probes and fit not rerun), "
                            f"the own localization says {own['stage']}")
         if reasons:
-            out["differences"].append(_difference(rec, "; ".join(reasons)))
+            out["differences"].append(_difference(rec, "; ".join(reasons), kinds))
         else:
             out["equal"] += 1
     return out
 
 
-def _difference(rec: dict, reason: str) -> dict:
+def _difference(rec: dict, reason: str, kinds: list[str]) -> dict:
     diag = rec["diagnosis"]
     return {"backend": rec["backend"], "case": rec["pytest_id"], "representative": diag["source"].get(
         "representative_test"), "formulation": diag["formulation"], "own": (diag.get("audit") or {}).get(
-        "formulation"), "reason": reason}
+        "formulation"), "reason": reason, "kinds": kinds}

@@ -109,3 +109,37 @@ def test_long_names_give_distinct_page_names():
     one = {"pytest_id": "x" * 300, "case_id": "c", "backend": "b", "device": "cpu"}
     two = dict(one, device="cuda")
     assert pages.slug(one) != pages.slug(two) and len(pages.slug(one)) <= 180
+
+
+def test_a_page_per_root_cause_with_its_members(tmp_path):
+    """Three findings of one root cause (backend, verdict, dtype, stage,
+    fingerprint) and one of another: two pages, the first with a member
+    table naming all three and how each was diagnosed; a member with a
+    comparison against another device gets a page of its own too; the index
+    has a row per root cause with its size."""
+    recs = [_deviation(Case(shape=(8, 3), seed=s)) for s in range(3)]
+    recs[0]["observables"]["train0.y"]["ratio"] *= 10  # the worst: the group's page is named after it
+    recs[0]["worst"]["ratio"] *= 10
+    rep = {"how": "own"}
+    conf = {"how": "confirmed", "representative": recs[0]["case_id"], "representative_test": recs[0]["pytest_id"]}
+    for rec, source in zip(recs, (rep, conf, conf)):
+        rec["diagnosis"] = {"formulation": "variance=one-pass", "explains": True, "score": 0.5, "source": source,
+                            "evidence": [], "margin": 10.0}
+    recs[2]["cross_device"] = {"against": "cpu", "verdict": "match"}
+    other = _deviation(Case(shape=(8, 3), seed=9), backend="theirs")
+    src = _write(tmp_path / "run", [*recs, other])
+    index = build([src], tmp_path / "out")
+    written = sorted(p.name for p in (tmp_path / "out" / "findings").glob("*.html"))
+    assert written == sorted(f"{pages.slug(r)}.html" for r in (recs[0], recs[2], other))
+    group = (tmp_path / "out" / pages.page_href(recs[0])).read_text()
+    text = "".join(_Text(group).parts)
+    assert "This root cause: 3 findings" in text
+    for rec in recs:
+        assert rec["pytest_id"] in text and f'id="member-{pages.slug(rec)}"' in group
+    assert text.count(f"confirmed against {recs[0]['pytest_id']}") == 2 and "its own search" in text
+    assert f'href="{pages.slug(recs[2])}.html"' in group and f'href="{pages.slug(recs[1])}.html"' not in group
+    lonely = (tmp_path / "out" / pages.page_href(other)).read_text()
+    assert "This root cause" not in lonely  # a group of one is a plain finding page
+    rows = [line for line in pages.group_lines([*recs, other])]
+    assert [(r["backend"], r["members"]) for r in rows] == [("mine", 3), ("theirs", 1)]
+    assert "4 findings in 2 root-cause groups" in "".join(_Text(index.read_text()).parts)

@@ -118,3 +118,44 @@ def test_audit_lists_a_difference_with_its_reason():
 def test_unknown_mode_is_refused():
     with pytest.raises(ValueError, match="grouped, each, audit"):
         RootCauses("sometimes")
+
+
+_KINDS = {"both formulations explain it within rounding: the own search ranked the other first",
+          "the representative's formulation explains it: the own greedy search did not reach it",
+          "nothing explains it: the closest formulations differ",
+          "stage lent by the representative: the own probes or fit say another"}
+
+
+@pytest.mark.slow
+def test_audit_of_the_default_suite_on_two_backends(tmp_path):
+    """The default suite's findings on torch and ONNX Runtime, grouped and
+    each confirmed member also searched on its own: every confirmed finding
+    carries its own search, every difference one of the known reasons, and
+    a confirmed formulation that claims to explain its member does (score
+    <= 1). The differences are printed (pytest -s, or on failure); the
+    whole suite's are in benchmarks/README.md."""
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    out = tmp_path / "audit"
+    done = subprocess.run([sys.executable, "-m", "crossbn.cli", "run", "--suite", "default", "--backends",
+                           "torch,onnxruntime-opset15", "-n", "2", "--diagnosis", "audit", "--no-cache",
+                           "--no-conventions", "--progress", "off", "--out", str(out)],
+                          capture_output=True, text=True, cwd=Path(__file__).resolve().parent.parent, timeout=900)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    records = [json.loads(line) for line in (out / "results.jsonl").open()]
+    summary = audit(records)
+    for d in summary["differences"]:
+        print(f"{d['backend']} {d['case']} (representative {d['representative']}): {d['reason']}")
+    assert summary["confirmed"] > summary["own"] > 0
+    assert summary["equal"] + len(summary["differences"]) == summary["confirmed"]
+    assert all(d["kinds"] and set(d["kinds"]) <= _KINDS for d in summary["differences"])
+    for rec in records:
+        diag = rec.get("diagnosis")
+        if diag and diag["source"]["how"] == "confirmed":
+            assert "audit" in diag, rec["pytest_id"]
+            if diag["explains"]:
+                assert diag["score"] <= 1.0, rec["pytest_id"]
+            assert rec["localization"]["source"] == diag["source"]

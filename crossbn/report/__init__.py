@@ -4,8 +4,9 @@
 
 renders one or more results (a results.jsonl, or the run folder holding it,
 with its run.json and conventions.jsonl beside it) into DIR/index.html and
-one page per finding under DIR/findings/ (a network page for a `models`
-result). `crossbn run` and the pytest plugin call `build` on the controller
+one page per root cause of the findings under DIR/findings/ (with its
+member table; a member's own page only where it adds to it; a network page
+for a `models` result). `crossbn run` and the pytest plugin call `build` on the controller
 when a run ends. Modules: sources.py reads and merges, pages.py computes
 what each page shows, svg.py draws the charts (and holds the SVG primitives),
 diagrams.py the dataflow and network diagrams, render.py fills the Jinja2
