@@ -45,6 +45,7 @@ IMPROVEMENT = 2.0
 # Element ratios are capped here so that one NaN/Inf disagreement or
 # one huge error does not make every candidate equally infinite.
 _CAP = 1e12
+SCORE_CAP = _CAP  # a score this high: a NaN/Inf no formulation puts there (root_causes.py)
 # Elements simulated per diagnosis at most (each formulation costs two runs
 # of the case): about 3 s of NumPy. Large cases search fewer changes.
 BUDGET = 5e7

@@ -9,10 +9,13 @@ diagnosed in full and becomes the group's representative; each later one is
 the member's inputs, and when it explains the member's outputs (score <= 1,
 the same test as the full search), the member takes that diagnosis and the
 representative's stage. Where nothing the search tried explains the
-representative (a NaN where the exact value is finite, an error beyond every
-formulation), its closest formulation confirms a member it brings at least
-half as much closer than the canonical formulas as it brings the
-representative (the margin, within the search's own factor IMPROVEMENT).
+representative, it confirms only members that no formulation can come near
+either: a NaN or Inf where the exact value is finite, placed where neither
+its formulation nor the canonical one puts one (the score's cap), and only
+after a complete search (a large case's budget can cut one short). Any
+other member is better served by its own search: a float16 case where a
+large representative's search found nothing may well be explained on its
+own.
 A member no representative confirms is diagnosed on its own and becomes
 another representative (a few per signature at most).
 
@@ -31,7 +34,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .compare import FAILING
-from .fingerprint import EPS_FLOORS, IMPROVEMENT, Trials, base_formulation, score
+from .fingerprint import EPS_FLOORS, SCORE_CAP, Trials, base_formulation, score
 from .formulation import Formulation
 from .localize import _DIRECT, first_off
 from .results import number
@@ -68,7 +71,8 @@ class Representative:
     formulation: Formulation
     localization: dict
     explains: bool
-    margin: float
+    complete: bool  # its search tried every change (a large case's budget can stop it short)
+    score: float
 
 
 @dataclass
@@ -92,7 +96,7 @@ class RootCauses:
         if len(reps) < MAX_REPRESENTATIVES:
             f = dataclasses.replace(base_formulation(case, **semantics), **diagnosis["changes"])
             reps.append(Representative(case.id, case.pytest_id, f, localization, bool(diagnosis["explains"]),
-                                       number(diagnosis["margin"])))
+                                       bool(diagnosis.get("search_complete", True)), number(diagnosis["score"])))
 
 
 def confirm(rep: Representative, case, inputs, actual: dict, exact: dict, bounds: dict, traces,
@@ -104,8 +108,8 @@ def confirm(rep: Representative, case, inputs, actual: dict, exact: dict, bounds
     margin = canonical / t["score"] if t["score"] > 0 else float("inf")
     if rep.explains and t["score"] > 1.0:
         return None
-    if not rep.explains and (t["score"] <= 1.0 or margin * IMPROVEMENT < rep.margin):
-        return None  # (one it explains outright is better served by its own search)
+    if not rep.explains and not (rep.complete and rep.score >= SCORE_CAP and t["score"] >= SCORE_CAP):
+        return None
     base = base_formulation(case, **semantics)
     f = rep.formulation
     return {

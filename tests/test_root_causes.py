@@ -78,7 +78,7 @@ def test_a_member_the_representative_does_not_explain_gets_its_own_search(plante
     judge(case, "planted-one-pass-hidden", backends["planted-one-pass-hidden"], "cpu", pool, timeout=120, keep=keep)
     sig = signature(case, "planted-one-pass-hidden", "cpu", keep["judged"].comparison)
     wrong = Representative("000000000000", "planted-wrong", dataclasses.replace(Formulation(), variance="welford"),
-                           {"stage": "dx", "how": "observed"}, True, 100.0)
+                           {"stage": "dx", "how": "observed"}, True, True, 0.5)
     causes.groups[sig] = [wrong]
     rec = _judge(planted, [case], "planted-one-pass-hidden", causes)[0]
     assert rec["diagnosis"]["source"] == {"how": "own"}
@@ -147,6 +147,8 @@ def test_audit_of_the_default_suite_on_two_backends(tmp_path):
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     records = [json.loads(line) for line in (out / "results.jsonl").open()]
     summary = audit(records)
+    print(f"audit: {summary['findings']} findings, {summary['own']} searched in full, {summary['confirmed']} "
+          f"confirmed, {summary['equal']} of them equal to their own search")
     for d in summary["differences"]:
         print(f"{d['backend']} {d['case']} (representative {d['representative']}): {d['reason']}")
     assert summary["confirmed"] > summary["own"] > 0
