@@ -21,9 +21,20 @@ PHASES = ("start", "inputs", "backend", "oracle", "compare", "localize", "diagno
 
 
 def bare(backend: str, suite) -> dict:
+    """The bare loop in a process of its own, its compilation caches as cold
+    as crossbn's measured run has them (run_crossbn gives each run an empty
+    cache): torch.compile's Inductor cache in a fresh folder, not the warm
+    one of the system's temporary folder."""
+    import tempfile
+
     from crossbn.backends import discover, load
 
-    env = {**os.environ, **load(discover()[backend]).worker_env}
+    with tempfile.TemporaryDirectory(prefix="crossbn-bare-") as cold:
+        env = {**os.environ, **load(discover()[backend]).worker_env, "TORCHINDUCTOR_CACHE_DIR": cold}
+        return _bare(backend, suite, env)
+
+
+def _bare(backend: str, suite, env: dict) -> dict:
     done = subprocess.run([PYTHON, str(ROOT / "benchmarks" / "bare_loop.py"), backend, str(suite)],
                           cwd=ROOT, env=env, capture_output=True, text=True)
     if done.returncode != 0:

@@ -19,6 +19,7 @@ import os
 import shutil
 import subprocess
 import time
+from collections import Counter
 from pathlib import Path
 
 from .common import PYTHON, ROOT, Spread, records, run_crossbn
@@ -77,6 +78,8 @@ def measure(backends: list[str], suite, folder: Path, workers: int, log) -> dict
     paint = first_paint(folder / "rerun-report" / "index.html")
     return {"workers": workers, "records": len(first), "first": walls[0], "second": walls[1],
             "ratio": walls[1] / walls[0], "cached": sum(1 for r in judged if r.get("cached")), "judged": len(judged),
+            # the results judged again: their outputs were not the first run's, bit for bit
+            "judged_again": dict(Counter(r["backend"] for r in judged if not r.get("cached"))),
             "diagnosis": spent["localize"] + spent["diagnose"], "diagnosis_share": (spent["localize"] + spent["diagnose"]) / walls[0],
             "spent": spent, "own": sources.count("own"), "confirmed": sources.count("confirmed"),
             "findings": sum(1 for r in first if r["verdict"] in ("deviation", "nan-mismatch", "error", "crash", "timeout")),
@@ -90,6 +93,8 @@ def table(r: dict) -> list[str]:
         "| | first run (cache empty) | second run (same releases) |", "|---|---:|---:|",
         f"| wall s | {r['first']:.0f} | {r['second']:.0f} ({r['ratio']:.0%}) |",
         f"| judgements reused | – | {r['cached']} of {r['judged']} |", "",
+        "Judged again in the second run (outputs not bit-identical to the first's), per backend: "
+        + (", ".join(f"{b} {n}" for b, n in sorted(r.get("judged_again", {}).items())) or "none") + ".", "",
         f"First run, {r['records']} results, -n {r['workers']}: diagnosis (localization with its probes, and the "
         f"fingerprint) {r['diagnosis']:.0f} s of wall, {r['diagnosis_share']:.1%} of the run; of the findings' "
         f"diagnoses {r['own']} were searched in full and {r['confirmed']} confirmed against their root cause's "
