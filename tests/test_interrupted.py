@@ -57,8 +57,10 @@ def _run(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
 
 
 def _start(out: Path, n: str) -> subprocess.Popen:
+    # each finding diagnosed on its own: grouped, a resumed run's findings
+    # would have no representatives from the part that ran before the kill
     return subprocess.Popen(_command("run", "--suite", "smoke", "--backends", BACKENDS, "-n", n, "--out", str(out),
-                                     "--no-conventions", "--progress", "off"),
+                                     "--no-conventions", "--progress", "off", "--diagnosis", "each"),
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
@@ -70,7 +72,7 @@ def uninterrupted(tmp_path_factory):
         out = tmp_path_factory.mktemp(f"whole-n{n}")
         start = time.monotonic()
         proc = _run("run", "--suite", "smoke", "--backends", BACKENDS, "-n", n, "--out", str(out),
-                    "--no-conventions")
+                    "--no-conventions", "--diagnosis", "each")
         assert proc.returncode == 0, proc.stdout + proc.stderr
         wall[n] = time.monotonic() - start
         records[n] = [stable(r) for r in read(out / "results.jsonl")]

@@ -14,6 +14,11 @@ from crossbn.results import VOLATILE, read, stable
 
 MODULE = str(Path(__file__).parent / "backends" / "numpy_variants.py")
 FOUR = ["torch", "keras-tensorflow", "keras-jax", "keras-torch"]
+# Runs compared field for field with other runs of the same tests split
+# otherwise (shards) diagnose each finding on its own: grouped, a finding's
+# diagnosis depends on which of its root cause's findings its process saw
+# first (README, *One diagnosis per root cause*).
+EACH = ("--diagnosis", "each")
 
 
 def crossbn(*args, env=None, timeout=900):
@@ -29,7 +34,8 @@ def smoke_runs(tmp_path_factory):
     out = {}
     for n in ("2", "0"):
         d = tmp_path_factory.mktemp(f"smoke-n{n}")
-        proc = crossbn("run", "--suite", "smoke", "--backends", ",".join(FOUR), "-n", n, "--out", str(d))
+        proc = crossbn("run", "--suite", "smoke", "--backends", ",".join(FOUR), "-n", n, "--out", str(d),
+                       *EACH)
         assert proc.returncode == 0, proc.stdout + proc.stderr
         out[n] = (d, proc)
     return out
@@ -123,7 +129,7 @@ def test_two_shards_merged_give_the_results_of_one_run(smoke_runs, tmp_path):
     for k, n in (("1", "2"), ("2", "0")):
         d = tmp_path / f"shard{k}"
         proc = crossbn("run", "--suite", "smoke", "--backends", ",".join(FOUR), "-n", n, "--shard", f"{k}/2",
-                       "--out", str(d))
+                       "--out", str(d), *EACH)
         assert proc.returncode == 0, proc.stdout + proc.stderr
         parts.append({(r["case_id"], r["backend"]) for r in read(d / "results.jsonl")})
         assert json.loads((d / "run.json").read_text())["shard"] == f"{k}/2"
