@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import os
+import shutil
+from collections.abc import Callable
+from pathlib import Path
 
 import pytest
+from filelock import FileLock
 
 from chromium_page import chromium
 
@@ -44,3 +48,32 @@ def browser():
             "--disable-sync", "--no-first-run", "--disable-quic"])
         yield b
         b.close()
+
+
+@pytest.fixture(scope="session")
+def built_once(tmp_path_factory, request) -> Callable[[str, Callable[[Path], None]], Path]:
+    """built_once(name, build): the folder `name`, filled by `build` once per
+    test session (see _built_once)."""
+    distributed = hasattr(request.config, "workerinput")  # an xdist worker's
+    return lambda name, build: _built_once(tmp_path_factory, distributed, name, build)
+
+
+def _built_once(tmp_path_factory, distributed: bool, name: str, build: Callable[[Path], None]) -> Path:
+    """The folder `name`, filled by `build` once per test session: under
+    pytest-xdist the first worker that needs it builds it and the others
+    wait for it and read it (pytest-xdist's recipe for a fixture that runs
+    once: a file lock in the folder the session's workers share). The tests
+    that use it only read it."""
+    if not distributed:
+        folder = tmp_path_factory.mktemp(name)
+        build(folder)
+        return folder
+    shared = tmp_path_factory.getbasetemp().parent  # this session's, shared by its workers
+    folder, done = shared / name, shared / f"{name}.done"
+    with FileLock(str(shared / f"{name}.lock")):
+        if not done.exists():
+            shutil.rmtree(folder, ignore_errors=True)  # a build that failed in the other worker
+            folder.mkdir()
+            build(folder)
+            done.touch()
+    return folder

@@ -29,16 +29,21 @@ def crossbn(*args, env=None, timeout=900):
 
 
 @pytest.fixture(scope="module")
-def smoke_runs(tmp_path_factory):
-    """The smoke suite on the four foundation backends, with -n 2 and with -n 0."""
-    out = {}
-    for n in ("2", "0"):
-        d = tmp_path_factory.mktemp(f"smoke-n{n}")
-        proc = crossbn("run", "--suite", "smoke", "--backends", ",".join(FOUR), "-n", n, "--out", str(d),
-                       *EACH)
-        assert proc.returncode == 0, proc.stdout + proc.stderr
-        out[n] = (d, proc)
-    return out
+def smoke_runs(built_once):
+    """The smoke suite on the four foundation backends, with -n 2 and with
+    -n 0: each run's folder and its process, made once for the session's
+    workers."""
+    def build(root):
+        for n in ("2", "0"):
+            proc = crossbn("run", "--suite", "smoke", "--backends", ",".join(FOUR), "-n", n,
+                           "--out", str(root / f"n{n}"), *EACH)
+            assert proc.returncode == 0, proc.stdout + proc.stderr
+            (root / f"n{n}.json").write_text(json.dumps({"args": proc.args, "returncode": proc.returncode,
+                                                         "stdout": proc.stdout, "stderr": proc.stderr}))
+
+    root = built_once("plugin-smoke-runs", build)
+    return {n: (root / f"n{n}", subprocess.CompletedProcess(**json.loads((root / f"n{n}.json").read_text())))
+            for n in ("2", "0")}
 
 
 @pytest.mark.slow
@@ -139,6 +144,7 @@ def test_two_shards_merged_give_the_results_of_one_run(smoke_runs, tmp_path):
     assert [stable(r) for r in read(tmp_path / "merged" / "results.jsonl")] == whole
 
 
+@pytest.mark.slow  # a real framework's worker (Keras, PyTorch): 4-6 s
 def test_header_names_versions_and_failure_names_case_observable_ratio(tmp_path):
     env = {"CROSSBN_SUITE": "smoke", "CROSSBN_BACKENDS": "keras-jax", "CROSSBN_OUT": str(tmp_path)}
     proc = subprocess.run([sys.executable, "-m", "pytest", "--pyargs", "crossbn.conformance", "-p", "no:cacheprovider",

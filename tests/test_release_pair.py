@@ -27,8 +27,12 @@ OLD, NEW = "3.11.3", "3.12.0"
 
 
 @pytest.fixture(scope="module")
-def releases(tmp_path_factory):
-    root = tmp_path_factory.mktemp("releases")
+def releases(built_once):
+    """Both releases' interpreters, installed once for the session's workers."""
+    return json.loads((built_once("keras-releases", _install_both) / "pythons.json").read_text())
+
+
+def _install_both(root):
     pythons = {}
     for version in (OLD, NEW):
         proc = subprocess.run(["sh", str(ROOT / "tools" / "release-venv"), f"keras=={version}",
@@ -40,7 +44,7 @@ def releases(tmp_path_factory):
                 pytest.fail(why)
             pytest.skip(why)
         pythons[version] = proc.stdout.strip().splitlines()[-1]
-    return pythons
+    (root / "pythons.json").write_text(json.dumps(pythons))
 
 
 def crossbn(python, out, *args):

@@ -35,9 +35,14 @@ def crossbn(*args, env=None, timeout=600):
 
 
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory):
-    """Two separate runs (the second with a hostile backend) and their merged report."""
-    root = tmp_path_factory.mktemp("report")
+def runs(built_once):
+    """Two separate runs (the second with a hostile backend) and their merged
+    report, made once for the session's workers."""
+    root = built_once("report-runs", _two_runs_and_their_report)
+    return {"a": root / "run-a", "b": root / "run-b", "merged": root / "merged"}
+
+
+def _two_runs_and_their_report(root):
     a, b, merged = root / "run-a", root / "run-b", root / "merged"
     crossbn("run", "--suite", "smoke", "--backends", "numpy-twopass,numpy-onepass", "-n", "2", "--out", str(a),
             "--progress", "plain", env={"CROSSBN_BACKEND_MODULE": VARIANTS})
@@ -48,7 +53,6 @@ def runs(tmp_path_factory):
             "--out", str(b), "--progress", "off", env={"CROSSBN_BACKEND_MODULE": HOSTILE})
     proc = crossbn("report", str(a / "results.jsonl"), str(b), "--out", str(merged))
     assert str(merged / "index.html") in proc.stdout
-    return {"a": a, "b": b, "merged": merged}
 
 
 class _Page(HTMLParser):
@@ -221,6 +225,7 @@ def test_hostile_finding_page_in_chromium(runs, browser):
     assert MARKUP in page.locator("pre.reason").inner_text()
 
 
+@pytest.mark.slow  # a real framework's worker (Keras, PyTorch): 4-6 s
 def test_network_page_in_chromium(browser, tmp_path):
     """A models-suite deviation (PyTorch with a planted eps) gets CRADLE's map."""
     pytest.importorskip("torch")

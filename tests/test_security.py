@@ -114,8 +114,15 @@ def _baseline(folder: Path, records: list[dict]) -> None:
 
 
 @pytest.fixture(scope="module")
-def hostile(tmp_path_factory):
-    root = tmp_path_factory.mktemp("security")
+def hostile(built_once):
+    """The hostile backend's run, its comparison and a report over it and
+    planted records, made once for the session's workers."""
+    root = built_once("security-run", _hostile_run_and_report)
+    return {"root": root, "run": root / "run", "records": read(root / "run" / "results.jsonl"),
+            "report": root / "report"}
+
+
+def _hostile_run_and_report(root):
     suite = root / f"{SUITE_MARKUP}.toml"
     suite.write_text("[[group]]\nname = 'offset'\nshape = [16, 3, 5]\noffset_ratio = 1000.0\n"
                      "[group.axes]\nseed = [1, 15]\n")  # seed 1 deviates, seed 15 raises (hostile.py)
@@ -138,7 +145,7 @@ def hostile(tmp_path_factory):
     from crossbn.report import build
 
     index = build([run, planted], root / "report")
-    return {"root": root, "run": run, "records": records, "report": index.parent}
+    assert index.parent == root / "report"
 
 
 def test_the_run_carried_the_markup(hostile):

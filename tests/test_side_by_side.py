@@ -41,12 +41,20 @@ def make_venv(where: Path, release: dict | None = None, modules: dict | None = N
     return python
 
 
+VENVS = {"drift-2.0": "drift-2.0", "same-1.0.1": "same-1.0.1/.venv", "bare": "bare"}  # name: folder
+
+
 @pytest.fixture(scope="module")
-def venvs(tmp_path_factory):
-    root = tmp_path_factory.mktemp("venvs")
-    return {"drift-2.0": make_venv(root / "drift-2.0", {"version": "2.0", "drift": 0.5}),
-            "same-1.0.1": make_venv(root / "same-1.0.1" / ".venv", {"version": "1.0.1", "drift": 0.0}),
-            "bare": make_venv(root / "bare")}
+def venvs(built_once):
+    """Three environments beside this one, made once for the session's workers."""
+    root = built_once("side-by-side-venvs", _three_venvs)
+    return {name: root / folder / "bin" / "python" for name, folder in VENVS.items()}
+
+
+def _three_venvs(root):
+    make_venv(root / VENVS["drift-2.0"], {"version": "2.0", "drift": 0.5})
+    make_venv(root / VENVS["same-1.0.1"], {"version": "1.0.1", "drift": 0.0})
+    make_venv(root / VENVS["bare"])
 
 
 def crossbn(tmp_path, backends, name, *extra):
@@ -99,11 +107,17 @@ def test_a_bad_interpreter_is_a_usage_error(tmp_path):
 # ---- real runs ---------------------------------------------------------------
 
 @pytest.fixture(scope="module")
-def drifted(tmp_path_factory, venvs):
-    """Release 1.0 (this interpreter) first, release 2.0 (its own venv) second."""
-    tmp = tmp_path_factory.mktemp("sbs")
-    proc = crossbn(tmp, f"numpy-drifting,numpy-drifting@{venvs['drift-2.0']}", "run")
-    return tmp / "run", proc
+def drifted(built_once, venvs):
+    """Release 1.0 (this interpreter) first, release 2.0 (its own venv)
+    second: the run's folder and its process, made once for the session's
+    workers."""
+    def build(tmp):
+        proc = crossbn(tmp, f"numpy-drifting,numpy-drifting@{venvs['drift-2.0']}", "run")
+        (tmp / "process.json").write_text(json.dumps(
+            {"args": proc.args, "returncode": proc.returncode, "stdout": proc.stdout, "stderr": proc.stderr}))
+
+    tmp = built_once("side-by-side-drifted", build)
+    return tmp / "run", subprocess.CompletedProcess(**json.loads((tmp / "process.json").read_text()))
 
 
 def test_a_drifted_release_is_a_regression_and_fails_the_run(drifted):
