@@ -108,6 +108,7 @@ def test_strict_exit_status_says_there_were_findings(planted_run):
         f for changes in PLANTS.values() for _, f in changes.values())
 
 
+@pytest.mark.slow  # a real framework's worker (Keras, PyTorch): 4-6 s
 def test_torch_observed_as_documented(tmp_path, capsys):
     """PyTorch: momentum weighs the new value, Bessel's correction in the
     running variance, and one value per channel raises; all as declared."""

@@ -81,7 +81,7 @@ def _left(system_tmp: Path) -> list[str]:
                   if p.name.startswith(("litter-", "crossbn-run-")))
 
 
-@pytest.mark.parametrize("n", ["0", "2"])
+@pytest.mark.parametrize("n", ["0", pytest.param("2", marks=pytest.mark.slow)])  # -n 2 starts two xdist workers
 def test_temporary_files_go_with_a_failing_run(n, tmp_path):
     """A backend that leaves a temporary file on every case, and segfaults
     and exits on two of them: after the run, nothing of it is left."""

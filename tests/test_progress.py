@@ -158,7 +158,7 @@ def _check_summary(text):
     assert re.search(rf"^{FAILED} failed, {PASSED} passed, {SKIPPED} skipped(, \d+ warnings?)? in [\d.]+s", text, re.M), text
 
 
-@pytest.mark.parametrize("n", ["0", "2"])
+@pytest.mark.parametrize("n", ["0", pytest.param("2", marks=pytest.mark.slow)])  # -n 2 starts two xdist workers
 def test_plain_progress_when_stdout_is_not_a_terminal(tmp_path, n):
     proc = subprocess.run(_argv(tmp_path, "-n", n), capture_output=True, text=True, timeout=120, env=_env())
     assert proc.returncode == 0, proc.stdout + proc.stderr
@@ -227,7 +227,7 @@ def _run_in_pty(argv, env, timeout=120):
     return proc.returncode, b"".join(out).decode("utf-8", "replace")
 
 
-@pytest.mark.parametrize("n", ["0", "2"])
+@pytest.mark.parametrize("n", ["0", pytest.param("2", marks=pytest.mark.slow)])  # -n 2 starts two xdist workers
 def test_rich_bar_on_a_terminal(tmp_path, n):
     code, raw = _run_in_pty(_argv(tmp_path, "-n", n), _env(TERM="xterm-256color", COLUMNS="120"))
     text = ANSI.sub("", raw)

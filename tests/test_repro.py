@@ -127,6 +127,7 @@ def test_repro_of_a_real_torch_finding_runs_without_crossbn(tmp_path):
     assert "DISCREPANCY:" in ran.stdout and "largest difference" in ran.stdout
 
 
+@pytest.mark.slow  # a real framework's worker (Keras, PyTorch): 4-6 s
 def test_repro_says_so_when_there_is_no_finding(tmp_path):
     pytest.importorskip("torch")
     suite = tmp_path / "one.toml"

@@ -27,6 +27,8 @@ from crossbn.runner import WorkerPool
 from crossbn.tolerance import model_bounds
 from few_ulps import assert_few_ulps  # tests/few_ulps.py
 
+pytestmark = pytest.mark.slow  # four TensorFlow workers, 3-4 s each to start, on each xdist worker
+
 FOUR = ("tf-keras", "tf-keras-fused", "tf-nn", "tf-fused-op")
 FUSED = ("tf-keras-fused", "tf-fused-op")
 TF_KERAS_DECAY = ("tf_keras rounds the decay 1 - momentum to float32 (tf.convert_to_tensor(1.0 - momentum)) "
@@ -72,7 +74,6 @@ def _assert_few_ulps(tf, name, case):
     assert_few_ulps(name, result, exp)
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("backend", [
     pytest.param("tf-keras", marks=pytest.mark.xfail(reason=TF_KERAS_DECAY, strict=False)), "tf-nn"])
 @pytest.mark.parametrize("case", _well_conditioned("float64", ranks=(2, 4, 5)), ids=lambda c: c.pytest_id)
@@ -80,7 +81,6 @@ def test_float64_agrees_to_a_few_ulps(tf, backend, case):
     _assert_few_ulps(tf, backend, case)
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("case", _well_conditioned("float64", ranks=(3, 4), momentum=0.75),
                          ids=lambda c: c.pytest_id)
 def test_tf_keras_float64_is_float64_when_the_decay_is_exact_in_float32(tf, case):
@@ -104,7 +104,6 @@ def _float32_params():
             if not (b == "tf-keras-fused" and c.rank < 4)]
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("backend,case", _float32_params())
 def test_float32_stays_within_bound(tf, backend, case):
     pool, backends = tf
