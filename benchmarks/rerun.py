@@ -80,7 +80,8 @@ def measure(backends: list[str], suite, folder: Path, workers: int, log) -> dict
             "ratio": walls[1] / walls[0], "cached": sum(1 for r in judged if r.get("cached")), "judged": len(judged),
             # the results judged again: their outputs were not the first run's, bit for bit
             "judged_again": dict(Counter(r["backend"] for r in judged if not r.get("cached"))),
-            "diagnosis": spent["localize"] + spent["diagnose"], "diagnosis_share": (spent["localize"] + spent["diagnose"]) / walls[0],
+            "diagnosis": spent["localize"] + spent["diagnose"],
+            "diagnosis_share": (spent["localize"] + spent["diagnose"]) / walls[0],
             "spent": spent, "own": sources.count("own"), "confirmed": sources.count("confirmed"),
             "findings": sum(1 for r in first if r["verdict"] in ("deviation", "nan-mismatch", "error", "crash", "timeout")),
             "report_files": files, "report_mb": mb, "report_seconds": render,

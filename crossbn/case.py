@@ -22,6 +22,7 @@ import math
 from dataclasses import dataclass, field
 
 from .dtypes import NAMES as DTYPES
+
 LAYOUTS = ("channels_first", "channels_last")
 DISTRIBUTIONS = ("normal", "uniform", "constant_channel", "near_eps", "fp16_stress")
 SPECIAL_VALUES = ("nan", "inf", "-inf")
@@ -205,7 +206,7 @@ class Case:
         return json.loads(json.dumps(d))
 
     @classmethod
-    def from_dict(cls, d: dict) -> "Case":
+    def from_dict(cls, d: dict) -> Case:
         d = dict(d)
         unknown = set(d) - {f.name for f in dataclasses.fields(cls) if f.init}
         if unknown:

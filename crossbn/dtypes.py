@@ -6,7 +6,7 @@ another interpreter may have NumPy and a framework but not ml_dtypes."""
 
 from __future__ import annotations
 
-from functools import lru_cache
+from functools import cache
 
 import numpy as np
 
@@ -29,7 +29,7 @@ def name_of(dtype) -> str:
     return np.dtype(dtype).name
 
 
-@lru_cache(maxsize=None)  # asked per array in the fingerprint search: finfo is slow
+@cache  # asked per array in the fingerprint search: finfo is slow
 def finfo(name: str):
     if name == "bfloat16":
         import ml_dtypes
@@ -38,12 +38,12 @@ def finfo(name: str):
     return np.finfo(name)
 
 
-@lru_cache(maxsize=None)
+@cache
 def smallest_subnormal(name: str) -> float:
     return float(finfo(name).smallest_subnormal)
 
 
-@lru_cache(maxsize=None)
+@cache
 def overflow_threshold(name: str) -> float:
     """Smallest magnitude that rounds to Inf: the largest finite value plus half an ulp."""
     top = float(finfo(name).max)

@@ -39,13 +39,13 @@ class Formulation:
     frozen: str = "batch"         # a frozen layer's training step: "batch" (canonical) | "inference"
                                   # (running statistics, left unchanged); see expected.py
 
-    def changes(self, base: "Formulation | None" = None) -> dict:
+    def changes(self, base: Formulation | None = None) -> dict:
         """The aspects where this formulation differs from `base` (the canonical one)."""
         base = base or Formulation()
         return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
                 if getattr(self, f.name) != getattr(base, f.name)}
 
-    def describe(self, case, base: "Formulation | None" = None) -> str:
+    def describe(self, case, base: Formulation | None = None) -> str:
         words = {
             "variance": {"one-pass": "one-pass variance E[x²]-E[x]²", "welford": "Welford variance"},
             "normalize": {"divide": "division by sqrt(var+eps)"},

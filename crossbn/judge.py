@@ -17,12 +17,13 @@ import numpy as np
 
 from . import expected as expected_mod
 from . import inputs as inputs_mod
+from .cache import FRESH, Judgements
+from .cache import key as cache_key
 from .compare import compare, full_bound
 from .fingerprint import diagnose
 from .localize import first_off, localize
 from .outputs import compare_runs, output_problem, without_gradients
 from .results import make_record
-from .cache import FRESH, Judgements, key as cache_key
 from .root_causes import OWN, RootCauses, confirm, confirmed_localization, signature
 from .runner import DEFAULT_TIMEOUT, WorkerPool, device_problem, open_worker, other_release
 from .tolerance import model_bounds

@@ -125,7 +125,7 @@ def begin(config, st, option) -> None:
     st.started = time.monotonic()
     st.run_info = environment.describe(
         suite=option(config, "suite"), backends=list(st.names), devices=st.devices,
-        shard=None if st.shard is None else "%d/%d" % st.shard,
+        shard=None if st.shard is None else "{}/{}".format(*st.shard),
         backend_modules=[Path(m).name for m in st.modules],
         argv=[str(a) for a in config.invocation_params.args],
         options=recorded_options(config, st, option), resumed=st.resumed)

@@ -7,7 +7,8 @@ findings across dtypes and shapes (ratio <= 1: within rounding; > 1: deviation).
 
 Notation, per channel: n elements reduced, u = unit roundoff of the compute
 dtype (the case dtype, but float32 for float16/bfloat16: see compute_roundoff; u_store,
-the case dtype's own, is charged where a value is stored: running statistics), A = mean|x|, mu and v the exact mean and biased variance, r = 1/sqrt(v+eps).
+the case dtype's own, is charged where a value is stored: running statistics),
+A = mean|x|, mu and v the exact mean and biased variance, r = 1/sqrt(v+eps).
 
   reductions   rho(n) = log2(n) + LAMBDA*sqrt(n)
                A sum of n terms in precision u errs by at most (n-1)u·Σ|t|

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from test_compiled_backends import _judging
 
 import reference as ref
 from crossbn import expected
@@ -28,9 +29,6 @@ from crossbn.case import Case, CaseError
 from crossbn.catalogue import load_suite
 from crossbn.compare import compare
 from crossbn.judge import _expectation
-
-from test_compiled_backends import _judging
-
 
 # ---- 1. the oracle ------------------------------------------------------------------------------
 

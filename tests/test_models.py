@@ -12,7 +12,6 @@ import numpy as np
 import pytest
 
 import reference as ref
-
 from crossbn.backends import discover, load
 from crossbn.catalogue import CatalogueError, load_suite
 from crossbn.models import inputs as inputs_mod

@@ -14,8 +14,7 @@ from crossbn.case import Case
 from crossbn.compare import compare
 from crossbn.models.case import ModelCase
 from crossbn.models.judge import model_record
-from crossbn.report import ReportError, build
-from crossbn.report import pages
+from crossbn.report import ReportError, build, pages
 from crossbn.results import make_record
 
 

@@ -98,7 +98,8 @@ def test_inline_expectation_agrees_with_the_oracle(backend, running_var, hyperpa
     if lab.backend.available():
         pytest.skip(lab.backend.available())
     try:
-        cases = [*(c for c in CASES.values() if not c.options), Case(shape=(3, 2, 4), track_running_stats=False, train_steps=1, dtype="float64"),
+        cases = [*(c for c in CASES.values() if not c.options),
+                 Case(shape=(3, 2, 4), track_running_stats=False, train_steps=1, dtype="float64"),
                  Case(shape=(5, 3), momentum=0.1, train_steps=3, dtype="float64")]
         if backend == "torch":
             cases.append(Case(shape=(6, 2), cumulative=True, train_steps=3, dtype="bfloat16"))

@@ -333,7 +333,7 @@ def _strings(text: str) -> list[str]:
     return [n.value for n in ast.walk(ast.parse(text)) if isinstance(n, ast.Constant) and isinstance(n.value, str)]
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _benign_shape(backend: str) -> str:
     return _shape(_repro(backend))
 

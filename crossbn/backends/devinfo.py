@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import platform
 
-
 # The environment of every JAX worker. float64 cases need 64-bit JAX (float32
 # inputs stay float32 under it); JAX_PLATFORMS empty lets it find a GPU; and
 # no preallocation: JAX otherwise takes 75% of the GPU's memory in each

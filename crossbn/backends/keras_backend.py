@@ -20,8 +20,7 @@ from __future__ import annotations
 
 from ..subset import PER_STRATUM
 from .base import Backend
-from .devinfo import (JAX_WORKER_ENV, cpu_name, jax_devices, keras_device, no_running_stats_variants,
-                      tensorflow_devices)
+from .devinfo import JAX_WORKER_ENV, cpu_name, jax_devices, keras_device, no_running_stats_variants, tensorflow_devices
 
 
 class _KerasBackend(Backend):

@@ -84,7 +84,8 @@ def round_up(bound: np.ndarray) -> np.ndarray:
     """Bounds rounded up to three significant digits (never below the bound)."""
     b = np.asarray(bound, np.float64)
     out = np.array([float(f"{v:.2e}") for v in b.ravel()]).reshape(b.shape)
-    return np.where(out < b, np.nextafter(np.array([float(f"{v * (1 + 1e-3):.2e}") for v in b.ravel()]).reshape(b.shape), np.inf), out)
+    above = np.array([float(f"{v * (1 + 1e-3):.2e}") for v in b.ravel()]).reshape(b.shape)
+    return np.where(out < b, np.nextafter(above, np.inf), out)
 
 
 class Lab:

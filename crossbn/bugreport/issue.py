@@ -78,7 +78,8 @@ def _diagnosis(rec: dict) -> str:
         how = _HOW.get(loc.get("how"), loc.get("how") or "")
         parts.append(f"crossbn follows the values through BatchNorm's dataflow (batch mean, batch variance, "
                      f"inverse std, normalized values, affine output, running statistics, gradients): they first "
-                     f"depart from the exact ones at the **{_STAGE.get(loc['stage'], loc['stage'])}** {step_words(loc.get('step') or 'train0')}"
+                     f"depart from the exact ones at the **{_STAGE.get(loc['stage'], loc['stage'])}** "
+                     f"{step_words(loc.get('step') or 'train0')}"
                      f"{f' ({how})' if how else ''}.")
     if diag.get("formulation"):
         fits = "explains the outputs to within its own rounding" if diag.get("explains") else \

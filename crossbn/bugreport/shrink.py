@@ -24,7 +24,6 @@ import dataclasses
 import time
 
 import hypothesis.core as hypothesis_core
-
 from hypothesis import HealthCheck, Phase, find, settings
 from hypothesis import strategies as st
 from hypothesis.database import InMemoryExampleDatabase, choices_to_bytes

@@ -107,7 +107,7 @@ class ModelCase:
         return d
 
     @classmethod
-    def from_dict(cls, d: dict) -> "ModelCase":
+    def from_dict(cls, d: dict) -> ModelCase:
         unknown = set(d) - {f.name for f in dataclasses.fields(cls) if f.init}
         if unknown:
             raise ModelCaseError(f"unknown model case field(s): {', '.join(sorted(unknown))}")

@@ -10,10 +10,9 @@ import math
 
 from markupsafe import Markup
 
-from ..results import number
 from ..models.networks import INPUT  # the network input's pseudo-name
+from ..results import number
 from .svg import EDGE, RED, VERDICT_COLOURS, arrowhead, coord, empty, esc, line, root, text, token
-
 
 # ---- 3. BatchNorm's dataflow ------------------------------------------------------------------
 
@@ -59,7 +58,8 @@ def _flow_edge(a: str, b: str, label: str, depth: float) -> str:
     if depth:
         (xa, ya), (xb, yb) = _AT[a], _AT[b]
         ya, yb = ya + (_BOX if a in _STAGE_AT else _NODE)[1], yb + _BOX[1]
-        d = f"M {coord(xa)} {coord(ya)} C {coord(xa)} {coord(ya + depth)}, {coord(xb)} {coord(yb + depth)}, {coord(xb)} {coord(yb)}"
+        d = (f"M {coord(xa)} {coord(ya)} C {coord(xa)} {coord(ya + depth)}, "
+             f"{coord(xb)} {coord(yb + depth)}, {coord(xb)} {coord(yb)}")
         return f'<path class="edge" d="{d}" fill="none" stroke="{EDGE}"/>' + arrowhead(xb, yb + depth, xb, yb)
     (x1, y1), (x2, y2) = _border(a, _AT[b]), _border(b, _AT[a])
     out = line(x1, y1, x2, y2, "edge", EDGE) + arrowhead(x1, y1, x2, y2)

@@ -14,8 +14,8 @@ from collections import Counter, defaultdict
 from pathlib import Path
 
 from ..compare import FAILING, SEVERITY
-from ..results import judged, number, observable_ratio, ratio_rank
 from ..localize import STAGES
+from ..results import judged, number, observable_ratio, ratio_rank
 from . import diagrams, svg
 
 # observable -> the dataflow stage whose value it is (y is the affine output)
@@ -245,7 +245,8 @@ def rerun_command(rec: dict, run: dict | None) -> str:
     if rec.get("interpreter"):  # side by side: the release under its own interpreter, by the same name
         backend = f"{backend}={rec['interpreter']}"
     return (f"crossbn run --suite {shlex.quote(str(suite))} {modules}--backends {shlex.quote(backend)} "
-            f"--devices {shlex.quote(rec['device'])} -n 0 --no-conventions -- -k {shlex.quote(rec.get('pytest_id') or rec['case_id'])}")
+            f"--devices {shlex.quote(rec['device'])} -n 0 --no-conventions "
+            f"-- -k {shlex.quote(rec.get('pytest_id') or rec['case_id'])}")
 
 
 def stage_verdicts(rec: dict) -> dict[str, str]:

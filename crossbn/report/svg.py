@@ -249,7 +249,8 @@ def channel_errors(series: list[tuple[str, list[float | None]]], *, bound: float
             elif v is not None:
                 cls = f"bar s{s % 8}" + (" over" if v > bound else "") + (" clipped" if v > 10.0 ** hi else "")
                 y = min(y_of(v), bottom - 1)                 # at/below the floor: a visible stub
-                body.append(f'<rect class="{cls}" x="{coord(x)}" y="{coord(y)}" width="{coord(bar_w)}" height="{coord(bottom - y)}" '
+                body.append(f'<rect class="{cls}" x="{coord(x)}" y="{coord(y)}" width="{coord(bar_w)}" '
+                            f'height="{coord(bottom - y)}" '
                             f'fill="{PALETTE[s % 8]}"><title>{esc(tip)}{esc(f"{v:.3g}")}</title></rect>')
     every = math.ceil(n_slots / (16 if size == 1 else 8))   # at most ~16 labels (8 ranges)
     body += [text(left + (j + 0.5) * slot_w, bottom + 14, _slot_label(j, size, n_ch), "tick-label", "middle")
