@@ -63,8 +63,7 @@ def available_suites() -> list[str]:
 
 def load_suite(suite: str) -> list:
     """The suite's `Case`s, or its `ModelCase`s for a model catalogue."""
-    from .models.catalogue import is_model_catalogue
-    from .models.catalogue import load as load_models
+    from .models.catalogue import is_model_catalogue, load as load_models
 
     path = suite_path(suite)
     if path.is_file() and is_model_catalogue(path):

@@ -15,10 +15,8 @@ from contextlib import contextmanager
 
 import numpy as np
 
-from . import expected as expected_mod
-from . import inputs as inputs_mod
-from .cache import FRESH, Judgements
-from .cache import key as cache_key
+from . import expected as expected_mod, inputs as inputs_mod
+from .cache import FRESH, Judgements, key as cache_key
 from .compare import compare, full_bound
 from .fingerprint import diagnose
 from .localize import first_off, localize

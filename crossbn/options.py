@@ -103,8 +103,7 @@ class State:
         self.known, self.known_skip = [], bool(config.getoption("crossbn_known_skip")) or \
             os.environ.get("CROSSBN_KNOWN_SKIP", "") not in ("", "0")
         if option(config, "known"):
-            from .known import KnownError
-            from .known import load as load_known
+            from .known import KnownError, load as load_known
 
             try:
                 self.known = load_known(option(config, "known"))

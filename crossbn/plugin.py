@@ -32,9 +32,7 @@ from pathlib import Path
 
 import pytest
 
-from .options import OPTIONS as _OPTIONS
-from .options import State as _State
-from .options import option as _option
+from .options import OPTIONS as _OPTIONS, State as _State, option as _option
 
 _STATE = pytest.StashKey()
 _CONFORMANCE = Path(__file__).resolve().parent / "conformance"
@@ -224,8 +222,7 @@ def crossbn_check(request):
 
         limits = {}
         if is_model_case(case):
-            from .models.judge import judge_model as judge
-            from .models.judge import model_record as make_record
+            from .models.judge import judge_model as judge, model_record as make_record
         else:
             from .judge import judge
             from .results import make_record

@@ -8,8 +8,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from chromium_page import chromium
 from filelock import FileLock
+
+from chromium_page import chromium
 
 # Each test's crossbn runs judge afresh: a judgement cached by an earlier
 # test (or by the user's own runs) would hide what the test is about. The

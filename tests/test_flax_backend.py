@@ -33,7 +33,6 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
-from few_ulps import assert_few_ulps  # tests/few_ulps.py
 
 from crossbn import expected, inputs
 from crossbn.backends import discover, load
@@ -42,6 +41,8 @@ from crossbn.case import Case
 from crossbn.compare import compare
 from crossbn.runner import WorkerPool
 from crossbn.tolerance import model_bounds
+
+from few_ulps import assert_few_ulps  # tests/few_ulps.py
 
 pytestmark = pytest.mark.slow  # Flax workers over the float64, float32 and half-precision cases
 

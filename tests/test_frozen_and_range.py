@@ -23,8 +23,7 @@ import pytest
 from test_compiled_backends import _judging
 
 import reference as ref
-from crossbn import expected
-from crossbn import inputs as inputs_mod
+from crossbn import expected, inputs as inputs_mod
 from crossbn.case import Case, CaseError
 from crossbn.catalogue import load_suite
 from crossbn.compare import compare

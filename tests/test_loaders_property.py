@@ -17,8 +17,7 @@ import tempfile
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
+from hypothesis import HealthCheck, given, settings, strategies as st
 
 from crossbn import baseline, known
 from crossbn.case import DISTRIBUTIONS, LAYOUTS, OPTIONS

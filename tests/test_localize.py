@@ -5,10 +5,11 @@ the planted formulation (tests/localization_score.py has the table)."""
 
 import numpy as np
 import pytest
-from localization_score import PLANTS, judge_plant, outcome, pool_and_backends
 
 from crossbn.case import Case
 from crossbn.localize import channel_fit
+
+from localization_score import PLANTS, judge_plant, outcome, pool_and_backends
 
 # The fingerprint cannot yet tell these apart from a neighbour; fixing one
 # turns its test red until it leaves this table.

@@ -12,7 +12,6 @@ the day Keras fixes it the suite reports XPASS.
 """
 
 import pytest
-from few_ulps import assert_few_ulps  # tests/few_ulps.py
 
 from crossbn import expected, inputs
 from crossbn.backends import discover, load
@@ -20,6 +19,8 @@ from crossbn.case import Case
 from crossbn.compare import compare
 from crossbn.runner import WorkerPool
 from crossbn.tolerance import model_bounds
+
+from few_ulps import assert_few_ulps  # tests/few_ulps.py
 
 pytestmark = pytest.mark.slow  # the error model validated on four frameworks' outputs
 

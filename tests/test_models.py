@@ -14,8 +14,7 @@ import pytest
 import reference as ref
 from crossbn.backends import discover, load
 from crossbn.catalogue import CatalogueError, load_suite
-from crossbn.models import inputs as inputs_mod
-from crossbn.models import metrics, oracle
+from crossbn.models import inputs as inputs_mod, metrics, oracle
 from crossbn.models.case import ModelCase, ModelCaseError
 from crossbn.models.judge import localize, model_record
 from crossbn.models.networks import NETWORKS

@@ -9,12 +9,13 @@ from __future__ import annotations
 import dataclasses
 
 import pytest
-from localization_score import pool_and_backends
 
 from crossbn.case import Case
 from crossbn.formulation import Formulation
 from crossbn.judge import judge
 from crossbn.root_causes import Representative, RootCauses, audit
+
+from localization_score import pool_and_backends
 
 
 @pytest.fixture(scope="module")

@@ -17,7 +17,6 @@ real worker processes.
 
 import numpy as np
 import pytest
-from few_ulps import assert_few_ulps  # tests/few_ulps.py
 
 from crossbn import expected, inputs
 from crossbn.backends import discover, load
@@ -26,6 +25,8 @@ from crossbn.compare import compare
 from crossbn.judge import judge
 from crossbn.runner import WorkerPool
 from crossbn.tolerance import model_bounds
+
+from few_ulps import assert_few_ulps  # tests/few_ulps.py
 
 pytestmark = pytest.mark.slow  # four TensorFlow workers, 3-4 s each to start, on each xdist worker
 

@@ -27,9 +27,7 @@ import sys
 import time
 from pathlib import Path
 
-from hypothesis import HealthCheck, Phase, assume, given, settings, target
-from hypothesis import seed as hypothesis_seed
-from hypothesis import strategies as st
+from hypothesis import HealthCheck, Phase, assume, given, seed as hypothesis_seed, settings, strategies as st, target
 
 from ..case import DISTRIBUTIONS, LAYOUTS, Case
 from ..compare import FAILING

@@ -38,8 +38,7 @@ import numpy as np
 
 from ..results import finite, make_record
 from ..runner import DEFAULT_TIMEOUT, device_problem, open_worker, other_release
-from . import inputs as inputs_mod
-from . import metrics
+from . import inputs as inputs_mod, metrics
 from .oracle import forward
 
 
