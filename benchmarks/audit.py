@@ -17,8 +17,8 @@ import sys
 from collections import Counter
 from pathlib import Path
 
-from crossbn.results import read
-from crossbn.root_causes import audit
+from crossbn.records.results import read
+from crossbn.verdict.root_causes import audit
 
 
 def main(argv: list[str] | None = None) -> int:

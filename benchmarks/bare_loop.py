@@ -31,9 +31,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 def main(backend_name: str, suite: str) -> dict:
     start = time.perf_counter()
-    from crossbn import inputs as inputs_mod
     from crossbn.backends import discover, load
-    from crossbn.catalogue import load_suite
+    from crossbn.oracle import inputs as inputs_mod
+    from crossbn.spec.suites import load_suite
 
     backend = load(discover()[backend_name])
     cases = [c for c in load_suite(suite) if backend.applies(c) and backend.supports(c) is None]

@@ -25,7 +25,7 @@ PYTHON = sys.executable
 
 def machine() -> dict:
     """The machine the figures were measured on, as the table's header says it."""
-    from crossbn import environment
+    from crossbn.records import environment
 
     info = environment.describe(suite="", backends=[], devices=["cpu"], backend_modules=[], argv=[])
     mem = ""
@@ -65,7 +65,7 @@ def sample_suite(suite: str, every: int, folder: Path) -> Path | str:
     if every <= 1:
         return suite
     from crossbn.bugreport.casefile import group_toml
-    from crossbn.catalogue import load_suite
+    from crossbn.spec.suites import load_suite
 
     cases = load_suite(suite)[::every]
     path = folder / f"{Path(str(suite)).stem}-every-{every}.toml"
@@ -81,7 +81,7 @@ def run_crossbn(suite, backends: str, n: int | str, out: Path, *, conventions: b
     if "--cache" not in extra:
         extra = (*extra, "--cache", str(out.parent / f"{out.name}-cache"))
         shutil.rmtree(out.parent / f"{out.name}-cache", ignore_errors=True)
-    cmd = [PYTHON, "-m", "crossbn.cli", "run", "--suite", str(suite), "--backends", backends, "-n", str(n),
+    cmd = [PYTHON, "-m", "crossbn", "run", "--suite", str(suite), "--backends", backends, "-n", str(n),
            "--out", str(out), "--progress", "off", *extra]
     if not conventions:
         cmd.append("--no-conventions")

@@ -2,13 +2,13 @@
 report of the first.
 
 `crossbn run --suite S -n 2` twice with one cache folder that starts empty
-(crossbn/cache.py): the first judges everything and fills the cache (and
+(crossbn/records/cache.py): the first judges everything and fills the cache (and
 JAX's and Inductor's compilation caches under it); the second runs every
 backend again and reuses each judgement whose outputs did not change. Of
 the first run: diagnosis (localization with its probes, and the
 fingerprint; the records' `timings`, summed, divided by the workers)
 against its wall; how many findings were searched in full and how many
-confirmed against their root cause's representative (crossbn/root_causes.py);
+confirmed against their root cause's representative (crossbn/verdict/root_causes.py);
 and its HTML report: files and megabytes, the time `crossbn report` takes
 to write it, and the index's first paint in Chromium.
 """
@@ -71,7 +71,7 @@ def measure(backends: list[str], suite, folder: Path, workers: int, log) -> dict
              for p in ("localize", "diagnose", "backend", "oracle", "compare")}
     sources = [((r.get("diagnosis") or {}).get("source") or {}).get("how") for r in first if r.get("diagnosis")]
     start = time.perf_counter()
-    subprocess.run([PYTHON, "-m", "crossbn.cli", "report", str(outs[0]), "--out", str(folder / "rerun-report")],
+    subprocess.run([PYTHON, "-m", "crossbn", "report", str(outs[0]), "--out", str(folder / "rerun-report")],
                    cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True)
     render = time.perf_counter() - start
     files, mb = _report_size(folder / "rerun-report")

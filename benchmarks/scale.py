@@ -24,9 +24,9 @@ def one(backend_name: str, elements: int) -> dict:
     import numpy as np
 
     from crossbn.backends import choose, discover, instantiate
-    from crossbn.case import Case
-    from crossbn.judge import judge
-    from crossbn.runner import WorkerPool
+    from crossbn.execution.runner import WorkerPool
+    from crossbn.spec.case import Case
+    from crossbn.verdict.judge import judge
 
     specs, backends = instantiate(choose(backend_name, discover()), discover())
     case = Case(suite="scale", group="scale", shape=(max(1, elements // 100), 4, 5, 5), dtype="float32")

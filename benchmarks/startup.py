@@ -20,7 +20,7 @@ from .common import Spread, records, run_crossbn
 
 def _one_case(folder: Path) -> Path:
     from crossbn.bugreport.casefile import group_toml
-    from crossbn.catalogue import load_suite
+    from crossbn.spec.suites import load_suite
 
     path = folder / "first-case.toml"
     path.write_text(group_toml(load_suite("smoke")[0], "first"), encoding="utf-8")

@@ -32,7 +32,7 @@ def largest_alone(backends: list[str], suite, folder: Path, workers: int) -> dic
     import numpy as np
 
     from crossbn.bugreport.casefile import group_toml
-    from crossbn.catalogue import load_suite
+    from crossbn.spec.suites import load_suite
 
     cases = load_suite(suite)
     most = max(int(np.prod(c.shape)) for c in cases)
@@ -58,9 +58,9 @@ def measure(backends: list[str], suite, reps: int, folder: Path, workers: int, l
             share["oracle"] += t.get("oracle", 0.0)
             share["compare"] += sum(t.get(p, 0.0) for p in ("compare", "localize", "diagnose", "record"))
         share = {k: v / workers for k, v in share.items()}
-        report = _timed([PYTHON, "-m", "crossbn.cli", "report", str(out), "--out", str(folder / f"suite-report-{rep}")])
+        report = _timed([PYTHON, "-m", "crossbn", "report", str(out), "--out", str(folder / f"suite-report-{rep}")])
         share["report"] = 2 * report
-        share["conventions"] = _timed([PYTHON, "-m", "crossbn.cli", "conventions", "--backends", ",".join(backends),
+        share["conventions"] = _timed([PYTHON, "-m", "crossbn", "conventions", "--backends", ",".join(backends),
                                        "--out", str(folder / f"suite-conv-{rep}"), "-n", str(workers)])
         share["rest"] = wall - sum(share.values())
         runs.append({"wall": wall, "records": len(recs), **share, **memory_of(out)})

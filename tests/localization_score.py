@@ -59,14 +59,14 @@ PLANTS = {
 
 
 def plant_case(plant: str):
-    from crossbn.case import Case
+    from crossbn.spec.case import Case
 
     fields, _, _ = PLANTS[plant]
     return Case(**{**_BASE, **fields, "suite": "planted", "group": plant})
 
 
 def judge_plant(plant: str, pool, backends) -> dict:
-    from crossbn.judge import judge
+    from crossbn.verdict.judge import judge
 
     name = f"planted-{plant}"
     return judge(plant_case(plant), name, backends[name], "cpu", pool, timeout=120)
@@ -88,7 +88,7 @@ def outcome(plant: str, record: dict) -> dict:
 
 def pool_and_backends():
     from crossbn.backends import discover, load
-    from crossbn.runner import WorkerPool
+    from crossbn.execution.runner import WorkerPool
 
     specs = {k: v for k, v in discover((PLANTED,)).items() if k.startswith("planted-")}
     backends = {n: load(s) for n, s in specs.items()}

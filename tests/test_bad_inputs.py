@@ -19,13 +19,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from crossbn import baseline, known
 from crossbn.backends import BackendError, choose, discover
-from crossbn.case import Case
-from crossbn.catalogue import CatalogueError, load_suite
-from crossbn.dtypes import NAMES as DTYPES
-from crossbn.report import sources
-from crossbn.results import SCHEMA, ResultsError, read
+from crossbn.records import known, sources
+from crossbn.records.results import SCHEMA, ResultsError, read
+from crossbn.spec.case import Case
+from crossbn.spec.catalogue import CatalogueError
+from crossbn.spec.dtypes import NAMES as DTYPES
+from crossbn.spec.suites import load_suite
+from crossbn.upgrade import baseline
 
 CROSSBN = Path(sys.executable).with_name("crossbn")
 
@@ -210,8 +211,8 @@ def _only(tmp_path, body: str) -> Case:
 
 def _oracle_runs(case: Case) -> dict:
     """The case's inputs and the oracle's outputs: what every backend is held to."""
-    from crossbn import inputs
-    from crossbn.judge import _expectation
+    from crossbn.oracle import inputs
+    from crossbn.verdict.judge import _expectation
 
     x = inputs.generate(case)
     exp, _, _ = _expectation(case, x)
@@ -273,8 +274,8 @@ def test_empty_batch_is_a_case(tmp_path, shape):
 def test_empty_batch_under_the_keep_convention_keeps_the_running_statistics(tmp_path):
     """PyTorch's convention (empty_batch="skip"): the running statistics as
     given, with the error bound of the stored state (zero: given exactly)."""
-    from crossbn import expected, inputs
-    from crossbn.tolerance import model_bounds
+    from crossbn.oracle import expected, inputs
+    from crossbn.oracle.tolerance import model_bounds
 
     case = _only(tmp_path, "shape = [0, 3, 4, 4]\ntrain_steps = 2")
     x = inputs.generate(case)
@@ -294,7 +295,7 @@ class _NoWorker:
     fingerprint still run, with no framework."""
 
     def run(self, case, inputs, device, timeout):
-        from crossbn.runner import Outcome
+        from crossbn.execution.runner import Outcome
 
         return Outcome(status="error", message="no worker in this test")
 
@@ -303,9 +304,9 @@ def _judge_outputs(case, backend_name, change=None):
     """The whole judgement of `backend_name` (its declared conventions; no
     framework imported) on outputs that are the oracle's, rounded to float32,
     with `change(outputs, inputs)` applied: verdict, localization, fingerprint."""
-    from crossbn import inputs
     from crossbn.backends import discover, load
-    from crossbn.judge import Clock, _explain, _Judged
+    from crossbn.oracle import inputs
+    from crossbn.verdict.judge import Clock, _explain, _Judged
 
     backend = load(discover()[backend_name])
     x = inputs.generate(case)

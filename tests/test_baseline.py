@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from crossbn.baseline import classify
+from crossbn.upgrade.baseline import classify
 
 BACKENDS = Path(__file__).parent / "backends"
 MODULES = os.pathsep.join(str(BACKENDS / f) for f in ("drifting.py", "numpy_variants.py"))
@@ -17,7 +17,7 @@ SUITE = "[[group]]\nname = 'g'\nshape = [16, 3]\ngradients = false\n[group.axes]
 
 
 def crossbn(*args, env=None, cwd=None):
-    return subprocess.run([sys.executable, "-m", "crossbn.cli", *args], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "crossbn", *args], capture_output=True, text=True,
                           timeout=300, cwd=cwd, env={**os.environ, "CROSSBN_BACKEND_MODULE": MODULES, **(env or {})})
 
 

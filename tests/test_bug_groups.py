@@ -51,14 +51,14 @@ def test_one_root_cause_across_verdicts_and_arrangements():
 
 def test_bugs_command_on_a_real_run(tmp_path):
     env = {**os.environ, "CROSSBN_BACKEND_MODULE": VARIANTS}
-    run = subprocess.run([sys.executable, "-m", "crossbn.cli", "run", "--suite", "smoke", "--backends",
+    run = subprocess.run([sys.executable, "-m", "crossbn", "run", "--suite", "smoke", "--backends",
                           "numpy-onepass,numpy-twopass", "-n", "0", "--no-conventions", "--progress", "off",
                           "--out", str(tmp_path / "run")], capture_output=True, text=True, timeout=300, env=env)
     assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
     records = [json.loads(line) for line in (tmp_path / "run" / "results.jsonl").read_text().splitlines()]
     findings = [r for r in records if r["verdict"] in ("deviation", "nan-mismatch", "error", "crash", "timeout")]
     assert findings and {r["backend"] for r in findings} == {"numpy-onepass"}
-    proc = subprocess.run([sys.executable, "-m", "crossbn.cli", "bugs", str(tmp_path / "run")],
+    proc = subprocess.run([sys.executable, "-m", "crossbn", "bugs", str(tmp_path / "run")],
                           capture_output=True, text=True, timeout=120, env=env)
     assert proc.returncode == 0, proc.stderr
     groups = group(records)
@@ -69,6 +69,6 @@ def test_bugs_command_on_a_real_run(tmp_path):
     assert f"smallest: {top.smallest['pytest_id']}" in proc.stdout
     assert f"--backends numpy-onepass --devices cpu -n 0 --no-conventions -- -k {top.smallest['pytest_id']}" \
         in proc.stdout
-    bad = subprocess.run([sys.executable, "-m", "crossbn.cli", "bugs", str(tmp_path / "nowhere")],
+    bad = subprocess.run([sys.executable, "-m", "crossbn", "bugs", str(tmp_path / "nowhere")],
                          capture_output=True, text=True, timeout=120)
     assert bad.returncode == 2 and "no results file" in bad.stderr

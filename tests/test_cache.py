@@ -1,4 +1,4 @@
-"""crossbn's cache (crossbn/cache.py): an unchanged output's judgement is
+"""crossbn's cache (crossbn/records/cache.py): an unchanged output's judgement is
 reused, one output bit changed is judged afresh, a corrupt entry is warned
 about and ignored, and `crossbn run` reruns from it; real worker processes."""
 
@@ -12,12 +12,12 @@ from pathlib import Path
 
 import pytest
 
-from crossbn import cache
 from crossbn.backends import discover, load
-from crossbn.case import Case
-from crossbn.judge import judge
-from crossbn.root_causes import RootCauses
-from crossbn.runner import WorkerPool
+from crossbn.execution.runner import WorkerPool
+from crossbn.records import cache
+from crossbn.spec.case import Case
+from crossbn.verdict.judge import judge
+from crossbn.verdict.root_causes import RootCauses
 
 HERE = Path(__file__).resolve().parent
 NUDGED = str(HERE / "backends" / "nudged.py")
@@ -110,7 +110,7 @@ def _crossbn(*args, env_extra=None, cwd=None):
     import os
 
     env = {**os.environ, **(env_extra or {})}
-    return subprocess.run([sys.executable, "-m", "crossbn.cli", *args], capture_output=True, text=True, env=env,
+    return subprocess.run([sys.executable, "-m", "crossbn", *args], capture_output=True, text=True, env=env,
                           cwd=cwd or ROOT, timeout=600)
 
 

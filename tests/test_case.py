@@ -4,7 +4,7 @@ import dataclasses
 
 import pytest
 
-from crossbn.case import Case, CaseError
+from crossbn.spec.case import Case, CaseError
 
 
 def test_same_content_same_id_regardless_of_suite_and_group():
@@ -29,7 +29,7 @@ def test_id_is_stable_across_processes():
     import subprocess
     import sys
 
-    code = "from crossbn.case import Case; print(Case(shape=(4, 3, 5), dtype='bfloat16', seed=7).id)"
+    code = "from crossbn.spec.case import Case; print(Case(shape=(4, 3, 5), dtype='bfloat16', seed=7).id)"
     other = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
     assert other == Case(shape=(4, 3, 5), dtype="bfloat16", seed=7).id
 

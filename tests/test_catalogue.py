@@ -2,7 +2,8 @@
 
 import pytest
 
-from crossbn.catalogue import CatalogueError, available_suites, load_suite
+from crossbn.spec.catalogue import CatalogueError, available_suites
+from crossbn.spec.suites import load_suite
 
 
 def test_shipped_suites_load():
@@ -13,7 +14,7 @@ def test_shipped_suites_load():
 
 
 def test_default_covers_every_axis():
-    # default.toml's own groups (the regression cases it includes from cases/found/ vary as the fuzzer saves them)
+    # default.toml's own groups (the regression cases it includes from crossbn/cases/found/ vary as the fuzzer saves them)
     cases = [c for c in load_suite("default") if c.suite == "default"]
     assert len(cases) >= 400
     seen = lambda f: {f(c) for c in cases}  # noqa: E731

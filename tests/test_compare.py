@@ -4,8 +4,9 @@ import ml_dtypes
 import numpy as np
 import pytest
 
-from crossbn.compare import compare, compare_observable, ulp, worst
-from crossbn.tolerance import SAFETY
+from crossbn.oracle.tolerance import SAFETY
+from crossbn.spec.verdicts import worst
+from crossbn.verdict.compare import compare, compare_observable, ulp
 
 
 def test_exact_result_matches_with_zero_ratio():

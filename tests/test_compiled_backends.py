@@ -20,9 +20,9 @@ jit_compile=True) and keras-jax-jit (jax.jit).
 import pytest
 
 from crossbn.backends import discover, load
-from crossbn.case import Case
-from crossbn.judge import judge
-from crossbn.runner import WorkerPool
+from crossbn.execution.runner import WorkerPool
+from crossbn.spec.case import Case
+from crossbn.verdict.judge import judge
 
 pytestmark = pytest.mark.slow  # XLA, jax.jit and torch.onnx.export(dynamo=True) workers compiling per case
 

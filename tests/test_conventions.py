@@ -12,11 +12,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from crossbn import expected
+from crossbn.app.cli import main
 from crossbn.backends.base import Backend
-from crossbn.cli import main
 from crossbn.conventions import infer, probes
-from crossbn.dtypes import numpy_dtype
+from crossbn.oracle import expected
+from crossbn.spec.dtypes import numpy_dtype
 
 HERE = Path(__file__).parent
 PLANTED = str(HERE / "backends" / "planted.py")

@@ -27,11 +27,11 @@ batch") and each framework's source, not from a run:
 import numpy as np
 import pytest
 
-from crossbn import inputs
 from crossbn.backends import discover, load
-from crossbn.case import Case
-from crossbn.judge import judge
-from crossbn.runner import WorkerPool
+from crossbn.execution.runner import WorkerPool
+from crossbn.oracle import inputs
+from crossbn.spec.case import Case
+from crossbn.verdict.judge import judge
 
 BACKENDS = ("torch", "onnxruntime-opset15", "tf-fused-op", "keras-tensorflow", "flax-linen")
 SHAPES = [(0, 3), (0, 3, 4, 4)]

@@ -4,13 +4,13 @@ import subprocess
 import sys
 from pathlib import Path
 
-from crossbn.results import read
+from crossbn.records.results import read
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "numpy_backend.py"
 
 
 def test_example_backend_runs_through_the_command_line_and_matches(tmp_path):
-    proc = subprocess.run([sys.executable, "-m", "crossbn.cli", "run", "--no-conventions", "--backend-module", str(EXAMPLE),
+    proc = subprocess.run([sys.executable, "-m", "crossbn", "run", "--no-conventions", "--backend-module", str(EXAMPLE),
                            "--backends", "numpy-float32", "--suite", "smoke", "-n", "0", "--out", str(tmp_path)],
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout + proc.stderr

@@ -34,13 +34,13 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pytest
 
-from crossbn import expected, inputs
 from crossbn.backends import discover, load
 from crossbn.backends.base import CONVENTION_KEYS
-from crossbn.case import Case
-from crossbn.compare import compare
-from crossbn.runner import WorkerPool
-from crossbn.tolerance import model_bounds
+from crossbn.execution.runner import WorkerPool
+from crossbn.oracle import expected, inputs
+from crossbn.oracle.tolerance import model_bounds
+from crossbn.spec.case import Case
+from crossbn.verdict.compare import compare
 
 from few_ulps import assert_few_ulps  # tests/few_ulps.py
 

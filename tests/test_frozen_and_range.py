@@ -3,7 +3,7 @@ where the batch variance overflows.
 
 1. The oracle's two readings of a frozen step: "batch" (canonical: a
    training step without parameter gradients) and "inference" (the running
-   statistics normalize and are kept), each against reference/ directly.
+   statistics normalize and are kept), each against crossbn/oracle/ directly.
 2. Real frameworks, in worker processes: PyTorch's requires_grad_(False)
    is the batch reading, Keras' and tf.keras' trainable = False the
    inference one, each as declared; neither returns parameter gradients.
@@ -22,12 +22,11 @@ import numpy as np
 import pytest
 from test_compiled_backends import _judging
 
-import reference as ref
-from crossbn import expected, inputs as inputs_mod
-from crossbn.case import Case, CaseError
-from crossbn.catalogue import load_suite
-from crossbn.compare import compare
-from crossbn.judge import _expectation
+from crossbn.oracle import batchnorm as ref, expected, inputs as inputs_mod
+from crossbn.spec.case import Case, CaseError
+from crossbn.spec.suites import load_suite
+from crossbn.verdict.compare import compare
+from crossbn.verdict.judge import _expectation
 
 # ---- 1. the oracle ------------------------------------------------------------------------------
 

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from crossbn import device_summary
+from crossbn.records import device_summary
 
 pytestmark = pytest.mark.slow  # the GPU check end to end, with its CPU stand-in
 
@@ -125,7 +125,7 @@ def test_list_names_every_backend_with_a_cuda_path_that_imports_here(tmp_path):
     proc = gpu_check("--list", "--wheels", str(tmp_path / "wheels"), timeout=300)
     assert proc.returncode == 0, proc.stderr
     listed = proc.stdout.splitlines()[-2].removeprefix("would run: ").split(", ")
-    declared = subprocess.run([sys.executable, "-m", "crossbn.cli", "backends", "--markdown"], capture_output=True,
+    declared = subprocess.run([sys.executable, "-m", "crossbn", "backends", "--markdown"], capture_output=True,
                               text=True, check=True).stdout
     cuda = {row.split("`")[1] for row in declared.splitlines() if row.startswith("| `") and "cuda" in row.split("|")[3]}
     assert cuda and set(listed) == cuda | {"carried-numpy"}

@@ -8,9 +8,9 @@ import ml_dtypes
 import numpy as np
 import pytest
 
-import reference as ref
-from crossbn.case import Case
-from crossbn.inputs import generate
+from crossbn.oracle import batchnorm as ref
+from crossbn.oracle.inputs import generate
+from crossbn.spec.case import Case
 
 
 def _digest(arrays):
@@ -24,7 +24,7 @@ CASE = Case(shape=(4, 3, 5, 2), layout="channels_last", dtype="bfloat16", train_
 
 
 def test_same_bytes_twice_and_in_another_process():
-    code = ("from crossbn.case import Case; from crossbn.inputs import generate; import hashlib;"
+    code = ("from crossbn.spec.case import Case; from crossbn.oracle.inputs import generate; import hashlib;"
             "c=Case(shape=(4,3,5,2), layout='channels_last', dtype='bfloat16', train_steps=2, seed=11);"
             "a=generate(c); h=hashlib.sha256()\n"
             "for k in sorted(a): h.update(k.encode()+a[k].tobytes())\n"

@@ -29,7 +29,7 @@ from pathlib import Path
 
 import pytest
 
-from crossbn.results import read, stable
+from crossbn.records.results import read, stable
 
 pytestmark = pytest.mark.slow  # whole runs killed and resumed
 
@@ -49,7 +49,7 @@ SCENARIOS = [
 
 
 def _command(*args: str) -> list[str]:
-    return [sys.executable, "-m", "crossbn.cli", *args]
+    return [sys.executable, "-m", "crossbn", *args]
 
 
 def _run(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:

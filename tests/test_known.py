@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from crossbn.known import KnownError, load
+from crossbn.records.known import KnownError, load
 
 VARIANTS = str(Path(__file__).parent / "backends" / "numpy_variants.py")
 SUITE = ("[[group]]\nname = 'far'\nshape = [64, 4, 8]\noffset_ratio = 1000.0\ngradients = false\n"
@@ -51,7 +51,7 @@ def _run(tmp_path, name, *extra):
     known = tmp_path / "known.toml"
     known.write_text(KNOWN)
     return subprocess.run(
-        [sys.executable, "-m", "crossbn.cli", "run", "--suite", str(suite), "--backends", "numpy-onepass,numpy-twopass",
+        [sys.executable, "-m", "crossbn", "run", "--suite", str(suite), "--backends", "numpy-onepass,numpy-twopass",
          "-n", "0", "--no-conventions", "--progress", "off", "--out", str(tmp_path / name), "--known", str(known),
          "--strict", *extra, "--", "-rxs"],
         capture_output=True, text=True, timeout=300, env={**os.environ, "CROSSBN_BACKEND_MODULE": VARIANTS})
@@ -78,7 +78,7 @@ def test_known_skip_turns_them_into_skips(tmp_path):
 
 def test_a_bad_known_file_is_a_usage_error(tmp_path):
     (tmp_path / "known.toml").write_text("[[known]]\nreason = 'r'\n")
-    proc = subprocess.run([sys.executable, "-m", "crossbn.cli", "run", "--suite", "smoke", "--known",
+    proc = subprocess.run([sys.executable, "-m", "crossbn", "run", "--suite", "smoke", "--known",
                            str(tmp_path / "known.toml"), "--out", str(tmp_path / "o"), "-n", "0"],
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2 and "--crossbn-known:" in proc.stdout + proc.stderr
@@ -102,7 +102,7 @@ def _finding(**over):
     ("case", "g-f32-*", "g-f16-*"),
 ])
 def test_every_given_field_must_hold(field, yes, no):
-    from crossbn.known import Known
+    from crossbn.records.known import Known
 
     assert Known(1, "keras-*", "r", **{field: yes}).matches(_finding())
     assert not Known(1, "keras-*", "r", **{field: no}).matches(_finding())
@@ -112,7 +112,7 @@ def test_every_given_field_must_hold(field, yes, no):
 def test_known_command_checks_finished_results(tmp_path):
     proc = _run(tmp_path, "run")
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    cmd = [sys.executable, "-m", "crossbn.cli", "known"]
+    cmd = [sys.executable, "-m", "crossbn", "known"]
     ok = subprocess.run([*cmd, str(tmp_path / "known.toml"), str(tmp_path / "run")], capture_output=True, text=True)
     assert ok.returncode == 0, ok.stdout + ok.stderr
     assert "2 known finding(s), 0 new" in ok.stdout and "matched nothing" in ok.stdout

@@ -21,7 +21,7 @@ KNOWN = ROOT / "known" / "frameworks.toml"
 def test_every_smoke_finding_on_the_pinned_frameworks_is_known(tmp_path):
     out = tmp_path / "run"
     proc = subprocess.run(
-        [sys.executable, "-m", "crossbn.cli", "run", "--suite", "smoke", "--known", str(KNOWN), "--strict",
+        [sys.executable, "-m", "crossbn", "run", "--suite", "smoke", "--known", str(KNOWN), "--strict",
          "-n", "2", "--no-conventions", "--progress", "off", "--out", str(out)],
         capture_output=True, text=True, timeout=900, cwd=tmp_path,
         env={k: v for k, v in os.environ.items() if not k.startswith("CROSSBN_")})
@@ -36,6 +36,6 @@ def test_every_smoke_finding_on_the_pinned_frameworks_is_known(tmp_path):
     pages = [p.read_text() for p in (out / "findings").glob("*.html")]
     assert all("known difference" in p for p in pages)
     assert all(any(f["pytest_id"] in p for p in pages) for f in findings)
-    check = subprocess.run([sys.executable, "-m", "crossbn.cli", "known", str(KNOWN), str(out)],
+    check = subprocess.run([sys.executable, "-m", "crossbn", "known", str(KNOWN), str(out)],
                            capture_output=True, text=True, timeout=120)
     assert check.returncode == 0 and f"{len(findings)} known finding(s), 0 new" in check.stdout, check.stdout

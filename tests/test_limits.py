@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from crossbn.limits import BYTES_PER_ELEMENT_STEP
-from crossbn.results import read, stable
+from crossbn.execution.limits import BYTES_PER_ELEMENT_STEP
+from crossbn.records.results import read, stable
 
 MODULE = str(Path(__file__).parent / "backends" / "numpy_variants.py")
 LITTER = """
@@ -29,7 +29,7 @@ seed = [1, 2, 16, 18]      # 16: a segfault, 18: os._exit (numpy_variants.FAULTS
 
 
 def crossbn(*args, env=None, timeout=600):
-    return subprocess.run([sys.executable, "-m", "crossbn.cli", "run", "--no-conventions", "-n", "0",
+    return subprocess.run([sys.executable, "-m", "crossbn", "run", "--no-conventions", "-n", "0",
                            "--backend-module", MODULE, *args], capture_output=True, text=True, timeout=timeout,
                           env={**os.environ, **(env or {})})
 
@@ -42,7 +42,7 @@ def test_a_case_over_the_limit_is_refused_with_its_estimate(tmp_path):
     refused = kept = 0
     for r in read(tmp_path / "results.jsonl"):
         case = r["case"]
-        # the documented model (crossbn/limits.py): elements x steps x 256 bytes
+        # the documented model (crossbn/execution/limits.py): elements x steps x 256 bytes
         need = math.prod(case["shape"]) * (case["train_steps"] + case["eval_step"]) * BYTES_PER_ELEMENT_STEP
         if need > limit:
             assert r["verdict"] == "unsupported" and r["reason"].startswith("refused: estimated"), r["reason"]
@@ -88,7 +88,7 @@ def test_temporary_files_go_with_a_failing_run(n, tmp_path):
     system_tmp, suite = tmp_path / "tmp", tmp_path / "litter.toml"
     system_tmp.mkdir()
     suite.write_text(LITTER)
-    proc = subprocess.run([sys.executable, "-m", "crossbn.cli", "run", "--no-conventions", "-n", n,
+    proc = subprocess.run([sys.executable, "-m", "crossbn", "run", "--no-conventions", "-n", n,
                            "--backend-module", MODULE, "--suite", str(suite), "--backends", "numpy-littering",
                            "--out", str(tmp_path / "out")], capture_output=True, text=True, timeout=300,
                           env={**os.environ, "TMPDIR": str(system_tmp)})
@@ -103,7 +103,7 @@ def test_a_killed_runs_temporary_files_go_with_the_next_run(tmp_path):
     system_tmp.mkdir()
     suite.write_text(LITTER)
     env = {**os.environ, "TMPDIR": str(system_tmp)}
-    argv = [sys.executable, "-m", "crossbn.cli", "run", "--no-conventions", "-n", "0", "--backend-module", MODULE,
+    argv = [sys.executable, "-m", "crossbn", "run", "--no-conventions", "-n", "0", "--backend-module", MODULE,
             "--suite", str(suite), "--backends", "numpy-littering"]
     proc = subprocess.Popen([*argv, "--out", str(tmp_path / "killed")], env=env, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)

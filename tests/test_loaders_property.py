@@ -19,12 +19,14 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from crossbn import baseline, known
-from crossbn.case import DISTRIBUTIONS, LAYOUTS, OPTIONS
-from crossbn.catalogue import CatalogueError, load_suite
-from crossbn.dtypes import NAMES as DTYPES
-from crossbn.models.case import FIELDS as MODEL_FIELDS
-from crossbn.results import SCHEMA, ResultsError, read
+from crossbn.records import known
+from crossbn.records.results import SCHEMA, ResultsError, read
+from crossbn.spec.case import DISTRIBUTIONS, LAYOUTS, OPTIONS
+from crossbn.spec.catalogue import CatalogueError
+from crossbn.spec.dtypes import NAMES as DTYPES
+from crossbn.spec.network_case import FIELDS as MODEL_FIELDS
+from crossbn.spec.suites import load_suite
+from crossbn.upgrade import baseline
 
 SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -282,7 +284,7 @@ def test_a_record_of_a_newer_schema_is_refused_naming_its_line(work, records, da
 
 def _readers(path: Path):
     """Each reader of a results file, with the one error it may raise."""
-    from crossbn.report import sources
+    from crossbn.records import sources
 
     yield read, ResultsError
     yield (lambda p: sources.load([str(p)])), sources.ReportError

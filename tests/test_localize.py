@@ -6,8 +6,8 @@ the planted formulation (tests/localization_score.py has the table)."""
 import numpy as np
 import pytest
 
-from crossbn.case import Case
-from crossbn.localize import channel_fit
+from crossbn.spec.case import Case
+from crossbn.verdict.localize import channel_fit
 
 from localization_score import PLANTS, judge_plant, outcome, pool_and_backends
 
@@ -48,7 +48,7 @@ def test_planted_fault_is_detected_and_localized(planted, plant):
 def test_correct_backend_has_no_finding(planted):
     """The same NumPy implementation without a fault matches: the plants are
     what the findings come from."""
-    from crossbn.judge import judge
+    from crossbn.verdict.judge import judge
 
     pool, backends = planted
     for fields in ({}, {"dtype": "float16"}, {"dtype": "float64"}, {"offset_ratio": 100.0}):

@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 
 from crossbn.backends import discover, load
-from crossbn.case import Case
-from crossbn.judge import judge
-from crossbn.runner import WorkerPool
+from crossbn.execution.runner import WorkerPool
+from crossbn.spec.case import Case
+from crossbn.verdict.judge import judge
 
 MODULE = str(Path(__file__).parent / "backends" / "numpy_variants.py")
 

@@ -11,15 +11,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import reference as ref
 from crossbn.backends import discover, load
-from crossbn.catalogue import CatalogueError, load_suite
-from crossbn.models import inputs as inputs_mod, metrics, oracle
-from crossbn.models.case import ModelCase, ModelCaseError
-from crossbn.models.judge import localize, model_record
-from crossbn.models.networks import NETWORKS
-from crossbn.results import make_record, read
-from crossbn.runner import WorkerPool
+from crossbn.execution.runner import WorkerPool
+from crossbn.oracle import batchnorm as ref, network_inputs as inputs_mod, networks as oracle
+from crossbn.records.results import make_record, read
+from crossbn.spec.catalogue import CatalogueError
+from crossbn.spec.network_case import ModelCase, ModelCaseError
+from crossbn.spec.networks import NETWORKS
+from crossbn.spec.suites import load_suite
+from crossbn.verdict import network_metrics as metrics
+from crossbn.verdict.network_judge import localize, model_record
 
 FAULTS = str(Path(__file__).parent / "backends" / "model_faults.py")
 # Measured: every sound adapter within 17 ulps of each layer's scale in float64
@@ -54,7 +55,7 @@ def test_models_suite_loads_and_is_listed():
     assert all(isinstance(c, ModelCase) for c in cases) and len({c.id for c in cases}) == len(cases)
     assert {c.network for c in cases} == set(NETWORKS) and {c.dtype for c in cases} == {"float32", "float64"}
     assert {0, 2} <= {c.train_steps for c in cases}
-    out = subprocess.run([sys.executable, "-m", "crossbn.cli", "suites"], capture_output=True, text=True)
+    out = subprocess.run([sys.executable, "-m", "crossbn", "suites"], capture_output=True, text=True)
     assert ["models", str(len(cases)), "cases"] in [line.split() for line in out.stdout.splitlines()]
 
 
@@ -208,7 +209,7 @@ def test_layer_map_by_hand():
 
 # ---- a planted fault is localized to its layer ------------------------------------------
 def _planted(case, fault):
-    from crossbn.models import torch_net
+    from crossbn.backends.networks import torch as torch_net
 
     inputs = inputs_mod.generate(case)
     model = torch_net.build(case, inputs)
@@ -325,7 +326,7 @@ def test_models_suite_end_to_end(tmp_path):
         pytest.skip("needs torch and keras")
     backends = ["torch", "keras-tensorflow", "torch-wrong-eps"]
     proc = subprocess.run(
-        [sys.executable, "-m", "crossbn.cli", "run", "--no-conventions", "--suite", "models", "--backends", ",".join(backends),
+        [sys.executable, "-m", "crossbn", "run", "--no-conventions", "--suite", "models", "--backends", ",".join(backends),
          "--backend-module", FAULTS, "-n", "0", "--out", str(tmp_path), "--", "-k", "bn_before_relu or bn_chain"],
         capture_output=True, text=True, timeout=600, env={**os.environ, "KERAS_BACKEND": "tensorflow"})
     assert proc.returncode == 0, proc.stdout + proc.stderr

@@ -14,13 +14,13 @@ import importlib.util
 import numpy as np
 import pytest
 
-from crossbn import expected, inputs
 from crossbn.backends import discover, load
-from crossbn.case import Case
-from crossbn.compare import compare
-from crossbn.judge import judge
-from crossbn.runner import WorkerPool
-from crossbn.tolerance import model_bounds
+from crossbn.execution.runner import WorkerPool
+from crossbn.oracle import expected, inputs
+from crossbn.oracle.tolerance import model_bounds
+from crossbn.spec.case import Case
+from crossbn.verdict.compare import compare
+from crossbn.verdict.judge import judge
 
 if importlib.util.find_spec("onnx") is None or importlib.util.find_spec("onnxruntime") is None:
     pytest.skip("onnx / onnxruntime are not installed (pip install 'crossbn[onnx]')", allow_module_level=True)

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from crossbn.backends import discover, load
-from crossbn.catalogue import load_suite
-from crossbn.results import VOLATILE, read, stable
+from crossbn.records.results import VOLATILE, read, stable
+from crossbn.spec.suites import load_suite
 
 MODULE = str(Path(__file__).parent / "backends" / "numpy_variants.py")
 FOUR = ["torch", "keras-tensorflow", "keras-jax", "keras-torch"]
@@ -24,7 +24,7 @@ EACH = ("--diagnosis", "each")
 def crossbn(*args, env=None, timeout=900):
     if args[:1] == ("run",):  # the conventions a run observes after its tests: tested in test_report.py
         args = ("run", "--no-conventions", *args[1:])
-    return subprocess.run([sys.executable, "-m", "crossbn.cli", *args], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "crossbn", *args], capture_output=True, text=True,
                           timeout=timeout, env={**os.environ, **(env or {})})
 
 
@@ -70,7 +70,7 @@ def test_one_record_per_case_backend_device(smoke_runs):
 
 @pytest.mark.slow
 def test_under_xdist_each_backend_runs_on_one_worker(smoke_runs):
-    """crossbn/schedule.py: a backend's tests are one unit of work, so its
+    """crossbn/execution/schedule.py: a backend's tests are one unit of work, so its
     framework is started once per run; both workers still get work."""
     d, _ = smoke_runs["2"]
     workers = {}
@@ -82,7 +82,7 @@ def test_under_xdist_each_backend_runs_on_one_worker(smoke_runs):
 
 
 def test_backend_scope_is_read_from_the_test_id():
-    from crossbn.schedule import scope_of
+    from crossbn.execution.schedule import scope_of
 
     scope = scope_of(["flax-nnx", "flax-nnx-jit", "torch"], ["cpu", "cuda"])
     mod = "crossbn/conformance/test_batchnorm.py::test_batchnorm"
@@ -110,9 +110,9 @@ def test_inputs_are_the_same_bytes_in_every_process(smoke_runs):
     """Each judged record's input digests, from xdist workers and from a plain
     run, are those of the inputs generated here, in this process, from the
     case alone."""
-    from crossbn.case import Case
-    from crossbn.inputs import generate
-    from crossbn.judge import digests
+    from crossbn.oracle.inputs import generate
+    from crossbn.spec.case import Case
+    from crossbn.verdict.judge import digests
 
     checked = 0
     for n in ("2", "0"):

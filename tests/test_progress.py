@@ -1,4 +1,4 @@
-"""Live progress of `crossbn run` (crossbn/progress.py): the plain line and
+"""Live progress of `crossbn run` (crossbn/app/progress.py): the plain line and
 its throttling on a fake clock, then real runs of the command on planted
 NumPy backends: plain lines when stdout is a pipe (with and without xdist),
 a rich bar under a pseudo-terminal."""
@@ -14,7 +14,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from crossbn.progress import PlainProgress, ProgressHooks, Tally, clock_text, plain_line, resolve
+from crossbn.app.progress import PlainProgress, ProgressHooks, Tally, clock_text, plain_line, resolve
 
 HERE = Path(__file__).parent
 MODULES = [str(HERE / "backends" / "numpy_variants.py"), str(HERE / "backends" / "planted.py")]
@@ -145,7 +145,7 @@ def _env(**extra):
 def _argv(tmp_path, *args):
     suite = tmp_path / "tiny.toml"
     suite.write_text(SUITE)
-    argv = [sys.executable, "-m", "crossbn.cli", "run", "--suite", str(suite), "--backends", BACKENDS,
+    argv = [sys.executable, "-m", "crossbn", "run", "--suite", str(suite), "--backends", BACKENDS,
             "--out", str(tmp_path / "out"), "--no-conventions"]
     for m in MODULES:
         argv += ["--backend-module", m]

@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-from crossbn.backend_table import markdown, readme_block
+from crossbn.backends.table import markdown, readme_block
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 

@@ -1,4 +1,4 @@
-"""Tests of the float64 NumPy oracle in ``reference/``.
+"""Tests of the float64 NumPy oracle in ``crossbn/oracle/``.
 
 Every expectation here is computed independently of the code under test:
 exact rational arithmetic (``fractions.Fraction``, square roots via
@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
 
-import reference as ref
+from crossbn.oracle import batchnorm as ref
 
 U = Fraction(1, 2**53)  # float64 unit roundoff
 HALF_ULP_PLUS = Fraction(1, 2) + Fraction(1, 2**20)  # correctly rounded, up to O(u**2)
@@ -546,9 +546,9 @@ def test_empty_batch_makes_the_running_statistics_nan(momentum):
 @pytest.mark.parametrize("dtype", [np.float32, np.float16, ml_dtypes.bfloat16])
 @pytest.mark.parametrize("shape,axis", EMPTY)
 def test_empty_batch_variant_formulations_agree_with_the_oracle(shape, axis, dtype):
-    """Every variant formulation (reference/variants.py) gives an empty batch
+    """Every variant formulation (crossbn/oracle/variants.py) gives an empty batch
     the oracle's meaning: NaN statistics, empty outputs, zero sums."""
-    from reference import variants as var
+    from crossbn.oracle import variants as var
 
     x, dy, g, b, _, _ = _empty(shape, axis)
     c = shape[axis]

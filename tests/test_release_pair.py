@@ -50,7 +50,7 @@ def _install_both(root):
 def crossbn(python, out, *args):
     """crossbn run under `python`, from the project root (so that the
     release environment, which sees this one's packages, imports crossbn)."""
-    return subprocess.run([python, "-m", "crossbn.cli", "run", "--suite", "smoke", "-n", "0", "--no-conventions",
+    return subprocess.run([python, "-m", "crossbn", "run", "--suite", "smoke", "-n", "0", "--no-conventions",
                            "--progress", "off", "--out", str(out), *args, "--", "-k", "f64"],
                           capture_output=True, text=True, timeout=600, cwd=ROOT,
                           env={k: v for k, v in os.environ.items() if not k.startswith("CROSSBN_")})
@@ -65,7 +65,7 @@ def test_against_a_baseline(tmp_path, releases):
     assert before.returncode == 0, before.stdout[-3000:] + before.stderr[-2000:]
     assert {r["version"] for r in records(tmp_path / "before")} == {f"keras {OLD} / jax 0.10.2"}
     assert all(r["verdict"] == "match" for r in records(tmp_path / "before"))
-    save = subprocess.run([sys.executable, "-m", "crossbn.cli", "baseline", "save", "old", str(tmp_path / "before"),
+    save = subprocess.run([sys.executable, "-m", "crossbn", "baseline", "save", "old", str(tmp_path / "before"),
                            "--dir", str(tmp_path / "baselines")], capture_output=True, text=True, cwd=ROOT)
     assert save.returncode == 0, save.stderr
     after = crossbn(releases[NEW], tmp_path / "after", "--backends", "keras-jax",

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from crossbn.results import read
+from crossbn.records.results import read
 
 HERE = Path(__file__).parent
 VARIANTS = str(HERE / "backends" / "numpy_variants.py")
@@ -28,7 +28,7 @@ MARKUP = "<script>alert('x')</script> & <img src=x onerror=alert(1)> &amp; \"' o
 
 
 def crossbn(*args, env=None, timeout=600):
-    proc = subprocess.run([sys.executable, "-m", "crossbn.cli", *args], capture_output=True, text=True,
+    proc = subprocess.run([sys.executable, "-m", "crossbn", *args], capture_output=True, text=True,
                           timeout=timeout, env={**os.environ, **(env or {})})
     assert proc.returncode == 0, proc.stdout + proc.stderr
     return proc
@@ -142,15 +142,15 @@ def test_report_folder_is_self_contained_and_movable(runs, tmp_path):
 
 
 def test_report_command_errors_name_the_source(tmp_path):
-    proc = subprocess.run([sys.executable, "-m", "crossbn.cli", "report", str(tmp_path / "nowhere")],
+    proc = subprocess.run([sys.executable, "-m", "crossbn", "report", str(tmp_path / "nowhere")],
                           capture_output=True, text=True)
     assert proc.returncode == 2 and "nowhere: no results file" in proc.stderr
     bad = tmp_path / "bad"
     bad.mkdir()
     (bad / "results.jsonl").write_text('{"not": "a record"}\n')
-    proc = subprocess.run([sys.executable, "-m", "crossbn.cli", "report", str(bad)], capture_output=True, text=True)
+    proc = subprocess.run([sys.executable, "-m", "crossbn", "report", str(bad)], capture_output=True, text=True)
     assert proc.returncode == 2 and "record 1 is not a crossbn result" in proc.stderr
-    proc = subprocess.run([sys.executable, "-m", "crossbn.cli", "report", str(bad), str(bad)],
+    proc = subprocess.run([sys.executable, "-m", "crossbn", "report", str(bad), str(bad)],
                           capture_output=True, text=True)
     assert proc.returncode == 2 and "--out is needed" in proc.stderr
 

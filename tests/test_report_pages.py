@@ -10,12 +10,12 @@ from html.parser import HTMLParser
 import numpy as np
 import pytest
 
-from crossbn.case import Case
-from crossbn.compare import compare
-from crossbn.models.case import ModelCase
-from crossbn.models.judge import model_record
+from crossbn.records.results import make_record
 from crossbn.report import ReportError, build, pages
-from crossbn.results import make_record
+from crossbn.spec.case import Case
+from crossbn.spec.network_case import ModelCase
+from crossbn.verdict.compare import compare
+from crossbn.verdict.network_judge import model_record
 
 
 def _deviation(case: Case, backend: str = "mine") -> dict:

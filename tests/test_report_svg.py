@@ -255,7 +255,7 @@ def stage_boxes(root) -> dict[str, ET.Element]:
 
 
 def test_one_box_per_localization_stage():
-    from crossbn.localize import STAGES
+    from crossbn.verdict.localize import STAGES
 
     root = parse(diagrams.dataflow({}, highlighted=set()))
     boxes = stage_boxes(root)

@@ -18,8 +18,8 @@ import pytest
 from crossbn.bugreport import casefile
 from crossbn.bugreport.group import root_cause
 from crossbn.bugreport.shrink import shrink
-from crossbn.case import Case
-from crossbn.catalogue import load_suite
+from crossbn.spec.case import Case
+from crossbn.spec.suites import load_suite
 
 VARIANTS = str(Path(__file__).parent / "backends" / "numpy_variants.py")
 # A real finding of the default suite: PyTorch's CPU bfloat16 BatchNorm at a
@@ -77,7 +77,7 @@ def test_root_cause_drops_arrangement_details():
 
 
 def _crossbn(*args, timeout=600, env=None, cwd=None):
-    return subprocess.run([sys.executable, "-m", "crossbn.cli", *args], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "crossbn", *args], capture_output=True, text=True,
                           timeout=timeout, env={**os.environ, **(env or {})}, cwd=cwd)
 
 

@@ -16,8 +16,8 @@ import pytest
 
 from crossbn.bugreport.attempt import PUBLIC, Lab
 from crossbn.bugreport.script import render, templated
-from crossbn.case import Case
-from crossbn.inputs import generate
+from crossbn.oracle.inputs import generate
+from crossbn.spec.case import Case
 
 pytestmark = pytest.mark.slow  # each template's script run in a fresh process, per backend
 
@@ -92,7 +92,7 @@ def test_inline_expectation_agrees_with_the_oracle(backend, running_var, hyperpa
     output, under the convention each template is rendered with."""
     import runpy
 
-    from crossbn.judge import _expectation
+    from crossbn.verdict.judge import _expectation
 
     lab = Lab(backend)
     if lab.backend.available():

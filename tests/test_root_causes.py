@@ -1,4 +1,4 @@
-"""Diagnosis per root cause (crossbn/root_causes.py), on planted faults in
+"""Diagnosis per root cause (crossbn/verdict/root_causes.py), on planted faults in
 real worker processes: a group's first finding is diagnosed in full, later
 ones are confirmed against it with the same answer and say so; one its
 formulation does not explain gets its own search; `audit` holds each
@@ -10,10 +10,10 @@ import dataclasses
 
 import pytest
 
-from crossbn.case import Case
-from crossbn.formulation import Formulation
-from crossbn.judge import judge
-from crossbn.root_causes import Representative, RootCauses, audit
+from crossbn.oracle.formulation import Formulation
+from crossbn.spec.case import Case
+from crossbn.verdict.judge import judge
+from crossbn.verdict.root_causes import Representative, RootCauses, audit
 
 from localization_score import pool_and_backends
 
@@ -67,7 +67,7 @@ def test_a_member_the_representative_does_not_explain_gets_its_own_search(plante
     """A representative whose formulation is wrong for the member (Welford
     where the backend computes E[x²]-E[x]²) confirms nothing: the member is
     searched on its own, finds its own formulation, and joins the group."""
-    from crossbn.root_causes import signature
+    from crossbn.verdict.root_causes import signature
 
     causes = RootCauses("grouped")
     case = _cases(1)[0]
@@ -140,7 +140,7 @@ def test_audit_of_the_default_suite_on_two_backends(tmp_path):
     from pathlib import Path
 
     out = tmp_path / "audit"
-    done = subprocess.run([sys.executable, "-m", "crossbn.cli", "run", "--suite", "default", "--backends",
+    done = subprocess.run([sys.executable, "-m", "crossbn", "run", "--suite", "default", "--backends",
                            "torch,onnxruntime-opset15", "-n", "2", "--diagnosis", "audit", "--no-cache",
                            "--no-conventions", "--progress", "off", "--out", str(out)],
                           capture_output=True, text=True, cwd=Path(__file__).resolve().parent.parent, timeout=900)

@@ -5,11 +5,11 @@ from pathlib import Path
 
 import pytest
 
-from crossbn import wire
 from crossbn.backends import BackendError, discover, load, resolve
-from crossbn.case import Case
-from crossbn.judge import judge
-from crossbn.runner import WorkerPool
+from crossbn.execution import wire
+from crossbn.execution.runner import WorkerPool
+from crossbn.spec.case import Case
+from crossbn.verdict.judge import judge
 
 MODULE = str(Path(__file__).parent / "backends" / "numpy_variants.py")
 

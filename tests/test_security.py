@@ -33,10 +33,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from crossbn import baseline, catalogue, known, wire
 from crossbn.bugreport import casefile, script
-from crossbn.case import Case
-from crossbn.results import read
+from crossbn.execution import wire
+from crossbn.records import known
+from crossbn.records.results import read
+from crossbn.spec import catalogue, suites
+from crossbn.spec.case import Case
+from crossbn.upgrade import baseline
 
 HERE = Path(__file__).parent
 ROOT = HERE.parent
@@ -58,7 +61,7 @@ FORBIDDEN_TAGS = {"img", "iframe", "textarea", "object", "embed", "frame"}
 
 
 def _crossbn(*args, env=None, cwd=None):
-    proc = subprocess.run([sys.executable, "-m", "crossbn.cli", *args], capture_output=True, text=True,
+    proc = subprocess.run([sys.executable, "-m", "crossbn", *args], capture_output=True, text=True,
                           timeout=600, env={**os.environ, **(env or {})}, cwd=cwd)
     return proc
 
@@ -161,7 +164,7 @@ def test_the_run_carried_the_markup(hostile):
 
 
 def _finding_slugs(hostile) -> list[str]:
-    from crossbn.report.pages import slug
+    from crossbn.records.naming import slug
 
     return [slug(r) for r in read(hostile["report"] / "results.jsonl") if r["verdict"] in ("deviation", "error")]
 
@@ -222,7 +225,7 @@ def test_strings_are_shown_as_text(hostile):
     """Escaped, not dropped: the finding pages show the planted strings verbatim."""
     report = hostile["report"]
     error = next(r for r in hostile["records"] if r["verdict"] == "error")
-    from crossbn.report.pages import slug
+    from crossbn.records.naming import slug
 
     text = "".join(_Tags((report / "findings" / f"{slug(error)}.html").read_text(encoding="utf-8")).text)
     assert MARKUP in text and PYTHON in text and JINJA in text  # the version, the reason, the known entry
@@ -261,7 +264,7 @@ def test_a_catalogue_rejects_markup_in_a_group_name(tmp_path):
         path = tmp_path / "cat.toml"
         path.write_text(f"[[group]]\nname = {json.dumps(name)}\nshape = [4, 2]\n")
         with pytest.raises(catalogue.CatalogueError, match="must be a word"):
-            catalogue.load_suite(str(path))
+            suites.load_suite(str(path))
 
 
 # ---- known differences and baselines: data only -------------------------------------------------
@@ -306,7 +309,7 @@ REPRO_CASE = Case(shape=(4, 2), train_steps=1, offset_ratio=3.0)
 def _repro(backend: str, *, suffix: str = "", **strings) -> str:
     """repro.py for REPRO_CASE on `backend` (its name given a "@suffix" label when `suffix`)."""
     from crossbn.backends import discover, load
-    from crossbn.inputs import generate
+    from crossbn.oracle.inputs import generate
 
     fields = {"title": "a title", "version": "1.0", "device": "cpu", "target": "train0.y", **strings}
     return script.render(case=REPRO_CASE, inputs=generate(REPRO_CASE), backend=load(discover()[backend]),
@@ -393,7 +396,7 @@ def test_wire_refuses_non_numeric_dtypes():
 
 
 _UNSAFE_MODULES = {"pickle", "_pickle", "cPickle", "cloudpickle", "dill", "marshal", "shelve", "joblib"}
-_SOURCES = ("crossbn", "reference", "benchmarks", "tools", "tests", "examples")
+_SOURCES = ("crossbn", "benchmarks", "tools", "tests", "examples")
 
 
 def _calls(tree) -> list[tuple[str, ast.Call]]:
@@ -449,8 +452,9 @@ def test_loaders_of_user_files_execute_nothing():
     """Known differences, baselines, catalogues, results and the report's sources are read as
     TOML/JSON and used as values: none of these modules evaluates, compiles, imports or templates
     what it reads."""
-    modules = ["known.py", "baseline.py", "catalogue.py", "results.py", "store.py", "report/sources.py",
-               "models/catalogue.py", "bugreport/finding.py", "bugreport/batch.py", "bugreport/casefile.py"]
+    modules = ["records/known.py", "upgrade/baseline.py", "spec/catalogue.py", "spec/suites.py", "records/results.py",
+               "records/store.py", "records/sources.py", "spec/network_catalogue.py", "bugreport/finding.py",
+               "bugreport/batch.py", "bugreport/casefile.py"]
     risky_calls = {"eval", "exec", "compile", "__import__", "os.system", "jinja2.Template"}
     risky_methods = {"import_module", "spec_from_file_location", "exec_module", "from_string"}
     for m in modules:
@@ -473,8 +477,8 @@ def test_report_templates_escape_everything_but_their_own_assets():
 def test_a_results_file_cannot_choose_the_interpreter_repro_runs(tmp_path):
     """Side by side, a record names the other release's interpreter; `crossbn
     repro` starts it only when the user names it too (--interpreter)."""
-    from crossbn.case import Case
-    from crossbn.results import make_record
+    from crossbn.records.results import make_record
+    from crossbn.spec.case import Case
 
     planted = tmp_path / "python"
     touched = tmp_path / "PWNED"
@@ -484,7 +488,7 @@ def test_a_results_file_cannot_choose_the_interpreter_repro_runs(tmp_path):
     rec = make_record(case=case, backend="torch@evil", device="cpu", verdict="deviation", version="2.0",
                       interpreter=str(planted))
     (tmp_path / "results.jsonl").write_text(json.dumps(rec) + "\n")
-    proc = subprocess.run([sys.executable, "-m", "crossbn.cli", "repro", f"{case.id}--torch@evil--cpu",
+    proc = subprocess.run([sys.executable, "-m", "crossbn", "repro", f"{case.id}--torch@evil--cpu",
                            "--results", str(tmp_path), "--budget", "5s", "--out", str(tmp_path / "br")],
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2, proc.stdout + proc.stderr

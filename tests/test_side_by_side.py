@@ -61,7 +61,7 @@ def crossbn(tmp_path, backends, name, *extra):
     suite = tmp_path / "g.toml"
     suite.write_text(SUITE)
     return subprocess.run(
-        [sys.executable, "-m", "crossbn.cli", "run", "--suite", str(suite), "--backends", backends, "-n", "0",
+        [sys.executable, "-m", "crossbn", "run", "--suite", str(suite), "--backends", backends, "-n", "0",
          "--no-conventions", "--progress", "off", "--out", str(tmp_path / name), *extra],
         capture_output=True, text=True, timeout=300, cwd=tmp_path,
         env={**os.environ, "CROSSBN_BACKEND_MODULE": MODULES})
@@ -188,7 +188,7 @@ def test_a_framework_only_the_other_environment_has(tmp_path, venvs, tmp_path_fa
 def test_outputs_of_two_releases_are_compared_value_by_value():
     import numpy as np
 
-    from crossbn.outputs import compare_runs
+    from crossbn.verdict.outputs import compare_runs
 
     y = np.linspace(-1, 1, 12, dtype=np.float64).reshape(3, 4)
     bounds = {"t.y": np.full((3, 4), 1e-15), "t.batch_mean": np.full(4, 1e-15), "t.dx": np.full((3, 4), 1e-15)}
@@ -237,7 +237,7 @@ def test_models_suite_side_by_side(tmp_path, venvs):
     seen through the .pth): CRADLE's layer map between the two is `agree`."""
     pytest.importorskip("torch")
     proc = subprocess.run(
-        [sys.executable, "-m", "crossbn.cli", "run", "--suite", "models", "--backends",
+        [sys.executable, "-m", "crossbn", "run", "--suite", "models", "--backends",
          f"torch@{venvs['same-1.0.1']},torch", "-n", "0", "--no-conventions", "--progress", "off",
          "--out", str(tmp_path / "run"), "--", "-k", "train_eval and f32"],
         capture_output=True, text=True, timeout=600, cwd=tmp_path,

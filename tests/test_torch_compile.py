@@ -5,9 +5,9 @@ from collections import Counter
 import pytest
 
 from crossbn.backends import discover, load
-from crossbn.case import Case
-from crossbn.judge import judge
-from crossbn.runner import WorkerPool
+from crossbn.execution.runner import WorkerPool
+from crossbn.spec.case import Case
+from crossbn.verdict.judge import judge
 
 
 @pytest.fixture(scope="module")
@@ -34,7 +34,7 @@ def test_compiles_once_then_reuses_the_graph_and_records_compile_time(run):
 
 
 def test_outside_the_stratified_subset_is_unsupported_with_the_reason(monkeypatch):
-    from crossbn.catalogue import load_suite
+    from crossbn.spec.suites import load_suite
 
     backend = load(discover()["torch-compile"])
     default, smoke = load_suite("default"), load_suite("smoke")

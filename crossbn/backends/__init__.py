@@ -27,7 +27,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from .base import OBSERVABLES, Backend, Unsupported
+from crossbn.backends.base import OBSERVABLES, Backend, Unsupported
 
 __all__ = ["Backend", "Unsupported", "OBSERVABLES", "BackendError", "Choice", "choose", "discover", "load",
            "resolve", "instantiate"]

@@ -110,7 +110,7 @@ class Backend:
     compare_with: str | None = None
 
     # A compiled backend pays a compilation for nearly every case: it runs
-    # this many cases per (group, dtype) of a suite (crossbn/subset.py);
+    # this many cases per (group, dtype) of a suite (crossbn/spec/subset.py);
     # None runs every case. `bind_suite` (the plugin, per run) sets `chosen`,
     # the ids of that subset; unbound (repro, fuzz, conventions) every case runs.
     subset: ClassVar[int | None] = None
@@ -118,7 +118,7 @@ class Backend:
 
     def bind_suite(self, cases) -> None:
         """Choose this run's subset of `cases` (ValueError: a bad CROSSBN_COMPILED_SUBSET)."""
-        from .. import subset
+        from crossbn.spec import subset
 
         self._per_stratum = subset.size(self.subset) if self.subset else None
         self.chosen = subset.stratified(cases, self._per_stratum)
@@ -162,7 +162,7 @@ class Backend:
     def supports(self, case) -> str | None:
         """None, or why this case does not apply (decided without importing)."""
         if self.chosen is not None and case.id not in self.chosen:
-            from .. import subset
+            from crossbn.spec import subset
 
             return subset.reason(self.name, self._per_stratum)
         if case.dtype not in self.dtypes:
@@ -183,12 +183,12 @@ class Backend:
     def run(self, case, inputs: dict, device: str) -> dict:
         raise NotImplementedError
 
-    # ---- the `models` suite (crossbn/models/) ----------------------------------
-    # Which adapter of crossbn/models builds this backend's networks ("torch",
-    # "keras", "tf_keras", "flax", "onnx", "tf"; see crossbn.models.ADAPTERS),
+    # ---- the `models` suite (crossbn/backends/networks/) ----------------------------------
+    # Which adapter of crossbn/backends/networks builds this backend's networks ("torch",
+    # "keras", "tf_keras", "flax", "onnx", "tf"; see crossbn.backends.networks.ADAPTERS),
     # or None: the backend runs no networks, and `no_models` says why.
     model_framework: ClassVar[str | None] = None
-    no_models: ClassVar[str] = "it has no network adapter in crossbn/models (model_framework is None)"
+    no_models: ClassVar[str] = "it has no network adapter in crossbn/backends/networks (model_framework is None)"
     # None, or why the backend runs only eval-mode networks (model cases with
     # training steps are then unsupported with this reason).
     model_train: ClassVar[str | None] = None
@@ -212,7 +212,7 @@ class Backend:
             raise Unsupported(why)
         import importlib
 
-        from ..models import ADAPTERS
+        from crossbn.backends.networks import ADAPTERS
 
-        return importlib.import_module(f"crossbn.models.{ADAPTERS[self.model_framework]}").run(
+        return importlib.import_module(f"crossbn.backends.networks.{ADAPTERS[self.model_framework]}").run(
             self, model_case, inputs, device)

@@ -48,8 +48,8 @@ inputs stay float32 under it; Python-scalar momentum stays weakly typed).
 
 from __future__ import annotations
 
-from .base import Backend, Unsupported
-from .devinfo import JAX_WORKER_ENV, jax_devices, no_running_stats_variants
+from crossbn.backends.base import Backend, Unsupported
+from crossbn.backends.devinfo import JAX_WORKER_ENV, jax_devices, no_running_stats_variants
 
 # case switch -> constructor argument
 _SWITCHES = {
@@ -65,7 +65,7 @@ class _FlaxBackend(Backend):
     devices = ("cpu", "cuda")
     option_family = "flax"
     worker_env = JAX_WORKER_ENV
-    model_framework = "flax"  # crossbn/models/flax_net.py (linen, or nnx for FlaxNnx)
+    model_framework = "flax"  # crossbn/backends/networks/flax.py (linen, or nnx for FlaxNnx)
     no_frozen = ("Flax has no frozen layer: parameters are frozen by the optimizer (optax.multi_transform, "
                  "nnx.Optimizer's wrt filter), which the BatchNorm module never sees; the module's one switch, "
                  "use_running_average, is what the eval step runs")
@@ -96,7 +96,7 @@ class _FlaxBackend(Backend):
         import jax
         import numpy as np
 
-        from ..dtypes import numpy_dtype
+        from crossbn.spec.dtypes import numpy_dtype
 
         if case.dtype == "float64" and not jax.config.jax_enable_x64:
             raise RuntimeError("float64 case in a worker without JAX_ENABLE_X64=1: JAX would compute in float32")
@@ -129,7 +129,7 @@ class _FlaxBackend(Backend):
         switch set off its default that the installed constructor lacks."""
         import inspect
 
-        from ..case import OPTIONS
+        from crossbn.spec.case import OPTIONS
 
         cls = self._constructor()
         # linen modules are dataclasses (fields in the class signature); nnx

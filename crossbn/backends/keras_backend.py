@@ -18,15 +18,22 @@ to expose the batch mean and variance.
 
 from __future__ import annotations
 
-from ..subset import PER_STRATUM
-from .base import Backend
-from .devinfo import JAX_WORKER_ENV, cpu_name, jax_devices, keras_device, no_running_stats_variants, tensorflow_devices
+from crossbn.backends.base import Backend
+from crossbn.backends.devinfo import (
+    JAX_WORKER_ENV,
+    cpu_name,
+    jax_devices,
+    keras_device,
+    no_running_stats_variants,
+    tensorflow_devices,
+)
+from crossbn.spec.subset import PER_STRATUM
 
 
 class _KerasBackend(Backend):
     keras_backend: str = ""
     extra = "keras"
-    model_framework = "keras"  # crossbn/models/keras_net.py
+    model_framework = "keras"  # crossbn/backends/networks/keras.py
     devices = ("cpu", "cuda")
     conventions = {
         "momentum": "old", "running_var": "biased", "default_eps": "1e-3", "channel_axis": "any",
@@ -221,7 +228,7 @@ class KerasJaxJit(KerasJax):
     """Keras 3 on JAX as its trainer runs it: the layer's stateless call (and
     its vjp) inside jax.jit, one compiled step per mode; the same layer,
     conventions and translation as keras-jax. Compiles per case: runs the
-    stratified subset of a suite (crossbn/subset.py)."""
+    stratified subset of a suite (crossbn/spec/subset.py)."""
 
     name = "keras-jax-jit"
     subset = PER_STRATUM
@@ -248,21 +255,21 @@ class KerasTorch(_KerasBackend):
     worker_env = {"KERAS_BACKEND": "torch"}
 
     def _devices(self) -> dict:
-        from .torch_backend import torch_devices
+        from crossbn.backends.torch_backend import torch_devices
 
         return torch_devices()
 
     def _tensor(self, a, device):
         import torch
 
-        from .torch_backend import _to_torch
+        from crossbn.backends.torch_backend import to_torch
 
-        return _to_torch(torch, a, device)
+        return to_torch(torch, a, device)
 
     def _forward_backward(self, layer, x, dy, training, gradients, device):
         import torch
 
-        from .torch_backend import _to_numpy
+        from crossbn.backends.torch_backend import torch_to_numpy
 
         # stateless_call with our own leaf tensors: autograd then reports the
         # gradients of exactly the values the layer used.
@@ -273,10 +280,10 @@ class KerasTorch(_KerasBackend):
         for var, value in zip(layer.non_trainable_variables, new_frozen):
             var.assign(value)
         if not gradients:
-            return _to_numpy(torch, y), {}
+            return torch_to_numpy(torch, y), {}
         leaves = [xt, *trainable]
         g = torch.autograd.grad(y, leaves, self._tensor(dy, device))
-        grads = {"dx": _to_numpy(torch, g[0])}
+        grads = {"dx": torch_to_numpy(torch, g[0])}
         for var, gv in zip(layer.trainable_variables, g[1:]):
-            grads["dgamma" if var.name == "gamma" else "dbeta"] = _to_numpy(torch, gv)
-        return _to_numpy(torch, y), grads
+            grads["dgamma" if var.name == "gamma" else "dbeta"] = torch_to_numpy(torch, gv)
+        return torch_to_numpy(torch, y), grads

@@ -84,9 +84,9 @@ from __future__ import annotations
 import time
 from typing import ClassVar
 
-from ..subset import PER_STRATUM
-from .base import Backend, Unsupported
-from .devinfo import cpu_name
+from crossbn.backends.base import Backend, Unsupported
+from crossbn.backends.devinfo import cpu_name
+from crossbn.spec.subset import PER_STRATUM
 
 _SPEC = "https://onnx.ai/onnx/operators/onnx__BatchNormalization.html#l-onnx-op-batchnormalization-{}"
 _CUMULATIVE = ("ONNX BatchNormalization has one fixed momentum attribute per node: "
@@ -113,7 +113,7 @@ class _OnnxBackend(Backend):
                     "and the onnx reference evaluator compute no gradients")
     no_frozen = ("ONNX has no trainable flag: a graph says only training_mode, and a frozen layer exports "
                  "as the same BatchNormalization node as a trainable one")
-    model_framework = "onnx"  # crossbn/models/onnx_net.py: the torch network exported
+    model_framework = "onnx"  # crossbn/backends/networks/onnx.py: the torch network exported
     model_train = ("the exported network is an inference graph; running BatchNormalization in training mode "
                    "would need every BN's running statistics threaded between session runs, which "
                    "torch.onnx.export does not write")
@@ -202,8 +202,8 @@ class _Opset(_OnnxBackend):
         return ("opset", self.opset, case.shape, case.dtype, training, case.eps, case.momentum)
 
     def _graph(self, case, training):
-        from ..dtypes import numpy_dtype
-        from .onnx_graphs import opset_graph
+        from crossbn.backends.onnx_graphs import opset_graph
+        from crossbn.spec.dtypes import numpy_dtype
 
         return opset_graph(self.opset, case.shape, numpy_dtype(case.dtype), training, case.eps, case.momentum)
 
@@ -224,7 +224,7 @@ class _TorchExport(_OnnxBackend):
                 case.eps, case.momentum)
 
     def _graph(self, case, training):
-        from .onnx_graphs import torch_export_graph
+        from crossbn.backends.onnx_graphs import torch_export_graph
 
         return torch_export_graph(case, training, dynamo=self.dynamo)
 

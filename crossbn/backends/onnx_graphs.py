@@ -30,7 +30,7 @@ import io
 import warnings
 from dataclasses import dataclass
 
-from .base import Unsupported
+from crossbn.backends.base import Unsupported
 
 # Canonical names of what a graph is fed (`feeds`) and what it returns (`fetches`).
 #   feeds:   x (channels-first), gamma, beta, running_mean, running_var
@@ -116,7 +116,7 @@ def torch_export_graph(case, training: bool, dynamo: bool = False) -> Graph:
     import torch
     from onnx import helper
 
-    from .torch_backend import TorchBackend, value_error_in
+    from crossbn.backends.torch_backend import TorchBackend, value_error_in
 
     shape, dtype = case.shape, getattr(torch, case.dtype)
     bn, _ = TorchBackend()._module(torch, case, "cpu")

@@ -50,14 +50,14 @@ as given ("exact"). No backend has a cumulative average.
 
 from __future__ import annotations
 
-from .base import Backend
-from .devinfo import no_running_stats_variants, tensorflow_devices
+from crossbn.backends.base import Backend
+from crossbn.backends.devinfo import no_running_stats_variants, tensorflow_devices
 
-_FUSED_DTYPES = ("float32", "float16", "bfloat16")
-_FUSED_FLOAT64 = "FusedBatchNormV3 has no float64 kernel (its T is half, bfloat16 or float)"
+FUSED_DTYPES = ("float32", "float16", "bfloat16")
+FUSED_FLOAT64 = "FusedBatchNormV3 has no float64 kernel (its T is half, bfloat16 or float)"
 
 
-def _data_format(rank: int, channels_last: bool) -> str:
+def tf_data_format(rank: int, channels_last: bool) -> str:
     return {(4, False): "NCHW", (4, True): "NHWC", (5, False): "NCDHW", (5, True): "NDHWC"}[(rank, channels_last)]
 
 
@@ -71,10 +71,10 @@ def _fused_shape(case) -> tuple[tuple[int, ...], str]:
         if case.channel_axis == 1:          # (N, C, L)
             return (*shape, 1), "NCHW"
         return (shape[0], shape[1], 1, shape[2]), "NHWC"  # (N, L, C)
-    return shape, _data_format(case.rank, case.channel_axis != 1)
+    return shape, tf_data_format(case.rank, case.channel_axis != 1)
 
 
-class _TfBackend(Backend):
+class TfOpsBackend(Backend):
     """Shared driver: device scope, steps, GradientTape, conversion of the
     observables to the case dtype and stored layout. Subclasses build their
     state (`_setup`) and run one forward pass (`_forward`)."""
@@ -86,7 +86,7 @@ class _TfBackend(Backend):
     worker_env = {"TF_CPP_MIN_LOG_LEVEL": "2"}
     # Whether the case's track_running_stats=False is expressible.
     batch_stats_only: bool = False
-    model_framework = "tf"  # crossbn/models/tf_net.py: the network in TF ops, BN as this backend's op
+    model_framework = "tf"  # crossbn/backends/networks/tf.py: the network in TF ops, BN as this backend's op
     no_frozen = ("a raw op has no layer to freeze: the caller chooses the statistics (training or not), "
                  "and those choices are the training and eval steps")
 
@@ -177,7 +177,7 @@ class _TfBackend(Backend):
         raise NotImplementedError
 
 
-def _fused_batch_stats(tf, x, data_format, device) -> dict:
+def fused_batch_stats(tf, x, data_format, device) -> dict:
     """The batch mean (reserve_space_1) and, on CPU, the biased batch variance
     (reserve_space_2) as FusedBatchNormV3 computes them; float32."""
     c = x.shape[1 if data_format.startswith("NC") else -1]
@@ -203,7 +203,7 @@ def _reserve_stats(r, device) -> dict:
 
 
 # ---- tf.nn ----------------------------------------------------------------------
-class TfNn(_TfBackend):
+class TfNn(TfOpsBackend):
     name = "tf-nn"
     batch_stats_only = True
     conventions = {
@@ -258,10 +258,10 @@ class TfNn(_TfBackend):
 
 
 # ---- FusedBatchNormV3 -------------------------------------------------------------
-class TfFusedOp(_TfBackend):
+class TfFusedOp(TfOpsBackend):
     name = "tf-fused-op"
     batch_stats_only = True
-    dtypes = _FUSED_DTYPES
+    dtypes = FUSED_DTYPES
     conventions = {
         "momentum": "new", "running_var": "unbiased", "hyperparameters": "float32", "default_eps": "1e-4",
         "channel_axis": "any",
@@ -270,7 +270,7 @@ class TfFusedOp(_TfBackend):
 
     def supports(self, case) -> str | None:
         if case.dtype == "float64":
-            return f"tf.raw_ops.FusedBatchNormV3: {_FUSED_FLOAT64}"
+            return f"tf.raw_ops.FusedBatchNormV3: {FUSED_FLOAT64}"
         return super().supports(case)
 
     def _setup(self, tf, case, inputs, device):

@@ -2,7 +2,7 @@
 
 `tf.keras` is Keras 3 in TensorFlow >= 2.16 (that is `keras-tensorflow`);
 Keras 2 lives on as the `tf_keras` package, imported directly here. The
-driver (steps, GradientTape, outputs) is `tf_backend._TfBackend`.
+driver (steps, GradientTape, outputs) is `tf_backend.TfOpsBackend`.
 
 - `tf-keras`: `tf_keras.layers.BatchNormalization(fused=False)`. Statistics
   from `tf.nn.moments` on the input cast to the parameter dtype (float32 for
@@ -34,14 +34,14 @@ same input and data format.
 
 from __future__ import annotations
 
-from .base import Unsupported
-from .tf_backend import _FUSED_DTYPES, _FUSED_FLOAT64, _data_format, _fused_batch_stats, _TfBackend
+from crossbn.backends.base import Unsupported
+from crossbn.backends.tf_backend import FUSED_DTYPES, FUSED_FLOAT64, TfOpsBackend, fused_batch_stats, tf_data_format
 
 
 # ---- Keras 2 ------------------------------------------------------------------
-class _TfKerasLayer(_TfBackend):
+class _TfKerasLayer(TfOpsBackend):
     fused: bool = False
-    model_framework = "tf_keras"  # crossbn/models/keras_net.py, with the tf_keras module
+    model_framework = "tf_keras"  # crossbn/backends/networks/keras.py, with the tf_keras module
     packages = ("tf_keras", "tensorflow", "numpy")
     modules = ("tf_keras", "tensorflow")
     extra = "tf-keras"
@@ -118,7 +118,7 @@ class TfKeras(_TfKerasLayer):
 class TfKerasFused(_TfKerasLayer):
     name = "tf-keras-fused"
     fused = True
-    dtypes = _FUSED_DTYPES
+    dtypes = FUSED_DTYPES
     conventions = {
         "momentum": "old", "running_var": "unbiased", "hyperparameters": "float32", "default_eps": "1e-3",
         "channel_axis": "any", "frozen": "inference",
@@ -130,11 +130,11 @@ class TfKerasFused(_TfKerasLayer):
     def supports(self, case) -> str | None:
         if case.dtype == "float64":
             return ("tf_keras BatchNormalization(fused=True) raises ValueError: only supported when the "
-                    f"compute dtype is float16, bfloat16, or float32 ({_FUSED_FLOAT64})")
+                    f"compute dtype is float16, bfloat16, or float32 ({FUSED_FLOAT64})")
         if case.rank not in (4, 5):
             return ("tf_keras BatchNormalization(fused=True) raises ValueError: only 4D or 5D input "
                     f"tensors (rank {case.rank})")
         return super().supports(case)
 
     def _stats(self, tf, case, layer, x, device) -> dict:
-        return _fused_batch_stats(tf, x, _data_format(case.rank, case.channel_axis != 1), device)
+        return fused_batch_stats(tf, x, tf_data_format(case.rank, case.channel_axis != 1), device)

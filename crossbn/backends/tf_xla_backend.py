@@ -29,9 +29,9 @@ the batch mean is exposed there.
 
 from __future__ import annotations
 
-from ..subset import PER_STRATUM
-from .keras_backend import KerasTensorFlow
-from .tf_backend import TfFusedOp, TfNn
+from crossbn.backends.keras_backend import KerasTensorFlow
+from crossbn.backends.tf_backend import TfFusedOp, TfNn
+from crossbn.spec.subset import PER_STRATUM
 
 XLA = "XLA: tf.function(jit_compile=True)"  # how the version strings name the compiled path
 _NO_NETWORK = ("its network adapter runs eagerly; the compiled path is judged on the BatchNorm suite, "

@@ -18,13 +18,13 @@ Translation from the canonical case:
 
 from __future__ import annotations
 
-from .base import Backend, Unsupported
-from .devinfo import cpu_name
+from crossbn.backends.base import Backend, Unsupported
+from crossbn.backends.devinfo import cpu_name
 
 _MODULES = {2: "BatchNorm1d", 3: "BatchNorm1d", 4: "BatchNorm2d", 5: "BatchNorm3d"}
 
 
-def _to_torch(torch, a, device):
+def to_torch(torch, a, device):
     if a.dtype.name == "bfloat16":  # torch.from_numpy does not know ml_dtypes
         import numpy as np
 
@@ -32,7 +32,7 @@ def _to_torch(torch, a, device):
     return torch.from_numpy(a).to(device)
 
 
-def _to_numpy(torch, t):
+def torch_to_numpy(torch, t):
     t = t.detach().cpu()
     if t.dtype == torch.bfloat16:
         import ml_dtypes
@@ -81,7 +81,7 @@ class TorchBackend(Backend):
         "doc": "https://pytorch.org/docs/stable/generated/torch.nn.BatchNorm2d.html",
     }
     no_frozen = None
-    model_framework = "torch"  # crossbn/models/torch_net.py
+    model_framework = "torch"  # crossbn/backends/networks/torch.py
 
     def describe(self) -> dict:
         import torch
@@ -113,14 +113,14 @@ class TorchBackend(Backend):
             for name, attr in (("gamma", "weight"), ("beta", "bias"),
                                ("running_mean", "running_mean"), ("running_var", "running_var")):
                 if name in inputs:
-                    getattr(bn, attr).copy_(_to_torch(torch, inputs[name], device))
+                    getattr(bn, attr).copy_(to_torch(torch, inputs[name], device))
 
         channels_last = case.channel_axis != 1
         out: dict = {}
         for k, step in enumerate(case.steps):
             training = step != "eval"
             bn.train(training)
-            leaf = _to_torch(torch, inputs[f"x{k}"], device).requires_grad_(case.gradients)
+            leaf = to_torch(torch, inputs[f"x{k}"], device).requires_grad_(case.gradients)
             x = leaf.movedim(-1, 1) if channels_last else leaf
             if training:
                 out.update(self._intermediates(torch, bn, x.detach(), step))
@@ -130,17 +130,17 @@ class TorchBackend(Backend):
             except ValueError as e:  # documented: one value per channel in training
                 raise Unsupported(f"PyTorch refuses the case: {e}") from e
             y_stored = y.movedim(1, -1) if channels_last else y
-            out[f"{step}.y"] = _to_numpy(torch, y_stored.contiguous())
+            out[f"{step}.y"] = torch_to_numpy(torch, y_stored.contiguous())
             if training and case.track_running_stats:
-                out[f"{step}.running_mean"] = _to_numpy(torch, bn.running_mean)
-                out[f"{step}.running_var"] = _to_numpy(torch, bn.running_var)
+                out[f"{step}.running_mean"] = torch_to_numpy(torch, bn.running_mean)
+                out[f"{step}.running_var"] = torch_to_numpy(torch, bn.running_var)
             if case.gradients:
-                dy = _to_torch(torch, inputs[f"dy{k}"], device)
+                dy = to_torch(torch, inputs[f"dy{k}"], device)
                 y_stored.backward(dy)
-                out[f"{step}.dx"] = _to_numpy(torch, leaf.grad)
+                out[f"{step}.dx"] = torch_to_numpy(torch, leaf.grad)
                 if case.affine and bn.weight.grad is not None:  # None: a frozen parameter
-                    out[f"{step}.dgamma"] = _to_numpy(torch, bn.weight.grad)
-                    out[f"{step}.dbeta"] = _to_numpy(torch, bn.bias.grad)
+                    out[f"{step}.dgamma"] = torch_to_numpy(torch, bn.weight.grad)
+                    out[f"{step}.dbeta"] = torch_to_numpy(torch, bn.bias.grad)
         return out
 
     @staticmethod
@@ -155,4 +155,4 @@ class TorchBackend(Backend):
             )
         except (RuntimeError, ValueError):
             return {}
-        return {f"{step}.batch_mean": _to_numpy(torch, mean), f"{step}.invstd": _to_numpy(torch, invstd)}
+        return {f"{step}.batch_mean": torch_to_numpy(torch, mean), f"{step}.invstd": torch_to_numpy(torch, invstd)}

@@ -23,7 +23,7 @@ with `fullgraph=True`.
 Cost: the first compilation took ~12 s here and later recompilations 2-5 s
 (less once Inductor's on-disk cache is warm), so the backend runs the
 stratified subset of a suite that every compiled backend runs (two cases
-of each group and dtype; smoke whole; crossbn/subset.py). Each result's
+of each group and dtype; smoke whole; crossbn/spec/subset.py). Each result's
 `backend_info` records the wall time of the calls that compiled
 (`compile_seconds`) and the number of graphs compiled (`graphs_compiled`).
 
@@ -34,17 +34,17 @@ from __future__ import annotations
 
 import time
 
-from ..subset import PER_STRATUM
-from .base import Unsupported
-from .torch_backend import TorchBackend, value_error_in
+from crossbn.backends.base import Unsupported
+from crossbn.backends.torch_backend import TorchBackend, value_error_in
+from crossbn.spec.subset import PER_STRATUM
 
-_UNBOUNDED = 1_000_000  # recompiles allowed per frame: never fall back to eager
+UNBOUNDED = 1_000_000  # recompiles allowed per frame: never fall back to eager
 
 
 class TorchCompile(TorchBackend):
     name = "torch-compile"
-    model_compile = True  # crossbn/models/torch_net.py compiles the network too
-    subset = PER_STRATUM  # cases per group and dtype of a suite (crossbn/subset.py)
+    model_compile = True  # crossbn/backends/networks/torch.py compiles the network too
+    subset = PER_STRATUM  # cases per group and dtype of a suite (crossbn/spec/subset.py)
 
     def __init__(self) -> None:
         self._compiled: dict = {}
@@ -52,8 +52,8 @@ class TorchCompile(TorchBackend):
     def _module(self, torch, case, device):
         import torch._dynamo
 
-        torch._dynamo.config.recompile_limit = _UNBOUNDED
-        torch._dynamo.config.accumulated_recompile_limit = _UNBOUNDED
+        torch._dynamo.config.recompile_limit = UNBOUNDED
+        torch._dynamo.config.accumulated_recompile_limit = UNBOUNDED
         torch._dynamo.config.fail_on_recompile_limit_hit = True
         key = (case.rank, case.channels, case.dtype, device, case.eps, case.momentum, case.cumulative,
                case.affine, case.track_running_stats, case.frozen)
@@ -65,14 +65,14 @@ class TorchCompile(TorchBackend):
             with torch.no_grad():
                 bn.num_batches_tracked.zero_()  # a fresh layer for every case
         self.run_info = {"compile_seconds": 0.0, "graphs_compiled": 0}
-        return bn, _Timed(torch, compiled, self.run_info)
+        return bn, Timed(torch, compiled, self.run_info)
 
     @staticmethod
     def _intermediates(torch, bn, x, step) -> dict:
         return {}
 
 
-class _Timed:
+class Timed:
     """Calls the compiled module and adds the calls that compiled a graph to
     `info`. AOTAutograd compiles the backward together with the forward (the
     first backward measured 0.00 s here), so timing the forward calls

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..compare import full_bound
+from crossbn.verdict.compare import full_bound
 
 # The outputs a reproducer compares: what every framework returns publicly
 # (batch_mean / invstd are crossbn's probes into the kernel, not API).
@@ -93,8 +93,8 @@ class Lab:
 
     def __init__(self, backend: str, device: str = "cpu", backend_modules: tuple[str, ...] = (),
                  timeout: float | None = None):
-        from ..backends import BackendError, choose, discover, instantiate
-        from ..runner import DEFAULT_TIMEOUT, WorkerPool
+        from crossbn.backends import BackendError, choose, discover, instantiate
+        from crossbn.execution.runner import DEFAULT_TIMEOUT, WorkerPool
 
         modules = tuple(backend_modules) + tuple(
             p for p in os.environ.get("CROSSBN_BACKEND_MODULE", "").split(os.pathsep) if p)
@@ -111,7 +111,7 @@ class Lab:
         self.runs = 0
 
     def attempt(self, case) -> Attempt:
-        from ..judge import judge
+        from crossbn.verdict.judge import judge
 
         keep: dict = {}
         self.runs += 1

@@ -25,15 +25,15 @@ def index(out: Path) -> dict[str, str]:
 
 def write_all(out: Path, budget: float, *, known_file: str | None = None, backend_modules=(), say=print) -> int:
     """Write the reports; the number written."""
-    from .. import known as known_mod
-    from ..case import Case
-    from ..compare import FAILING
-    from ..report.pages import slug
-    from ..results import read
-    from .attempt import Lab
-    from .command import backend_spec
-    from .group import group
-    from .make import make
+    from crossbn.bugreport.attempt import Lab
+    from crossbn.bugreport.command import backend_spec
+    from crossbn.bugreport.group import group
+    from crossbn.bugreport.make import make
+    from crossbn.records import known as known_mod
+    from crossbn.records.naming import slug
+    from crossbn.records.results import read
+    from crossbn.spec.case import Case
+    from crossbn.spec.verdicts import FAILING
 
     records = [r for r in read(out / "results.jsonl") if r.get("verdict") in FAILING and not r.get("known")
                and "network" not in (r.get("case") or {})]

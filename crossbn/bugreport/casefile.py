@@ -1,8 +1,8 @@
-"""A case as a one-group TOML catalogue (`case.toml`, `cases/found/*.toml`).
+"""A case as a one-group TOML catalogue (`case.toml`, `crossbn/cases/found/*.toml`).
 
 The standard library reads TOML but does not write it; a case holds only
 numbers, strings, booleans, lists and one table of switches, so writing it
-is a few lines. The output is read back by crossbn/catalogue.py like any
+is a few lines. The output is read back by crossbn/spec/catalogue.py like any
 other catalogue, and tests/test_repro.py checks the round trip.
 """
 

@@ -3,19 +3,12 @@
 from __future__ import annotations
 
 import fnmatch
-import re
 import sys
 from pathlib import Path
 
+from crossbn.execution.limits import seconds
+
 DEFAULT_BUDGET = "2m"
-
-
-def seconds(text: str, option: str = "--budget") -> float:
-    """'90s', '10m', '1h' or a plain number of seconds."""
-    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smh]?)\s*", str(text))
-    if not m:
-        raise ValueError(f"{option} {text!r}: expected a duration like 90s, 10m or 1h")
-    return float(m.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600}[m.group(2)]
 
 
 def add_parsers(sub) -> None:
@@ -47,7 +40,7 @@ def add_parsers(sub) -> None:
                     help="side by side: the other release's interpreter the finding ran under; a results file "
                          "is data, so the interpreter it names is run only when given here too")
     rp.set_defaults(func=repro)
-    from .fuzz import add_parser
+    from crossbn.bugreport.fuzz import add_parser
 
     add_parser(sub)
 
@@ -56,11 +49,11 @@ def bugs(args) -> int:
     """The findings of a run grouped by root cause (crossbn/bugreport/group.py),
     each with its count, worst ratio and smallest case, and the command that
     reruns that case."""
-    from .. import environment
-    from ..report.pages import rerun_command
-    from ..report.sources import ReportError, newest_run, results_file
-    from ..results import read
-    from .group import group
+    from crossbn.bugreport.group import group
+    from crossbn.records import environment
+    from crossbn.records.naming import rerun_command
+    from crossbn.records.results import read
+    from crossbn.records.sources import ReportError, newest_run, results_file
 
     try:
         path = results_file(args.results or newest_run() or "reports")
@@ -104,12 +97,12 @@ def _trusted_interpreter(record: dict | None, given: str | None) -> None:
 
 
 def repro(args) -> int:
-    from .. import known as known_mod
-    from ..catalogue import CatalogueError
-    from ..report.pages import slug
-    from .attempt import Lab, LabError
-    from .finding import FindingError, locate
-    from .make import make
+    from crossbn.bugreport.attempt import Lab, LabError
+    from crossbn.bugreport.finding import FindingError, locate
+    from crossbn.bugreport.make import make
+    from crossbn.records import known as known_mod
+    from crossbn.records.naming import slug
+    from crossbn.spec.catalogue import CatalogueError
 
     try:
         budget = seconds(args.budget)

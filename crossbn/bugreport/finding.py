@@ -44,10 +44,10 @@ def _matches(ref: str, case_id: str, pytest_id: str) -> bool:
 
 
 def locate(spec: str, results: str | None = None, suite: str = "default") -> Located:
-    from ..case import Case
-    from ..catalogue import load_suite
-    from ..report.sources import ReportError, newest_run, results_file
-    from ..results import read
+    from crossbn.records.results import read
+    from crossbn.records.sources import ReportError, newest_run, results_file
+    from crossbn.spec.case import Case
+    from crossbn.spec.suites import load_suite
 
     ref, backend, device = parse(spec)
     source = results or newest_run()

@@ -7,7 +7,7 @@ closest towards larger disagreements. A finding is new when no entry of the
 known-differences file (--known) matches it and no earlier finding of this
 search shares its root cause (backend, device, first departing stage,
 fingerprint: group.py). After the search each new root cause's first case is
-shrunk (shrink.py), saved as a one-case catalogue in cases/found/ (which
+shrunk (shrink.py), saved as a one-case catalogue in crossbn/cases/found/ (which
 the `default` suite includes) and, where repro.py reproduces it, given a
 bug report.
 
@@ -29,9 +29,9 @@ from pathlib import Path
 
 from hypothesis import HealthCheck, Phase, assume, given, seed as hypothesis_seed, settings, strategies as st, target
 
-from ..case import DISTRIBUTIONS, LAYOUTS, Case
-from ..compare import FAILING
-from ..dtypes import NAMES as DTYPES
+from crossbn.spec.case import DISTRIBUTIONS, LAYOUTS, Case
+from crossbn.spec.dtypes import NAMES as DTYPES
+from crossbn.spec.verdicts import FAILING
 
 MAX_ELEMENTS = 4096  # per step: small cases run fast and shrink fast
 
@@ -65,10 +65,10 @@ def cases(draw, dtypes=DTYPES) -> Case:
 
 
 def add_parser(sub) -> None:
-    fz = sub.add_parser("fuzz", help="search for new findings with Hypothesis; save them in cases/found/",
+    fz = sub.add_parser("fuzz", help="search for new findings with Hypothesis; save them in crossbn/cases/found/",
                         description="Generated cases run on each backend; hypothesis.target steers towards the "
                                     "worst error/bound ratios. Each new root cause is shrunk, saved as a "
-                                    "regression case (cases/found/, included by the default suite) and, where "
+                                    "regression case (crossbn/cases/found/, included by the default suite) and, where "
                                     "repro.py reproduces it, given a bug report. Exit 0; 2 for bad usage.")
     fz.add_argument("--backends", required=True, help="comma-separated backend names")
     fz.add_argument("--device", default="cpu", help="device (default: cpu)")
@@ -78,7 +78,7 @@ def add_parser(sub) -> None:
     fz.add_argument("--seed", type=int, default=0, help="Hypothesis's seed: the same seed, the same search")
     fz.add_argument("--shrink-budget", default="60s", help="time to shrink each new finding (default: 60s)")
     fz.add_argument("--known", metavar="FILE", help="known differences: findings they match are not new")
-    fz.add_argument("--found", help="where regression cases go (default: cases/found in crossbn's cases folder)")
+    fz.add_argument("--found", help="where regression cases go (default: crossbn/cases/found in crossbn's cases folder)")
     fz.add_argument("--out", help="records and bug reports (default: reports/fuzz-<time>)")
     fz.add_argument("--backend-module", action="append", default=[], help="a .py file with extra backends")
     fz.set_defaults(func=run)
@@ -86,9 +86,9 @@ def add_parser(sub) -> None:
 
 def search(labs, *, examples: int, budget: float, seed: int, known, sink, dtypes=DTYPES) -> tuple[dict, int]:
     """({root-cause key: the first record showing it}, cases run)."""
-    from ..known import first_match
-    from ..results import finite, judged
-    from .group import key
+    from crossbn.bugreport.group import key
+    from crossbn.records.known import first_match
+    from crossbn.records.results import finite, judged
 
     new: dict = {}
     count = [0]
@@ -122,14 +122,14 @@ def search(labs, *, examples: int, budget: float, seed: int, known, sink, dtypes
 
 
 def run(args) -> int:
-    from .. import known as known_mod
-    from ..case import Case
-    from ..catalogue import CASES_DIR
-    from ..report.pages import slug
-    from .attempt import Lab, LabError
-    from .casefile import group_toml
-    from .command import seconds
-    from .make import make
+    from crossbn.bugreport.attempt import Lab, LabError
+    from crossbn.bugreport.casefile import group_toml
+    from crossbn.bugreport.make import make
+    from crossbn.execution.limits import seconds
+    from crossbn.records import known as known_mod
+    from crossbn.records.naming import slug
+    from crossbn.spec.case import Case
+    from crossbn.spec.catalogue import CASES_DIR
 
     try:
         budget, shrink_budget = seconds(args.budget), seconds(args.shrink_budget, "--shrink-budget")

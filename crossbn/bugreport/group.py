@@ -20,8 +20,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-from ..compare import FAILING
-from ..results import judged, ratio_rank
+from crossbn.records.results import judged, ratio_rank
+from crossbn.spec.verdicts import FAILING
 
 # crash, error and timeout: keyed by what was raised, not by a stage
 _UNEXPLAINED = frozenset({"crash", "error", "timeout"})

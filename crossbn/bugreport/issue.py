@@ -11,14 +11,22 @@ from pathlib import Path
 
 import numpy as np
 
-from ..case import Case
-from . import casefile, script
-from .make import _WORDS, step_words
+from crossbn.bugreport import casefile, script
+from crossbn.spec.case import Case
 
 _HOW = {"observed": "seen directly in the values crossbn reads from the framework",
         "probe": "found by rerunning the case with one stage's inputs replaced by exact values",
         "fit": "inferred from how the output's error is shaped per channel: not an offset or a scale, so "
                "it arises in the normalization itself"}
+
+
+# An observable as the issue names it.
+OBSERVABLE_WORDS = {"y": "output y", "running_mean": "running mean", "running_var": "running variance",
+                    "dx": "input gradient dx", "dgamma": "gradient dgamma", "dbeta": "gradient dbeta"}
+
+
+def step_words(step: str) -> str:
+    return "in eval mode" if step == "eval" else f"in training step {int(step[5:]) + 1}"
 
 
 _STAGE = {"normalized": "normalized values (x - mean) * inverse std", "eval statistics": "statistics used in eval mode"}
@@ -37,12 +45,12 @@ def _expected(case: Case, at, backend) -> str:
     if at.record.get("verdict") == "nan-mismatch":  # positions, not magnitudes: no bound to quote
         return (f"BatchNorm of a {case.dtype} input of shape {tuple(case.shape)} "
                 f"({case.layout.replace('_', '-')}), eps {case.eps:g}, momentum {case.momentum:g} (weight kept on "
-                f"the old running value), should give the {_WORDS[what]} {step_words(step)} as the exact result "
+                f"the old running value), should give the {OBSERVABLE_WORDS[what]} {step_words(step)} as the exact result "
                 f"rounded to {case.dtype}: NaN exactly where that is NaN, and ±Inf exactly where it is infinite or "
                 f"beyond {case.dtype}'s range (the inline float64 formula in repro.py).{held}")
     return (f"BatchNorm of a {case.dtype} input of shape {tuple(case.shape)} ({case.layout.replace('_', '-')}), "
             f"eps {case.eps:g}, momentum {case.momentum:g} (weight kept on the old running value), should give the "
-            f"{_WORDS[what]} {step_words(step)} equal to the exact result rounded to {case.dtype}, to within "
+            f"{OBSERVABLE_WORDS[what]} {step_words(step)} equal to the exact result rounded to {case.dtype}, to within "
             f"{_span(at.tolerance)} per element: crossbn's bound on the rounding error a correct {case.dtype} implementation may "
             f"add, summed over the formula's operations (the inline float64 formula in repro.py is far closer "
             f"than that).{held}")

@@ -17,17 +17,16 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..compare import FAILING
-from ..inputs import generate
-from ..results import finite, judged
-from . import casefile, script, verify
-from .attempt import Attempt, Lab
-from .shrink import shrink
+from crossbn.bugreport import casefile, script, verify
+from crossbn.bugreport.attempt import Attempt, Lab
+from crossbn.bugreport.issue import OBSERVABLE_WORDS, issue_text, step_words
+from crossbn.bugreport.shrink import shrink
+from crossbn.oracle.inputs import generate
+from crossbn.records.results import finite, judged
+from crossbn.spec.verdicts import FAILING
 
 _EXPLAINED = ("deviation", "nan-mismatch")
 CLEAR = 10.0  # error/bound: a discrepancy this far past the bound is plain to anyone
-_WORDS = {"y": "output y", "running_mean": "running mean", "running_var": "running variance",
-          "dx": "input gradient dx", "dgamma": "gradient dgamma", "dbeta": "gradient dbeta"}
 
 
 @dataclass
@@ -40,10 +39,6 @@ class BugReport:
     tried: int = 0              # smaller cases run while shrinking
     record: dict | None = None  # the minimized case's result record
     title: str = ""             # the issue's title (status "written")
-
-
-def step_words(step: str) -> str:
-    return "in eval mode" if step == "eval" else f"in training step {int(step[5:]) + 1}"
 
 
 def title(lab: Lab, at: Attempt) -> str:
@@ -59,7 +54,7 @@ def title(lab: Lab, at: Attempt) -> str:
     else:
         kind = f"is off by up to {obs.get('ratio', 0):.3g}x the {case.dtype} rounding-error bound"
     diag = (rec.get("diagnosis") or {}).get("description")
-    return f"{label} BatchNorm: {case.dtype} {_WORDS[what]} {step_words(step)} {kind}" + \
+    return f"{label} BatchNorm: {case.dtype} {OBSERVABLE_WORDS[what]} {step_words(step)} {kind}" + \
         (f" ({diag})" if diag and diag != "the canonical formulas, computed in float64" else "")
 
 
@@ -117,7 +112,6 @@ def make(case, lab: Lab, out_root: Path, budget: float, *, slug: str, known=(), 
         return BugReport("not-reproduced", f"repro.py did not reproduce the finding ({ran.status}, exit "
                          f"{ran.returncode}); nothing written. Its output:\n{tail}", case, minimized, tried=tried,
                          record=at.record)
-    from .issue import issue_text
 
     files = {"repro.py": text,
              "ISSUE.md": issue_text(lab=lab, at=at, title=name, text=text, ran=ran, tried=tried, known=known,
@@ -136,7 +130,7 @@ def make(case, lab: Lab, out_root: Path, budget: float, *, slug: str, known=(), 
 
 
 def _system(lab: Lab) -> dict:
-    from ..environment import cpu_model, gpus
+    from crossbn.records.environment import cpu_model, gpus
 
     found = gpus()
     return {"os": platform.platform(), "cpu": cpu_model(), "python": platform.python_version(),

@@ -157,7 +157,7 @@ def _arrays(case, inputs: dict) -> list[tuple[str, Source]]:
 
 
 def _draw_x(case) -> tuple[Source, bool, Source]:
-    """The NumPy expression that draws x for a step (crossbn/inputs.py, one branch)."""
+    """The NumPy expression that draws x for a step (crossbn/oracle/inputs.py, one branch)."""
     sigma, loc = case.scale, case.offset_ratio * case.scale
     if case.distribution == "near_eps":
         sigma = math.sqrt(case.eps) if case.eps > 0 else 1e-4

@@ -28,7 +28,7 @@ from hypothesis import HealthCheck, Phase, find, settings, strategies as st
 from hypothesis.database import InMemoryExampleDatabase, choices_to_bytes
 from hypothesis.errors import NoSuchExample
 
-from ..case import Case, CaseError
+from crossbn.spec.case import Case, CaseError
 
 _KEY = b"crossbn-shrink"
 

@@ -1,6 +1,6 @@
 """Models conformance: one test per (model case, backend, device).
 
-The `models` suite's networks (crossbn/models/), parametrized by the crossbn
+The `models` suite's networks (crossbn/backends/networks/), parametrized by the crossbn
 plugin like test_batchnorm.py, which is the module collected for BatchNorm
 suites; this one is collected for model catalogues:
 

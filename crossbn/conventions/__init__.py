@@ -24,8 +24,8 @@ from __future__ import annotations
 
 import time
 
-from ..runner import DEFAULT_TIMEOUT, BackendWorker, WorkerPool, device_problem, open_worker
-from . import infer, probes
+from crossbn.conventions import infer, probes
+from crossbn.execution.runner import DEFAULT_TIMEOUT, BackendWorker, WorkerPool, device_problem, open_worker
 
 __all__ = ["observe", "PROPERTIES"]
 PROPERTIES = infer.PROPERTIES

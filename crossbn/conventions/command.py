@@ -16,9 +16,9 @@ import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 
-from ..results import finite
-from ..runner import DEFAULT_TIMEOUT
-from . import infer, observe
+from crossbn.conventions import infer, observe
+from crossbn.execution.runner import DEFAULT_TIMEOUT
+from crossbn.records.results import finite
 
 DEVICES = ("cpu", "cuda")
 
@@ -53,7 +53,7 @@ def _findings(records: list[dict]) -> list[dict]:
 
 
 def run(args) -> int:
-    from ..backends import BackendError, choose, discover, instantiate
+    from crossbn.backends import BackendError, choose, discover, instantiate
 
     try:
         # the same backend modules a run sees: the option's, then CROSSBN_BACKEND_MODULE's

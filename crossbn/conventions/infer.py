@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..fingerprint import IMPROVEMENT
+from crossbn.verdict.fingerprint import IMPROVEMENT
 
 # property -> (column header, what it says, the values it takes)
 PROPERTIES = {

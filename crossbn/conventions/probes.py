@@ -50,11 +50,11 @@ import dataclasses
 
 import numpy as np
 
-from .. import inputs as inputs_mod
-from ..case import Case
-from ..dtypes import numpy_dtype
-from ..fingerprint import rank_formulations
-from ..formulation import Formulation
+from crossbn.oracle import inputs as inputs_mod
+from crossbn.oracle.formulation import Formulation
+from crossbn.spec.case import Case
+from crossbn.spec.dtypes import numpy_dtype
+from crossbn.verdict.fingerprint import rank_formulations
 
 MOMENTUM = 0.1
 EPS_PROBE = 1.1e-10
@@ -246,7 +246,7 @@ def frozen_facts(case: Case, inputs: dict, out: dict) -> dict:
     size), how far the running statistics moved, and which gradients came back."""
     if "train0.y" not in out:
         return {"missing": "the backend returned no training output"}
-    from ..expected import FROZEN, simulate
+    from crossbn.oracle.expected import FROZEN, simulate
 
     y = _f64(out["train0.y"])
     scale = float(np.max(np.abs(y[np.isfinite(y)]), initial=0.0)) or 1.0

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .sources import CONVENTIONS_FILE, ReportError
+from crossbn.records.sources import CONVENTIONS_FILE, ReportError
 
 __all__ = ["ReportError", "build"]
 
@@ -32,9 +32,9 @@ def build(results, out: Path | str, *, title: str = "crossbn report") -> Path:
 
     import jinja2
 
-    from ..store import merge
-    from .render import write
-    from .sources import load
+    from crossbn.records.sources import load
+    from crossbn.records.store import merge
+    from crossbn.report.render import write
 
     out = Path(out)
     sources = load(list(results))

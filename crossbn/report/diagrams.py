@@ -10,9 +10,9 @@ import math
 
 from markupsafe import Markup
 
-from ..models.networks import INPUT  # the network input's pseudo-name
-from ..results import number
-from .svg import EDGE, RED, VERDICT_COLOURS, arrowhead, coord, empty, esc, line, root, text, token
+from crossbn.records.results import number
+from crossbn.report.svg import EDGE, RED, VERDICT_COLOURS, arrowhead, coord, empty, esc, line, root, text, token
+from crossbn.spec.networks import INPUT
 
 # ---- 3. BatchNorm's dataflow ------------------------------------------------------------------
 

@@ -7,16 +7,14 @@ Every result is placed and ranked by the ratio its verdict rests on
 
 from __future__ import annotations
 
-import hashlib
-import re
-import shlex
 from collections import Counter, defaultdict
 from pathlib import Path
 
-from ..compare import FAILING, SEVERITY
-from ..localize import STAGES
-from ..results import judged, number, observable_ratio, ratio_rank
-from . import diagrams, svg
+from crossbn.records.naming import rerun_command, slug, suite_name  # noqa: F401 (the pages use them)
+from crossbn.records.results import judged, number, observable_ratio, ratio_rank
+from crossbn.report import diagrams, svg
+from crossbn.spec.verdicts import FAILING, SEVERITY
+from crossbn.verdict.localize import STAGES
 
 # observable -> the dataflow stage whose value it is (y is the affine output)
 OBSERVABLE_STAGE = {"batch_mean": "batch mean", "batch_var": "batch variance", "invstd": "inverse std",
@@ -28,16 +26,6 @@ BUG_REPORTS_DIR = "bug-reports"  # <report>/bug-reports/<page slug>/{ISSUE.md,re
 
 def judged_ratio(rec: dict) -> float | None:
     return judged(rec)[0]
-
-
-def slug(rec: dict) -> str:
-    """A file name for a result's page: its test id, safe on every file system
-    (a long one cut, with a hash of the whole so that two never collide)."""
-    raw = f"{rec.get('pytest_id') or rec['case_id']}--{rec['backend']}--{rec['device']}"
-    safe = re.sub(r"[^A-Za-z0-9._-]+", "_", raw)
-    if len(safe) <= 180:
-        return safe
-    return f"{safe[:160]}-{hashlib.sha256(raw.encode()).hexdigest()[:12]}"
 
 
 def is_finding(rec: dict) -> bool:
@@ -58,7 +46,7 @@ def page_href(rec: dict) -> str:
 def root_cause_key(rec: dict) -> tuple:
     """What `crossbn bugs` and a known-differences entry group by (backend,
     verdict, dtype, stage, fingerprint), and the device."""
-    from ..known import group_key
+    from crossbn.records.known import group_key
 
     return (*group_key(rec), rec["device"])
 
@@ -182,7 +170,7 @@ def distribution(records) -> list[tuple[str, list[float]]]:
 def conventions_table(conventions: list[dict]) -> dict | None:
     if not conventions:
         return None
-    from ..conventions.infer import PROPERTIES
+    from crossbn.conventions.infer import PROPERTIES
 
     rows: dict[tuple, dict] = defaultdict(dict)
     for c in conventions:
@@ -231,24 +219,6 @@ def index(sources) -> dict:
 
 # ---- a finding's page ---------------------------------------------------------------------
 
-def suite_name(suite: str) -> str:
-    """A catalogue name as given; a catalogue file by its file name alone (the
-    report names no absolute path: it is moved and attached elsewhere)."""
-    return Path(suite).name if ("/" in suite or suite.endswith(".toml")) else suite
-
-
-def rerun_command(rec: dict, run: dict | None) -> str:
-    """One line that reruns just this (case, backend, device)."""
-    suite = suite_name((run or {}).get("suite") or rec.get("suite") or "default")
-    modules = "".join(f"--backend-module {shlex.quote(m)} " for m in (run or {}).get("backend_modules") or ())
-    backend = rec["backend"]
-    if rec.get("interpreter"):  # side by side: the release under its own interpreter, by the same name
-        backend = f"{backend}={rec['interpreter']}"
-    return (f"crossbn run --suite {shlex.quote(str(suite))} {modules}--backends {shlex.quote(backend)} "
-            f"--devices {shlex.quote(rec['device'])} -n 0 --no-conventions "
-            f"-- -k {shlex.quote(rec.get('pytest_id') or rec['case_id'])}")
-
-
 def stage_verdicts(rec: dict) -> dict[str, str]:
     """Each dataflow stage's verdict at the step where the result departs."""
     loc = rec.get("localization") or {}
@@ -281,7 +251,7 @@ def bug_reports(rec: dict, out: Path) -> list[dict]:
     cause (`crossbn run --bug-reports` indexes a group's findings)."""
     name = slug(rec)
     if not (out / BUG_REPORTS_DIR / name).is_dir():
-        from ..bugreport.batch import index
+        from crossbn.bugreport.batch import index
 
         name = index(out).get(name, "")
     folder = out / BUG_REPORTS_DIR / name
@@ -315,7 +285,7 @@ def finding(rec: dict, run: dict | None, out: Path, group: list[dict] | None = N
 # ---- a network's page (models suite) ------------------------------------------------------
 
 def network(rec: dict, run: dict | None, out: Path) -> dict:
-    from ..models.networks import INPUT, NETWORKS
+    from crossbn.spec.networks import INPUT, NETWORKS
 
     spec = NETWORKS.get((rec.get("case") or {}).get("network", ""))
     steps = []

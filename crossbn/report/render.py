@@ -15,8 +15,8 @@ from pathlib import Path
 
 import jinja2
 
-from ..results import number
-from . import pages
+from crossbn.records.results import number
+from crossbn.report import pages
 
 _TEMPLATES = Path(__file__).resolve().parent / "templates"
 

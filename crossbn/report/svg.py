@@ -18,7 +18,7 @@ import re
 import numpy as np
 from markupsafe import Markup, escape
 
-from ..results import number
+from crossbn.records.results import number
 
 NAN = float("nan")
 # fallback fills of the 8 cycling series classes s0..s7 (Tableau 10, colour-blind friendly)

@@ -2,7 +2,7 @@
 
 `Planted` is a complete BatchNorm in NumPy (training steps with running
 statistics, eval, gradients) in a chosen compute dtype, written
-independently of `reference/variants.py` (numpy's own reductions, or
+independently of `crossbn/oracle/variants.py` (numpy's own reductions, or
 adjacent-pair trees where a reduction must round in half precision), so a
 fingerprint has to recognise a formulation, not a copy of its own code.
 Each subclass plants one fault (FAULTS), in one stage or one variant
@@ -15,7 +15,7 @@ the fingerprint.
 import numpy as np
 
 from crossbn.backends.base import Backend
-from crossbn.dtypes import numpy_dtype
+from crossbn.spec.dtypes import numpy_dtype
 
 
 def _welford(v, dt):

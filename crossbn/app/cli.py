@@ -1,0 +1,497 @@
+"""The `crossbn` command.
+
+  crossbn run [--suite S] [--backends A,B|all] [--devices cpu,cuda] [--out DIR] [-n N]
+              [--progress auto|rich|plain|off] [-- PYTEST ARGS]
+  crossbn run --resume DIR [-n N]          finish an interrupted run: only what DIR lacks runs
+  crossbn backends [--backend-module F] [--markdown]
+                                           list backends, their versions and availability
+                                           (--markdown: their declared devices and conventions)
+  crossbn suites                           list the case catalogues and their sizes
+  crossbn baseline save NAME [RESULTS]     store results as baselines/NAME (diff-friendly JSON Lines)
+  crossbn compare BASE NEW                 classify every result against a baseline; exit 1 on regressions
+  crossbn known FILE [RESULTS]             which findings a known-differences file covers; exit 1 on new ones
+  crossbn bugs [RESULTS]                   the findings grouped by root cause, each with its smallest case
+  crossbn repro FINDING [--budget 2m]      shrink a finding; write a verified repro.py and ISSUE.md
+  crossbn fuzz --backends A,B [--budget 10m] [--seed N]
+                                           search for findings with Hypothesis; save them in crossbn/cases/found/
+  crossbn report RESULTS... [--out DIR]    render results.jsonl files or run folders (merged) into
+                                           DIR/index.html plus one page per root cause
+  crossbn cache info|clear [--dir DIR]     what crossbn's cache holds (judgements, JAX's and
+                                           Inductor's compilation caches); clear empties it
+  crossbn conventions [--backends A,B|all] [--devices cpu,cuda] [--out DIR] [-n N] [--strict]
+                                           observe each backend's conventions from targeted
+                                           runs; table on stdout, records in DIR/conventions.jsonl
+
+`run` is pytest underneath (pytest-xdist for -n): the same run as
+`pytest --pyargs crossbn.conformance --crossbn-suite S ...`, with the results
+written to DIR/results.jsonl (default reports/<timestamp>/), the environment
+to DIR/run.json and the HTML report to DIR/index.html. Unless
+--no-conventions, `crossbn conventions` then observes the same backends
+into DIR/conventions.jsonl and the report is written again with them.
+
+Exit status of `conventions`: 0, or with --strict 1 when a finding; 2 for bad usage.
+
+Exit status of `run`: 0 when the run completed and its results were written,
+(with --compare: 1 when a result regressed against the baseline)
+whatever they say (findings are the product, not an error); with --strict, 1
+when any result is a deviation, nan-mismatch, crash or timeout; 2 for bad
+usage (unknown suite/backend/option, malformed catalogue); 3 for an internal
+error; 130 when interrupted (Ctrl-C, SIGTERM): what finished is in DIR, and
+`crossbn run --resume DIR` finishes it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+
+def _run(args: argparse.Namespace, extra: list[str]) -> int:
+    import pytest
+
+    if args.bug_reports:
+        from crossbn.execution.limits import seconds
+
+        try:
+            seconds(args.repro_budget, "--repro-budget")
+        except ValueError as e:
+            print(f"crossbn run: {e}", file=sys.stderr)
+            return 2
+
+    if args.resume:
+        try:
+            _resume_options(args)
+        except ValueError as e:
+            print(f"crossbn run: {e}", file=sys.stderr)
+            return 2
+    out = Path(args.out or os.environ.get("CROSSBN_OUT") or Path("reports") / time.strftime("%Y%m%d-%H%M%S"))
+    out.mkdir(parents=True, exist_ok=True)
+    progress = args.progress or os.environ.get("CROSSBN_PROGRESS") or "auto"
+    argv = ["--pyargs", "crossbn.conformance", "-p", "no:cacheprovider", f"--crossbn-out={out}",
+            "-q", "-rN", "--tb=no", f"--crossbn-progress={progress}",
+  # progress replaces the count filling
+            "-o", f"console_output_style={'count' if progress == 'off' else 'classic'}"]
+    # Only what was given on the command line; the plugin applies CROSSBN_*
+    # environment variables and defaults, in one place.
+    if args.no_cache:
+        args.cache = "off"
+    for name in ("suite", "backends", "devices", "timeout", "compare", "known", "shard", "max_case_bytes",
+                 "worker_max_mb", "diagnosis", "cache"):
+        if getattr(args, name) is not None:
+            argv.append(f"--crossbn-{name.replace('_', '-')}={getattr(args, name)}")
+    for module in args.backend_module:
+        argv.append(f"--crossbn-backend-module={module}")
+    if args.known_skip:
+        argv.append("--crossbn-known-skip")
+    if args.resume:
+        argv.append("--crossbn-resume")
+        argv += [a for flag, value in (("-k", args.keyword), ("-m", args.markexpr)) if value for a in (flag, value)]
+    if args.n not in ("0", 0):
+        argv += ["-n", str(args.n)]
+    argv += extra
+    print(f"crossbn run: -n {args.n}, results -> {out / 'results.jsonl'}", flush=True)
+    code = pytest.main(argv)
+    if code == pytest.ExitCode.NO_TESTS_COLLECTED and args.resume and (out / "results.jsonl").exists():
+        code = pytest.ExitCode.OK  # nothing was left to run: the run folder is whole
+    if code == pytest.ExitCode.INTERRUPTED:
+        print(f"crossbn run: interrupted; what finished is in {out} (`crossbn run --resume {out}` "
+              f"runs the rest)", file=sys.stderr)
+        return 130
+    if code in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED):
+        if args.conventions:
+            _observe_conventions(args, out)
+        if args.bug_reports and (out / "results.jsonl").exists():
+            _bug_reports(args, out)
+        report = out / "index.html"
+        if report.exists():
+            print(f"crossbn run: results in {out / 'results.jsonl'}, report {report}")
+        else:
+            print(f"crossbn run: results in {out / 'results.jsonl'}; the report could not be written "
+                  f"(see above; `crossbn report {out}` retries)", file=sys.stderr)
+        regressed = _regressed(out)
+        for where in regressed:
+            print(f"crossbn run: regressions {where}", file=sys.stderr)
+        if regressed:
+            return 1
+        return 1 if (args.strict and code == pytest.ExitCode.TESTS_FAILED) else 0
+    if code == pytest.ExitCode.USAGE_ERROR:
+        return 2
+    if code == pytest.ExitCode.NO_TESTS_COLLECTED:
+        print("crossbn run: no test selected (check --suite, --backends and any -k)", file=sys.stderr)
+        return 2
+    return 3
+
+
+def _resume_options(args: argparse.Namespace) -> None:
+    """--resume DIR: the run's own options, from DIR/run.json; the options
+    that select tests may not be given again (they would select others)."""
+    from crossbn.records.resume import run_options
+
+    given = [f"--{n.replace('_', '-')}" for n in ("suite", "backends", "devices", "shard", "compare", "known",
+                                                   "max_case_bytes") if getattr(args, n) is not None]
+    given += ["--backend-module"] * bool(args.backend_module) + ["--out"] * bool(args.out)
+    if given:
+        raise ValueError(f"--resume {args.resume}: {', '.join(given)} cannot be given with --resume "
+                         f"(the run's own options, from its run.json, are used)")
+    options = run_options(Path(args.resume))
+    args.out = args.resume
+    for name in ("suite", "backends", "devices", "shard", "compare", "known", "max_case_bytes", "worker_max_mb",
+                 "diagnosis", "cache"):
+        if options.get(name) is not None:
+            setattr(args, name, str(options[name]))
+    if args.timeout is None and options.get("timeout") is not None:
+        args.timeout = str(options["timeout"])
+    args.backend_module = list(options.get("backend_modules") or [])
+    args.known_skip = args.known_skip or bool(options.get("known_skip"))
+    args.keyword, args.markexpr = options.get("keyword") or "", options.get("markexpr") or ""
+
+
+def _cache(args: argparse.Namespace) -> int:
+    from crossbn.records import cache
+
+    root = cache.resolve(args.dir or os.environ.get("CROSSBN_CACHE"))
+    if root is None:
+        print("crossbn cache: the cache is off (CROSSBN_CACHE); give --dir", file=sys.stderr)
+        return 2
+    if args.action == "clear":
+        cache.clear(root)
+        print(f"crossbn cache: cleared {root}")
+        return 0
+    rows = cache.info(root)
+    print(f"crossbn cache: {root}")
+    for part, files, size in rows:
+        print(f"  {part:<11} {files:>7} files {size / 2**20:>9.1f} MB")
+    print(f"  {'total':<11} {sum(r[1] for r in rows):>7} files {sum(r[2] for r in rows) / 2**20:>9.1f} MB")
+    return 0
+
+
+def _bug_reports(args: argparse.Namespace, out: Path) -> None:
+    """A verified bug report per root cause of the new findings; the report rebuilt to link them."""
+    from crossbn.bugreport.batch import write_all
+    from crossbn.execution.limits import seconds
+    from crossbn.report import build
+
+    write_all(out, seconds(args.repro_budget, "--repro-budget"), known_file=args.known or os.environ.get("CROSSBN_KNOWN"),
+              backend_modules=args.backend_module)
+    build([out], out)
+
+
+def _regressed(out: Path) -> list[str]:
+    """Where the run found regressions: against its baseline
+    (comparison.json), or side by side, one release against the other
+    (side-by-side.json)."""
+    import json
+
+    from crossbn.upgrade.baseline import COMPARISON_FILE, SIDE_BY_SIDE_FILE
+
+    found = []
+    try:
+        c = json.loads((out / COMPARISON_FILE).read_text())
+        if c["counts"].get("regressed"):
+            found.append(f"against {c['base']} (see {out / COMPARISON_FILE})")
+    except (OSError, ValueError, KeyError):
+        pass
+    try:
+        for c in json.loads((out / SIDE_BY_SIDE_FILE).read_text())["comparisons"]:
+            if c["counts"].get("regressed"):
+                found.append(f"of {c['new']} against {c['base']} (see {out / SIDE_BY_SIDE_FILE})")
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    return found
+
+
+def _observe_conventions(args: argparse.Namespace, out: Path) -> None:
+    """`crossbn conventions` on the run's backends and devices, into the run's
+    folder, then the report (written by the plugin) again, now with them.
+    After the tests, so that bad options are reported by the run itself."""
+    from crossbn.report import ReportError, build
+
+    observed = _conventions(argparse.Namespace(
+        backends=args.backends, devices=args.devices, out=str(out), timeout=args.timeout, strict=False,
+        backend_module=args.backend_module, n="1" if str(args.n) == "0" else str(args.n)))
+    if observed == 0 and (out / "results.jsonl").exists():
+        try:
+            build([out], out)
+        except ReportError as e:
+            print(f"crossbn run: report not rewritten: {e}", file=sys.stderr)
+
+
+def _baseline(args: argparse.Namespace) -> int:
+    from crossbn.records.sources import newest_run
+    from crossbn.upgrade.baseline import BaselineError, save
+
+    results = args.results or newest_run()
+    if results is None:
+        print("crossbn baseline: no results given and none under reports/", file=sys.stderr)
+        return 2
+    try:
+        folder = save(args.name, results, Path(args.dir))
+    except BaselineError as e:
+        print(f"crossbn baseline: {e}", file=sys.stderr)
+        return 2
+    print(f"crossbn baseline: {results} saved as {folder}")
+    return 0
+
+
+def _compare(args: argparse.Namespace) -> int:
+    from collections import Counter
+
+    from crossbn.upgrade.baseline import (
+        CLASSES,
+        FAILS,
+        MEANING,
+        REGRESSION_FACTOR,
+        BaselineError,
+        compare,
+        describe,
+        load,
+    )
+
+    try:
+        rows = compare(load(args.base, Path(args.dir)), load(args.new, Path(args.dir)))
+    except BaselineError as e:
+        print(f"crossbn compare: {e}", file=sys.stderr)
+        return 2
+    counts = Counter(r["class"] for r in rows)
+    if args.out:
+        from crossbn.upgrade.baseline import write_comparison
+
+        write_comparison(rows, Path(args.out), args.base, args.new)
+    print(f"crossbn compare: {args.base} -> {args.new}, {len(rows)} results "
+          f"(regressed: a new finding, or error/bound grown > {REGRESSION_FACTOR:g}x)")
+    for c in CLASSES:
+        if counts[c]:
+            print(f"  {c:10s} {counts[c]:6d}  {MEANING[c]}")
+    shown = [r for r in rows if r["class"] not in ("unchanged",)]
+    for r in shown[:args.show]:
+        print("  " + describe(r))
+    if len(shown) > args.show:
+        print(f"  ... {len(shown) - args.show} more (--show N)")
+    return 1 if any(counts[c] for c in FAILS) else 0
+
+
+def _known(args: argparse.Namespace) -> int:
+    """Finished results against a known-differences file: what it covers,
+    what is new (grouped the way an entry would be written), what it no
+    longer matches. Exit 1 when a finding is new."""
+    from collections import Counter
+
+    from crossbn.records.known import KnownError, check, group_key, load
+    from crossbn.records.results import read
+    from crossbn.records.sources import ReportError, newest_run, results_file
+
+    try:
+        entries = load(args.file)
+        path = results_file(args.results or newest_run() or "reports")
+        used, new = check(entries, read(path))
+    except (KnownError, ReportError, ValueError) as e:
+        print(f"crossbn known: {e}", file=sys.stderr)
+        return 2
+    print(f"crossbn known: {args.file} against {path}: {sum(used.values())} known finding(s), {len(new)} new")
+    for k in entries:
+        print(f"  {used.get(k.index, 0):6d}  {k.label()}" + ("" if used.get(k.index) else "  -- matched nothing"))
+    groups = Counter(group_key(r) for r in new)
+    if groups:
+        print("new findings (backend, verdict, dtype, first departing stage, fingerprint):")
+        for (backend, verdict, dtype, stage, formulation), n in groups.most_common():
+            example = next(r["pytest_id"] for r in new if group_key(r) == (backend, verdict, dtype, stage, formulation))
+            print(f"  {n:6d}  {backend} {verdict} {dtype} | {stage or '-'} | {formulation or '-'}  e.g. {example}")
+    return 1 if new else 0
+
+
+def _report(args: argparse.Namespace) -> int:
+    from crossbn.report import ReportError, build
+
+    if args.out is None and len(args.results) != 1:
+        print("crossbn report: --out is needed with more than one results source", file=sys.stderr)
+        return 2
+    out = Path(args.out) if args.out else Path(args.results[0])
+    if out.suffix == ".jsonl":  # `crossbn report DIR/results.jsonl`: the report goes beside it
+        out = out.parent
+    try:
+        index = build(args.results, out, title=args.title)
+    except ReportError as e:
+        print(f"crossbn report: {e}", file=sys.stderr)
+        return 2
+    print(f"crossbn report: {index}")
+    return 0
+
+
+def _backends(args: argparse.Namespace) -> int:
+    from crossbn.backends import BackendError, discover, load
+
+    try:
+        specs = discover(tuple(args.backend_module))
+        if args.markdown:
+            from crossbn.backends.table import markdown
+
+            print(markdown(tuple(args.backend_module)))
+            return 0
+    except BackendError as e:
+        print(f"crossbn: {e}", file=sys.stderr)
+        return 2
+    for name, spec in specs.items():
+        try:
+            b = load(spec)
+        except BackendError as e:
+            print(f"{name:18s} broken: {e}")
+            continue
+        why = b.available()
+        versions = ", ".join(f"{k} {v}" for k, v in b.versions().items())
+        print(f"{name:18s} {'unavailable: ' + why if why else 'available'}  ({versions})  [{spec}]")
+    return 0
+
+
+def _suites(args: argparse.Namespace) -> int:
+    from crossbn.spec.catalogue import CatalogueError, available_suites
+    from crossbn.spec.suites import load_suite
+
+    for name in available_suites():
+        try:
+            print(f"{name:10s} {len(load_suite(name)):5d} cases")
+        except CatalogueError as e:
+            print(f"{name:10s} ERROR: {e}")
+    return 0
+
+
+def _conventions(args: argparse.Namespace) -> int:
+    from crossbn.conventions.command import run
+
+    return run(args)
+
+
+def _backend_options(parser, output: str, *, n_default: str, n_help: str, timeout_of: str, strict: str) -> None:
+    """The options `run` and `conventions` share: which backends, where, how many at once."""
+    parser.add_argument("--backends", help="comma-separated backends or 'all' (env CROSSBN_BACKENDS; default: all); "
+                                           "NAME@/path/to/python runs one under another interpreter, beside NAME "
+                                           "(side by side: two releases of one framework)")
+    parser.add_argument("--devices", help="comma-separated: cpu, cuda (env CROSSBN_DEVICES; default: cpu)")
+    parser.add_argument("--out", help=f"output directory for {output} (env CROSSBN_OUT; default: reports/<timestamp>)")
+    parser.add_argument("-n", default=n_default, help=f"{n_help} (default: {n_default})")
+    parser.add_argument("--timeout", help=f"seconds per {timeout_of} before a worker is killed "
+                                          "(env CROSSBN_TIMEOUT; default: 300)")
+    parser.add_argument("--backend-module", action="append", default=[], help="a .py file with extra backends")
+    parser.add_argument("--strict", action="store_true", help=strict)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="crossbn", description="Cross-backend BatchNorm consistency suite.")
+    sub = p.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="run a suite against backends (pytest underneath)",
+                         description="Arguments after -- go to pytest (e.g. -- -k offset -x).")
+    run.add_argument("--suite", help="catalogue in crossbn/cases/ or a .toml path (env CROSSBN_SUITE; default: default)")
+    run.add_argument("--progress", choices=("auto", "rich", "plain", "off"),
+                     help="live progress: rich bar on a terminal, plain lines elsewhere (auto), or off "
+                          "(env CROSSBN_PROGRESS; default: auto)")
+    run.add_argument("--compare", metavar="BASELINE",
+                     help="compare the results with baselines/BASELINE (or results): comparison.json, a page in "
+                          "the report, and exit 1 on regressions")
+    run.add_argument("--known", metavar="FILE",
+                     help="a TOML file of known differences: matching findings are reported as known (xfail)")
+    run.add_argument("--known-skip", action="store_true", help="known differences become skips")
+    run.add_argument("--bug-reports", action="store_true",
+                     help="at the end, a verified repro.py and ISSUE.md per root cause of the new findings "
+                          "(DIR/bug-reports/, linked from each finding's page)")
+    run.add_argument("--repro-budget", default="30s", help="shrinking time per root cause (default: 30s)")
+    run.add_argument("--shard", metavar="K/N",
+                     help="run only shard K of N (each test hashed to one shard by its id: deterministic); "
+                          "merge the shards' folders with `crossbn report A B` (env CROSSBN_SHARD)")
+    run.add_argument("--resume", metavar="DIR",
+                     help="finish the interrupted run in DIR with its own options (DIR/run.json): only the "
+                          "tests it has no record of, or a crash or timeout record, run")
+    run.add_argument("--max-case-bytes", metavar="SIZE",
+                     help="refuse (unsupported, with the estimate) a case estimated to need more memory: "
+                          "e.g. 4G; auto: half the RAM shared by the workers; 0: no limit "
+                          "(env CROSSBN_MAX_CASE_BYTES; default: auto)")
+    run.add_argument("--worker-max-mb", metavar="MB",
+                     help="restart a backend's worker process after a case that left it holding more "
+                          "memory; auto: a quarter of the RAM shared by the workers; 0: never "
+                          "(env CROSSBN_WORKER_MAX_MB; default: auto)")
+    run.add_argument("--diagnosis", choices=("grouped", "each", "audit"),
+                     help="grouped: findings of one root cause share a full diagnosis, each confirmed against it; "
+                          "each: every finding's own search; audit: both, the differences recorded "
+                          "(env CROSSBN_DIAGNOSIS; default: grouped)")
+    run.add_argument("--cache", metavar="DIR", help="crossbn's cache folder (env CROSSBN_CACHE; default: "
+                                                    "$XDG_CACHE_HOME/crossbn or ~/.cache/crossbn)")
+    run.add_argument("--no-cache", action="store_true",
+                     help="neither read nor write crossbn's cache: every result judged afresh")
+    run.add_argument("--no-conventions", dest="conventions", action="store_false",
+                     help="skip `crossbn conventions` after the tests (the report then has no conventions table)")
+    _backend_options(run, "results.jsonl", n_default="auto", n_help="parallel pytest-xdist workers, 0 for none",
+                     timeout_of="case", strict="exit 1 when any result fails")
+    run.set_defaults(func=_run, keyword="", markexpr="")  # --resume: the run's own -k and -m
+    rp = sub.add_parser("report", help="render results into a self-contained HTML report",
+                        description="Merge one or more results (results.jsonl files or run folders: workers, "
+                                    "shards, machines) into DIR/index.html and one page per root cause of the findings.")
+    rp.add_argument("results", nargs="+", help="results.jsonl files or run folders")
+    rp.add_argument("--out", help="report folder (default: the one source's folder; required with several)")
+    rp.add_argument("--title", default="crossbn report", help="the report's title")
+    rp.set_defaults(func=_report)
+    bl = sub.add_parser("baseline", help="store a run's results as a baseline (baselines/NAME)")
+    bl_sub = bl.add_subparsers(dest="action", required=True)
+    bs = bl_sub.add_parser("save", help="save results as baselines/NAME")
+    bs.add_argument("name")
+    bs.add_argument("results", nargs="?", help="results.jsonl or run folder (default: the newest under reports/)")
+    bs.add_argument("--dir", default="baselines", help="where baselines live (default: baselines)")
+    bs.set_defaults(func=_baseline)
+    cp = sub.add_parser("compare", help="compare results with a baseline; exit 1 on regressions",
+                        description="BASE and NEW: each a baseline name (under --dir) or results (a "
+                                    "results.jsonl or run folder).")
+    cp.add_argument("base")
+    cp.add_argument("new")
+    cp.add_argument("--dir", default="baselines", help="where baselines live (default: baselines)")
+    cp.add_argument("--show", type=int, default=40, help="how many changed results to list (default: 40)")
+    cp.add_argument("--out", help="also write DIR/comparison.json (`crossbn report DIR` then shows it)")
+    cp.set_defaults(func=_compare)
+    kn = sub.add_parser("known", help="hold finished results against a known-differences file; exit 1 on new findings",
+                        description="Which findings of a run the file covers, which are new (grouped by backend, "
+                                    "verdict, dtype, stage and fingerprint: what an entry is written for), and "
+                                    "which entries match nothing.")
+    kn.add_argument("file", help="the known-differences TOML file")
+    kn.add_argument("results", nargs="?", help="results.jsonl or run folder (default: the newest under reports/)")
+    kn.set_defaults(func=_known)
+    from crossbn.bugreport.command import add_parsers
+
+    add_parsers(sub)
+    bk = sub.add_parser("backends", help="list backends and whether they can run here")
+    bk.add_argument("--backend-module", action="append", default=[])
+    bk.add_argument("--markdown", action="store_true",
+                    help="print the table of devices and documented conventions that README.md holds")
+    bk.set_defaults(func=_backends)
+    su = sub.add_parser("suites", help="list case catalogues")
+    su.set_defaults(func=_suites)
+    ca = sub.add_parser("cache", help="what crossbn's cache holds, or empty it",
+                        description="The judgements of unchanged outputs and the frameworks' compilation caches "
+                                    "(JAX, Inductor) that `crossbn run` keeps; never needed for a right answer.")
+    ca.add_argument("action", choices=("info", "clear"))
+    ca.add_argument("--dir", help="the cache folder (env CROSSBN_CACHE; default: $XDG_CACHE_HOME/crossbn or "
+                                  "~/.cache/crossbn)")
+    ca.set_defaults(func=_cache)
+    co = sub.add_parser("conventions", help="observe each backend's conventions from targeted runs",
+                        description="Momentum direction, running-variance correction, eps and momentum "
+                                    "precision, eps floor, variance algorithm, float16/bfloat16 accumulators, "
+                                    "one value per channel and eps=0 on a constant channel, read off targeted "
+                                    "runs and set beside each backend's declaration; a difference is a finding.")
+    _backend_options(co, "conventions.jsonl", n_default="2", n_help="backends observed at once, or auto",
+                     timeout_of="probe", strict="exit 1 when an observation differs from a declaration")
+    co.set_defaults(func=_conventions)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    extra: list[str] = []
+    if "--" in argv:
+        i = argv.index("--")
+        argv, extra = argv[:i], argv[i + 1:]
+    args = build_parser().parse_args(argv)
+    if args.command == "run":
+        return _run(args, extra)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

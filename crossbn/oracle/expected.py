@@ -1,0 +1,145 @@
+"""What a case should produce: the oracle run step by step, in float64.
+
+`simulate` drives `crossbn/oracle/` through a case's steps (training steps that
+update the running statistics, then eval) and returns both the expected
+observables and a per-step trace of every intermediate, which the error-bound
+model (`tolerance.py`) needs for its conditioning terms.
+
+`running_var` selects which batch variance feeds the running variance:
+"biased" is crossbn's canonical convention; "unbiased" (n/(n-1)) is PyTorch's
+documented one. Computing both lets `compare.py` tell a documented convention
+difference from a deviation.
+
+`empty_batch` says what a training step on an empty batch (N = 0) does to the
+running statistics: "nan" (canonical) folds the batch's NaN statistics in, as
+the EMA formula itself does (ONNX's definition; TensorFlow's fused kernel
+sets them to NaN explicitly); "skip" leaves them unchanged, as PyTorch's
+ATen batch_norm does (it returns before any statistic is computed when the
+input has no elements). Either way y and dx are empty and dgamma, dbeta are
+0 (sums over no elements).
+
+`frozen` says what a training step of a frozen layer (`Case.frozen`)
+computes: "batch" (canonical: only the parameters are frozen, so the step
+normalizes with the batch statistics and updates the running ones, as
+PyTorch's `requires_grad_(False)` does) or "inference" (the step runs as
+inference: the running statistics normalize and are left unchanged, as
+Keras documents for `trainable = False`). Either way a frozen layer's
+parameters have no gradients: dgamma and dbeta are not expected of it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from crossbn.oracle import batchnorm as ref
+from crossbn.spec.case import Case
+from crossbn.spec.dtypes import numpy_dtype
+
+
+@dataclass
+class StepTrace:
+    """The oracle's float64 values for one step."""
+
+    step: str              # "train0", ..., "eval"
+    training: bool         # batch statistics (True) or running ones (False)
+    x: np.ndarray          # the input, upcast
+    mean: np.ndarray       # (C,) statistics used to normalize
+    var: np.ndarray        # (C,) biased variance used to normalize
+    invstd: np.ndarray
+    x_hat: np.ndarray
+    y: np.ndarray
+    gamma: np.ndarray | None
+    beta: np.ndarray | None
+    dy: np.ndarray | None = None
+    grads: dict | None = None            # dx, dgamma, dbeta
+    running_before: tuple | None = None  # (mean, var) before this step's update
+    running_after: tuple | None = None   # (mean, var) after it
+    factor: float = 0.0                  # weight given to the new batch statistic
+    var_fed: np.ndarray | None = None    # the batch variance fed into running_var
+    var_fed_factor: float = 1.0          # var_fed / var: n/(n-1) when unbiased, else 1
+    running_kept: bool = False           # an empty batch left the running statistics as they were
+                                         # (empty_batch="skip"): running_after is running_before
+
+
+def _f64(a):
+    return None if a is None else np.asarray(a, dtype=np.float64)
+
+
+def _stored(a: np.ndarray, dtype: str) -> np.ndarray:
+    with np.errstate(over="ignore"):
+        return a.astype(numpy_dtype(dtype)).astype(np.float64)
+
+
+EMPTY_BATCH = ("nan", "skip")
+FROZEN = ("batch", "inference")
+
+
+def simulate(case: Case, inputs: dict, *, running_var: str = "biased",
+             empty_batch: str = "nan", frozen: str = "batch") -> tuple[dict, list[StepTrace]]:
+    if empty_batch not in EMPTY_BATCH:
+        raise ValueError(f"empty_batch must be one of {EMPTY_BATCH}, not {empty_batch!r}")
+    if frozen not in FROZEN:
+        raise ValueError(f"frozen must be one of {FROZEN}, not {frozen!r}")
+    ax = case.channel_axis
+    gamma, beta = _f64(inputs.get("gamma")), _f64(inputs.get("beta"))
+    running = (_f64(inputs["running_mean"]), _f64(inputs["running_var"])) if case.track_running_stats else None
+    n = case.reduction_size
+    expected: dict[str, np.ndarray] = {}
+    traces: list[StepTrace] = []
+    for k, step in enumerate(case.steps):
+        x = _f64(inputs[f"x{k}"])
+        as_inference = case.frozen and frozen == "inference" and step != "eval"
+        use_batch = (step != "eval" and not as_inference) or not case.track_running_stats
+        if use_batch:
+            fwd = ref.train_forward(x, gamma, beta, case.eps, channel_axis=ax)
+            mean, var = fwd["batch_mean"], fwd["batch_var"]
+        else:
+            mean, var = running
+            fwd = ref.eval_forward(x, mean, var, gamma, beta, case.eps, channel_axis=ax)
+        t = StepTrace(step, use_batch and step != "eval", x, mean, var, fwd["invstd"], fwd["x_hat"], fwd["y"],
+                      gamma, beta)
+        expected[f"{step}.y"] = t.y
+        if as_inference:  # a frozen layer run as inference: the state is read, never written
+            t.running_before = t.running_after = running
+            t.running_kept = True
+            expected[f"{step}.running_mean"], expected[f"{step}.running_var"] = running
+        if t.training:
+            expected.update({f"{step}.batch_mean": mean, f"{step}.batch_var": var, f"{step}.invstd": t.invstd})
+        if t.training and running is not None:
+            t.running_before = running
+            t.var_fed_factor = n / (n - 1) if running_var == "unbiased" and n > 1 else 1.0
+            # n == 1 has no Bessel correction to apply (n - 1 = 0): the unbiased
+            # convention then feeds the biased variance, as TensorFlow's
+            # n / max(n - 1, 1) does (PyTorch refuses such a batch).
+            t.var_fed = ref.unbiased_var(var, n) if running_var == "unbiased" and n > 1 else var
+            if n == 0 and empty_batch == "skip":
+                # the statistics of no values are never formed: the state is kept
+                # (PyTorch still counts the batch in num_batches_tracked, so a
+                # cumulative average's count k + 1 is unchanged)
+                t.running_kept = True
+            elif case.cumulative:
+                t.factor = 1.0 / (k + 1)
+                running = (ref.cumulative_update(running[0], mean, k + 1),
+                           ref.cumulative_update(running[1], t.var_fed, k + 1))
+            else:
+                t.factor = 1.0 - case.momentum
+                running = (ref.running_update(running[0], mean, case.momentum),
+                           ref.running_update(running[1], t.var_fed, case.momentum))
+            # The state is stored in the case dtype: the best any implementation
+            # can hold is the correctly rounded value (±Inf past the range),
+            # and that is what the next step and eval read back.
+            running = tuple(_stored(r, case.dtype) for r in running)
+            t.running_after = running
+            expected[f"{step}.running_mean"], expected[f"{step}.running_var"] = running
+        if case.gradients:
+            t.dy = _f64(inputs[f"dy{k}"])
+            backward = ref.train_backward if use_batch else ref.eval_backward
+            t.grads = backward(t.dy, t.x_hat, t.invstd, gamma, channel_axis=ax)
+            expected[f"{step}.dx"] = t.grads["dx"]
+            if case.affine and not case.frozen:
+                expected[f"{step}.dgamma"] = t.grads["dgamma"]
+                expected[f"{step}.dbeta"] = t.grads["dbeta"]
+        traces.append(t)
+    return expected, traces

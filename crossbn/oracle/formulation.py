@@ -1,0 +1,201 @@
+"""Formulations: one way of computing BatchNorm, simulated in the backend's dtype.
+
+A `Formulation` is one choice per aspect where real implementations differ
+(variance algorithm, where eps goes, folded affine, precision of the
+reductions and of the arithmetic, running-variance correction, momentum
+direction, eps clamping, float32 hyperparameters). `simulate` runs a whole
+case with it through `crossbn/oracle/variants.py`; `simulate_with_spread` also
+estimates how much its result depends on the summation order.
+fingerprint.py searches formulations for the one that explains a backend.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+import numpy as np
+
+from crossbn.oracle import variants as var
+from crossbn.spec.dtypes import numpy_dtype
+
+
+@dataclass(frozen=True)
+class Formulation:
+    compute: str = ""             # arithmetic dtype; "" = the case's (float32 for float16/bfloat16)
+    reduce: str = ""              # accumulator dtype of the reductions (sums rounded to compute after); "" = compute
+    variance: str = "two-pass"    # "two-pass" | "one-pass" (E[x²]-E[x]²) | "welford"
+    normalize: str = "multiply"   # (x-mean)*rsqrt(var+eps) | "divide": (x-mean)/sqrt(var+eps)
+    eps_in_root: bool = True      # False: 1/(sqrt(var)+eps)
+    norm_var: str = "biased"      # variance used to normalize: "biased" | "unbiased" (n/(n-1))
+    affine: str = "separate"      # gamma*x_hat+beta | "folded": x*a+b
+    running_var: str = "biased"   # variance fed to the running variance: "biased" | "unbiased"
+    momentum: str = "old"         # what the case's momentum weighs: "old" (canonical) | "new"
+    eps_floor: float = 0.0        # eps is clamped to at least this
+    hyperparameters: str = "exact"  # eps and momentum "exact" or rounded to "float32"
+    empty_batch: str = "nan"      # an empty batch's running update: "nan" (folds its NaN statistics in,
+                                  # canonical) | "skip" (keeps the running statistics); see expected.py
+    frozen: str = "batch"         # a frozen layer's training step: "batch" (canonical) | "inference"
+                                  # (running statistics, left unchanged); see expected.py
+
+    def changes(self, base: Formulation | None = None) -> dict:
+        """The aspects where this formulation differs from `base` (the canonical one)."""
+        base = base or Formulation()
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
+                if getattr(self, f.name) != getattr(base, f.name)}
+
+    def describe(self, case, base: Formulation | None = None) -> str:
+        words = {
+            "variance": {"one-pass": "one-pass variance E[x²]-E[x]²", "welford": "Welford variance"},
+            "normalize": {"divide": "division by sqrt(var+eps)"},
+            "norm_var": {"unbiased": "unbiased variance in the normalization"},
+            "affine": {"folded": "folded affine x·a+b"},
+            "running_var": {"unbiased": "running variance with Bessel's correction",
+                            "biased": "running variance without Bessel's correction"},
+            "momentum": {"new": "momentum weighing the new batch statistic"},
+            "frozen": {"inference": "a frozen layer's training step run as inference",
+                       "batch": "a frozen layer's training step run with the batch statistics"},
+            "empty_batch": {"skip": "running statistics left unchanged by an empty batch",
+                            "nan": "running statistics updated with an empty batch's NaN statistics"},
+        }
+        parts = []
+        for k, v in self.changes(base).items():
+            if k in words:
+                parts.append(words[k][v])
+            elif k == "compute":
+                parts.append(f"computed in {v}")
+            elif k == "reduce":
+                parts.append(f"reductions accumulated in {v}")
+            elif k == "eps_in_root":
+                parts.append("eps outside the square root")
+            elif k == "eps_floor":
+                parts.append(f"eps clamped to at least {v:g}")
+            elif k == "hyperparameters":
+                parts.append("eps and momentum rounded to float32")
+        if parts:
+            return ", ".join(parts)
+        return ("as documented" if base and base != Formulation() else "the canonical formulas") + \
+            f", computed in {self.compute_dtype(case)}"
+
+    def compute_dtype(self, case) -> str:
+        if self.compute:
+            return self.compute
+        return "float32" if case.dtype in ("float16", "bfloat16") else case.dtype
+
+    def label(self) -> str:
+        ch = self.changes()
+        return ",".join(f"{k}={v}" for k, v in ch.items()) or "canonical"
+
+
+def _reversed(case, inputs: dict) -> dict:
+    """The inputs with every reduced axis reversed: the same statistics in
+    exact arithmetic, another summation order in floating point."""
+    axes = tuple(a for a in range(case.rank) if a != case.channel_axis)
+    return {k: (np.flip(v, axes) if k[:1] == "x" or k[:2] == "dy" else v) for k, v in inputs.items()}
+
+
+def simulate_with_spread(case, inputs: dict, f: Formulation) -> tuple[dict, dict]:
+    """`simulate`, and the rounding spread of each observable: how far two
+    summation orders land apart. One pair of orders can agree by chance in
+    one channel or step, so the spread is pooled over every channel and step
+    of the same observable (e.g. all `*.batch_var`): for per-channel
+    statistics the largest difference; for y and dx, whose noise is
+    inherited from the statistics of their channel, the largest difference
+    relative to the channel's magnitude, times that magnitude."""
+    first = simulate(case, inputs, f)
+    axes = tuple(a for a in range(case.rank) if a != case.channel_axis)
+    second = simulate(case, _reversed(case, inputs), f)
+    diff, scale, pooled = {}, {}, {}
+    for k, v in first.items():
+        w = np.flip(second[k], axes) if k.endswith((".y", ".dx")) else second[k]
+        with np.errstate(invalid="ignore"):
+            ok = np.isfinite(v) & np.isfinite(w)
+            diff[k] = np.where(ok, np.abs(v - w), 0.0)
+            kind = k.split(".", 1)[1]
+            if kind in ("y", "dx"):
+                # initial=0: an empty batch's y and dx have no elements, and no spread
+                scale[k] = np.where(ok, np.abs(v), 0.0).max(axis=axes, keepdims=True, initial=0.0)
+                rel = np.where(scale[k] > 0, diff[k].max(axis=axes, keepdims=True, initial=0.0) / scale[k], 0.0)
+                pooled[kind] = max(pooled.get(kind, 0.0), float(rel.max(initial=0.0)))
+            else:
+                pooled[kind] = max(pooled.get(kind, 0.0), float(diff[k].max(initial=0.0)))
+    spread = {}
+    for k, d in diff.items():
+        kind = k.split(".", 1)[1]
+        spread[k] = (np.broadcast_to(pooled[kind] * scale[k], d.shape) if kind in ("y", "dx")
+                     else np.full(d.shape, pooled[kind]))
+    return first, spread
+
+
+def simulate(case, inputs: dict, f: Formulation) -> dict:
+    """The observables an implementation computing `f` returns for `case`."""
+    cd_name = f.compute_dtype(case)
+    cd, rd = numpy_dtype(cd_name), numpy_dtype(f.reduce or cd_name)
+    store = var.rounder(numpy_dtype(case.dtype))
+    rc = var.rounder(cd)
+    ax = case.channel_axis
+    eps, momentum = case.eps, case.momentum
+    if f.hyperparameters == "float32":
+        eps, momentum = float(np.float32(eps)), float(np.float32(momentum))
+    eps = max(eps, f.eps_floor)
+    eps_c = float(rc(eps))
+    # the inputs as the implementation holds them: cast to its compute dtype
+    f64 = lambda a: None if a is None else rc(np.asarray(a, dtype=np.float64))  # noqa: E731
+    gamma, beta = f64(inputs.get("gamma")), f64(inputs.get("beta"))
+    running = (f64(inputs["running_mean"]), f64(inputs["running_var"])) if case.track_running_stats else None
+    n = case.reduction_size
+    out: dict[str, np.ndarray] = {}
+    for k, step in enumerate(case.steps):
+        x = f64(inputs[f"x{k}"])
+        as_inference = case.frozen and f.frozen == "inference" and step != "eval"
+        use_batch = (step != "eval" and not as_inference) or not case.track_running_stats
+        var_term: float | np.ndarray = 1.0
+        if use_batch:
+            if f.variance == "welford":  # the running (count, mean, M2) state is the accumulator
+                mean, v = var.var_welford(x, ax, rd)
+            else:
+                mean = var.mean(x, ax, cd, rd)
+                v = (var.var_one_pass if f.variance == "one-pass" else var.var_two_pass)(x, mean, ax, cd, rd)
+            mean, v = rc(mean), rc(v)
+            v_norm = rc(v * (n / (n - 1))) if f.norm_var == "unbiased" and n > 1 else v
+            if f.norm_var == "unbiased" and n > 1:
+                var_term = n / (n - 1)
+        else:
+            mean, v = running
+            v_norm = v
+        invstd = var.inverse_std(v_norm, eps_c, cd, eps_in_root=f.eps_in_root)
+        if not f.eps_in_root:
+            with np.errstate(divide="ignore", invalid="ignore"):
+                sd = np.sqrt(v_norm)
+                var_term = var_term * np.where(sd > 0, (sd + eps_c) / sd, 1.0)
+        divide_by = rc(np.sqrt(rc(v_norm + eps_c))) if f.normalize == "divide" and f.eps_in_root else None
+        x_hat = var.normalize(x, mean, invstd, ax, cd, divide_by=divide_by)
+        y = var.affine(x, x_hat, mean, invstd, gamma, beta, ax, cd, folded=f.affine == "folded")
+        out[f"{step}.y"] = store(y)
+        if use_batch:
+            out.update({f"{step}.batch_mean": mean, f"{step}.batch_var": v, f"{step}.invstd": invstd})
+        if use_batch and running is not None and step != "eval":
+            fed = rc(v * (n / (n - 1))) if f.running_var == "unbiased" and n > 1 else v
+            if n == 0 and f.empty_batch == "skip":
+                pass  # an empty batch: the state is kept
+            elif case.cumulative:
+                running = (var.cumulative_update(running[0], mean, k + 1, cd),
+                           var.cumulative_update(running[1], fed, k + 1, cd))
+            else:
+                direction = "old" if f.momentum == "old" else "new"
+                running = (var.running_update(running[0], mean, momentum, cd, weight_on=direction),
+                           var.running_update(running[1], fed, momentum, cd, weight_on=direction))
+            running = (store(running[0]), store(running[1]))
+            out[f"{step}.running_mean"], out[f"{step}.running_var"] = running
+        if as_inference:  # the state, read and kept
+            out[f"{step}.running_mean"], out[f"{step}.running_var"] = running
+        if case.gradients:
+            dy = f64(inputs[f"dy{k}"])
+            if use_batch:
+                g = var.train_backward(dy, x_hat, invstd, gamma, ax, cd, var_term=var_term, acc=rd)
+            else:
+                g = var.eval_backward(dy, x_hat, invstd, gamma, ax, cd, acc=rd)
+            out[f"{step}.dx"] = store(g["dx"])
+            if case.affine and not case.frozen:
+                out[f"{step}.dgamma"], out[f"{step}.dbeta"] = store(g["dgamma"]), store(g["dbeta"])
+    return out

@@ -1,0 +1,260 @@
+"""Variant BatchNorm formulations seen in real implementations, in a chosen dtype.
+
+The oracle (``batchnorm.py``) answers "what is the exact value"; this module
+answers "what would an implementation that computes it *this way* return".
+Each function is one way of computing one stage, evaluated with the rounding
+of a given dtype: every operation is carried out in float64 and rounded to
+``dtype`` at once, which for +, -, *, / and sqrt is exactly the correctly
+rounded operation in ``dtype`` (53 >= 2p + 2 bits, so the double rounding is
+innocuous).  Inputs and results are float64 arrays holding ``dtype`` values;
+``dtype`` is a NumPy dtype (``ml_dtypes.bfloat16`` for bfloat16).
+
+Reductions are pairwise trees rounded at every level to their accumulator
+dtype ``acc`` (default: ``dtype``; the sum is divided by n in ``acc``, then
+rounded to ``dtype``), vectorised per level:
+the order of a blocked or tree reduction, not of a sequential loop.  Their
+order differs from any framework's, so a variant reproduces a framework's
+result to within rounding noise, not bit for bit; that is all a fingerprint
+needs, because the variants differ from each other by far more than that
+where it matters (cancellation, low precision, changed conventions).
+
+The formulations (what ``crossbn/verdict/fingerprint.py`` combines):
+  mean              sum(x) / n
+  var_two_pass      sum((x - mean)**2) / n
+  var_one_pass      sum(x**2) / n - mean**2, clamped at 0   (E[x²] - E[x]²)
+  var_welford       Welford's update, merged pairwise (Chan et al.), as
+                    GPU kernels reduce it: count, mean and M2 per element,
+                    combined in a tree
+  inverse_std       1/sqrt(var + eps), or 1/(sqrt(var) + eps) (eps outside)
+  normalize         (x - mean) * invstd, or (x - mean) / sqrt(var + eps)
+  affine            gamma * x_hat + beta, or folded x * a + b with
+                    a = gamma * invstd, b = beta - mean * a
+  running_update    momentum * old + (1 - momentum) * batch (the weight on
+                    the old value) or the flipped direction
+
+An empty batch (n = 0) follows the oracle's meaning (``batchnorm.py``): the
+mean and variance of no values are NaN in every formulation (Welford's
+included: count 0, mean NaN, M2 0, M2/0 = NaN), the elementwise stages return
+empty arrays, and sums over no elements are 0.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = [
+    "rounder", "tree_sum", "mean", "var_two_pass", "var_one_pass", "var_welford",
+    "inverse_std", "normalize", "affine", "running_update", "cumulative_update",
+    "train_backward", "eval_backward",
+]
+
+_QUIET = dict(invalid="ignore", divide="ignore", over="ignore")
+
+
+def rounder(dtype):
+    """r(a): round float64 values to ``dtype`` and back (Inf past its range)."""
+    dt = np.dtype(dtype)
+    if dt == np.float64:
+        return lambda a: np.asarray(a, dtype=np.float64)
+
+    def r(a):
+        with np.errstate(**_QUIET):
+            return np.asarray(a, dtype=np.float64).astype(dt).astype(np.float64)
+    return r
+
+
+def _channels_rows(x, channel_axis):
+    """(C, n) view of x: one row per channel."""
+    x = np.asarray(x, dtype=np.float64)
+    c = x.shape[channel_axis]
+    return np.moveaxis(x, channel_axis, 0).reshape(c, -1)
+
+
+def _broadcast(v, ndim, channel_axis):
+    shape = [1] * ndim
+    shape[channel_axis % ndim] = -1
+    return np.asarray(v, dtype=np.float64).reshape(shape)
+
+
+def tree_sum(x, channel_axis, dtype):
+    """Per-channel sum, pairwise, every partial sum rounded to ``dtype``."""
+    r = rounder(dtype)
+    v = _channels_rows(x, channel_axis)
+    native = np.dtype(dtype) in (np.float32, np.float16)
+    with np.errstate(**_QUIET):
+        while v.shape[1] > 1:
+            h = v.shape[1] // 2
+            if native and v.dtype == np.float64 and v.shape[1] > 2:
+                # After the first level every partial sum is a `dtype` value, and
+                # NumPy's float32/float16 addition of two such values is the
+                # correctly rounded sum, as rounding their exact float64 sum is:
+                # the same bits, without two conversions per addition.
+                s = r(v[:, :h] + v[:, h:2 * h]).astype(dtype)
+                if v.shape[1] % 2:
+                    s[:, -1] = r(s[:, -1].astype(np.float64) + v[:, -1])
+            elif v.dtype != np.float64:
+                s = v[:, :h] + v[:, h:2 * h]
+                if v.shape[1] % 2:
+                    s[:, -1] = s[:, -1] + v[:, -1]
+            else:
+                s = r(v[:, :h] + v[:, h:2 * h])
+                if v.shape[1] % 2:
+                    s[:, -1] = r(s[:, -1] + v[:, -1])
+            v = s
+    v = v.astype(np.float64)
+    return v[:, 0] if v.shape[1] else np.zeros(v.shape[0])
+
+
+def mean(x, channel_axis, dtype, acc=None):
+    """sum(x) / n: the sum accumulated in `acc` (default `dtype`), divided
+    in `acc` and rounded to `dtype` (a float32 sum of float16 terms may
+    exceed float16's range; its mean does not)."""
+    r, ra = rounder(dtype), rounder(acc or dtype)
+    n = _channels_rows(x, channel_axis).shape[1]
+    with np.errstate(**_QUIET):
+        return r(ra(tree_sum(x, channel_axis, acc or dtype) / n))
+
+
+def var_two_pass(x, m, channel_axis, dtype, acc=None):
+    """sum((x - mean)**2) / n with the given (computed) mean; terms in
+    `dtype`, the sum accumulated in `acc`."""
+    r = rounder(dtype)
+    x = np.asarray(x, dtype=np.float64)
+    n = _channels_rows(x, channel_axis).shape[1]
+    with np.errstate(**_QUIET):
+        d = r(x - _broadcast(m, x.ndim, channel_axis))
+        return r(rounder(acc or dtype)(tree_sum(r(d * d), channel_axis, acc or dtype) / n))
+
+
+def var_one_pass(x, m, channel_axis, dtype, acc=None):
+    """E[x²] - E[x]², clamped at 0 as implementations do (max(0, ·))."""
+    r = rounder(dtype)
+    x = np.asarray(x, dtype=np.float64)
+    n = _channels_rows(x, channel_axis).shape[1]
+    with np.errstate(**_QUIET):
+        ex2 = r(rounder(acc or dtype)(tree_sum(r(x * x), channel_axis, acc or dtype) / n))
+        return np.maximum(r(ex2 - r(m * m)), 0.0)
+
+
+def var_welford(x, channel_axis, dtype):
+    """(mean, biased var) by Welford's algorithm merged pairwise (Chan, Golub &
+    LeVeque): each element starts as (count 1, mean x, M2 0); two partial
+    results (na, ma, Ma), (nb, mb, Mb) merge as
+        delta = mb - ma;  mean = ma + delta * nb/n;  M2 = Ma + Mb + delta² * na*nb/n.
+    No elements (an empty batch): count 0, so mean and M2/count are NaN.
+    """
+    r = rounder(dtype)
+    m = _channels_rows(x, channel_axis).copy()
+    if m.shape[1] == 0:  # nothing to merge: the state is (0, NaN, 0) and M2/0 is NaN
+        nan = np.full(m.shape[0], np.nan)
+        return nan, nan.copy()
+    m2 = np.zeros_like(m)
+    cnt = np.ones_like(m)
+    with np.errstate(**_QUIET):
+        while m.shape[1] > 1:
+            h = m.shape[1] // 2
+            na, nb = cnt[:, :h], cnt[:, h:2 * h]
+            ma, mb = m[:, :h], m[:, h:2 * h]
+            n = na + nb
+            delta = r(mb - ma)
+            new_m = r(ma + r(delta * r(nb / n)))
+            new_m2 = r(r(m2[:, :h] + m2[:, h:2 * h]) + r(r(delta * delta) * r(na * nb / n)))
+            if m.shape[1] % 2:  # fold the leftover column into the last pair
+                na, ma, mm2 = n[:, -1], new_m[:, -1], new_m2[:, -1]
+                nb, mb = cnt[:, -1], m[:, -1]
+                tot = na + nb
+                delta = r(mb - ma)
+                new_m[:, -1] = r(ma + r(delta * r(nb / tot)))
+                new_m2[:, -1] = r(r(mm2 + m2[:, -1]) + r(r(delta * delta) * r(na * nb / tot)))
+                n[:, -1] = tot
+            m, m2, cnt = new_m, new_m2, n
+        total = cnt[:, 0]
+        return m[:, 0], r(m2[:, 0] / total)
+
+
+def inverse_std(var, eps, dtype, *, eps_in_root: bool = True):
+    """1/sqrt(var + eps), or 1/(sqrt(var) + eps) with eps outside the root."""
+    r = rounder(dtype)
+    with np.errstate(**_QUIET):
+        if eps_in_root:
+            return r(1.0 / r(np.sqrt(r(var + eps))))
+        return r(1.0 / r(r(np.sqrt(var)) + eps))
+
+
+def normalize(x, m, invstd, channel_axis, dtype, *, divide_by=None):
+    """(x - mean) * invstd; with ``divide_by`` (the per-channel sqrt(var+eps)),
+    (x - mean) / divide_by instead."""
+    r = rounder(dtype)
+    x = np.asarray(x, dtype=np.float64)
+    b = lambda v: _broadcast(v, x.ndim, channel_axis)  # noqa: E731
+    with np.errstate(**_QUIET):
+        d = r(x - b(m))
+        return r(d / b(divide_by)) if divide_by is not None else r(d * b(invstd))
+
+
+def affine(x, x_hat, m, invstd, gamma, beta, channel_axis, dtype, *, folded: bool = False):
+    """gamma * x_hat + beta, or the folded x * a + b (a = gamma * invstd,
+    b = beta - mean * a), which never forms x_hat."""
+    r = rounder(dtype)
+    x = np.asarray(x, dtype=np.float64)
+    b = lambda v: _broadcast(v, x.ndim, channel_axis)  # noqa: E731
+    g = np.ones_like(np.asarray(m, dtype=np.float64)) if gamma is None else np.asarray(gamma, dtype=np.float64)
+    be = np.zeros_like(g) if beta is None else np.asarray(beta, dtype=np.float64)
+    with np.errstate(**_QUIET):
+        if folded:
+            a = r(g * invstd)
+            shift = r(be - r(m * a))
+            return r(r(x * b(a)) + b(shift))
+        y = x_hat if gamma is None else r(x_hat * b(g))
+        return y if beta is None else r(y + b(be))
+
+
+def running_update(old, batch, momentum, dtype, *, weight_on: str = "old"):
+    """EMA of a running statistic; ``weight_on`` says what ``momentum`` weighs."""
+    r = rounder(dtype)
+    keep = momentum if weight_on == "old" else 1.0 - momentum
+    with np.errstate(**_QUIET):
+        return r(r(r(keep) * old) + r(r(1.0 - keep) * batch))
+
+
+def cumulative_update(old, batch, count, dtype):
+    r = rounder(dtype)
+    if count == 1:
+        return np.asarray(batch, dtype=np.float64).copy()
+    with np.errstate(**_QUIET):
+        return r(old + r(r(batch - old) / count))
+
+
+def train_backward(dy, x_hat, invstd, gamma, channel_axis, dtype, *, var_term: float | np.ndarray = 1.0,
+                   acc=None):
+    """dx = g*r/n * (n*dy - sum(dy) - k * x_hat * sum(dy*x_hat)), dgamma, dbeta.
+
+    ``var_term`` k is the derivative of the formulation's invstd with respect
+    to the biased variance, relative to the canonical one: 1 for
+    1/sqrt(v+eps), n/(n-1) when the normalization uses the unbiased variance,
+    (sqrt(v)+eps)/sqrt(v) when eps is outside the root."""
+    r = rounder(dtype)
+    dy, x_hat = np.asarray(dy, dtype=np.float64), np.asarray(x_hat, dtype=np.float64)
+    nd = dy.ndim
+    n = _channels_rows(dy, channel_axis).shape[1]
+    b = lambda v: _broadcast(v, nd, channel_axis)  # noqa: E731
+    with np.errstate(**_QUIET):
+        dbeta = r(tree_sum(dy, channel_axis, acc or dtype))
+        dgamma = r(tree_sum(r(dy * x_hat), channel_axis, acc or dtype))
+        g = np.ones_like(dbeta) if gamma is None else np.asarray(gamma, dtype=np.float64)
+        scale = r(r(g * invstd) / n)
+        inner = r(r(r(n * dy) - b(dbeta)) - r(x_hat * b(r(np.asarray(var_term) * dgamma))))
+        dx = r(b(scale) * inner)
+    return {"dx": dx, "dgamma": dgamma, "dbeta": dbeta}
+
+
+def eval_backward(dy, x_hat, invstd, gamma, channel_axis, dtype, acc=None):
+    """Statistics are constants: dx = dy * gamma * invstd."""
+    r = rounder(dtype)
+    dy, x_hat = np.asarray(dy, dtype=np.float64), np.asarray(x_hat, dtype=np.float64)
+    with np.errstate(**_QUIET):
+        dbeta = r(tree_sum(dy, channel_axis, acc or dtype))
+        dgamma = r(tree_sum(r(dy * x_hat), channel_axis, acc or dtype))
+        g = np.ones_like(dbeta) if gamma is None else np.asarray(gamma, dtype=np.float64)
+        dx = r(dy * _broadcast(r(g * invstd), dy.ndim, channel_axis))
+    return {"dx": dx, "dgamma": dgamma, "dbeta": dbeta}

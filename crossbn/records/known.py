@@ -1,0 +1,153 @@
+"""Known differences: findings a user has looked at and accepted, by pattern.
+
+A TOML file (`--known FILE`, `--crossbn-known FILE`) of entries:
+
+    [[known]]
+    backend = "keras-torch"        # required; a glob (fnmatch) on the backend name
+    case = "*offset*"              # glob on the test's case id (pytest id) or case hash; default "*"
+    device = "cpu"                 # glob; default "*"
+    observable = "*.batch_var"     # glob one of the result's failing observables must match; default "*"
+    verdict = "deviation"          # the verdict it must have (deviation, nan-mismatch, error, crash, timeout); default any
+    dtype = "float16"              # glob on the case dtype; default "*"
+    stage = "batch variance"       # glob on the first departing stage (localization); default "*"
+    formulation = "*one-pass*"     # glob on the fingerprint (the formulation that explains it); default "*"
+    version = "3.15.*"             # glob on the backend's version string; default "*" (any release)
+    reason = "one-pass variance (keras/src/backend/torch/nn.py: moments)"   # required
+    link = "https://github.com/..." # optional
+
+Every given field must hold. A `version` pins an entry to the releases it
+was written for, so that an upgrade that keeps the difference reports it as
+new again, for someone to look at.
+
+A failing result that an entry matches is reported as known: the pytest
+outcome is an xfail with the reason (a skip with --crossbn-known-skip), the
+record keeps `known: {entry, reason, link}`, and the report splits known
+from new findings. Entries that match nothing in a run are listed at its
+end, so a fixed bug's entry does not linger. The file is data only: nothing
+in it is executed.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+
+from crossbn.spec.verdicts import FAILING
+
+_FIELDS = {"backend", "case", "device", "observable", "verdict", "dtype", "stage", "formulation", "version",
+           "reason", "link"}
+
+
+class KnownError(ValueError):
+    """A known-differences file that cannot be used; the message names the file and the entry."""
+
+
+@dataclass(frozen=True)
+class Known:
+    index: int           # 1-based position in the file (how messages name it)
+    backend: str
+    reason: str
+    case: str = "*"
+    device: str = "*"
+    observable: str = "*"
+    verdict: str = ""
+    dtype: str = "*"
+    stage: str = "*"
+    formulation: str = "*"
+    version: str = "*"
+    link: str = ""
+
+    def matches(self, rec: dict) -> bool:
+        if rec.get("verdict") not in FAILING or (self.verdict and rec["verdict"] != self.verdict):
+            return False
+        if not fnmatch.fnmatchcase(rec.get("backend", ""), self.backend):
+            return False
+        if not fnmatch.fnmatchcase(rec.get("device", ""), self.device):
+            return False
+        for pattern, value in ((self.dtype, (rec.get("case") or {}).get("dtype")),
+                               (self.stage, (rec.get("localization") or {}).get("stage")),
+                               (self.formulation, (rec.get("diagnosis") or {}).get("formulation")),
+                               (self.version, rec.get("version"))):
+            if pattern != "*" and not fnmatch.fnmatchcase(value or "", pattern):
+                return False
+        ids = (rec.get("pytest_id") or "", rec.get("case_id") or "")
+        if not any(fnmatch.fnmatchcase(i, self.case) for i in ids if i):
+            return False
+        if self.observable == "*":
+            return True
+        failing = [n for n, o in (rec.get("observables") or {}).items() if o.get("verdict") in FAILING]
+        return any(fnmatch.fnmatchcase(n, self.observable) for n in failing)
+
+    def label(self) -> str:
+        given = ", ".join(f"{f}={getattr(self, f)}" for f in ("case", "device", "dtype", "observable", "verdict",
+                                                                "stage", "formulation", "version")
+                          if getattr(self, f) not in ("*", ""))
+        return f"#{self.index} (backend={self.backend}{', ' + given if given else ''})"
+
+
+def load(path: str | Path) -> list[Known]:
+    p = Path(path)
+    try:
+        data = tomllib.loads(p.read_text(encoding="utf-8"))
+    except OSError as e:
+        raise KnownError(f"{p}: cannot read ({e.strerror})") from e
+    except UnicodeDecodeError as e:
+        raise KnownError(f"{p}: not UTF-8 text (byte {e.object[e.start]:#04x} at offset {e.start}); "
+                         "a known-differences file is TOML") from e
+    except tomllib.TOMLDecodeError as e:
+        raise KnownError(f"{p}: not valid TOML ({e})") from e
+    extra = set(data) - {"known"}
+    if extra:
+        raise KnownError(f"{p}: unknown table(s) {', '.join(sorted(extra))}; entries go in [[known]]")
+    entries = data.get("known", [])
+    if not isinstance(entries, list):
+        raise KnownError(f"{p}: 'known' must be an array of tables ([[known]])")
+    out = []
+    for i, e in enumerate(entries, 1):
+        where = f"{p} [[known]] #{i}"
+        if not isinstance(e, dict):
+            raise KnownError(f"{where}: not a table")
+        unknown = set(e) - _FIELDS
+        if unknown:
+            raise KnownError(f"{where}: unknown field(s) {', '.join(sorted(unknown))}; known: "
+                             f"{', '.join(sorted(_FIELDS))}")
+        for field in ("backend", "reason"):
+            if not e.get(field):
+                raise KnownError(f"{where}: '{field}' is required")
+        for field, value in e.items():
+            if not isinstance(value, str):
+                raise KnownError(f"{where}: '{field}' must be a string, got {type(value).__name__}")
+        if e.get("verdict") and e["verdict"] not in FAILING:
+            raise KnownError(f"{where}: verdict {e['verdict']!r} is not a finding; one of "
+                             f"{', '.join(sorted(FAILING))}")
+        out.append(Known(index=i, **e))
+    return out
+
+
+def first_match(entries: list[Known], rec: dict) -> Known | None:
+    return next((k for k in entries if k.matches(rec)), None)
+
+
+def check(entries: list[Known], records) -> tuple[dict[int, int], list[dict]]:
+    """Hold finished results against a known-differences file without
+    rerunning them: ({entry index: findings it matched}, the findings no
+    entry matches). `crossbn known FILE RESULTS` prints it."""
+    used: dict[int, int] = {}
+    new = []
+    for rec in records:
+        if rec.get("verdict") not in FAILING:
+            continue
+        k = first_match(entries, rec)
+        if k is None:
+            new.append(rec)
+        else:
+            used[k.index] = used.get(k.index, 0) + 1
+    return used, new
+
+
+def group_key(rec: dict) -> tuple[str, ...]:
+    """What an entry would be written for: backend, verdict, dtype, stage, fingerprint."""
+    return (rec.get("backend", ""), rec.get("verdict", ""), (rec.get("case") or {}).get("dtype", ""),
+            (rec.get("localization") or {}).get("stage") or "", (rec.get("diagnosis") or {}).get("formulation") or "")

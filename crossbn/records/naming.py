@@ -1,0 +1,37 @@
+"""How a result is named outside its record: the file name of its page and
+bug-report folder, and the one command line that reruns it."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import shlex
+from pathlib import Path
+
+
+def slug(rec: dict) -> str:
+    """A file name for a result's page: its test id, safe on every file system
+    (a long one cut, with a hash of the whole so that two never collide)."""
+    raw = f"{rec.get('pytest_id') or rec['case_id']}--{rec['backend']}--{rec['device']}"
+    safe = re.sub(r"[^A-Za-z0-9._-]+", "_", raw)
+    if len(safe) <= 180:
+        return safe
+    return f"{safe[:160]}-{hashlib.sha256(raw.encode()).hexdigest()[:12]}"
+
+
+def suite_name(suite: str) -> str:
+    """A catalogue name as given; a catalogue file by its file name alone (the
+    report names no absolute path: it is moved and attached elsewhere)."""
+    return Path(suite).name if ("/" in suite or suite.endswith(".toml")) else suite
+
+
+def rerun_command(rec: dict, run: dict | None) -> str:
+    """One line that reruns just this (case, backend, device)."""
+    suite = suite_name((run or {}).get("suite") or rec.get("suite") or "default")
+    modules = "".join(f"--backend-module {shlex.quote(m)} " for m in (run or {}).get("backend_modules") or ())
+    backend = rec["backend"]
+    if rec.get("interpreter"):  # side by side: the release under its own interpreter, by the same name
+        backend = f"{backend}={rec['interpreter']}"
+    return (f"crossbn run --suite {shlex.quote(str(suite))} {modules}--backends {shlex.quote(backend)} "
+            f"--devices {shlex.quote(rec['device'])} -n 0 --no-conventions "
+            f"-- -k {shlex.quote(rec.get('pytest_id') or rec['case_id'])}")

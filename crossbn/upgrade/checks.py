@@ -1,0 +1,59 @@
+"""The controller's upgrade checks at the end of a conformance run (called
+from plugin.pytest_sessionfinish, once the results are merged): the run
+against a baseline (--crossbn-compare) and, side by side, each later-named
+release of a framework against the first-named one. Either writes its JSON
+beside the results for the report, and a regression fails the session."""
+
+from __future__ import annotations
+
+import pytest
+
+
+def compare_with_baseline(session, st, base: str | None) -> None:
+    """--crossbn-compare: the merged results against the baseline, written
+    beside them; a regression makes the session fail."""
+    if not base or not (st.out / "results.jsonl").exists():
+        return
+    from crossbn.upgrade.baseline import BaselineError, compare, load, write_comparison
+
+    try:
+        rows = compare(load(base), load(st.out))
+    except BaselineError as e:
+        st.comparison = {"error": str(e)}
+        session.exitstatus = pytest.ExitCode.USAGE_ERROR
+        return
+    st.comparison = write_comparison(rows, st.out, base, str(st.out))
+    if st.comparison["counts"].get("regressed"):
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+def compare_side_by_side(session, st) -> None:
+    """Two releases of one framework in the run (`torch@/other/python,torch`):
+    the later-named one's results classified against the first-named one's,
+    as against a baseline; a regression makes the session fail."""
+    pairs = [(b.compare_with, name) for name, b in st.backends.items() if b.compare_with]
+    if not pairs or not (st.out / "results.jsonl").exists():
+        return
+    from crossbn.upgrade.baseline import side_by_side, write_side_by_side
+
+    st.side_by_side = side_by_side(st.out, pairs)
+    write_side_by_side(st.side_by_side, st.out)
+    if any(c["counts"].get("regressed") for c in st.side_by_side):
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+def summary_lines(st) -> list[tuple[str, bool]]:
+    """The terminal summary's lines about both checks: (text, red)."""
+    out = []
+    if st.comparison is not None and "error" in st.comparison:
+        out.append((f"compare: {st.comparison['error']}", True))
+    elif st.comparison is not None:
+        out.append(_counts_line(f"compared with {st.comparison['base']}", st.comparison))
+    for c in st.side_by_side:
+        out.append(_counts_line(f"side by side, {c['new']} against {c['base']}", c))
+    return out
+
+
+def _counts_line(what: str, comparison: dict) -> tuple[str, bool]:
+    counts = ", ".join(f"{c} {n}" for c, n in comparison["counts"].items())
+    return f"{what}: {counts}", bool(comparison["counts"].get("regressed"))

@@ -1,0 +1,215 @@
+"""Per-operation localization: the first stage inside BatchNorm that deviates.
+
+Stages in dataflow order (STAGES). Where the backend returns a stage's
+observable (batch_mean, batch_var, invstd, the running statistics, the
+gradients), the first non-matching one in dataflow order is the answer.
+y is the end of a chain (statistics -> inverse std -> normalized -> affine);
+where the backend hides the inside of that chain, differential probes,
+derived from the case and run on the same backend, take it apart:
+
+  momentum-0        one training step with momentum 0: the running statistics
+                    then ARE the batch statistics (mean, and variance under
+                    the backend's convention), exposing hidden reductions
+  eval-given-stats  eval mode with the failing step's exact batch statistics
+                    given as running statistics: the same normalization with
+                    the reductions bypassed
+  affine-off        gamma = 1, beta = 0 (affine=False): isolates the
+                    normalization from the affine output
+  unit-dy           a unit upstream gradient dy = 1 (then dbeta = n,
+                    dgamma = sum(x_hat) = 0, dx = 0 in exact arithmetic):
+                    isolates the reduction terms of the backward pass
+
+and a per-channel fit of the y error (y - beta)/gamma = s * x_hat + t
+separates an inverse-std (scale) error from an elementwise one. The result
+says which probes ran and what each showed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+from crossbn.oracle import batchnorm as ref
+from crossbn.spec.verdicts import FAILING
+
+STAGES = ("batch mean", "batch variance", "batch statistics", "inverse std", "normalized", "affine output",
+          "running mean", "running variance", "eval statistics", "dbeta", "dgamma", "dx")
+DIRECT = {"batch_mean": "batch mean", "batch_var": "batch variance", "invstd": "inverse std",
+           "running_mean": "running mean", "running_var": "running variance",
+           "dbeta": "dbeta", "dgamma": "dgamma", "dx": "dx"}
+
+
+def first_off(comparison, verdict: str):
+    """The first observable, in dataflow order, that carries the verdict:
+    the first convention difference of a `convention` result, else the
+    first failing observable."""
+    wanted = {"convention"} if verdict == "convention" else FAILING
+    return next((o for o in comparison.observables.values() if o.verdict in wanted), None)
+
+
+# ---- probes: (case, inputs) pairs derived from the case ---------------------------------------
+
+def _step_index(case, step: str) -> int:
+    return case.steps.index(step)
+
+
+def probe_momentum0(case, inputs, step):
+    k = _step_index(case, step)
+    p = dataclasses.replace(case, momentum=0.0, cumulative=False, track_running_stats=True, train_steps=1,
+                            eval_step=False, gradients=False, specials=())
+    new = {"x0": inputs[f"x{k}"], **_params(case, inputs)}
+    new.update(_initial_running(case, inputs))
+    return p, new
+
+
+def probe_eval_given_stats(case, inputs, step, exact_mean, exact_var):
+    k = _step_index(case, step)
+    p = dataclasses.replace(case, cumulative=False, track_running_stats=True, train_steps=0, eval_step=True,
+                            gradients=False, specials=())
+    dt = inputs[f"x{k}"].dtype
+    new = {"x0": inputs[f"x{k}"], "running_mean": np.asarray(exact_mean).astype(dt),
+           "running_var": np.asarray(exact_var).astype(dt), **_params(case, inputs)}
+    return p, new
+
+
+def probe_affine_off(case, inputs):
+    p = dataclasses.replace(case, affine=False)
+    return p, {k: v for k, v in inputs.items() if k not in ("gamma", "beta")}
+
+
+def probe_unit_dy(case, inputs):
+    return case, {k: (np.ones_like(v) if k.startswith("dy") else v) for k, v in inputs.items()}
+
+
+def _params(case, inputs):
+    return {k: inputs[k] for k in ("gamma", "beta") if k in inputs}
+
+
+def _initial_running(case, inputs):
+    if "running_mean" in inputs:
+        return {"running_mean": inputs["running_mean"], "running_var": inputs["running_var"]}
+    c = case.channels
+    dt = inputs["x0"].dtype
+    return {"running_mean": np.zeros(c, dt), "running_var": np.ones(c, dt)}
+
+
+# ---- the per-channel fit of the y error ------------------------------------------------------
+
+def channel_fit(case, actual_y, expected_y, x_hat, gamma, bound) -> dict:
+    """Fit (y - beta)/gamma = s * x_hat + t per channel (least squares).
+    `structured` says the fitted s, t explain the error to within the bound:
+    then the error is a per-channel scale (an inverse-std error) and/or a
+    per-channel offset (a mean error), not an elementwise one."""
+    ax = case.channel_axis
+    axes = ref.reduction_axes(actual_y.ndim, ax)
+    g = np.ones(case.channels) if gamma is None else np.asarray(gamma, dtype=np.float64)
+    gb = ref.to_channel_shape(g, actual_y.ndim, ax)
+    a = np.asarray(actual_y, dtype=np.float64)
+    e = np.asarray(expected_y, dtype=np.float64)
+    with np.errstate(all="ignore"):
+        da = (a - e) / gb  # error in x_hat units
+        xm = x_hat.mean(axis=axes, keepdims=True)
+        dm = da.mean(axis=axes, keepdims=True)
+        cov = ((x_hat - xm) * (da - dm)).sum(axis=axes, keepdims=True)
+        vx = ((x_hat - xm) ** 2).sum(axis=axes, keepdims=True)
+        slope = np.where(vx > 0, cov / vx, 0.0)
+        offset = dm - slope * xm
+        resid = np.abs(gb * (da - slope * x_hat - offset))
+        ratio = np.where(resid == 0, 0.0, resid / bound)
+    if not np.all(np.isfinite(ratio)):
+        return {"structured": False, "scale": float("nan"), "offset": float("nan"), "residual_ratio": float("inf"),
+                "x_hat_max": float("nan")}
+    return {"structured": bool(ratio.max(initial=0.0) <= 1.0),
+            "scale": float(np.abs(slope).max(initial=0.0)),
+            "offset": float(np.abs(offset).max(initial=0.0)),
+            "residual_ratio": float(ratio.max(initial=0.0)),
+            "x_hat_max": float(np.abs(x_hat).max(initial=0.0))}
+
+
+# ---- the decision ---------------------------------------------------------------------------
+
+def localize(case, inputs, comparison, verdict: str, actual: dict, traces, full_bounds: dict, run_probe) -> dict:
+    """Where the result first departs from the oracle.
+
+    `traces`: the oracle's per-step traces (expected.simulate); `full_bounds`:
+    per observable, the bound the verdict used; `run_probe(name, case,
+    inputs)` runs a probe on the same backend and returns its Comparison, or
+    a string saying why it could not run."""
+    first = first_off(comparison, verdict)
+    out = {"stage": None, "step": None, "observable": None, "how": "observed", "probes": []}
+    if first is None:
+        out["how"] = "no observable departs" + (f" ({comparison.note})" if comparison.note else "")
+        return out
+    step, obs = first.name.split(".", 1)
+    out.update(step=step, observable=first.name)
+    probes = out["probes"]
+
+    def probe(name, purpose, pc, pin):
+        res = run_probe(name, pc, pin)
+        entry = {"name": name, "purpose": purpose, "case_id": pc.id}
+        if isinstance(res, str):
+            entry.update(ran=False, why=res)
+            probes.append(entry)
+            return None
+        entry.update(ran=True, verdict=res.verdict,
+                     observables={k: {"verdict": o.verdict, "ratio": o.ratio} for k, o in res.observables.items()})
+        probes.append(entry)
+        return res
+
+    def fails(res, name):
+        o = res.observables.get(name) if res is not None else None
+        return None if o is None else o.verdict in (FAILING | {"convention"})
+
+    if obs in DIRECT:
+        out["stage"] = DIRECT[obs]
+        if obs in ("dbeta", "dgamma", "dx"):
+            pc, pin = probe_unit_dy(case, inputs)
+            probe("unit-dy", "a unit upstream gradient isolates the reduction terms of the backward pass", pc, pin)
+        return out
+
+    # y: take the chain apart
+    trace = traces[_step_index(case, step)]
+    training = trace.training
+    prefix = f"{step}."
+    hidden = hidden_stats(comparison, prefix)
+    if training and hidden:
+        pc, pin = probe_momentum0(case, inputs, step)
+        res = probe("momentum-0", "momentum 0: the running statistics are the batch statistics", pc, pin)
+        if fails(res, "train0.running_mean"):
+            out.update(stage="batch mean", how="probe")
+            return out
+        if fails(res, "train0.running_var"):
+            out.update(stage="batch variance", how="probe")
+            return out
+    if training and f"{prefix}invstd" not in comparison.observables:
+        pc, pin = probe_eval_given_stats(case, inputs, step, trace.mean, trace.var)
+        res = probe("eval-given-stats", "the step's exact batch statistics given: reductions bypassed", pc, pin)
+        if res is not None and fails(res, "eval.y") is False:
+            # right once the statistics are given: the reductions, or the
+            # inverse std the training step derives from them
+            ran_m0 = any(p["name"] == "momentum-0" and p["ran"] for p in probes)
+            out.update(stage="batch statistics" if hidden and not ran_m0 else "inverse std", how="probe")
+            return out
+    if case.affine:
+        pc, pin = probe_affine_off(case, inputs)
+        res = probe("affine-off", "gamma = 1, beta = 0: the normalization alone", pc, pin)
+        if res is not None and fails(res, f"{step}.y") is False:
+            out.update(stage="affine output", how="probe")
+            return out
+    fit = channel_fit(case, actual[first.name], trace.y, trace.x_hat, trace.gamma, full_bounds[first.name])
+    out.update(fit=fit, how="fit")
+    if not fit["structured"]:
+        out["stage"] = "normalized"
+    elif not training:
+        out["stage"] = "eval statistics"  # the given running statistics are not what is used
+    elif fit["offset"] > fit["scale"] * fit["x_hat_max"]:
+        out["stage"] = "batch mean" if hidden else "normalized"
+    else:
+        out["stage"] = "inverse std"
+    return out
+
+
+def hidden_stats(comparison, prefix: str) -> bool:
+    """True when the backend does not return this step's batch mean and variance."""
+    return not all(f"{prefix}{o}" in comparison.observables for o in ("batch_mean", "batch_var"))
