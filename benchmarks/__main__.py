@@ -40,16 +40,27 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--sections", default=",".join(SECTIONS), help=f"comma-separated, of {', '.join(SECTIONS)}")
     p.add_argument("--reps", type=int, default=3, help="repetitions of each measurement (default 3)")
     p.add_argument("--suite", default="default", help="the suite measured (default: default)")
-    p.add_argument("--every", type=int, default=10,
-                   help="overhead and scaling run every K-th case of the suite (default 10; 1: all of it)")
+    p.add_argument(
+        "--every",
+        type=int,
+        default=10,
+        help="overhead and scaling run every K-th case of the suite (default 10; 1: all of it)",
+    )
     p.add_argument("--backends", default="all", help="comma-separated, or all installed (default)")
     p.add_argument("--workers", default="1,2", help="the -n values of the scaling section (default 1,2)")
-    p.add_argument("--sizes", default="1e2,1e3,1e4,1e5,1e6,1e7",
-                   help="elements per case, scale section (default up to 1e7: 1e8 needs ~30 GB, see README)")
+    p.add_argument(
+        "--sizes",
+        default="1e2,1e3,1e4,1e5,1e6,1e7",
+        help="elements per case, scale section (default up to 1e7: 1e8 needs ~30 GB, see README)",
+    )
     p.add_argument("--scale-backend", default="torch", help="the backend of the scale section (default torch)")
     p.add_argument("--suite-reps", type=int, default=1, help="repetitions of the whole-suite run (default 1: ~20 min)")
-    p.add_argument("--json", type=Path, default=None, help="write the raw figures here "
-                                                             "(default benchmarks/results/<date>-<time>.json)")
+    p.add_argument(
+        "--json",
+        type=Path,
+        default=None,
+        help="write the raw figures here (default benchmarks/results/<date>-<time>.json)",
+    )
     return p
 
 
@@ -99,8 +110,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"[{time.strftime('%H:%M:%S')}] {text}", file=sys.stderr, flush=True)
 
     m = common.machine()
-    head = [f"Measured {m['date']} on {m['cpu']}, {m['memory']}, {m['platform']}, Python {m['python']}, "
-            f"crossbn {m['crossbn_commit'][:10]}.", "", "Versions: " + ", ".join(versions(backends)) + ".", ""]
+    head = [
+        f"Measured {m['date']} on {m['cpu']}, {m['memory']}, {m['platform']}, Python {m['python']}, "
+        f"crossbn {m['crossbn_commit'][:10]}.",
+        "",
+        "Versions: " + ", ".join(versions(backends)) + ".",
+        "",
+    ]
     print("\n".join(head), flush=True)
     raw: dict = {"machine": m, "args": vars(args) | {"json": str(args.json)}}
     path = args.json or common.ROOT / "benchmarks" / "results" / time.strftime("%Y%m%d-%H%M%S.json")
@@ -114,18 +130,36 @@ def main(argv: list[str] | None = None) -> int:
         sample = common.sample_suite(args.suite, args.every, folder)
         sampled = f"every {args.every}th case of `{args.suite}`" if args.every > 1 else f"`{args.suite}`"
         plan = {
-            "overhead": (f"Harness overhead ({sampled}, -n 0, {args.reps} reps)", overhead.table,
-                         lambda: overhead.measure(backends, sample, args.reps, folder, log)),
-            "scaling": (f"Parallel scaling ({sampled}, every backend, {args.reps} reps)", scaling.table,
-                        lambda: scaling.measure(backends, sample, args.reps, folder, workers, log)),
-            "startup": (f"Start-up ({args.reps} reps)", startup.table,
-                        lambda: startup.measure(backends, args.reps, folder, log)),
-            "scale": (f"Scale ({args.reps} reps, a fresh process per size)", scale.table,
-                      lambda: scale.measure(args.scale_backend, sizes, args.reps, log)),
-            "suite": (f"Whole suite (`{args.suite}`, {args.suite_reps} rep)", suite.table,
-                      lambda: suite.measure(backends, args.suite, args.suite_reps, folder, 2, log)),
-            "rerun": (f"First and second run (`{args.suite}`, -n 2, one cache)", rerun.table,
-                      lambda: rerun.measure(backends, args.suite, folder, 2, log)),
+            "overhead": (
+                f"Harness overhead ({sampled}, -n 0, {args.reps} reps)",
+                overhead.table,
+                lambda: overhead.measure(backends, sample, args.reps, folder, log),
+            ),
+            "scaling": (
+                f"Parallel scaling ({sampled}, every backend, {args.reps} reps)",
+                scaling.table,
+                lambda: scaling.measure(backends, sample, args.reps, folder, workers, log),
+            ),
+            "startup": (
+                f"Start-up ({args.reps} reps)",
+                startup.table,
+                lambda: startup.measure(backends, args.reps, folder, log),
+            ),
+            "scale": (
+                f"Scale ({args.reps} reps, a fresh process per size)",
+                scale.table,
+                lambda: scale.measure(args.scale_backend, sizes, args.reps, log),
+            ),
+            "suite": (
+                f"Whole suite (`{args.suite}`, {args.suite_reps} rep)",
+                suite.table,
+                lambda: suite.measure(backends, args.suite, args.suite_reps, folder, 2, log),
+            ),
+            "rerun": (
+                f"First and second run (`{args.suite}`, -n 2, one cache)",
+                rerun.table,
+                lambda: rerun.measure(backends, args.suite, folder, 2, log),
+            ),
         }
         for name in (s for s in SECTIONS if s in sections):
             title, table, measure = plan[name]

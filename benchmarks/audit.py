@@ -32,13 +32,16 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     out = audit(read(path))
     diffs = out["differences"]
-    print(f"{out['findings']} findings diagnosed: {out['own']} searched in full, {out['confirmed']} confirmed "
-          f"against a representative; of these {out['equal']} equal to their own search (formulation and "
-          f"stage), {len(diffs)} different.\n")
+    print(
+        f"{out['findings']} findings diagnosed: {out['own']} searched in full, {out['confirmed']} confirmed "
+        f"against a representative; of these {out['equal']} equal to their own search (formulation and "
+        f"stage), {len(diffs)} different.\n"
+    )
     if diffs:
         print("| backend | differences | reason |\n|---|---:|---|")
-        for (backend, kind), n in sorted(Counter((d["backend"], "; ".join(d["kinds"])) for d in diffs).items(),
-                                         key=lambda kv: (-kv[1], kv[0])):
+        for (backend, kind), n in sorted(
+            Counter((d["backend"], "; ".join(d["kinds"])) for d in diffs).items(), key=lambda kv: (-kv[1], kv[0])
+        ):
             print(f"| {backend} | {n} | {kind} |")
     if args.list:
         print()

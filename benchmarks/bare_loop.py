@@ -52,8 +52,14 @@ def main(backend_name: str, suite: str) -> dict:
         except Exception:  # noqa: BLE001 - an unsupported or failing case still cost its call
             errors += 1
     loop_s = time.perf_counter() - start
-    return {"backend": backend_name, "cases": len(cases), "errors": errors, "inputs_s": inputs_s,
-            "import_s": import_s, "loop_s": loop_s}
+    return {
+        "backend": backend_name,
+        "cases": len(cases),
+        "errors": errors,
+        "inputs_s": inputs_s,
+        "import_s": import_s,
+        "loop_s": loop_s,
+    }
 
 
 if __name__ == "__main__":

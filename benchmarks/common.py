@@ -34,9 +34,15 @@ def machine() -> dict:
         mem = f"{kb / 2**20:.0f} GiB"
     except (OSError, StopIteration, ValueError):
         pass
-    return {"date": time.strftime("%Y-%m-%d"), "cpu": info.get("cpu", ""), "cores": os.cpu_count(),
-            "memory": mem, "platform": platform.platform(), "python": platform.python_version(),
-            "crossbn_commit": info.get("commit", "")}
+    return {
+        "date": time.strftime("%Y-%m-%d"),
+        "cpu": info.get("cpu", ""),
+        "cores": os.cpu_count(),
+        "memory": mem,
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "crossbn_commit": info.get("commit", ""),
+    }
 
 
 @dataclass
@@ -73,16 +79,32 @@ def sample_suite(suite: str, every: int, folder: Path) -> Path | str:
     return path
 
 
-def run_crossbn(suite, backends: str, n: int | str, out: Path, *, conventions: bool = False,
-                extra: tuple[str, ...] = ()) -> tuple[float, Path]:
+def run_crossbn(
+    suite, backends: str, n: int | str, out: Path, *, conventions: bool = False, extra: tuple[str, ...] = ()
+) -> tuple[float, Path]:
     """`crossbn run` as its own process: (wall seconds, the run's folder).
     Each run judges afresh (a cache folder of its own, empty) unless `extra`
     names a --cache: a measurement is of crossbn's work, not of a rerun."""
     if "--cache" not in extra:
         extra = (*extra, "--cache", str(out.parent / f"{out.name}-cache"))
         shutil.rmtree(out.parent / f"{out.name}-cache", ignore_errors=True)
-    cmd = [PYTHON, "-m", "crossbn", "run", "--suite", str(suite), "--backends", backends, "-n", str(n),
-           "--out", str(out), "--progress", "off", *extra]
+    cmd = [
+        PYTHON,
+        "-m",
+        "crossbn",
+        "run",
+        "--suite",
+        str(suite),
+        "--backends",
+        backends,
+        "-n",
+        str(n),
+        "--out",
+        str(out),
+        "--progress",
+        "off",
+        *extra,
+    ]
     if not conventions:
         cmd.append("--no-conventions")
     from .memory import TreePeak

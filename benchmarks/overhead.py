@@ -35,8 +35,13 @@ def bare(backend: str, suite) -> dict:
 
 
 def _bare(backend: str, suite, env: dict) -> dict:
-    done = subprocess.run([PYTHON, str(ROOT / "benchmarks" / "bare_loop.py"), backend, str(suite)],
-                          cwd=ROOT, env=env, capture_output=True, text=True)
+    done = subprocess.run(
+        [PYTHON, str(ROOT / "benchmarks" / "bare_loop.py"), backend, str(suite)],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
     if done.returncode != 0:
         raise RuntimeError(f"bare loop on {backend} failed:\n{done.stderr[-3000:]}")
     return json.loads(done.stdout.strip().splitlines()[-1])
@@ -62,24 +67,41 @@ def measure(backends: list[str], suite, reps: int, folder: Path, log) -> dict:
             floors.append(floor["import_s"] + floor["loop_s"])
             parts.append(phases(recs))
             n = floor["cases"]
-            log(f"overhead {b} rep {rep + 1}/{reps}: crossbn {wall:.1f} s, bare {floors[-1]:.1f} s "
-                f"({floor['cases']} calls, import {floor['import_s']:.1f} s)")
+            log(
+                f"overhead {b} rep {rep + 1}/{reps}: crossbn {wall:.1f} s, bare {floors[-1]:.1f} s "
+                f"({floor['cases']} calls, import {floor['import_s']:.1f} s)"
+            )
         median_parts = {p: Spread([x[p] for x in parts]).median for p in parts[0]}
-        rows[b] = {"crossbn": Spread(walls), "bare": Spread(floors), "ratio": Spread([w / f for w, f in zip(walls, floors)]),
-                   "calls": n, "phases": median_parts}
+        rows[b] = {
+            "crossbn": Spread(walls),
+            "bare": Spread(floors),
+            "ratio": Spread([w / f for w, f in zip(walls, floors)]),
+            "calls": n,
+            "phases": median_parts,
+        }
     total_c = Spread([sum(rows[b]["crossbn"].values[i] for b in rows) for i in range(reps)])
     total_b = Spread([sum(rows[b]["bare"].values[i] for b in rows) for i in range(reps)])
-    return {"rows": rows, "total": {"crossbn": total_c, "bare": total_b,
-                                    "ratio": Spread([c / f for c, f in zip(total_c.values, total_b.values)])}}
+    return {
+        "rows": rows,
+        "total": {
+            "crossbn": total_c,
+            "bare": total_b,
+            "ratio": Spread([c / f for c, f in zip(total_c.values, total_b.values)]),
+        },
+    }
 
 
 def table(result: dict) -> list[str]:
-    lines = ["| backend | calls | crossbn s | bare loop s | ratio | backend calls s | oracle s | localize+diagnose s |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    lines = [
+        "| backend | calls | crossbn s | bare loop s | ratio | backend calls s | oracle s | localize+diagnose s |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
     for b, r in result["rows"].items():
         p = r["phases"]
-        lines.append(f"| {b} | {r['calls']} | {r['crossbn'].cell()} | {r['bare'].cell()} | {r['ratio'].cell(2)} | "
-                     f"{p['backend']:.1f} | {p['oracle']:.1f} | {p['localize'] + p['diagnose']:.1f} |")
+        lines.append(
+            f"| {b} | {r['calls']} | {r['crossbn'].cell()} | {r['bare'].cell()} | {r['ratio'].cell(2)} | "
+            f"{p['backend']:.1f} | {p['oracle']:.1f} | {p['localize'] + p['diagnose']:.1f} |"
+        )
     t = result["total"]
     lines.append(f"| **all** | | {t['crossbn'].cell()} | {t['bare'].cell()} | **{t['ratio'].cell(2)}** | | | |")
     return lines

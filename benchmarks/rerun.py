@@ -67,35 +67,57 @@ def measure(backends: list[str], suite, folder: Path, workers: int, log) -> dict
         log(f"rerun: {label} run {wall:.0f} s")
     first, second = records(outs[0]), records(outs[1])
     judged = [r for r in second if r["verdict"] != "unsupported"]
-    spent = {p: sum((r.get("timings") or {}).get(p, 0.0) for r in first) / workers
-             for p in ("localize", "diagnose", "backend", "oracle", "compare")}
+    spent = {
+        p: sum((r.get("timings") or {}).get(p, 0.0) for r in first) / workers
+        for p in ("localize", "diagnose", "backend", "oracle", "compare")
+    }
     sources = [((r.get("diagnosis") or {}).get("source") or {}).get("how") for r in first if r.get("diagnosis")]
     start = time.perf_counter()
-    subprocess.run([PYTHON, "-m", "crossbn", "report", str(outs[0]), "--out", str(folder / "rerun-report")],
-                   cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True)
+    subprocess.run(
+        [PYTHON, "-m", "crossbn", "report", str(outs[0]), "--out", str(folder / "rerun-report")],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        check=True,
+    )
     render = time.perf_counter() - start
     files, mb = _report_size(folder / "rerun-report")
     paint = first_paint(folder / "rerun-report" / "index.html")
-    return {"workers": workers, "records": len(first), "first": walls[0], "second": walls[1],
-            "ratio": walls[1] / walls[0], "cached": sum(1 for r in judged if r.get("cached")), "judged": len(judged),
-            # the results judged again: their outputs were not the first run's, bit for bit
-            "judged_again": dict(Counter(r["backend"] for r in judged if not r.get("cached"))),
-            "diagnosis": spent["localize"] + spent["diagnose"],
-            "diagnosis_share": (spent["localize"] + spent["diagnose"]) / walls[0],
-            "spent": spent, "own": sources.count("own"), "confirmed": sources.count("confirmed"),
-            "findings": sum(1 for r in first if r["verdict"] in ("deviation", "nan-mismatch", "error", "crash", "timeout")),
-            "report_files": files, "report_mb": mb, "report_seconds": render,
-            "first_paint": None if paint is None else paint.to_dict()}
+    return {
+        "workers": workers,
+        "records": len(first),
+        "first": walls[0],
+        "second": walls[1],
+        "ratio": walls[1] / walls[0],
+        "cached": sum(1 for r in judged if r.get("cached")),
+        "judged": len(judged),
+        # the results judged again: their outputs were not the first run's, bit for bit
+        "judged_again": dict(Counter(r["backend"] for r in judged if not r.get("cached"))),
+        "diagnosis": spent["localize"] + spent["diagnose"],
+        "diagnosis_share": (spent["localize"] + spent["diagnose"]) / walls[0],
+        "spent": spent,
+        "own": sources.count("own"),
+        "confirmed": sources.count("confirmed"),
+        "findings": sum(1 for r in first if r["verdict"] in ("deviation", "nan-mismatch", "error", "crash", "timeout")),
+        "report_files": files,
+        "report_mb": mb,
+        "report_seconds": render,
+        "first_paint": None if paint is None else paint.to_dict(),
+    }
 
 
 def table(r: dict) -> list[str]:
     paint = r["first_paint"]
     return [
-        "| | first run (cache empty) | second run (same releases) |", "|---|---:|---:|",
+        "| | first run (cache empty) | second run (same releases) |",
+        "|---|---:|---:|",
         f"| wall s | {r['first']:.0f} | {r['second']:.0f} ({r['ratio']:.0%}) |",
-        f"| judgements reused | – | {r['cached']} of {r['judged']} |", "",
+        f"| judgements reused | – | {r['cached']} of {r['judged']} |",
+        "",
         "Judged again in the second run (outputs not bit-identical to the first's), per backend: "
-        + (", ".join(f"{b} {n}" for b, n in sorted(r.get("judged_again", {}).items())) or "none") + ".", "",
+        + (", ".join(f"{b} {n}" for b, n in sorted(r.get("judged_again", {}).items())) or "none")
+        + ".",
+        "",
         f"First run, {r['records']} results, -n {r['workers']}: diagnosis (localization with its probes, and the "
         f"fingerprint) {r['diagnosis']:.0f} s of wall, {r['diagnosis_share']:.1%} of the run; of the findings' "
         f"diagnoses {r['own']} were searched in full and {r['confirmed']} confirmed against their root cause's "

@@ -35,12 +35,17 @@ def one(backend_name: str, elements: int) -> dict:
     rec = judge(case, backend_name, backends[backend_name], "cpu", pool)
     pool.close()
     t = rec["timings"]
-    return {"elements": int(np.prod(case.shape)), "verdict": rec["verdict"],
-            "seconds": rec["seconds"], "inputs": t.get("inputs", 0.0), "backend": t.get("backend", 0.0),
-            "oracle": t.get("oracle", 0.0),
-            "compare": sum(t.get(p, 0.0) for p in ("compare", "localize", "diagnose", "record")),
-            "peak_crossbn_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-            "peak_worker_mb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024}
+    return {
+        "elements": int(np.prod(case.shape)),
+        "verdict": rec["verdict"],
+        "seconds": rec["seconds"],
+        "inputs": t.get("inputs", 0.0),
+        "backend": t.get("backend", 0.0),
+        "oracle": t.get("oracle", 0.0),
+        "compare": sum(t.get(p, 0.0) for p in ("compare", "localize", "diagnose", "record")),
+        "peak_crossbn_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "peak_worker_mb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024,
+    }
 
 
 def measure(backend: str, sizes: list[int], reps: int, log) -> dict:
@@ -48,8 +53,9 @@ def measure(backend: str, sizes: list[int], reps: int, log) -> dict:
     for n in sizes:
         runs = []
         for _ in range(reps):
-            done = subprocess.run([PYTHON, "-m", "benchmarks.scale", backend, str(n)], cwd=ROOT,
-                                  capture_output=True, text=True)
+            done = subprocess.run(
+                [PYTHON, "-m", "benchmarks.scale", backend, str(n)], cwd=ROOT, capture_output=True, text=True
+            )
             if done.returncode != 0:  # a row saying so; larger sizes would fail the same way
                 why = "killed (SIGKILL: out of memory?)" if done.returncode == -9 else f"exit {done.returncode}"
                 log(f"scale {backend} {n:.0e}: failed, {why}\n{done.stderr[-2000:]}")
@@ -58,25 +64,32 @@ def measure(backend: str, sizes: list[int], reps: int, log) -> dict:
             runs.append(json.loads(done.stdout.strip().splitlines()[-1]))
         rows[n] = {k: Spread([r[k] for r in runs]) for k in runs[0] if k not in ("elements", "verdict")}
         rows[n]["verdict"] = runs[0]["verdict"]
-        log(f"scale {backend} {n:.0e}: {rows[n]['seconds'].cell(3)} s, oracle {rows[n]['oracle'].cell(3)} s, "
-            f"peak {rows[n]['peak_crossbn_mb'].median:.0f} MB + worker {rows[n]['peak_worker_mb'].median:.0f} MB")
+        log(
+            f"scale {backend} {n:.0e}: {rows[n]['seconds'].cell(3)} s, oracle {rows[n]['oracle'].cell(3)} s, "
+            f"peak {rows[n]['peak_crossbn_mb'].median:.0f} MB + worker {rows[n]['peak_worker_mb'].median:.0f} MB"
+        )
     return {"backend": backend, "rows": rows}
 
 
 def table(result: dict) -> list[str]:
-    lines = [f"Backend: {result['backend']}.", "",
-             "| elements | verdict | case s | inputs s | backend s | oracle s | compare s | oracle share "
-             "| ns per element | peak crossbn MB | peak worker MB |",
-             "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    lines = [
+        f"Backend: {result['backend']}.",
+        "",
+        "| elements | verdict | case s | inputs s | backend s | oracle s | compare s | oracle share "
+        "| ns per element | peak crossbn MB | peak worker MB |",
+        "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
     for n, r in result["rows"].items():
         if "failed" in r:
             lines.append(f"| {float(n):.0e} | failed: {r['failed']} |" + " |" * 9)
             continue
         total = r["seconds"].median
-        lines.append(f"| {n:.0e} | {r['verdict']} | {r['seconds'].cell(3)} | {r['inputs'].median:.3f} | "
-                     f"{r['backend'].median:.3f} | {r['oracle'].median:.3f} | {r['compare'].median:.3f} | "
-                     f"{r['oracle'].median / total:.0%} | {total / n * 1e9:.0f} | "
-                     f"{r['peak_crossbn_mb'].median:.0f} | {r['peak_worker_mb'].median:.0f} |")
+        lines.append(
+            f"| {n:.0e} | {r['verdict']} | {r['seconds'].cell(3)} | {r['inputs'].median:.3f} | "
+            f"{r['backend'].median:.3f} | {r['oracle'].median:.3f} | {r['compare'].median:.3f} | "
+            f"{r['oracle'].median / total:.0%} | {total / n * 1e9:.0f} | "
+            f"{r['peak_crossbn_mb'].median:.0f} | {r['peak_worker_mb'].median:.0f} |"
+        )
     return lines
 
 

@@ -19,8 +19,11 @@ def measure(backends: list[str], suite, reps: int, folder: Path, workers: list[i
             log(f"scaling -n {n} rep {rep + 1}/{reps}: {wall:.1f} s")
         walls[n] = Spread(values)
     base = walls[workers[0]].median * workers[0]
-    return {"walls": walls, "speedup": {n: base / walls[n].median for n in workers},
-            "efficiency": {n: base / walls[n].median / n for n in workers}}
+    return {
+        "walls": walls,
+        "speedup": {n: base / walls[n].median for n in workers},
+        "efficiency": {n: base / walls[n].median / n for n in workers},
+    }
 
 
 def table(result: dict) -> list[str]:

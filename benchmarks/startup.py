@@ -39,19 +39,32 @@ def measure(backends: list[str], reps: int, folder: Path, log) -> dict:
             start.append(rec["timings"].get("start", 0.0))
             case.append(rec["seconds"] - start[-1])
         _, out = run_crossbn("smoke", b, 0, folder / f"startup-smoke-{b}")
-        warm = [r["seconds"] - (r.get("timings") or {}).get("start", 0.0) for r in records(out)
-                if r["verdict"] != "unsupported"]
+        warm = [
+            r["seconds"] - (r.get("timings") or {}).get("start", 0.0)
+            for r in records(out)
+            if r["verdict"] != "unsupported"
+        ]
         per_case = statistics.median(warm) if warm else float("nan")
-        rows[b] = {"first": Spread(first), "start": Spread(start), "case": Spread(case),
-                   "run": Spread([f - s - c for f, s, c in zip(first, start, case)]), "per_case": per_case}
+        rows[b] = {
+            "first": Spread(first),
+            "start": Spread(start),
+            "case": Spread(case),
+            "run": Spread([f - s - c for f, s, c in zip(first, start, case)]),
+            "per_case": per_case,
+        }
         log(f"startup {b}: first result {rows[b]['first'].cell()} s, worker {rows[b]['start'].cell()} s")
     return {"rows": rows}
 
 
 def table(result: dict) -> list[str]:
-    lines = ["| backend | first result s | once per run (pytest, crossbn, report) s | once per worker (start, import) s "
-             "| first case s | each later case s |", "|---|---:|---:|---:|---:|---:|"]
+    lines = [
+        "| backend | first result s | once per run (pytest, crossbn, report) s | once per worker (start, import) s "
+        "| first case s | each later case s |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
     for b, r in result["rows"].items():
-        lines.append(f"| {b} | {r['first'].cell()} | {r['run'].cell()} | {r['start'].cell()} | {r['case'].cell(2)} | "
-                     f"{r['per_case']:.3f} |")
+        lines.append(
+            f"| {b} | {r['first'].cell()} | {r['run'].cell()} | {r['start'].cell()} | {r['case'].cell(2)} | "
+            f"{r['per_case']:.3f} |"
+        )
     return lines

@@ -60,36 +60,66 @@ def measure(backends: list[str], suite, reps: int, folder: Path, workers: int, l
         share = {k: v / workers for k, v in share.items()}
         report = _timed([PYTHON, "-m", "crossbn", "report", str(out), "--out", str(folder / f"suite-report-{rep}")])
         share["report"] = 2 * report
-        share["conventions"] = _timed([PYTHON, "-m", "crossbn", "conventions", "--backends", ",".join(backends),
-                                       "--out", str(folder / f"suite-conv-{rep}"), "-n", str(workers)])
+        share["conventions"] = _timed(
+            [
+                PYTHON,
+                "-m",
+                "crossbn",
+                "conventions",
+                "--backends",
+                ",".join(backends),
+                "--out",
+                str(folder / f"suite-conv-{rep}"),
+                "-n",
+                str(workers),
+            ]
+        )
         share["rest"] = wall - sum(share.values())
         runs.append({"wall": wall, "records": len(recs), **share, **memory_of(out)})
-        log(f"suite rep {rep + 1}/{reps}: {wall:.0f} s, {len(recs)} records, "
-            + ", ".join(f"{k} {v:.0f} s" for k, v in share.items()))
+        log(
+            f"suite rep {rep + 1}/{reps}: {wall:.0f} s, {len(recs)} records, "
+            + ", ".join(f"{k} {v:.0f} s" for k, v in share.items())
+        )
     keys = [k for k in runs[0] if k != "records"]
     largest = largest_alone(backends, suite, folder, workers)
-    log(f"suite's largest cases alone ({largest['cases']} of {largest['elements']} elements): "
-        f"harness {largest['harness_mb']:.0f} MB, backend {largest['backend_mb']:.0f} MB")
-    return {"workers": workers, "records": runs[0]["records"], "largest": largest,
-            **{k: Spread([r[k] for r in runs]) for k in keys}}
+    log(
+        f"suite's largest cases alone ({largest['cases']} of {largest['elements']} elements): "
+        f"harness {largest['harness_mb']:.0f} MB, backend {largest['backend_mb']:.0f} MB"
+    )
+    return {
+        "workers": workers,
+        "records": runs[0]["records"],
+        "largest": largest,
+        **{k: Spread([r[k] for r in runs]) for k in keys},
+    }
 
 
-LABELS = {"start": "worker start and framework imports", "inputs": "input generation",
-          "backend": "backends (worker round trips)", "oracle": "the oracle",
-          "compare": "comparison, localization, diagnosis, records", "report": "the HTML report (twice)",
-          "conventions": "conventions", "rest": "the rest: pytest, collection, scheduling, waiting"}
+LABELS = {
+    "start": "worker start and framework imports",
+    "inputs": "input generation",
+    "backend": "backends (worker round trips)",
+    "oracle": "the oracle",
+    "compare": "comparison, localization, diagnosis, records",
+    "report": "the HTML report (twice)",
+    "conventions": "conventions",
+    "rest": "the rest: pytest, collection, scheduling, waiting",
+}
 
 
 def table(result: dict) -> list[str]:
     wall = result["wall"].median
-    lines = [f"`crossbn run -n {result['workers']}`: {result['records']} results, wall {result['wall'].cell(0)} s; "
-             f"peak memory: {result['harness_mb'].cell(0)} MB in the largest harness process (controller, xdist "
-             f"workers), {result['backend_mb'].cell(0)} MB in the largest backend worker, "
-             f"{result['total_mb'].cell(0)} MB all processes together. The same run on the suite's largest cases "
-             f"alone ({result['largest']['cases']} of {result['largest']['elements']:,} elements): "
-             f"{result['largest']['harness_mb']:.0f} MB harness, {result['largest']['backend_mb']:.0f} MB backend "
-             f"worker, {result['largest']['total_mb']:.0f} MB together.", "",
-             "| where | s | share |", "|---|---:|---:|"]
+    lines = [
+        f"`crossbn run -n {result['workers']}`: {result['records']} results, wall {result['wall'].cell(0)} s; "
+        f"peak memory: {result['harness_mb'].cell(0)} MB in the largest harness process (controller, xdist "
+        f"workers), {result['backend_mb'].cell(0)} MB in the largest backend worker, "
+        f"{result['total_mb'].cell(0)} MB all processes together. The same run on the suite's largest cases "
+        f"alone ({result['largest']['cases']} of {result['largest']['elements']:,} elements): "
+        f"{result['largest']['harness_mb']:.0f} MB harness, {result['largest']['backend_mb']:.0f} MB backend "
+        f"worker, {result['largest']['total_mb']:.0f} MB together.",
+        "",
+        "| where | s | share |",
+        "|---|---:|---:|",
+    ]
     for k, label in LABELS.items():
         lines.append(f"| {label} | {result[k].cell(0)} | {result[k].median / wall:.0%} |")
     return lines

@@ -30,19 +30,22 @@ from crossbn.backends import Backend, Unsupported
 
 class NumpyFloat32(Backend):
     name = "numpy-float32"
-    packages = ("numpy",)                 # versions recorded with every result
-    modules = ("numpy",)                  # must be importable, or every case says so
+    packages = ("numpy",)  # versions recorded with every result
+    modules = ("numpy",)  # must be importable, or every case says so
     devices = ("cpu",)
     dtypes = ("float32", "float16", "bfloat16")  # computes in float32: a float64 case would deviate
-    conventions = {                       # the documented semantics (README table, issue 4's checks)
-        "momentum": "old", "running_var": "biased", "default_eps": "1e-5", "channel_axis": "any",
+    conventions = {  # the documented semantics (README table, issue 4's checks)
+        "momentum": "old",
+        "running_var": "biased",
+        "default_eps": "1e-5",
+        "channel_axis": "any",
         "doc": "examples/numpy_backend.py",
     }
 
     def supports(self, case) -> str | None:
         if case.cumulative:
             return "no cumulative-average running statistics"
-        return super().supports(case)     # dtypes
+        return super().supports(case)  # dtypes
 
     def describe(self) -> dict:
         import numpy as np

@@ -20,12 +20,17 @@ def open_page(browser, path: Path, *, javascript: bool = True):
     context = browser.new_context(java_script_enabled=javascript, viewport={"width": 1280, "height": 900})
     page = context.new_page()
     problems = []
-    page.on("console", lambda m: problems.append(f"console {m.type}: {m.text}") if m.type in ("error", "warning")
-            else None)
+    page.on(
+        "console", lambda m: problems.append(f"console {m.type}: {m.text}") if m.type in ("error", "warning") else None
+    )
     page.on("pageerror", lambda e: problems.append(f"page error: {e}"))
     page.on("dialog", lambda d: (problems.append(f"dialog: {d.message}"), d.dismiss()))
-    page.on("request", lambda r: None if r.url.startswith("file://") or r.url.startswith("data:")
-            else problems.append(f"request: {r.url}"))
+    page.on(
+        "request",
+        lambda r: (
+            None if r.url.startswith("file://") or r.url.startswith("data:") else problems.append(f"request: {r.url}")
+        ),
+    )
     page.goto(path.as_uri())
     page.wait_for_load_state("load")
     return page, problems

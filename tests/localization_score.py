@@ -42,19 +42,31 @@ PLANTS = {
     "bessel": ({}, "running variance", {"running_var": "unbiased"}),
     "momentum-new": ({}, "running mean", {"momentum": "new"}),
     "clamped-eps": ({"eps": 1e-8, "distribution": "near_eps"}, "inverse std", {"eps_floor": 1e-5}),
-    "half-reductions": ({"dtype": "float16", "shape": (64, 4, 8, 8), "offset_ratio": 4.0}, "batch mean",
-                        {"reduce": "float16"}),
+    "half-reductions": (
+        {"dtype": "float16", "shape": (64, 4, 8, 8), "offset_ratio": 4.0},
+        "batch mean",
+        {"reduce": "float16"},
+    ),
     "float32-compute": ({"dtype": "float64"}, "batch mean", {"compute": "float32"}),
     # computed in float16: the statistics come back in float16 and are within
     # its rounding; the elementwise normalization is where float16 first shows
     # (NumPy's float16 sums accumulate in float32: reduce=float32)
     "float16-compute": ({"dtype": "float16"}, "normalized", {"compute": "float16", "reduce": "float32"}),
-    "folded-affine-f16": ({"dtype": "float16", "offset_ratio": 8.0}, "normalized",
-                          {"compute": "float16", "reduce": "float32", "affine": "folded"}),
-    "divide-f16": ({"dtype": "float16"}, "normalized",
-                   {"compute": "float16", "reduce": "float32", "normalize": "divide"}),
-    "welford-f16": ({"dtype": "float16", "offset_ratio": 8.0}, "batch variance",
-                    {"compute": "float16", "variance": "welford"}),
+    "folded-affine-f16": (
+        {"dtype": "float16", "offset_ratio": 8.0},
+        "normalized",
+        {"compute": "float16", "reduce": "float32", "affine": "folded"},
+    ),
+    "divide-f16": (
+        {"dtype": "float16"},
+        "normalized",
+        {"compute": "float16", "reduce": "float32", "normalize": "divide"},
+    ),
+    "welford-f16": (
+        {"dtype": "float16", "offset_ratio": 8.0},
+        "batch variance",
+        {"compute": "float16", "variance": "welford"},
+    ),
 }
 
 
@@ -81,8 +93,11 @@ def outcome(plant: str, record: dict) -> dict:
         "detected": record["verdict"] in ("deviation", "nan-mismatch", "convention"),
         "localized": loc.get("stage") == stage,
         "fingerprinted": None if changes is None else diag.get("changes") == changes,
-        "stage": loc.get("stage"), "how": loc.get("how"), "formulation": diag.get("formulation"),
-        "explains": diag.get("explains"), "margin": diag.get("margin"),
+        "stage": loc.get("stage"),
+        "how": loc.get("how"),
+        "formulation": diag.get("formulation"),
+        "explains": diag.get("explains"),
+        "margin": diag.get("margin"),
     }
 
 
@@ -112,13 +127,20 @@ def main() -> int:
     print("| plant | detected | stage (how) | fingerprint |")
     print("|---|---|---|---|")
     for plant, o in rows:
-        fp = "" if o["fingerprinted"] is None else ("right: " if o["fingerprinted"] else "WRONG: ") + str(
-            o["formulation"])
-        print(f"| {plant} | {'yes' if o['detected'] else 'NO'} | {o['stage']} ({o['how']})"
-              f"{'' if o['localized'] else ' WRONG'} | {fp} |")
+        fp = (
+            ""
+            if o["fingerprinted"] is None
+            else ("right: " if o["fingerprinted"] else "WRONG: ") + str(o["formulation"])
+        )
+        print(
+            f"| {plant} | {'yes' if o['detected'] else 'NO'} | {o['stage']} ({o['how']})"
+            f"{'' if o['localized'] else ' WRONG'} | {fp} |"
+        )
     n = len(PLANTS)
-    print(f"\ndetected {totals['detected']}/{n}, correctly localized {totals['localized']}/{n}, "
-          f"fingerprint names the planted formulation {totals['fingerprinted']}/{totals['formulations']}")
+    print(
+        f"\ndetected {totals['detected']}/{n}, correctly localized {totals['localized']}/{n}, "
+        f"fingerprint names the planted formulation {totals['fingerprinted']}/{totals['formulations']}"
+    )
     return 0
 
 

@@ -66,8 +66,16 @@ def test_the_valid_catalogue_these_tests_cut_loads(tmp_path):
     assert len(load_suite(_catalogue(tmp_path, VALID))) == 3  # rank 2 has one layout
 
 
-@pytest.mark.parametrize("cut", [VALID.index("[[group"), VALID.index("[[8"), VALID.index("[4, 3") + 3,
-                                 VALID.index('"channels_last"') + 5, len(VALID) - 2])
+@pytest.mark.parametrize(
+    "cut",
+    [
+        VALID.index("[[group"),
+        VALID.index("[[8"),
+        VALID.index("[4, 3") + 3,
+        VALID.index('"channels_last"') + 5,
+        len(VALID) - 2,
+    ],
+)
 def test_truncated_catalogue_names_the_file_and_the_place(tmp_path, cut):
     # each cut leaves an unclosed table header, array or string
     path = _catalogue(tmp_path, VALID[:cut] + ("[[gro" if cut == VALID.index("[[group") else ""))
@@ -92,48 +100,60 @@ def test_model_catalogue_truncated_is_named(tmp_path):
 
 # ---------------------------------------------------------------- catalogues: unknown fields and wrong types
 
-@pytest.mark.parametrize("text, fragments", [
-    ('[[group]]\nname = "g"\nepsilon = 1e-3\n', ["group #1 'g'", "unknown field(s) ['epsilon']", "'eps'"]),
-    ('[defaults]\nmomentun = 0.9\n', ["[defaults]", "'momentun'", "'momentum'"]),
-    ('[[group]]\nname = "g"\n[group.axes]\nsape = [[8, 3]]\n', ["group #1 'g' [axes]", "'sape'", "'shape'"]),
-    ('wat = 1\n', ["unknown top-level key(s) ['wat']", "include, defaults, [[group]]"]),
-    ('[[model]]\nname = "m"\nwidth = 3\n', ["[[model]] #1 'm'", "'width'", "'network'"]),
-], ids=["group", "defaults", "axes", "top-level", "model"])
+
+@pytest.mark.parametrize(
+    "text, fragments",
+    [
+        ('[[group]]\nname = "g"\nepsilon = 1e-3\n', ["group #1 'g'", "unknown field(s) ['epsilon']", "'eps'"]),
+        ("[defaults]\nmomentun = 0.9\n", ["[defaults]", "'momentun'", "'momentum'"]),
+        ('[[group]]\nname = "g"\n[group.axes]\nsape = [[8, 3]]\n', ["group #1 'g' [axes]", "'sape'", "'shape'"]),
+        ("wat = 1\n", ["unknown top-level key(s) ['wat']", "include, defaults, [[group]]"]),
+        ('[[model]]\nname = "m"\nwidth = 3\n', ["[[model]] #1 'm'", "'width'", "'network'"]),
+    ],
+    ids=["group", "defaults", "axes", "top-level", "model"],
+)
 def test_unknown_field_is_named_with_the_known_ones(tmp_path, text, fragments):
     path = _catalogue(tmp_path, text)
     _raises(CatalogueError, lambda: load_suite(path), path, *fragments)
 
 
-@pytest.mark.parametrize("line, field, allowed", [
-    ('eps = "small"', "eps", "finite number >= 0"),
-    ('eps = true', "eps", "finite number >= 0"),
-    ('shape = "8x3"', "shape", "list of integers"),
-    ('shape = [8.0, 3]', "shape", "list of integers"),
-    ('shape = [true, 3]', "shape", "list of integers"),
-    ('train_steps = 1.5', "train_steps", "integer >= 0"),
-    ('affine = 1', "affine", "true or false"),
-    ('seed = "x"', "seed", "integer >= 0"),
-    ('distribution = 3', "distribution", "'normal'"),
-    ('options = 3', "options", "table of backend switches"),
-    ('options = { "flax.use_fast_variance" = 1 }', "options", "must be a bool"),
-    ('specials = "nan"', "specials", "[value, step, [index, ...]]"),
-    ('description = 3', "description", "must be a string"),
-])
+@pytest.mark.parametrize(
+    "line, field, allowed",
+    [
+        ('eps = "small"', "eps", "finite number >= 0"),
+        ("eps = true", "eps", "finite number >= 0"),
+        ('shape = "8x3"', "shape", "list of integers"),
+        ("shape = [8.0, 3]", "shape", "list of integers"),
+        ("shape = [true, 3]", "shape", "list of integers"),
+        ("train_steps = 1.5", "train_steps", "integer >= 0"),
+        ("affine = 1", "affine", "true or false"),
+        ('seed = "x"', "seed", "integer >= 0"),
+        ("distribution = 3", "distribution", "'normal'"),
+        ("options = 3", "options", "table of backend switches"),
+        ('options = { "flax.use_fast_variance" = 1 }', "options", "must be a bool"),
+        ('specials = "nan"', "specials", "[value, step, [index, ...]]"),
+        ("description = 3", "description", "must be a string"),
+    ],
+)
 def test_wrong_type_names_the_field_and_what_is_allowed(tmp_path, line, field, allowed):
     path = _catalogue(tmp_path, f'[[group]]\nname = "g"\n{line}\n')
     _raises(CatalogueError, lambda: load_suite(path), f"{path} group #1 'g'", f"'{field}'", allowed)
 
 
-@pytest.mark.parametrize("text, fragments", [
-    ("group = 3\n", ["'group' must be an array of tables"]),
-    ("group = [1]\n", ["group #1: must be a table"]),
-    ("defaults = 3\n", ["[defaults] must be a table"]),
-    ('[[group]]\nname = 3\n', ["group #1: field 'name' must be a word"]),
-    ('[[group]]\nname = "g"\naxes = 3\n', ["[group.axes] must be a table of lists"]),
-    ('[[group]]\nname = "g"\n[group.axes]\neps = 0.1\n', ["[axes]: field 'eps' must be a non-empty list"]),
-    ("include = 3\n", ["'include' must be a list"]),
-    ("include = [3]\n", ["include 3: must be a suite name or a .toml file name"]),
-], ids=["group", "group-item", "defaults", "name", "axes", "axis", "include", "include-item"])
+@pytest.mark.parametrize(
+    "text, fragments",
+    [
+        ("group = 3\n", ["'group' must be an array of tables"]),
+        ("group = [1]\n", ["group #1: must be a table"]),
+        ("defaults = 3\n", ["[defaults] must be a table"]),
+        ("[[group]]\nname = 3\n", ["group #1: field 'name' must be a word"]),
+        ('[[group]]\nname = "g"\naxes = 3\n', ["[group.axes] must be a table of lists"]),
+        ('[[group]]\nname = "g"\n[group.axes]\neps = 0.1\n', ["[axes]: field 'eps' must be a non-empty list"]),
+        ("include = 3\n", ["'include' must be a list"]),
+        ("include = [3]\n", ["include 3: must be a suite name or a .toml file name"]),
+    ],
+    ids=["group", "group-item", "defaults", "name", "axes", "axis", "include", "include-item"],
+)
 def test_wrong_table_shape_names_the_table(tmp_path, text, fragments):
     path = _catalogue(tmp_path, text)
     _raises(CatalogueError, lambda: load_suite(path), path, *fragments)
@@ -141,8 +161,7 @@ def test_wrong_table_shape_names_the_table(tmp_path, text, fragments):
 
 def test_include_of_a_missing_file_names_the_including_file(tmp_path):
     path = _catalogue(tmp_path, 'include = ["nope.toml"]\n')
-    _raises(CatalogueError, lambda: load_suite(path), f"{path}: include 'nope.toml'",
-            str(tmp_path / "nope.toml"))
+    _raises(CatalogueError, lambda: load_suite(path), f"{path}: include 'nope.toml'", str(tmp_path / "nope.toml"))
 
 
 def test_include_of_an_unknown_suite_lists_the_known_ones(tmp_path):
@@ -152,43 +171,59 @@ def test_include_of_an_unknown_suite_lists_the_known_ones(tmp_path):
 
 # ---------------------------------------------------------------- catalogues: impossible values
 
-@pytest.mark.parametrize("axis, value, allowed", [
-    ("eps", "-1e-5", ">= 0"),
-    ("eps", "nan", "finite"),
-    ("eps", "inf", "finite"),
-    ("momentum", "1.5", "[0, 1]"),
-    ("momentum", "-0.1", "[0, 1]"),
-    ("momentum", "nan", "[0, 1]"),
-    ("scale", "0.0", "> 0"),
-    ("shape", "[8, 0]", "channels C must be >= 1"),
-    ("shape", "[8, 3, 0]", "spatial sizes must be >= 1"),
-    ("shape", "[-1, 3]", "batch size N must be >= 0"),
-    ("shape", "[0, 0]", "channels C must be >= 1"),        # an empty batch still has channels
-    ("shape", "[0, 3, 0]", "spatial sizes must be >= 1"),  # and spatial sizes
-    ("shape", "[8]", "rank must be 2 to 5"),
-    ("shape", "[1, 1, 1, 1, 1, 1]", "rank must be 2 to 5"),
-    ("dtype", '"float8"', ", ".join(repr(d) for d in DTYPES)),
-    ("layout", '"nhwc"', "'channels_first', 'channels_last'"),
-    ("train_steps", "-1", ">= 0"),
-    ("seed", "-3", ">= 0"),
-])
+
+@pytest.mark.parametrize(
+    "axis, value, allowed",
+    [
+        ("eps", "-1e-5", ">= 0"),
+        ("eps", "nan", "finite"),
+        ("eps", "inf", "finite"),
+        ("momentum", "1.5", "[0, 1]"),
+        ("momentum", "-0.1", "[0, 1]"),
+        ("momentum", "nan", "[0, 1]"),
+        ("scale", "0.0", "> 0"),
+        ("shape", "[8, 0]", "channels C must be >= 1"),
+        ("shape", "[8, 3, 0]", "spatial sizes must be >= 1"),
+        ("shape", "[-1, 3]", "batch size N must be >= 0"),
+        ("shape", "[0, 0]", "channels C must be >= 1"),  # an empty batch still has channels
+        ("shape", "[0, 3, 0]", "spatial sizes must be >= 1"),  # and spatial sizes
+        ("shape", "[8]", "rank must be 2 to 5"),
+        ("shape", "[1, 1, 1, 1, 1, 1]", "rank must be 2 to 5"),
+        ("dtype", '"float8"', ", ".join(repr(d) for d in DTYPES)),
+        ("layout", '"nhwc"', "'channels_first', 'channels_last'"),
+        ("train_steps", "-1", ">= 0"),
+        ("seed", "-3", ">= 0"),
+    ],
+)
 def test_impossible_value_names_the_case_the_field_and_what_is_allowed(tmp_path, axis, value, allowed):
     # an axis of two values, the bad one second: the message must say which case
-    good = {"eps": "1e-3", "momentum": "0.9", "scale": "1.0", "shape": "[8, 3]", "dtype": '"float32"',
-            "layout": '"channels_first"', "train_steps": "1", "seed": "0"}[axis]
+    good = {
+        "eps": "1e-3",
+        "momentum": "0.9",
+        "scale": "1.0",
+        "shape": "[8, 3]",
+        "dtype": '"float32"',
+        "layout": '"channels_first"',
+        "train_steps": "1",
+        "seed": "0",
+    }[axis]
     path = _catalogue(tmp_path, f'[[group]]\nname = "g"\n[group.axes]\n{axis} = [{good}, {value}]\n')
-    msg = _raises(CatalogueError, lambda: load_suite(path), f"{path} group #1 'g', case ({axis}=", f"field '{axis}'",
-                  allowed)
+    msg = _raises(
+        CatalogueError, lambda: load_suite(path), f"{path} group #1 'g', case ({axis}=", f"field '{axis}'", allowed
+    )
     good_value = tomllib.loads(f"v = {good}")["v"]
     assert f"case ({axis}={good_value!r})" not in msg  # it names the bad case, not the good one
 
 
-@pytest.mark.parametrize("specials, fragment", [
-    ('[["nan", 0, [0]]]', "index (0,) has 1 coordinate(s), the shape (8, 3) has 2"),  # mismatched shapes
-    ('[["nan", 0, [8, 0]]]', "index (8, 0) is outside shape (8, 3)"),
-    ('[["nan", 2, [0, 0]]]', "step 2 is not one of the case's 2 steps"),
-    ('[["zero", 0, [0, 0]]]', "must be one of ('nan', 'inf', '-inf')"),
-])
+@pytest.mark.parametrize(
+    "specials, fragment",
+    [
+        ('[["nan", 0, [0]]]', "index (0,) has 1 coordinate(s), the shape (8, 3) has 2"),  # mismatched shapes
+        ('[["nan", 0, [8, 0]]]', "index (8, 0) is outside shape (8, 3)"),
+        ('[["nan", 2, [0, 0]]]', "step 2 is not one of the case's 2 steps"),
+        ('[["zero", 0, [0, 0]]]', "must be one of ('nan', 'inf', '-inf')"),
+    ],
+)
 def test_impossible_special_value_is_named(tmp_path, specials, fragment):
     path = _catalogue(tmp_path, f'[[group]]\nname = "g"\nshape = [8, 3]\nspecials = {specials}\n')
     _raises(CatalogueError, lambda: load_suite(path), f"{path} group #1 'g'", "field 'specials'", fragment)
@@ -202,6 +237,7 @@ def test_model_catalogue_impossible_values_are_named(tmp_path):
 
 
 # ---------------------------------------------------------------- legitimate edge cases: cases, not errors
+
 
 def _only(tmp_path, body: str) -> Case:
     cases = load_suite(_catalogue(tmp_path, f'[[group]]\nname = "edge"\n{body}\n', name="edge"))
@@ -361,9 +397,18 @@ def test_empty_batch_judged_without_a_framework(tmp_path, shape):
 
 # ---------------------------------------------------------------- results files
 
+
 def _record(i: int, **extra) -> dict:
-    return {"schema": SCHEMA, "case_id": f"{i:012x}", "backend": "torch", "device": "cpu", "verdict": "match",
-            "pytest_id": f"g-f32-8x3-cf-t1e-{i:08x}", "observables": {}, **extra}
+    return {
+        "schema": SCHEMA,
+        "case_id": f"{i:012x}",
+        "backend": "torch",
+        "device": "cpu",
+        "verdict": "match",
+        "pytest_id": f"g-f32-8x3-cf-t1e-{i:08x}",
+        "observables": {},
+        **extra,
+    }
 
 
 def _results(tmp_path, data: bytes) -> Path:
@@ -393,12 +438,16 @@ def test_bad_line_before_the_last_is_an_error_naming_the_line(tmp_path):
     _raises(ResultsError, lambda: read(path), f"{path}:2: not a JSON record")
 
 
-@pytest.mark.parametrize("data, line, fragment", [
-    (b"case,backend,verdict\nabc,torch,match\n", 1, "not a JSON record"),
-    (b"\xff\xfe\x00\x01 not text", 1, "not a JSON record"),  # no newline, but no record begun either
-    (b'[{"case_id": "a"}]\n', 1, "a JSON array, not a record"),
-    (b'{"schema": 1}\n"just a string"\n', 2, "a JSON string, not a record"),
-], ids=["csv", "binary", "array", "string"])
+@pytest.mark.parametrize(
+    "data, line, fragment",
+    [
+        (b"case,backend,verdict\nabc,torch,match\n", 1, "not a JSON record"),
+        (b"\xff\xfe\x00\x01 not text", 1, "not a JSON record"),  # no newline, but no record begun either
+        (b'[{"case_id": "a"}]\n', 1, "a JSON array, not a record"),
+        (b'{"schema": 1}\n"just a string"\n', 2, "a JSON string, not a record"),
+    ],
+    ids=["csv", "binary", "array", "string"],
+)
 def test_results_file_that_is_not_json_lines_is_named(tmp_path, data, line, fragment):
     path = _results(tmp_path, data)
     _raises(ResultsError, lambda: read(path), f"{path}:{line}: {fragment}")
@@ -406,8 +455,11 @@ def test_results_file_that_is_not_json_lines_is_named(tmp_path, data, line, frag
 
 def test_results_from_a_newer_schema_are_refused(tmp_path):
     path = _results(tmp_path, _lines([_record(0), _record(1, schema=SCHEMA + 1)]))
-    _raises(ResultsError, lambda: read(path), f"{path}:2: schema: written by a newer crossbn: "
-                                               f"schema {SCHEMA + 1}, this crossbn reads up to {SCHEMA}")
+    _raises(
+        ResultsError,
+        lambda: read(path),
+        f"{path}:2: schema: written by a newer crossbn: schema {SCHEMA + 1}, this crossbn reads up to {SCHEMA}",
+    )
 
 
 def test_results_schema_that_is_not_a_number_is_refused(tmp_path):
@@ -428,11 +480,16 @@ def test_baseline_from_bad_results_is_a_baseline_error(tmp_path):
 
 def test_baseline_from_records_that_are_not_results_is_a_baseline_error(tmp_path):
     path = _results(tmp_path, b'{"schema": 1, "case_id": "a"}\n')
-    _raises(baseline.BaselineError, lambda: baseline.load(str(path), root=tmp_path / "baselines"),
-            f"{path}: record 1: not a crossbn result", "backend")
+    _raises(
+        baseline.BaselineError,
+        lambda: baseline.load(str(path), root=tmp_path / "baselines"),
+        f"{path}: record 1: not a crossbn result",
+        "backend",
+    )
 
 
 # ---------------------------------------------------------------- baseline files
+
 
 @pytest.fixture
 def saved(tmp_path) -> Path:
@@ -448,46 +505,63 @@ def test_the_saved_baseline_loads(saved):
 def test_truncated_baseline_is_named(saved):
     path = saved / "baseline.jsonl"
     data = path.read_bytes()
-    path.write_bytes(data[:len(data) - 10])
+    path.write_bytes(data[: len(data) - 10])
     n = data.count(b"\n")  # the cut falls in the last line
-    _raises(baseline.BaselineError, lambda: baseline.load("base", root=saved.parent), f"{path}:{n}: not JSON",
-            "truncated?")
+    _raises(
+        baseline.BaselineError, lambda: baseline.load("base", root=saved.parent), f"{path}:{n}: not JSON", "truncated?"
+    )
 
 
-@pytest.mark.parametrize("data, fragment", [
-    (b"<html>not a baseline</html>\n", ":1: not JSON"),
-    (b"\xff\xfe\n", ":1: not JSON"),
-    (b'{"case_id": "a", "backend": "torch"}\n', ":1: not a baseline entry"),
-    (b'[1, 2]\n', ":1: not a baseline entry"),
-], ids=["html", "binary", "missing-fields", "array"])
+@pytest.mark.parametrize(
+    "data, fragment",
+    [
+        (b"<html>not a baseline</html>\n", ":1: not JSON"),
+        (b"\xff\xfe\n", ":1: not JSON"),
+        (b'{"case_id": "a", "backend": "torch"}\n', ":1: not a baseline entry"),
+        (b"[1, 2]\n", ":1: not a baseline entry"),
+    ],
+    ids=["html", "binary", "missing-fields", "array"],
+)
 def test_baseline_that_is_not_json_lines_of_entries_is_named(saved, data, fragment):
     (saved / "baseline.jsonl").write_bytes(data)
-    _raises(baseline.BaselineError, lambda: baseline.load("base", root=saved.parent),
-            f"{saved / 'baseline.jsonl'}{fragment}")
+    _raises(
+        baseline.BaselineError,
+        lambda: baseline.load("base", root=saved.parent),
+        f"{saved / 'baseline.jsonl'}{fragment}",
+    )
 
 
 def test_baseline_from_a_newer_schema_is_refused(saved):
     meta = json.loads((saved / "meta.json").read_text())
     (saved / "meta.json").write_text(json.dumps({**meta, "schema": baseline.SCHEMA + 1}))
-    _raises(baseline.BaselineError, lambda: baseline.load("base", root=saved.parent),
-            f"{saved / 'meta.json'}: schema: written by a newer crossbn: schema {baseline.SCHEMA + 1}, "
-            f"this crossbn reads up to {baseline.SCHEMA}")
+    _raises(
+        baseline.BaselineError,
+        lambda: baseline.load("base", root=saved.parent),
+        f"{saved / 'meta.json'}: schema: written by a newer crossbn: schema {baseline.SCHEMA + 1}, "
+        f"this crossbn reads up to {baseline.SCHEMA}",
+    )
 
 
 def test_baseline_meta_that_is_not_json_is_named(saved):
     (saved / "meta.json").write_text('{"schema": 1, "name": "ba')
-    _raises(baseline.BaselineError, lambda: baseline.load("base", root=saved.parent),
-            f"{saved / 'meta.json'}: not JSON")
+    _raises(
+        baseline.BaselineError, lambda: baseline.load("base", root=saved.parent), f"{saved / 'meta.json'}: not JSON"
+    )
 
 
 # ---------------------------------------------------------------- known-differences files
 
-@pytest.mark.parametrize("data, fragment", [
-    (b'[[known]]\nbackend = "torch"\nreason = "one-pa', "not valid TOML"),
-    (b'[[known]]\nbackend = "torch\xff"\n', "not UTF-8"),
-    (b'[[known]]\nbackend = "torch"\nreason = 3\n', "[[known]] #1: 'reason' must be a string"),
-    (b'[[known]]\nbackend = "torch"\nreason = "r"\nbackends = "x"\n', "[[known]] #1: unknown field(s) backends"),
-], ids=["truncated", "binary", "wrong-type", "unknown-field"])
+
+@pytest.mark.parametrize(
+    "data, fragment",
+    [
+        (b'[[known]]\nbackend = "torch"\nreason = "one-pa', "not valid TOML"),
+        (b'[[known]]\nbackend = "torch\xff"\n', "not UTF-8"),
+        (b'[[known]]\nbackend = "torch"\nreason = 3\n', "[[known]] #1: 'reason' must be a string"),
+        (b'[[known]]\nbackend = "torch"\nreason = "r"\nbackends = "x"\n', "[[known]] #1: unknown field(s) backends"),
+    ],
+    ids=["truncated", "binary", "wrong-type", "unknown-field"],
+)
 def test_bad_known_differences_file_is_named(tmp_path, data, fragment):
     path = tmp_path / "known.toml"
     path.write_bytes(data)
@@ -495,6 +569,7 @@ def test_bad_known_differences_file_is_named(tmp_path, data, fragment):
 
 
 # ---------------------------------------------------------------- backend and device names
+
 
 def test_unknown_backend_lists_the_valid_ones():
     specs = discover()
@@ -508,15 +583,22 @@ def test_a_backends_value_that_names_nothing_is_an_error():
 
 # ---------------------------------------------------------------- custom backend modules that fail to import
 
-@pytest.mark.parametrize("source, fragments", [
-    ("class Mine(:\n", ["import failed: SyntaxError", "line 1"]),
-    ("import os\nimport crossbn_no_such_framework\n", ["import failed: ModuleNotFoundError",
-                                                       "crossbn_no_such_framework", "mine.py:2)"]),
-    ("x = 1\nraise RuntimeError('no GPU here')\n", ["import failed: RuntimeError: no GPU here", "mine.py:2)"]),
-    # a script that parses its arguments at import would otherwise end crossbn with its own usage
-    ("import sys\nsys.exit(2)\n", ["import failed: SystemExit: 2", "mine.py:2)"]),
-    ("x = 1\n", ["defines no crossbn Backend subclass"]),
-], ids=["syntax", "import", "exception", "exit", "empty"])
+
+@pytest.mark.parametrize(
+    "source, fragments",
+    [
+        ("class Mine(:\n", ["import failed: SyntaxError", "line 1"]),
+        (
+            "import os\nimport crossbn_no_such_framework\n",
+            ["import failed: ModuleNotFoundError", "crossbn_no_such_framework", "mine.py:2)"],
+        ),
+        ("x = 1\nraise RuntimeError('no GPU here')\n", ["import failed: RuntimeError: no GPU here", "mine.py:2)"]),
+        # a script that parses its arguments at import would otherwise end crossbn with its own usage
+        ("import sys\nsys.exit(2)\n", ["import failed: SystemExit: 2", "mine.py:2)"]),
+        ("x = 1\n", ["defines no crossbn Backend subclass"]),
+    ],
+    ids=["syntax", "import", "exception", "exit", "empty"],
+)
 def test_backend_module_that_fails_to_import_names_file_and_exception(tmp_path, source, fragments):
     path = tmp_path / "mine.py"
     path.write_text(source)
@@ -530,14 +612,26 @@ def test_backend_module_that_is_not_a_file_is_named(tmp_path):
 
 # ---------------------------------------------------------------- the command line: exit 2, the message on stderr
 
+
 def _cli(*args, cwd) -> subprocess.CompletedProcess:
     return subprocess.run([str(CROSSBN), *args], cwd=cwd, capture_output=True, text=True, timeout=120)
 
 
 def test_cli_run_with_a_malformed_catalogue(tmp_path):
     path = _catalogue(tmp_path, '[[group]]\nname = "g"\nmomentum = 2\n')
-    r = _cli("run", "--suite", path, "--backends", "torch", "--out", str(tmp_path / "out"), "--no-conventions",
-             "-n", "0", cwd=tmp_path)
+    r = _cli(
+        "run",
+        "--suite",
+        path,
+        "--backends",
+        "torch",
+        "--out",
+        str(tmp_path / "out"),
+        "--no-conventions",
+        "-n",
+        "0",
+        cwd=tmp_path,
+    )
     assert r.returncode == 2, r.stdout + r.stderr
     assert f"{path} group #1 'g'" in r.stderr and "field 'momentum'" in r.stderr and "[0, 1]" in r.stderr
 
@@ -546,8 +640,19 @@ def test_cli_run_with_unknown_backend_and_device_names(tmp_path):
     r = _cli("run", "--backends", "nope", "--out", str(tmp_path / "out"), "--no-conventions", "-n", "0", cwd=tmp_path)
     assert r.returncode == 2, r.stdout + r.stderr
     assert "unknown backend(s) nope; known:" in r.stderr and "torch" in r.stderr
-    r = _cli("run", "--backends", "torch", "--devices", "tpu", "--out", str(tmp_path / "out"), "--no-conventions",
-             "-n", "0", cwd=tmp_path)
+    r = _cli(
+        "run",
+        "--backends",
+        "torch",
+        "--devices",
+        "tpu",
+        "--out",
+        str(tmp_path / "out"),
+        "--no-conventions",
+        "-n",
+        "0",
+        cwd=tmp_path,
+    )
     assert r.returncode == 2, r.stdout + r.stderr
     assert "unknown device(s) tpu; known: cpu, cuda" in r.stderr
 

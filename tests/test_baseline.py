@@ -17,16 +17,36 @@ SUITE = "[[group]]\nname = 'g'\nshape = [16, 3]\ngradients = false\n[group.axes]
 
 
 def crossbn(*args, env=None, cwd=None):
-    return subprocess.run([sys.executable, "-m", "crossbn", *args], capture_output=True, text=True,
-                          timeout=300, cwd=cwd, env={**os.environ, "CROSSBN_BACKEND_MODULE": MODULES, **(env or {})})
+    return subprocess.run(
+        [sys.executable, "-m", "crossbn", *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=cwd,
+        env={**os.environ, "CROSSBN_BACKEND_MODULE": MODULES, **(env or {})},
+    )
 
 
 def run(tmp_path, name, drift="0", version="1.0", *extra, code=0):
     suite = tmp_path / "g.toml"
     suite.write_text(SUITE)
-    proc = crossbn("run", "--suite", str(suite), "--backends", "numpy-drifting,numpy-twopass", "-n", "0",
-                   "--no-conventions", "--progress", "off", "--out", str(tmp_path / name), *extra,
-                   env={"CROSSBN_DRIFT": drift, "CROSSBN_DRIFT_VERSION": version}, cwd=tmp_path)
+    proc = crossbn(
+        "run",
+        "--suite",
+        str(suite),
+        "--backends",
+        "numpy-drifting,numpy-twopass",
+        "-n",
+        "0",
+        "--no-conventions",
+        "--progress",
+        "off",
+        "--out",
+        str(tmp_path / name),
+        *extra,
+        env={"CROSSBN_DRIFT": drift, "CROSSBN_DRIFT_VERSION": version},
+        cwd=tmp_path,
+    )
     assert proc.returncode == code, proc.stdout + proc.stderr
     return tmp_path / name
 
@@ -62,8 +82,11 @@ def test_baseline_is_sorted_json_lines_with_digests(saved):
 def test_an_unchanged_rerun_has_no_regression(saved):
     proc = compare(saved, run(saved, "again"))
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    counts = {line.split()[0]: int(line.split()[1]) for line in proc.stdout.splitlines()[1:]
-              if line.startswith("  ") and line.split()[1].isdigit()}
+    counts = {
+        line.split()[0]: int(line.split()[1])
+        for line in proc.stdout.splitlines()[1:]
+        if line.startswith("  ") and line.split()[1].isdigit()
+    }
     assert counts == {"unchanged": 6}
 
 
@@ -78,8 +101,9 @@ def test_a_planted_drift_is_a_regression_and_fails(saved):
     proc = compare(saved, run(saved, "drift", drift="1e-2", version="2.0"))
     assert proc.returncode == 1, proc.stdout
     regressed = lines_of(proc, "regressed")
-    assert len(regressed) == 3 and all("numpy-drifting/cpu" in line and "match -> deviation" in line
-                                       for line in regressed)
+    assert len(regressed) == 3 and all(
+        "numpy-drifting/cpu" in line and "match -> deviation" in line for line in regressed
+    )
     # and back: against the drifted run as the baseline, the fix is "fixed", not a failure
     crossbn("baseline", "save", "drifted", str(saved / "drift"), "--dir", str(saved / "baselines"))
     back = crossbn("compare", "drifted", str(saved / "first"), "--dir", str(saved / "baselines"))
@@ -100,9 +124,24 @@ def test_bad_sources_are_named(tmp_path):
     assert proc.returncode == 2 and "nosuch: neither a baseline" in proc.stderr
     proc = crossbn("baseline", "save", "../x", str(tmp_path))
     assert proc.returncode == 2 and "plain folder name" in proc.stderr
-    proc = subprocess.run([sys.executable, "-m", "pytest", "--pyargs", "crossbn.conformance", "--crossbn-suite",
-                           "smoke", "--crossbn-compare", "v1", "-p", "no:cacheprovider"],
-                          capture_output=True, text=True, cwd=tmp_path)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "--pyargs",
+            "crossbn.conformance",
+            "--crossbn-suite",
+            "smoke",
+            "--crossbn-compare",
+            "v1",
+            "-p",
+            "no:cacheprovider",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+    )
     assert proc.returncode == 4 and "--crossbn-compare: needs --crossbn-out" in proc.stderr
 
 

@@ -12,10 +12,16 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def _raw(ratio, speedup, oracle, wall, harness_mb, largest_mb):
-    return {"overhead": {"total": {"ratio": Spread([ratio]), "bare": Spread([100.0])}},
-            "scaling": {"speedup": {1: 1.0, 2: speedup}, "walls": {1: Spread([ratio * 100.0]), 2: Spread([50.0])}},
-            "suite": {"oracle": Spread([oracle]), "wall": Spread([wall]), "harness_mb": Spread([harness_mb]),
-                      "largest": {"harness_mb": largest_mb}}}
+    return {
+        "overhead": {"total": {"ratio": Spread([ratio]), "bare": Spread([100.0])}},
+        "scaling": {"speedup": {1: 1.0, 2: speedup}, "walls": {1: Spread([ratio * 100.0]), 2: Spread([50.0])}},
+        "suite": {
+            "oracle": Spread([oracle]),
+            "wall": Spread([wall]),
+            "harness_mb": Spread([harness_mb]),
+            "largest": {"harness_mb": largest_mb},
+        },
+    }
 
 
 def test_each_goal_is_met_on_its_own_side_of_its_target():
@@ -33,17 +39,28 @@ def test_memory_is_held_to_the_same_run_on_the_largest_cases_alone():
 
 
 def test_goals_from_json_figures_and_missing_sections():
-    raw = {"overhead": {"total": {"ratio": {"median": 1.1, "min": 1.0, "max": 1.2, "values": [1.0, 1.1, 1.2]}}},
-           "scaling": {"speedup": {"1": 1.0, "2": 1.9}}}
+    raw = {
+        "overhead": {"total": {"ratio": {"median": 1.1, "min": 1.0, "max": 1.2, "values": [1.0, 1.1, 1.2]}}},
+        "scaling": {"speedup": {"1": 1.0, "2": 1.9}},
+    }
     rows = goals.rows(raw)
     assert rows[0][2:] == ("1.10x", "met") and rows[1][2:] == ("1.90x", "met")
     assert rows[2][2] == rows[3][2] == "not measured"
 
 
 def _rerun(first, second, diagnosis, mb, paint):
-    return {"rerun": {"first": first, "second": second, "ratio": second / first, "diagnosis": diagnosis,
-                      "diagnosis_share": diagnosis / first, "report_mb": mb, "report_files": 10,
-                      "first_paint": paint and {"median": paint, "min": paint, "max": paint, "values": [paint]}}}
+    return {
+        "rerun": {
+            "first": first,
+            "second": second,
+            "ratio": second / first,
+            "diagnosis": diagnosis,
+            "diagnosis_share": diagnosis / first,
+            "report_mb": mb,
+            "report_files": 10,
+            "first_paint": paint and {"median": paint, "min": paint, "max": paint, "values": [paint]},
+        }
+    }
 
 
 def test_rerun_goals_on_their_own_side_of_their_targets():

@@ -11,28 +11,52 @@ from crossbn.bugreport.group import group
 VARIANTS = str(Path(__file__).parent / "backends" / "numpy_variants.py")
 
 
-def rec(case_id, backend="fw", verdict="deviation", stage="batch variance", formulation="variance=one-pass",
-        shape=(8, 4), steps=("train0",), ratio=5.0, reason=""):
-    return {"case_id": case_id, "pytest_id": f"g-{case_id}", "backend": backend, "device": "cpu",
-            "verdict": verdict, "reason": reason, "case": {"shape": list(shape), "steps": list(steps), "dtype": "float32"},
-            "localization": {"stage": stage} if verdict not in ("crash", "error") else None,
-            "diagnosis": {"formulation": formulation} if verdict not in ("crash", "error") else None,
-            # a crash or error compared nothing
-            "observables": {} if verdict in ("crash", "error") else
-            {"train0.batch_var": {"ratio": ratio, "verdict": verdict}}}
+def rec(
+    case_id,
+    backend="fw",
+    verdict="deviation",
+    stage="batch variance",
+    formulation="variance=one-pass",
+    shape=(8, 4),
+    steps=("train0",),
+    ratio=5.0,
+    reason="",
+):
+    return {
+        "case_id": case_id,
+        "pytest_id": f"g-{case_id}",
+        "backend": backend,
+        "device": "cpu",
+        "verdict": verdict,
+        "reason": reason,
+        "case": {"shape": list(shape), "steps": list(steps), "dtype": "float32"},
+        "localization": {"stage": stage} if verdict not in ("crash", "error") else None,
+        "diagnosis": {"formulation": formulation} if verdict not in ("crash", "error") else None,
+        # a crash or error compared nothing
+        "observables": {}
+        if verdict in ("crash", "error")
+        else {"train0.batch_var": {"ratio": ratio, "verdict": verdict}},
+    }
 
 
 def test_one_group_per_root_cause_with_its_smallest_case():
-    records = [rec("a", shape=(64, 4), ratio=9.0), rec("b", shape=(8, 4), steps=("train0", "train1")),
-               rec("c", shape=(8, 4)), rec("d", stage="dx", formulation="compute=float16"),
-               rec("e", verdict="match"),
-               rec("f", verdict="crash", reason="worker process died: EOFError\ntraceback"),
-               rec("g", verdict="crash", reason="worker process died: EOFError\nanother traceback"),
-               rec("h", backend="other")]
+    records = [
+        rec("a", shape=(64, 4), ratio=9.0),
+        rec("b", shape=(8, 4), steps=("train0", "train1")),
+        rec("c", shape=(8, 4)),
+        rec("d", stage="dx", formulation="compute=float16"),
+        rec("e", verdict="match"),
+        rec("f", verdict="crash", reason="worker process died: EOFError\ntraceback"),
+        rec("g", verdict="crash", reason="worker process died: EOFError\nanother traceback"),
+        rec("h", backend="other"),
+    ]
     groups = group(records)
     assert [(g.backend, g.kind, g.stage, g.count) for g in groups] == [
-        ("fw", "finding", "batch variance", 3), ("fw", "crash", "", 2), ("fw", "finding", "dx", 1),
-        ("other", "finding", "batch variance", 1)]
+        ("fw", "finding", "batch variance", 3),
+        ("fw", "crash", "", 2),
+        ("fw", "finding", "dx", 1),
+        ("other", "finding", "batch variance", 1),
+    ]
     first = groups[0]
     assert first.smallest["case_id"] == "c"  # fewest elements, then fewest steps
     assert first.worst_ratio == 9.0 and first.dtypes == ["float32"]
@@ -41,34 +65,70 @@ def test_one_group_per_root_cause_with_its_smallest_case():
 
 
 def test_one_root_cause_across_verdicts_and_arrangements():
-    records = [rec("a", formulation="compute=float32"), rec("b", formulation="compute=float32,affine=folded"),
-               rec("c", verdict="nan-mismatch", formulation="compute=float32,normalize=divide"),
-               rec("d", formulation="compute=float16")]
+    records = [
+        rec("a", formulation="compute=float32"),
+        rec("b", formulation="compute=float32,affine=folded"),
+        rec("c", verdict="nan-mismatch", formulation="compute=float32,normalize=divide"),
+        rec("d", formulation="compute=float16"),
+    ]
     groups = group(records)
     assert [(g.fingerprint, g.count, g.verdicts) for g in groups] == [
-        ("compute=float32", 3, ["deviation", "nan-mismatch"]), ("compute=float16", 1, ["deviation"])]
+        ("compute=float32", 3, ["deviation", "nan-mismatch"]),
+        ("compute=float16", 1, ["deviation"]),
+    ]
 
 
 def test_bugs_command_on_a_real_run(tmp_path):
     env = {**os.environ, "CROSSBN_BACKEND_MODULE": VARIANTS}
-    run = subprocess.run([sys.executable, "-m", "crossbn", "run", "--suite", "smoke", "--backends",
-                          "numpy-onepass,numpy-twopass", "-n", "0", "--no-conventions", "--progress", "off",
-                          "--out", str(tmp_path / "run")], capture_output=True, text=True, timeout=300, env=env)
+    run = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "crossbn",
+            "run",
+            "--suite",
+            "smoke",
+            "--backends",
+            "numpy-onepass,numpy-twopass",
+            "-n",
+            "0",
+            "--no-conventions",
+            "--progress",
+            "off",
+            "--out",
+            str(tmp_path / "run"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+    )
     assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
     records = [json.loads(line) for line in (tmp_path / "run" / "results.jsonl").read_text().splitlines()]
     findings = [r for r in records if r["verdict"] in ("deviation", "nan-mismatch", "error", "crash", "timeout")]
     assert findings and {r["backend"] for r in findings} == {"numpy-onepass"}
-    proc = subprocess.run([sys.executable, "-m", "crossbn", "bugs", str(tmp_path / "run")],
-                          capture_output=True, text=True, timeout=120, env=env)
+    proc = subprocess.run(
+        [sys.executable, "-m", "crossbn", "bugs", str(tmp_path / "run")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+    )
     assert proc.returncode == 0, proc.stderr
     groups = group(records)
     assert f"{len(findings)} finding(s)" in proc.stdout and f"{len(groups)} root cause(s)" in proc.stdout
     top = groups[0]
-    assert f"{top.count:5d} x numpy-onepass/cpu {'/'.join(top.verdicts)}: {top.stage} | {top.fingerprint}" \
-        in proc.stdout
+    assert (
+        f"{top.count:5d} x numpy-onepass/cpu {'/'.join(top.verdicts)}: {top.stage} | {top.fingerprint}" in proc.stdout
+    )
     assert f"smallest: {top.smallest['pytest_id']}" in proc.stdout
-    assert f"--backends numpy-onepass --devices cpu -n 0 --no-conventions -- -k {top.smallest['pytest_id']}" \
-        in proc.stdout
-    bad = subprocess.run([sys.executable, "-m", "crossbn", "bugs", str(tmp_path / "nowhere")],
-                         capture_output=True, text=True, timeout=120)
+    assert (
+        f"--backends numpy-onepass --devices cpu -n 0 --no-conventions -- -k {top.smallest['pytest_id']}" in proc.stdout
+    )
+    bad = subprocess.run(
+        [sys.executable, "-m", "crossbn", "bugs", str(tmp_path / "nowhere")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert bad.returncode == 2 and "no results file" in bad.stderr

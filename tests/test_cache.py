@@ -47,8 +47,19 @@ CASES = [Case(shape=(8, 4, 5, 5), train_steps=2, eval_step=True, seed=s, suite="
 
 def _run(pool_backend, judgements, causes=None):
     pool, backend = pool_backend
-    return [judge(c, "planted-nudged", backend, "cpu", pool, timeout=120, causes=causes or RootCauses("grouped"),
-                  cache=judgements) for c in CASES]
+    return [
+        judge(
+            c,
+            "planted-nudged",
+            backend,
+            "cpu",
+            pool,
+            timeout=120,
+            causes=causes or RootCauses("grouped"),
+            cache=judgements,
+        )
+        for c in CASES
+    ]
 
 
 def _judgement(rec: dict) -> dict:
@@ -97,11 +108,25 @@ def test_a_corrupt_entry_is_warned_about_ignored_and_rewritten(pools, tmp_path):
 
 
 def test_the_key_covers_what_the_judgement_depends_on():
-    base = dict(case=CASES[0], backend="b", device="cpu", description={"version": "1"}, mode="grouped",
-                inputs={"x0": "a"}, outputs={"train0.y": "b"})
+    base = dict(
+        case=CASES[0],
+        backend="b",
+        device="cpu",
+        description={"version": "1"},
+        mode="grouped",
+        inputs={"x0": "a"},
+        outputs={"train0.y": "b"},
+    )
     k = cache.key(**base)
-    for field, other in (("case", CASES[1]), ("backend", "c"), ("device", "cuda"), ("description", {"version": "2"}),
-                         ("mode", "each"), ("inputs", {"x0": "z"}), ("outputs", {"train0.y": "c"})):
+    for field, other in (
+        ("case", CASES[1]),
+        ("backend", "c"),
+        ("device", "cuda"),
+        ("description", {"version": "2"}),
+        ("mode", "each"),
+        ("inputs", {"x0": "z"}),
+        ("outputs", {"train0.y": "c"}),
+    ):
         assert cache.key(**{**base, field: other}) != k, field
     assert cache.key(**base) == k
 
@@ -110,8 +135,9 @@ def _crossbn(*args, env_extra=None, cwd=None):
     import os
 
     env = {**os.environ, **(env_extra or {})}
-    return subprocess.run([sys.executable, "-m", "crossbn", *args], capture_output=True, text=True, env=env,
-                          cwd=cwd or ROOT, timeout=600)
+    return subprocess.run(
+        [sys.executable, "-m", "crossbn", *args], capture_output=True, text=True, env=env, cwd=cwd or ROOT, timeout=600
+    )
 
 
 def test_cache_info_and_clear(tmp_path):
@@ -138,8 +164,22 @@ def test_crossbn_run_twice_reuses_every_judgement_and_jax_compilations(tmp_path)
     runs = []
     for i in range(2):
         out = tmp_path / f"run{i}"
-        r = _crossbn("run", "--suite", "smoke", "--backends", "onnxruntime-opset15,flax-linen-jit", "-n", "0",
-                     "--no-conventions", "--progress", "off", "--cache", str(root), "--out", str(out))
+        r = _crossbn(
+            "run",
+            "--suite",
+            "smoke",
+            "--backends",
+            "onnxruntime-opset15,flax-linen-jit",
+            "-n",
+            "0",
+            "--no-conventions",
+            "--progress",
+            "off",
+            "--cache",
+            str(root),
+            "--out",
+            str(out),
+        )
         assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
         runs.append({(x["case_id"], x["backend"]): x for x in map(json.loads, (out / "results.jsonl").open())})
     judged = [k for k, rec in runs[0].items() if rec["verdict"] != "unsupported"]
@@ -148,7 +188,22 @@ def test_crossbn_run_twice_reuses_every_judgement_and_jax_compilations(tmp_path)
     assert all(runs[1][k]["verdict"] == runs[0][k]["verdict"] for k in runs[0])
     assert any((root / "jax").iterdir()), "JAX's persistent compilation cache is not under the cache root"
     off = tmp_path / "off"
-    r = _crossbn("run", "--suite", "smoke", "--backends", "onnxruntime-opset15", "-n", "0", "--no-conventions",
-                 "--progress", "off", "--cache", str(root), "--no-cache", "--out", str(off))
+    r = _crossbn(
+        "run",
+        "--suite",
+        "smoke",
+        "--backends",
+        "onnxruntime-opset15",
+        "-n",
+        "0",
+        "--no-conventions",
+        "--progress",
+        "off",
+        "--cache",
+        str(root),
+        "--no-cache",
+        "--out",
+        str(off),
+    )
     assert r.returncode == 0, r.stderr[-2000:]
     assert not any(x.get("cached") for x in map(json.loads, (off / "results.jsonl").open()))

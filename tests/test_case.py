@@ -14,12 +14,27 @@ def test_same_content_same_id_regardless_of_suite_and_group():
     assert len(a.id) == 12 and int(a.id, 16) >= 0
 
 
-@pytest.mark.parametrize("change", [
-    dict(shape=(4, 3, 6)), dict(layout="channels_last"), dict(dtype="float16"), dict(eps=1e-3),
-    dict(momentum=0.5), dict(cumulative=True), dict(affine=False), dict(track_running_stats=False),
-    dict(train_steps=2), dict(eval_step=False), dict(gradients=False), dict(distribution="uniform"),
-    dict(scale=2.0), dict(offset_ratio=10.0), dict(specials=(("nan", 0, (0, 0, 0)),)), dict(seed=1),
-])
+@pytest.mark.parametrize(
+    "change",
+    [
+        dict(shape=(4, 3, 6)),
+        dict(layout="channels_last"),
+        dict(dtype="float16"),
+        dict(eps=1e-3),
+        dict(momentum=0.5),
+        dict(cumulative=True),
+        dict(affine=False),
+        dict(track_running_stats=False),
+        dict(train_steps=2),
+        dict(eval_step=False),
+        dict(gradients=False),
+        dict(distribution="uniform"),
+        dict(scale=2.0),
+        dict(offset_ratio=10.0),
+        dict(specials=(("nan", 0, (0, 0, 0)),)),
+        dict(seed=1),
+    ],
+)
 def test_every_field_changes_the_id(change):
     base = Case(shape=(4, 3, 5))
     assert dataclasses.replace(base, **change).id != base.id
@@ -55,17 +70,30 @@ def test_roundtrip_dict():
     assert Case.from_dict(c.to_dict()) == c
 
 
-@pytest.mark.parametrize("bad, field", [
-    (dict(shape=(8,)), "shape"), (dict(shape=(1, 2, 3, 4, 5, 6)), "shape"), (dict(shape=(-1, 3)), "shape"),
-    (dict(shape=(0, 0)), "shape"), (dict(shape=(0, 3, 0)), "shape"),
-    (dict(layout="nhwc"), "layout"), (dict(dtype="float8"), "dtype"), (dict(eps=-1.0), "eps"),
-    (dict(momentum=1.5), "momentum"), (dict(train_steps=-1), "train_steps"),
-    (dict(train_steps=0, eval_step=False), "eval_step"), (dict(distribution="cauchy"), "distribution"),
-    (dict(scale=0.0), "scale"), (dict(specials=(("nan", 5, (0, 0)),)), "specials"),
-    (dict(specials=(("nan", 0, (9, 0)),)), "specials"), (dict(specials=(("zero", 0, (0, 0)),)), "specials"),
-    (dict(cumulative=True, track_running_stats=False), "cumulative"), (dict(affine="yes"), "affine"),
-    (dict(seed=-3), "seed"),
-])
+@pytest.mark.parametrize(
+    "bad, field",
+    [
+        (dict(shape=(8,)), "shape"),
+        (dict(shape=(1, 2, 3, 4, 5, 6)), "shape"),
+        (dict(shape=(-1, 3)), "shape"),
+        (dict(shape=(0, 0)), "shape"),
+        (dict(shape=(0, 3, 0)), "shape"),
+        (dict(layout="nhwc"), "layout"),
+        (dict(dtype="float8"), "dtype"),
+        (dict(eps=-1.0), "eps"),
+        (dict(momentum=1.5), "momentum"),
+        (dict(train_steps=-1), "train_steps"),
+        (dict(train_steps=0, eval_step=False), "eval_step"),
+        (dict(distribution="cauchy"), "distribution"),
+        (dict(scale=0.0), "scale"),
+        (dict(specials=(("nan", 5, (0, 0)),)), "specials"),
+        (dict(specials=(("nan", 0, (9, 0)),)), "specials"),
+        (dict(specials=(("zero", 0, (0, 0)),)), "specials"),
+        (dict(cumulative=True, track_running_stats=False), "cumulative"),
+        (dict(affine="yes"), "affine"),
+        (dict(seed=-3), "seed"),
+    ],
+)
 def test_invalid_cases_name_the_field(bad, field):
     with pytest.raises(CaseError, match=f"field '{field}'"):
         Case(**{"shape": (8, 3), **bad})

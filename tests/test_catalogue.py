@@ -47,19 +47,26 @@ def _write(tmp_path, text):
     return str(p)
 
 
-@pytest.mark.parametrize("text, expected", [
-    ("[[group]]\nname = 'g'\nshape = [8]\n", r"bad\.toml group #1 'g', case \(the only case\): field 'shape'"),
-    ("[[group]]\nname = 'g'\n[group.axes]\ndtype = ['float32', 'float8']\n",
-     r"bad\.toml group #1 'g', case \(dtype='float8'\): field 'dtype'"),
-    ("[[group]]\nname = 'g'\nmomentun = 0.9\n", r"bad\.toml group #1 'g': unknown field\(s\) \['momentun'\]"),
-    ("[[group]]\nname = 'g'\n[group.axes]\neps = 0.1\n",
-     r"bad\.toml group #1 'g' \[axes\]: field 'eps' must be a non-empty list"),
-    ("[[group]]\nshape = [8, 3]\n", r"bad\.toml group #1: field 'name'"),
-    ("[defaults]\nepz = 1\n", r"bad\.toml \[defaults\]: unknown field\(s\) \['epz'\]"),
-    ("[[group]\nname='g'\n", r"bad\.toml: not valid TOML"),
-    ("wat = 1\n", r"bad\.toml: unknown top-level key"),
-    ("include = ['nosuchsuite']\n", r"unknown suite 'nosuchsuite'"),
-])
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("[[group]]\nname = 'g'\nshape = [8]\n", r"bad\.toml group #1 'g', case \(the only case\): field 'shape'"),
+        (
+            "[[group]]\nname = 'g'\n[group.axes]\ndtype = ['float32', 'float8']\n",
+            r"bad\.toml group #1 'g', case \(dtype='float8'\): field 'dtype'",
+        ),
+        ("[[group]]\nname = 'g'\nmomentun = 0.9\n", r"bad\.toml group #1 'g': unknown field\(s\) \['momentun'\]"),
+        (
+            "[[group]]\nname = 'g'\n[group.axes]\neps = 0.1\n",
+            r"bad\.toml group #1 'g' \[axes\]: field 'eps' must be a non-empty list",
+        ),
+        ("[[group]]\nshape = [8, 3]\n", r"bad\.toml group #1: field 'name'"),
+        ("[defaults]\nepz = 1\n", r"bad\.toml \[defaults\]: unknown field\(s\) \['epz'\]"),
+        ("[[group]\nname='g'\n", r"bad\.toml: not valid TOML"),
+        ("wat = 1\n", r"bad\.toml: unknown top-level key"),
+        ("include = ['nosuchsuite']\n", r"unknown suite 'nosuchsuite'"),
+    ],
+)
 def test_malformed_catalogue_names_file_group_case_field(tmp_path, text, expected):
     with pytest.raises(CatalogueError, match=expected):
         load_suite(_write(tmp_path, text))

@@ -21,7 +21,7 @@ def test_ratio_is_error_over_bound_and_locates_the_worst_element():
     a[1, 2] += 1e-3
     model = np.full_like(e, 1e-4)
     r = compare_observable("train0.y", a, e, model)
-    bound = SAFETY * (1e-4 + 2.0 ** -53 * 1.0 + 5e-324)
+    bound = SAFETY * (1e-4 + 2.0**-53 * 1.0 + 5e-324)
     assert r.verdict == "deviation"
     assert r.where == [1, 2] and r.n_over == 1 and r.size == 6
     assert r.ratio == pytest.approx(1e-3 / bound, rel=1e-6)
@@ -39,13 +39,19 @@ def test_ulp_matches_numpy_spacing():
     v = np.array([1.0, 3.5, 1e-3, 6e4, 1e-7])
     np.testing.assert_array_equal(ulp(v, "float32"), np.spacing(v.astype(np.float32)).astype(np.float64))
     np.testing.assert_array_equal(ulp(v[:4], "float16"), np.spacing(v[:4].astype(np.float16)).astype(np.float64))
-    assert ulp(np.array([1.0]), "bfloat16")[0] == 2.0 ** -7
+    assert ulp(np.array([1.0]), "bfloat16")[0] == 2.0**-7
     assert ulp(np.array([0.0]), "float32")[0] == np.finfo(np.float32).smallest_subnormal
 
 
-@pytest.mark.parametrize("actual_value, expected_value", [
-    (np.nan, 1.0), (1.0, np.nan), (np.inf, -np.inf), (np.inf, 1.0),
-])
+@pytest.mark.parametrize(
+    "actual_value, expected_value",
+    [
+        (np.nan, 1.0),
+        (1.0, np.nan),
+        (np.inf, -np.inf),
+        (np.inf, 1.0),
+    ],
+)
 def test_nonfinite_compared_by_position_and_sign(actual_value, expected_value):
     e = np.array([0.5, expected_value, 2.0])
     a = np.array([0.5, actual_value, 2.0])
@@ -68,11 +74,13 @@ def test_shape_mismatch_is_a_deviation():
 
 def test_convention_when_only_the_declared_semantics_match():
     canonical, declared = np.array([1.0, 2.0]), np.array([1.5, 2.5])
-    r = compare_observable("train0.running_var", declared.copy(), canonical, np.zeros(2),
-                           convention=(declared, np.zeros(2)))
+    r = compare_observable(
+        "train0.running_var", declared.copy(), canonical, np.zeros(2), convention=(declared, np.zeros(2))
+    )
     assert r.verdict == "convention" and r.convention_ratio == 0
-    r = compare_observable("train0.running_var", declared + 0.1, canonical, np.zeros(2),
-                           convention=(declared, np.zeros(2)))
+    r = compare_observable(
+        "train0.running_var", declared + 0.1, canonical, np.zeros(2), convention=(declared, np.zeros(2))
+    )
     assert r.verdict == "deviation"
 
 
@@ -97,15 +105,17 @@ def test_a_backend_that_returns_nothing_does_not_pass():
     exp = {"train0.y": np.ones(2), "eval.y": np.ones(2)}
     c = compare({}, exp, {k: np.zeros(2) for k in exp})
     assert c.verdict == "deviation" and "train0.y" in c.note
-    c = compare({"train0.dX": np.ones(2), "train0.y": np.ones(2), "eval.y": np.ones(2)}, exp,
-                {k: np.zeros(2) for k in exp})
+    c = compare(
+        {"train0.dX": np.ones(2), "train0.y": np.ones(2), "eval.y": np.ones(2)}, exp, {k: np.zeros(2) for k in exp}
+    )
     assert c.verdict == "match" and c.unexpected == ["train0.dX"]
 
 
 def test_breaking_the_documented_convention_is_a_deviation():
     canonical, declared = np.array([1.0, 2.0]), np.array([1.5, 2.5])
-    r = compare_observable("train0.running_var", canonical.copy(), canonical, np.zeros(2),
-                           convention=(declared, np.zeros(2)))
+    r = compare_observable(
+        "train0.running_var", canonical.copy(), canonical, np.zeros(2), convention=(declared, np.zeros(2))
+    )
     assert r.verdict == "deviation" and "documented convention" in r.note
 
 
@@ -134,17 +144,18 @@ def test_per_channel_ratio_is_the_max_over_the_other_axes():
     rng = np.random.default_rng(0)
     e = rng.normal(size=(4, 3, 5))
     a = e.copy()
-    a[2, 1, 4] += 1e-3   # channel 1
-    a[0, 2, 0] += 3e-3   # channel 2
+    a[2, 1, 4] += 1e-3  # channel 1
+    a[0, 2, 0] += 3e-3  # channel 2
     bound = np.full(e.shape, 1e-4)
     r = compare_observable("train0.y", a, e, bound, channel_axis=1)
     per = np.asarray(r.per_channel)
     assert per.shape == (3,) and per[0] == 0.0
-    assert per[1] == pytest.approx(1e-3 / (SAFETY * (1e-4 + 2.0 ** -53 * abs(e[2, 1, 4]) + 5e-324)), rel=1e-6)
+    assert per[1] == pytest.approx(1e-3 / (SAFETY * (1e-4 + 2.0**-53 * abs(e[2, 1, 4]) + 5e-324)), rel=1e-6)
     assert per[2] > per[1] and max(per) == r.ratio
     # channels last: the same errors, moved
-    r_last = compare_observable("train0.y", np.moveaxis(a, 1, -1), np.moveaxis(e, 1, -1),
-                                np.moveaxis(bound, 1, -1), channel_axis=2)
+    r_last = compare_observable(
+        "train0.y", np.moveaxis(a, 1, -1), np.moveaxis(e, 1, -1), np.moveaxis(bound, 1, -1), channel_axis=2
+    )
     assert r_last.per_channel == r.per_channel
     # a per-channel statistic is its own per-channel ratio
     stat = compare_observable("train0.batch_mean", a[0, :, 0], e[0, :, 0], bound[0, :, 0], channel_axis=1)

@@ -26,10 +26,16 @@ from crossbn.verdict.judge import judge
 
 pytestmark = pytest.mark.slow  # XLA, jax.jit and torch.onnx.export(dynamo=True) workers compiling per case
 
-TWINS = {"tf-nn-xla": "tf-nn", "tf-fused-op-xla": "tf-fused-op", "keras-tensorflow-xla": "keras-tensorflow",
-         "keras-jax-jit": "keras-jax"}
-XLA_ONE_PASS = ("XLA's BatchNormExpander computes Var[X] = E[X²] − E[X]² (xla/service/batchnorm_expander.cc), "
-                "the one-pass variance, for FusedBatchNormV3 under jit_compile")
+TWINS = {
+    "tf-nn-xla": "tf-nn",
+    "tf-fused-op-xla": "tf-fused-op",
+    "keras-tensorflow-xla": "keras-tensorflow",
+    "keras-jax-jit": "keras-jax",
+}
+XLA_ONE_PASS = (
+    "XLA's BatchNormExpander computes Var[X] = E[X²] − E[X]² (xla/service/batchnorm_expander.cc), "
+    "the one-pass variance, for FusedBatchNormV3 under jit_compile"
+)
 
 
 def _judging(names):
@@ -80,8 +86,10 @@ def test_the_fused_op_under_xla_is_diagnosed_as_the_one_pass_variance(run):
 
 # ---- torch.onnx.export(dynamo=True) -------------------------------------------------------
 DYNAMO = ("onnxruntime-torch-dynamo", "onnx-reference-torch-dynamo")
-DYNAMO_TRAINING = ("torch.onnx.export(dynamo=True) exports a training-mode BatchNorm as an inference node "
-                   "(onnxscript's torchlib sets training = False in _native_batch_norm_legit_functional)")
+DYNAMO_TRAINING = (
+    "torch.onnx.export(dynamo=True) exports a training-mode BatchNorm as an inference node "
+    "(onnxscript's torchlib sets training = False in _native_batch_norm_legit_functional)"
+)
 
 
 @pytest.fixture(scope="module")

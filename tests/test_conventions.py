@@ -22,9 +22,18 @@ HERE = Path(__file__).parent
 PLANTED = str(HERE / "backends" / "planted.py")
 CONVENTION_PLANTS = str(HERE / "backends" / "convention_plants.py")
 
-CANONICAL = {"momentum": "old", "running_var": "biased", "hyperparameters": "exact", "eps_floor": "none",
-             "variance": "two-pass/welford", "reduce_float16": "float32", "reduce_bfloat16": "float32",
-             "single_value": "beta", "eps0_zero_var": "nan", "frozen": "batch"}
+CANONICAL = {
+    "momentum": "old",
+    "running_var": "biased",
+    "hyperparameters": "exact",
+    "eps_floor": "none",
+    "variance": "two-pass/welford",
+    "reduce_float16": "float32",
+    "reduce_bfloat16": "float32",
+    "single_value": "beta",
+    "eps0_zero_var": "nan",
+    "frozen": "batch",
+}
 
 
 class _Everything(Backend):
@@ -49,8 +58,12 @@ def test_the_oracle_reads_as_the_canonical_conventions():
         with np.errstate(all="ignore"):
             exact, _ = expected.simulate(case, inputs)
             out = {k: v.astype(numpy_dtype(case.dtype)) for k, v in exact.items()}
-        ran[probe.name] = {"status": "ok", "message": "", "case": case,
-                           "facts": probes.facts(probe.name, case, inputs, out)}
+        ran[probe.name] = {
+            "status": "ok",
+            "message": "",
+            "case": case,
+            "facts": probes.facts(probe.name, case, inputs, out),
+        }
     assert {key: _read(key, ran)[0] for key in infer.PROPERTIES} == CANONICAL
 
 
@@ -67,14 +80,16 @@ PLANTS = {
     "planted-none": {},
     "planted-momentum-new": {"momentum": ("new", True)},
     "planted-bessel": {"running_var": ("unbiased", True)},
-    "planted-clamped-eps": {"eps_floor": ("1e-05", True), "eps0_zero_var": ("beta", False),
-                            "hyperparameters": ("exact", False)},
+    "planted-clamped-eps": {
+        "eps_floor": ("1e-05", True),
+        "eps0_zero_var": ("beta", False),
+        "hyperparameters": ("exact", False),
+    },
     "planted-clamped-eps-declared": {"eps_floor": ("1e-05", False), "eps0_zero_var": ("beta", False)},
     "planted-float32-hyperparameters": {"hyperparameters": ("float32", True)},
     "planted-float32-hyperparameters-declared": {"hyperparameters": ("float32", False)},
     "planted-one-pass": {"variance": ("one-pass", False), "reduce_bfloat16": ("undetermined", False)},
-    "planted-one-pass-declared-accurate": {"variance": ("one-pass", True),
-                                           "reduce_bfloat16": ("undetermined", False)},
+    "planted-one-pass-declared-accurate": {"variance": ("one-pass", True), "reduce_bfloat16": ("undetermined", False)},
     "planted-half-reductions": {"reduce_float16": ("float16", False), "reduce_bfloat16": ("bfloat16", False)},
     "planted-refuses-single-value": {"single_value": ("error", True)},
     "planted-frozen-inference": {"frozen": ("inference", True)},
@@ -86,8 +101,22 @@ PLANTS = {
 @pytest.fixture(scope="module")
 def planted_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("conventions")
-    code = main(["conventions", "--backends", ",".join(PLANTS), "--backend-module", PLANTED,
-                 "--backend-module", CONVENTION_PLANTS, "--out", str(out), "-n", "2", "--strict"])
+    code = main(
+        [
+            "conventions",
+            "--backends",
+            ",".join(PLANTS),
+            "--backend-module",
+            PLANTED,
+            "--backend-module",
+            CONVENTION_PLANTS,
+            "--out",
+            str(out),
+            "-n",
+            "2",
+            "--strict",
+        ]
+    )
     return code, _records(out)
 
 
@@ -105,7 +134,8 @@ def test_planted_conventions_are_observed(planted_run, plant):
 def test_strict_exit_status_says_there_were_findings(planted_run):
     code, records = planted_run
     assert code == 1 and sum(r["finding"] for r in records.values()) == sum(
-        f for changes in PLANTS.values() for _, f in changes.values())
+        f for changes in PLANTS.values() for _, f in changes.values()
+    )
 
 
 @pytest.mark.slow  # a real framework's worker (Keras, PyTorch): 4-6 s
@@ -125,12 +155,15 @@ def test_torch_observed_as_documented(tmp_path, capsys):
     assert "Observed conventions" in table and "torch" in table and "unbiased" in table
 
 
-@pytest.mark.parametrize("argv, message", [
-    (["--backends", "no-such-backend"], "unknown backend(s) no-such-backend; known:"),
-    (["--backends", "torch", "--devices", "tpu"], "unknown device(s) tpu; known: cpu, cuda"),
-    (["--backends", "torch", "-n", "0"], "-n 0: must be at least 1"),
-    (["--backends", "torch", "--timeout", "soon"], "--timeout soon: must be a positive number of seconds"),
-])
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--backends", "no-such-backend"], "unknown backend(s) no-such-backend; known:"),
+        (["--backends", "torch", "--devices", "tpu"], "unknown device(s) tpu; known: cpu, cuda"),
+        (["--backends", "torch", "-n", "0"], "-n 0: must be at least 1"),
+        (["--backends", "torch", "--timeout", "soon"], "--timeout soon: must be a positive number of seconds"),
+    ],
+)
 def test_bad_usage_is_named(tmp_path, capsys, argv, message):
     assert main(["conventions", *argv, "--out", str(tmp_path)]) == 2
     assert message in capsys.readouterr().err

@@ -10,9 +10,28 @@ EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "numpy_backend.p
 
 
 def test_example_backend_runs_through_the_command_line_and_matches(tmp_path):
-    proc = subprocess.run([sys.executable, "-m", "crossbn", "run", "--no-conventions", "--backend-module", str(EXAMPLE),
-                           "--backends", "numpy-float32", "--suite", "smoke", "-n", "0", "--out", str(tmp_path)],
-                          capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "crossbn",
+            "run",
+            "--no-conventions",
+            "--backend-module",
+            str(EXAMPLE),
+            "--backends",
+            "numpy-float32",
+            "--suite",
+            "smoke",
+            "-n",
+            "0",
+            "--out",
+            str(tmp_path),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     records = read(tmp_path / "results.jsonl")
     verdicts = {r["pytest_id"]: r["verdict"] for r in records}
@@ -22,5 +41,6 @@ def test_example_backend_runs_through_the_command_line_and_matches(tmp_path):
     # every other dtype, training and eval, forward and backward, was judged
     matched = [r for r in records if r["verdict"] == "match"]
     assert {r["case"]["dtype"] for r in matched} == {"float32", "float16", "bfloat16"}
-    assert all({"train0.dx", "train0.running_var"} <= set(r["observables"]) for r in matched
-               if r["case"]["train_steps"])
+    assert all(
+        {"train0.dx", "train0.running_var"} <= set(r["observables"]) for r in matched if r["case"]["train_steps"]
+    )

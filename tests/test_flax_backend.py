@@ -49,22 +49,35 @@ pytestmark = pytest.mark.slow  # Flax workers over the float64, float32 and half
 FLAX = ("flax-linen", "flax-linen-jit", "flax-nnx", "flax-nnx-jit")
 
 SHAPES = (((8, 4, 6), "channels_first"), ((4, 3, 4, 4), "channels_last"))
-WELL_64 = [Case(group="flax", shape=s, layout=l, dtype="float64", train_steps=2, seed=i)
-           for i, (s, l) in enumerate(SHAPES)]
-WELL_32 = [Case(group="flax", shape=s, layout=l, dtype="float32", train_steps=2, seed=i)
-           for i, (s, l) in enumerate(SHAPES)]
+WELL_64 = [
+    Case(group="flax", shape=s, layout=l, dtype="float64", train_steps=2, seed=i) for i, (s, l) in enumerate(SHAPES)
+]
+WELL_32 = [
+    Case(group="flax", shape=s, layout=l, dtype="float32", train_steps=2, seed=i) for i, (s, l) in enumerate(SHAPES)
+]
 OFFSET = 1000.0
 FAST = Case(group="flax_fastvar", shape=(8, 4, 6), dtype="float32", train_steps=2, offset_ratio=OFFSET)
-TWO_PASS = Case(group="flax_fastvar", shape=(8, 4, 6), dtype="float32", train_steps=2, offset_ratio=OFFSET,
-                options={"flax.use_fast_variance": False})
-NO_F32_REDUCTIONS = Case(group="flax", shape=(8, 4, 6), dtype="float16", train_steps=1,
-                         options={"flax.force_float32_reductions": False})
+TWO_PASS = Case(
+    group="flax_fastvar",
+    shape=(8, 4, 6),
+    dtype="float32",
+    train_steps=2,
+    offset_ratio=OFFSET,
+    options={"flax.use_fast_variance": False},
+)
+NO_F32_REDUCTIONS = Case(
+    group="flax", shape=(8, 4, 6), dtype="float16", train_steps=1, options={"flax.force_float32_reductions": False}
+)
 HALF = [Case(group="flax_half", shape=(16, 4), dtype=d, train_steps=2) for d in ("float16", "bfloat16")]
 CASES = (*WELL_64, *WELL_32, FAST, TWO_PASS, NO_F32_REDUCTIONS, *HALF)
-HALF_DX = ("Flax upcasts a half input at two sites; autodiff rounds the two float32 cotangents to half "
-           "separately and adds them in half: train dx ~10-30 ulps off where they cancel")
-NNX_EVAL_HALF = ("nnx.BatchNorm casts its float32 running statistics, scale and bias to the layer dtype "
-                 "(promote_dtype): eval normalizes and reduces in float16/bfloat16")
+HALF_DX = (
+    "Flax upcasts a half input at two sites; autodiff rounds the two float32 cotangents to half "
+    "separately and adds them in half: train dx ~10-30 ulps off where they cancel"
+)
+NNX_EVAL_HALF = (
+    "nnx.BatchNorm casts its float32 running statistics, scale and bias to the layer dtype "
+    "(promote_dtype): eval normalizes and reduces in float16/bfloat16"
+)
 
 
 @pytest.fixture(scope="module")
@@ -196,9 +209,15 @@ def test_half_precision_training_dx_within_bound(outcomes, backend, case):
     assert worst <= 1.0, f"{backend}: train dx error/bound {worst:.3g}"
 
 
-@pytest.mark.parametrize("backend", [b if b.startswith("flax-linen") else
-                                     pytest.param(b, marks=pytest.mark.xfail(reason=NNX_EVAL_HALF, strict=False))
-                                     for b in FLAX])
+@pytest.mark.parametrize(
+    "backend",
+    [
+        b
+        if b.startswith("flax-linen")
+        else pytest.param(b, marks=pytest.mark.xfail(reason=NNX_EVAL_HALF, strict=False))
+        for b in FLAX
+    ],
+)
 @pytest.mark.parametrize("case", HALF, ids=lambda c: c.pytest_id)
 def test_half_precision_eval_within_bound(outcomes, backend, case):
     actual, exp, bounds, _ = _observe(outcomes, backend, case)

@@ -30,6 +30,7 @@ from crossbn.verdict.judge import _expectation
 
 # ---- 1. the oracle ------------------------------------------------------------------------------
 
+
 def test_a_frozen_step_read_as_batch_is_training_without_parameter_gradients():
     case = Case(shape=(8, 3, 4), frozen=True, train_steps=2, dtype="float64")
     ins = inputs_mod.generate(case)
@@ -66,21 +67,21 @@ def test_a_frozen_case_is_validated_and_keeps_old_ids():
     with pytest.raises(CaseError, match="running_stats"):
         Case(running_stats="trained")
     assert Case(frozen=True).id != Case().id != Case(running_stats="data").id
-    assert Case.from_dict(Case(frozen=True, running_stats="data").to_dict()) == Case(frozen=True,
-                                                                                   running_stats="data")
+    assert Case.from_dict(Case(frozen=True, running_stats="data").to_dict()) == Case(frozen=True, running_stats="data")
     # fields at their defaults are left out of the content hash: a case recorded before they
     # existed (a committed bug report's finding.json) keeps its id
     folder = Path(__file__).resolve().parent.parent / "docs" / "examples" / "torch-cpu-bfloat16-normalization"
     recorded = json.loads((folder / "finding.json").read_text())
     assert "frozen" not in recorded["case"]
-    assert Case.from_dict({k: v for k, v in recorded["case"].items() if k not in ("suite", "group")}).id == \
-        recorded["case_id"]
+    assert (
+        Case.from_dict({k: v for k, v in recorded["case"].items() if k not in ("suite", "group")}).id
+        == recorded["case_id"]
+    )
 
 
 # ---- 2. real frameworks -------------------------------------------------------------------------
 
-FROZEN_RUNS = {"torch": "batch", "keras-tensorflow": "inference", "keras-jax": "inference",
-               "tf-keras": "inference"}
+FROZEN_RUNS = {"torch": "batch", "keras-tensorflow": "inference", "keras-jax": "inference", "tf-keras": "inference"}
 
 
 @pytest.fixture(scope="module")
@@ -106,6 +107,7 @@ def test_each_framework_freezes_as_it_declares(run, name):
 
 
 # ---- 3. the data's own running statistics ---------------------------------------------------------
+
 
 @pytest.mark.parametrize("dtype", ["float64", "float32", "float16"])
 def test_trained_running_statistics_are_the_data_s_own(dtype):
@@ -134,6 +136,7 @@ def test_default_covers_the_new_axes():
 
 
 # ---- 4. the error model's range --------------------------------------------------------------------
+
 
 def _judged(case, actual_from_exact):
     ins = inputs_mod.generate(case)

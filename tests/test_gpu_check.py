@@ -33,8 +33,9 @@ BACKENDS = "torch,torch-compile,keras-jax,keras-torch,flax-nnx-jit,onnxruntime-o
 
 def gpu_check(*args: str, timeout: float = 900) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if not k.startswith("CROSSBN_")}
-    return subprocess.run([sys.executable, str(SCRIPT), *args], capture_output=True, text=True, timeout=timeout,
-                          env=env, cwd=ROOT)
+    return subprocess.run(
+        [sys.executable, str(SCRIPT), *args], capture_output=True, text=True, timeout=timeout, env=env, cwd=ROOT
+    )
 
 
 def carried_wheel(folder: Path) -> Path:
@@ -42,9 +43,8 @@ def carried_wheel(folder: Path) -> Path:
     backend with a cuda path registered through crossbn's entry point: when
     it runs, the carried wheel reached the run and its workers."""
     source = (ROOT / "examples" / "numpy_backend.py").read_text() + (
-        "\n\nclass CarriedNumpy(NumpyFloat32):\n"
-        "    name = 'carried-numpy'\n"
-        "    devices = ('cpu', 'cuda')\n")
+        "\n\nclass CarriedNumpy(NumpyFloat32):\n    name = 'carried-numpy'\n    devices = ('cpu', 'cuda')\n"
+    )
     info = "crossbn_carried-1.0.dist-info"
     files = {
         "crossbn_carried.py": source,
@@ -52,8 +52,11 @@ def carried_wheel(folder: Path) -> Path:
         f"{info}/WHEEL": "Wheel-Version: 1.0\nGenerator: tests\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
         f"{info}/entry_points.txt": "[crossbn.backends]\ncarried-numpy = crossbn_carried:CarriedNumpy\n",
     }
-    record = [f"{name},sha256={base64.urlsafe_b64encode(hashlib.sha256(text.encode()).digest()).rstrip(b'=').decode()},"
-              f"{len(text.encode())}" for name, text in files.items()]
+    record = [
+        f"{name},sha256={base64.urlsafe_b64encode(hashlib.sha256(text.encode()).digest()).rstrip(b'=').decode()},"
+        f"{len(text.encode())}"
+        for name, text in files.items()
+    ]
     files[f"{info}/RECORD"] = "\n".join([*record, f"{info}/RECORD,,"]) + "\n"
     folder.mkdir()
     wheel = folder / "crossbn_carried-1.0-py3-none-any.whl"
@@ -70,20 +73,41 @@ def records(path: Path) -> list[dict]:
 def test_the_gpu_check_runs_end_to_end_with_the_cpu_standing_in(tmp_path):
     carried_wheel(tmp_path / "wheels")
     out, archive = tmp_path / "out", tmp_path / "gpu-check.tar.gz"
-    proc = gpu_check("--devices", "cpu", "--out", str(out), "--backends", BACKENDS, "-n", "2",
-                     "--wheels", str(tmp_path / "wheels"), "--archive", str(archive))
+    proc = gpu_check(
+        "--devices",
+        "cpu",
+        "--out",
+        str(out),
+        "--backends",
+        BACKENDS,
+        "-n",
+        "2",
+        "--wheels",
+        str(tmp_path / "wheels"),
+        "--archive",
+        str(archive),
+    )
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-3000:]
     assert "installed 1 carried wheel(s): crossbn_carried-1.0-py3-none-any.whl" in proc.stdout
     # every step wrote what it owes: results and run.json of both suites, the
     # conventions (in the smoke run's folder), the merged report, the summary
-    for name in ("smoke/results.jsonl", "smoke/run.json", "smoke/conventions.jsonl", "models/results.jsonl",
-                 "models/run.json", "report/index.html", "summary.txt", "summary.json"):
+    for name in (
+        "smoke/results.jsonl",
+        "smoke/run.json",
+        "smoke/conventions.jsonl",
+        "models/results.jsonl",
+        "models/run.json",
+        "report/index.html",
+        "summary.txt",
+        "summary.json",
+    ):
         assert (out / name).is_file(), name
     smoke, models = records(out / "smoke" / "results.jsonl"), records(out / "models" / "results.jsonl")
     chosen = set(BACKENDS.split(","))
     assert {r["backend"] for r in smoke} == chosen
     assert {r["backend"] for r in models} <= chosen and {"torch", "keras-jax", "flax-nnx-jit"} <= {
-        r["backend"] for r in models}
+        r["backend"] for r in models
+    }
     assert {r["device"] for r in smoke + models} == {"cpu"}
     # the carried backend ran in the workers, not just installed: judged results
     assert any(r["backend"] == "carried-numpy" and r["verdict"] == "match" for r in smoke)
@@ -110,8 +134,9 @@ def test_the_gpu_check_runs_end_to_end_with_the_cpu_standing_in(tmp_path):
 def test_a_step_past_its_budget_is_stopped_and_what_finished_is_kept(tmp_path):
     out = tmp_path / "out"
     # torch-compile's first compile alone takes longer than the smoke step's share of 12 s
-    proc = gpu_check("--devices", "cpu", "--out", str(out), "--backends", "torch-compile", "-n", "1",
-                     "--budget", "12", timeout=300)
+    proc = gpu_check(
+        "--devices", "cpu", "--out", str(out), "--backends", "torch-compile", "-n", "1", "--budget", "12", timeout=300
+    )
     assert proc.returncode == 1, proc.stdout[-3000:] + proc.stderr[-2000:]
     text = (out / "summary.txt").read_text()
     assert "smoke: stopped at its budget" in text
@@ -125,20 +150,24 @@ def test_list_names_every_backend_with_a_cuda_path_that_imports_here(tmp_path):
     proc = gpu_check("--list", "--wheels", str(tmp_path / "wheels"), timeout=300)
     assert proc.returncode == 0, proc.stderr
     listed = proc.stdout.splitlines()[-2].removeprefix("would run: ").split(", ")
-    declared = subprocess.run([sys.executable, "-m", "crossbn", "backends", "--markdown"], capture_output=True,
-                              text=True, check=True).stdout
+    declared = subprocess.run(
+        [sys.executable, "-m", "crossbn", "backends", "--markdown"], capture_output=True, text=True, check=True
+    ).stdout
     cuda = {row.split("`")[1] for row in declared.splitlines() if row.startswith("| `") and "cuda" in row.split("|")[3]}
     assert cuda and set(listed) == cuda | {"carried-numpy"}
 
 
-@pytest.mark.parametrize("args, says", [
-    (("--devices", "gpu", "--out", "x"), "--devices 'gpu'"),
-    (("--out", "x", "--backends", "torch,no-such"), "unknown backend(s) no-such"),
-    (("--out", "x", "--wheels", "no-such-folder"), "--wheels no-such-folder: no such folder"),
-    (("--out", "x", "--budget", "0"), "--budget 0.0"),
-    (("--out", "x", "-n", "0"), "-n 0"),
-    ((), "give --out DIR"),
-])
+@pytest.mark.parametrize(
+    "args, says",
+    [
+        (("--devices", "gpu", "--out", "x"), "--devices 'gpu'"),
+        (("--out", "x", "--backends", "torch,no-such"), "unknown backend(s) no-such"),
+        (("--out", "x", "--wheels", "no-such-folder"), "--wheels no-such-folder: no such folder"),
+        (("--out", "x", "--budget", "0"), "--budget 0.0"),
+        (("--out", "x", "-n", "0"), "-n 0"),
+        ((), "give --out DIR"),
+    ],
+)
 def test_bad_usage_is_one_line_and_exit_2(args, says):
     proc = gpu_check(*args, timeout=120)
     assert proc.returncode == 2 and says in proc.stderr and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
@@ -152,14 +181,25 @@ def test_a_folder_that_is_not_empty_is_refused(tmp_path):
 
 
 def _rec(backend, verdict, cross=None, device="cuda"):
-    return {"backend": backend, "device": device, "verdict": verdict, "reason": "why" if verdict == "unsupported"
-            else "", "cross_device": {"against": "cpu", "verdict": cross} if cross else None}
+    return {
+        "backend": backend,
+        "device": device,
+        "verdict": verdict,
+        "reason": "why" if verdict == "unsupported" else "",
+        "cross_device": {"against": "cpu", "verdict": cross} if cross else None,
+    }
 
 
 def test_the_summary_counts_each_cuda_result_against_its_cpu_result():
-    recs = [_rec("torch", "match", "bitwise"), _rec("torch", "match", "agree"), _rec("torch", "deviation", "disagree"),
-            _rec("torch", "match", "crash"), _rec("torch", "unsupported"), _rec("torch", "match", device="cpu"),
-            _rec("flax-nnx", "convention", "agree")]
+    recs = [
+        _rec("torch", "match", "bitwise"),
+        _rec("torch", "match", "agree"),
+        _rec("torch", "deviation", "disagree"),
+        _rec("torch", "match", "crash"),
+        _rec("torch", "unsupported"),
+        _rec("torch", "match", device="cpu"),
+        _rec("flax-nnx", "convention", "agree"),
+    ]
     rows = device_summary.summarize(recs, "cuda")
     assert list(rows) == ["flax-nnx", "torch"]
     torch = rows["torch"]

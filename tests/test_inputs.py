@@ -24,11 +24,13 @@ CASE = Case(shape=(4, 3, 5, 2), layout="channels_last", dtype="bfloat16", train_
 
 
 def test_same_bytes_twice_and_in_another_process():
-    code = ("from crossbn.spec.case import Case; from crossbn.oracle.inputs import generate; import hashlib;"
-            "c=Case(shape=(4,3,5,2), layout='channels_last', dtype='bfloat16', train_steps=2, seed=11);"
-            "a=generate(c); h=hashlib.sha256()\n"
-            "for k in sorted(a): h.update(k.encode()+a[k].tobytes())\n"
-            "print(h.hexdigest())")
+    code = (
+        "from crossbn.spec.case import Case; from crossbn.oracle.inputs import generate; import hashlib;"
+        "c=Case(shape=(4,3,5,2), layout='channels_last', dtype='bfloat16', train_steps=2, seed=11);"
+        "a=generate(c); h=hashlib.sha256()\n"
+        "for k in sorted(a): h.update(k.encode()+a[k].tobytes())\n"
+        "print(h.hexdigest())"
+    )
     other = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
     assert _digest(generate(CASE)) == _digest(generate(CASE)) == other
 
@@ -84,5 +86,5 @@ def test_specials_planted_at_logical_index(value):
     assert np.isfinite(arrays["x0"]).all()
     stored = arrays["x1"]  # channels_last: (N, L, C)
     got = stored[1, 3, 2]
-    assert (np.isnan(got) if value == "nan" else got == float(value))
+    assert np.isnan(got) if value == "nan" else got == float(value)
     assert np.isfinite(stored).sum() == stored.size - 1

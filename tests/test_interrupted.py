@@ -59,9 +59,27 @@ def _run(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
 def _start(out: Path, n: str) -> subprocess.Popen:
     # each finding diagnosed on its own: grouped, a resumed run's findings
     # would have no representatives from the part that ran before the kill
-    return subprocess.Popen(_command("run", "--suite", "smoke", "--backends", BACKENDS, "-n", n, "--out", str(out),
-                                     "--no-conventions", "--progress", "off", "--diagnosis", "each"),
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    return subprocess.Popen(
+        _command(
+            "run",
+            "--suite",
+            "smoke",
+            "--backends",
+            BACKENDS,
+            "-n",
+            n,
+            "--out",
+            str(out),
+            "--no-conventions",
+            "--progress",
+            "off",
+            "--diagnosis",
+            "each",
+        ),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -77,8 +95,20 @@ def _run_twice(root):
     for n in ("0", "2"):
         out = root / f"whole-n{n}"
         start = time.monotonic()
-        proc = _run("run", "--suite", "smoke", "--backends", BACKENDS, "-n", n, "--out", str(out),
-                    "--no-conventions", "--diagnosis", "each")
+        proc = _run(
+            "run",
+            "--suite",
+            "smoke",
+            "--backends",
+            BACKENDS,
+            "-n",
+            n,
+            "--out",
+            str(out),
+            "--no-conventions",
+            "--diagnosis",
+            "each",
+        )
         assert proc.returncode == 0, proc.stdout + proc.stderr
         wall[n] = time.monotonic() - start
         records[n] = [stable(r) for r in read(out / "results.jsonl")]
@@ -157,8 +187,10 @@ def test_killed_run_loses_nothing_and_resumes_to_the_same_results(sig, which, n,
         assert resumed.returncode == 2 and "no run.json" in resumed.stderr, context
         return
     info = json.loads((out / "run.json").read_text())
-    print(f"{context}: exit {proc.returncode}, complete {info['complete']}, "
-          f"{len(read(out / 'results.jsonl')) if (out / 'results.jsonl').exists() else 0} records")
+    print(
+        f"{context}: exit {proc.returncode}, complete {info['complete']}, "
+        f"{len(read(out / 'results.jsonl')) if (out / 'results.jsonl').exists() else 0} records"
+    )
     report = _run("report", str(out))
     assert report.returncode == 0, f"{context}: {report.stdout}{report.stderr}"
     page = (out / "index.html").read_text(encoding="utf-8")
@@ -181,8 +213,9 @@ def test_killed_run_loses_nothing_and_resumes_to_the_same_results(sig, which, n,
 def test_resume_of_a_finished_run_runs_nothing(uninterrupted, tmp_path):
     """A whole run resumed: no test runs, the records stay as they were."""
     out = tmp_path / "run"
-    first = _run("run", "--suite", "smoke", "--backends", "onnxruntime-opset15", "-n", "0", "--out", str(out),
-                 "--no-conventions")
+    first = _run(
+        "run", "--suite", "smoke", "--backends", "onnxruntime-opset15", "-n", "0", "--out", str(out), "--no-conventions"
+    )
     assert first.returncode == 0, first.stderr
     before = [stable(r) for r in read(out / "results.jsonl")]
     again = _run("run", "--resume", str(out), "-n", "0", "--no-conventions")
@@ -191,11 +224,14 @@ def test_resume_of_a_finished_run_runs_nothing(uninterrupted, tmp_path):
     assert [stable(r) for r in read(out / "results.jsonl")] == before
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--resume", "{missing}"], "no such folder"),
-    (["--resume", "{empty}"], "no run.json there"),
-    (["--resume", "{empty}", "--suite", "smoke"], "--suite cannot be given with --resume"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--resume", "{missing}"], "no such folder"),
+        (["--resume", "{empty}"], "no run.json there"),
+        (["--resume", "{empty}", "--suite", "smoke"], "--suite cannot be given with --resume"),
+    ],
+)
 def test_resume_refuses_what_it_cannot_finish(args, message, tmp_path):
     (tmp_path / "empty").mkdir()
     args = [a.format(missing=tmp_path / "nope", empty=tmp_path / "empty") for a in args]

@@ -12,8 +12,17 @@ PACKAGE = Path(__file__).resolve().parents[1] / "crossbn"
 
 # Lowest first; packages in one tuple share a rank and may not import each other.
 LAYERS: list[tuple[str, ...]] = [
-    ("spec",), ("oracle",), ("backends",), ("execution",), ("records",), ("verdict",), ("conventions",),
-    ("upgrade", "bugreport"), ("report",), ("app", "conformance"), ("__main__",),
+    ("spec",),
+    ("oracle",),
+    ("backends",),
+    ("execution",),
+    ("records",),
+    ("verdict",),
+    ("conventions",),
+    ("upgrade", "bugreport"),
+    ("report",),
+    ("app", "conformance"),
+    ("__main__",),
 ]
 RANK = {package: i for i, group in enumerate(LAYERS) for package in group}
 
@@ -43,7 +52,7 @@ def imports(modules: dict[str, str]) -> dict[str, list[tuple[str, str]]]:
                 base = node.module or ""
                 if node.level:
                     parts = name.split(".") if is_package else name.split(".")[:-1]
-                    base = ".".join(parts[:len(parts) - node.level + 1] + ([node.module] if node.module else []))
+                    base = ".".join(parts[: len(parts) - node.level + 1] + ([node.module] if node.module else []))
                 if base.split(".")[0] != top:
                     continue
                 for a in node.names:
@@ -75,7 +84,10 @@ def problems(modules: dict[str, str]) -> list[str]:
                 out.append(f"{module}: {mine if mine not in RANK else theirs} is in no layer")
             elif RANK[theirs] >= RANK[mine]:
                 out.append(f"{module} ({mine}) imports {target} ({theirs}): against the layers")
-    out += [f"import cycle: {' -> '.join(c)}" for c in cycles({m: {t for t, _ in e if t in graph} for m, e in graph.items()})]
+    out += [
+        f"import cycle: {' -> '.join(c)}"
+        for c in cycles({m: {t for t, _ in e if t in graph} for m, e in graph.items()})
+    ]
     return out
 
 
@@ -139,10 +151,16 @@ def test_the_check_sees_an_upward_import_a_cycle_and_a_private_name():
     assert "crossbn.verdict.judge imports the private name _secret from crossbn.spec.case" in found
     # one component, listed once
     assert [c for c in found if c.startswith("import cycle:")] == [
-        "import cycle: crossbn.spec.case -> crossbn.verdict.compare -> crossbn.verdict.judge"]
+        "import cycle: crossbn.spec.case -> crossbn.verdict.compare -> crossbn.verdict.judge"
+    ]
 
 
 def test_a_clean_package_has_no_problems():
-    clean = {"crossbn": "", "crossbn.spec": "", "crossbn.spec.case": "import numpy\n",
-             "crossbn.verdict": "", "crossbn.verdict.judge": "from crossbn.spec.case import Case\n"}
+    clean = {
+        "crossbn": "",
+        "crossbn.spec": "",
+        "crossbn.spec.case": "import numpy\n",
+        "crossbn.verdict": "",
+        "crossbn.verdict.judge": "from crossbn.spec.case import Case\n",
+    }
     assert problems(clean) == []

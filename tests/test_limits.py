@@ -29,15 +29,18 @@ seed = [1, 2, 16, 18]      # 16: a segfault, 18: os._exit (numpy_variants.FAULTS
 
 
 def crossbn(*args, env=None, timeout=600):
-    return subprocess.run([sys.executable, "-m", "crossbn", "run", "--no-conventions", "-n", "0",
-                           "--backend-module", MODULE, *args], capture_output=True, text=True, timeout=timeout,
-                          env={**os.environ, **(env or {})})
+    return subprocess.run(
+        [sys.executable, "-m", "crossbn", "run", "--no-conventions", "-n", "0", "--backend-module", MODULE, *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, **(env or {})},
+    )
 
 
 def test_a_case_over_the_limit_is_refused_with_its_estimate(tmp_path):
     limit = 64 * 1024
-    proc = crossbn("--suite", "smoke", "--backends", "numpy-twopass", "--max-case-bytes", "64K",
-                   "--out", str(tmp_path))
+    proc = crossbn("--suite", "smoke", "--backends", "numpy-twopass", "--max-case-bytes", "64K", "--out", str(tmp_path))
     assert proc.returncode == 0, proc.stdout + proc.stderr
     refused = kept = 0
     for r in read(tmp_path / "results.jsonl"):
@@ -54,8 +57,9 @@ def test_a_case_over_the_limit_is_refused_with_its_estimate(tmp_path):
     assert refused and kept
 
 
-@pytest.mark.parametrize("option, value", [("--max-case-bytes", "lots"), ("--worker-max-mb", "-3"),
-                                           ("--max-case-bytes", "1e999")])
+@pytest.mark.parametrize(
+    "option, value", [("--max-case-bytes", "lots"), ("--worker-max-mb", "-3"), ("--max-case-bytes", "1e999")]
+)
 def test_a_limit_that_is_not_a_size_is_a_usage_error(option, value, tmp_path):
     proc = crossbn("--suite", "smoke", "--backends", "numpy-twopass", option, value, "--out", str(tmp_path))
     assert proc.returncode == 2, proc.stdout + proc.stderr
@@ -66,8 +70,7 @@ def test_a_worker_past_its_limit_is_recycled_and_results_do_not_change(tmp_path)
     runs = {}
     for limit in ("0", "1"):  # 0: never recycled; 1 MB: every case leaves the worker over it
         out = tmp_path / f"limit{limit}"
-        proc = crossbn("--suite", "smoke", "--backends", "numpy-twopass", "--worker-max-mb", limit,
-                       "--out", str(out))
+        proc = crossbn("--suite", "smoke", "--backends", "numpy-twopass", "--worker-max-mb", limit, "--out", str(out))
         assert proc.returncode == 0, proc.stdout + proc.stderr
         runs[limit] = read(out / "results.jsonl")
     ran = [r for r in runs["1"] if r["verdict"] != "unsupported"]
@@ -77,8 +80,9 @@ def test_a_worker_past_its_limit_is_recycled_and_results_do_not_change(tmp_path)
 
 
 def _left(system_tmp: Path) -> list[str]:
-    return sorted(str(p.relative_to(system_tmp)) for p in system_tmp.rglob("*")
-                  if p.name.startswith(("litter-", "crossbn-run-")))
+    return sorted(
+        str(p.relative_to(system_tmp)) for p in system_tmp.rglob("*") if p.name.startswith(("litter-", "crossbn-run-"))
+    )
 
 
 @pytest.mark.parametrize("n", ["0", pytest.param("2", marks=pytest.mark.slow)])  # -n 2 starts two xdist workers
@@ -88,10 +92,29 @@ def test_temporary_files_go_with_a_failing_run(n, tmp_path):
     system_tmp, suite = tmp_path / "tmp", tmp_path / "litter.toml"
     system_tmp.mkdir()
     suite.write_text(LITTER)
-    proc = subprocess.run([sys.executable, "-m", "crossbn", "run", "--no-conventions", "-n", n,
-                           "--backend-module", MODULE, "--suite", str(suite), "--backends", "numpy-littering",
-                           "--out", str(tmp_path / "out")], capture_output=True, text=True, timeout=300,
-                          env={**os.environ, "TMPDIR": str(system_tmp)})
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "crossbn",
+            "run",
+            "--no-conventions",
+            "-n",
+            n,
+            "--backend-module",
+            MODULE,
+            "--suite",
+            str(suite),
+            "--backends",
+            "numpy-littering",
+            "--out",
+            str(tmp_path / "out"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "TMPDIR": str(system_tmp)},
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     verdicts = sorted(r["verdict"] for r in read(tmp_path / "out" / "results.jsonl"))
     assert verdicts == ["crash", "crash", "match", "match"]
@@ -103,10 +126,24 @@ def test_a_killed_runs_temporary_files_go_with_the_next_run(tmp_path):
     system_tmp.mkdir()
     suite.write_text(LITTER)
     env = {**os.environ, "TMPDIR": str(system_tmp)}
-    argv = [sys.executable, "-m", "crossbn", "run", "--no-conventions", "-n", "0", "--backend-module", MODULE,
-            "--suite", str(suite), "--backends", "numpy-littering"]
-    proc = subprocess.Popen([*argv, "--out", str(tmp_path / "killed")], env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
+    argv = [
+        sys.executable,
+        "-m",
+        "crossbn",
+        "run",
+        "--no-conventions",
+        "-n",
+        "0",
+        "--backend-module",
+        MODULE,
+        "--suite",
+        str(suite),
+        "--backends",
+        "numpy-littering",
+    ]
+    proc = subprocess.Popen(
+        [*argv, "--out", str(tmp_path / "killed")], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     deadline = time.monotonic() + 120
     while not any(p.name.startswith("litter-") for p in system_tmp.rglob("*")):  # the run is under way
         assert proc.poll() is None and time.monotonic() < deadline, "the run ended before it left a file"
@@ -115,7 +152,8 @@ def test_a_killed_runs_temporary_files_go_with_the_next_run(tmp_path):
     proc.wait(timeout=60)
     time.sleep(1.0)  # its backend worker notices its parent is gone and exits
     assert _left(system_tmp)  # what SIGKILL leaves ...
-    again = subprocess.run([*argv, "--out", str(tmp_path / "again")], env=env, capture_output=True, text=True,
-                           timeout=300)
+    again = subprocess.run(
+        [*argv, "--out", str(tmp_path / "again")], env=env, capture_output=True, text=True, timeout=300
+    )
     assert again.returncode == 0, again.stdout + again.stderr
     assert _left(system_tmp) == []  # ... the next run removes

@@ -40,6 +40,7 @@ def work():
 
 # ---------------------------------------------------------------- TOML text, written here (tomllib only reads)
 
+
 def _key(k: str) -> str:
     return k if k.replace("_", "").replace("-", "").isalnum() and k.isascii() else json.dumps(k)
 
@@ -85,8 +86,7 @@ VALID_VALUES = {
 @st.composite
 def valid_catalogues(draw) -> tuple[dict, list[dict]]:
     """A catalogue document and, per group, {field: the values it may take}."""
-    names = draw(st.lists(st.from_regex(r"[a-z][a-z0-9_-]{0,8}", fullmatch=True), min_size=1, max_size=3,
-                          unique=True))
+    names = draw(st.lists(st.from_regex(r"[a-z][a-z0-9_-]{0,8}", fullmatch=True), min_size=1, max_size=3, unique=True))
     defaults = draw(st.fixed_dictionaries({}, optional={k: VALID_VALUES[k] for k in ("dtype", "eps", "seed")}))
     doc, allowed = ({"defaults": defaults} if defaults else {}), []
     groups = []
@@ -140,12 +140,41 @@ def _mutate(text: str, data) -> str:
     if kind == "cut":
         return text[:i]
     if kind == "delete":
-        return text[:i] + text[i + data.draw(st.integers(1, 8)):]
-    junk = data.draw(st.one_of(st.sampled_from(['"', "'", "[", "]", "{", "}", "=", "\n", ",", "#", "[[group]]\n",
-                                                "-1", "0", "nan", "true", '"x"', "[]", "{}", "1979-05-27",
-                                                "\\", "\x00", "\ufeff", "axes", "name"]),
-                                st.text(max_size=6)))
-    return text[:i] + junk + text[i + (data.draw(st.integers(1, 6)) if kind == "replace" else 0):]
+        return text[:i] + text[i + data.draw(st.integers(1, 8)) :]
+    junk = data.draw(
+        st.one_of(
+            st.sampled_from(
+                [
+                    '"',
+                    "'",
+                    "[",
+                    "]",
+                    "{",
+                    "}",
+                    "=",
+                    "\n",
+                    ",",
+                    "#",
+                    "[[group]]\n",
+                    "-1",
+                    "0",
+                    "nan",
+                    "true",
+                    '"x"',
+                    "[]",
+                    "{}",
+                    "1979-05-27",
+                    "\\",
+                    "\x00",
+                    "\ufeff",
+                    "axes",
+                    "name",
+                ]
+            ),
+            st.text(max_size=6),
+        )
+    )
+    return text[:i] + junk + text[i + (data.draw(st.integers(1, 6)) if kind == "replace" else 0) :]
 
 
 @SETTINGS
@@ -159,31 +188,59 @@ def test_a_mutated_catalogue_loads_or_is_a_catalogue_error(work, catalogue, data
 
 
 # Values of any TOML type, small; keys from what catalogues use, and others.
-SCALARS = st.one_of(st.booleans(), st.integers(-2**63, 2**63 - 1), st.floats(), st.text(max_size=8),
-                    st.sampled_from(list(DTYPES) + list(LAYOUTS) + ["nan", "found", "smoke", "x.toml"]))
-VALUES = st.recursive(SCALARS, lambda inner: st.one_of(st.lists(inner, max_size=4),
-                                                       st.dictionaries(st.text(max_size=6), inner, max_size=3)),
-                      max_leaves=12)
-CASE_KEYS = sorted(VALID_VALUES) + ["cumulative", "track_running_stats", "eval_step", "specials", "name", "axes",
-                                    "description", "suite", "group"]
+SCALARS = st.one_of(
+    st.booleans(),
+    st.integers(-(2**63), 2**63 - 1),
+    st.floats(),
+    st.text(max_size=8),
+    st.sampled_from(list(DTYPES) + list(LAYOUTS) + ["nan", "found", "smoke", "x.toml"]),
+)
+VALUES = st.recursive(
+    SCALARS,
+    lambda inner: st.one_of(st.lists(inner, max_size=4), st.dictionaries(st.text(max_size=6), inner, max_size=3)),
+    max_leaves=12,
+)
+CASE_KEYS = sorted(VALID_VALUES) + [
+    "cumulative",
+    "track_running_stats",
+    "eval_step",
+    "specials",
+    "name",
+    "axes",
+    "description",
+    "suite",
+    "group",
+]
 
 
 def _tables(keys):
-    return st.dictionaries(st.sampled_from(keys), st.one_of(VALUES, SHAPES, st.lists(SHAPES, max_size=2),
-                                                            st.dictionaries(st.sampled_from(keys), st.lists(VALUES,
-                                                                            max_size=2), max_size=2)),
-                           max_size=5)
+    return st.dictionaries(
+        st.sampled_from(keys),
+        st.one_of(
+            VALUES,
+            SHAPES,
+            st.lists(SHAPES, max_size=2),
+            st.dictionaries(st.sampled_from(keys), st.lists(VALUES, max_size=2), max_size=2),
+        ),
+        max_size=5,
+    )
 
 
 @SETTINGS
-@given(st.fixed_dictionaries({}, optional={
-    "group": st.one_of(st.lists(_tables(CASE_KEYS), max_size=3), VALUES),
-    "defaults": st.one_of(_tables(CASE_KEYS), VALUES),
-    "include": st.one_of(st.lists(st.sampled_from(["smoke", "nosuch", "gen.toml", "other.toml", ""]), max_size=2),
-                         VALUES),
-    "model": st.one_of(st.lists(_tables(sorted(MODEL_FIELDS) + ["name", "axes"]), max_size=2), VALUES),
-    "wat": VALUES,
-}))
+@given(
+    st.fixed_dictionaries(
+        {},
+        optional={
+            "group": st.one_of(st.lists(_tables(CASE_KEYS), max_size=3), VALUES),
+            "defaults": st.one_of(_tables(CASE_KEYS), VALUES),
+            "include": st.one_of(
+                st.lists(st.sampled_from(["smoke", "nosuch", "gen.toml", "other.toml", ""]), max_size=2), VALUES
+            ),
+            "model": st.one_of(st.lists(_tables(sorted(MODEL_FIELDS) + ["name", "axes"]), max_size=2), VALUES),
+            "wat": VALUES,
+        },
+    )
+)
 def test_any_toml_document_loads_or_is_a_catalogue_error(work, doc):
     try:
         _load(work, _toml(doc))
@@ -202,16 +259,46 @@ def test_any_bytes_load_or_are_a_catalogue_error(work, data):
 
 # ---------------------------------------------------------------- known-differences files
 
-KNOWN_KEYS = ["backend", "case", "device", "observable", "verdict", "dtype", "stage", "formulation", "version",
-              "reason", "link", "other"]
+KNOWN_KEYS = [
+    "backend",
+    "case",
+    "device",
+    "observable",
+    "verdict",
+    "dtype",
+    "stage",
+    "formulation",
+    "version",
+    "reason",
+    "link",
+    "other",
+]
 
 
 @SETTINGS
-@given(st.one_of(
-    st.fixed_dictionaries({}, optional={"known": st.one_of(st.lists(st.dictionaries(
-        st.sampled_from(KNOWN_KEYS), st.one_of(st.text(max_size=8), st.sampled_from(["deviation", "match"]), VALUES),
-        max_size=6), max_size=3), VALUES), "other": VALUES}).map(_toml),
-    st.text(max_size=200), st.binary(max_size=200)))
+@given(
+    st.one_of(
+        st.fixed_dictionaries(
+            {},
+            optional={
+                "known": st.one_of(
+                    st.lists(
+                        st.dictionaries(
+                            st.sampled_from(KNOWN_KEYS),
+                            st.one_of(st.text(max_size=8), st.sampled_from(["deviation", "match"]), VALUES),
+                            max_size=6,
+                        ),
+                        max_size=3,
+                    ),
+                    VALUES,
+                ),
+                "other": VALUES,
+            },
+        ).map(_toml),
+        st.text(max_size=200),
+        st.binary(max_size=200),
+    )
+)
 def test_any_known_differences_file_loads_or_is_a_known_error(work, data):
     path = work / "known.toml"
     path.write_bytes(data.encode("utf-8", "surrogatepass") if isinstance(data, str) else data)
@@ -224,16 +311,30 @@ def test_any_known_differences_file_loads_or_is_a_known_error(work, data):
 
 # ---------------------------------------------------------------- results files
 
-JSON = st.recursive(st.none() | st.booleans() | st.integers(-10**6, 10**6) | st.floats(allow_nan=False,
-                    allow_infinity=False) | st.text(max_size=8),
-                    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner,
-                                                                                max_size=3), max_leaves=8)
-RECORDS = st.lists(st.fixed_dictionaries(
-    {"schema": st.integers(1, SCHEMA), "case_id": st.text(min_size=1, max_size=12),
-     "backend": st.sampled_from(["torch", "keras-jax", "onnxruntime-opset15", "mine"]),
-     "device": st.sampled_from(["cpu", "cuda"]),
-     "verdict": st.sampled_from(["match", "deviation", "convention", "nan-mismatch", "crash", "error", "unsupported"])},
-    optional={"pytest_id": st.text(max_size=20), "version": st.text(max_size=6), "extra": JSON}), max_size=5)
+JSON = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(-(10**6), 10**6)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=8),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3),
+    max_leaves=8,
+)
+RECORDS = st.lists(
+    st.fixed_dictionaries(
+        {
+            "schema": st.integers(1, SCHEMA),
+            "case_id": st.text(min_size=1, max_size=12),
+            "backend": st.sampled_from(["torch", "keras-jax", "onnxruntime-opset15", "mine"]),
+            "device": st.sampled_from(["cpu", "cuda"]),
+            "verdict": st.sampled_from(
+                ["match", "deviation", "convention", "nan-mismatch", "crash", "error", "unsupported"]
+            ),
+        },
+        optional={"pytest_id": st.text(max_size=20), "version": st.text(max_size=6), "extra": JSON},
+    ),
+    max_size=5,
+)
 
 
 def _line(record) -> bytes:
@@ -293,9 +394,26 @@ def _readers(path: Path):
 
 def _corrupt(data: bytes, draw) -> bytes:
     i = draw(st.integers(0, len(data)))
-    junk = draw(st.one_of(st.binary(max_size=8), st.sampled_from(
-        [b"\n", b"{", b"}", b'"', b"\xff", b"[1]\n", b"null\n", b'{"schema": 99}\n', b'{"schema": "1"}\n', b"\r\n"])))
-    return data[:i] + junk + data[i + draw(st.integers(0, 4)):]
+    junk = draw(
+        st.one_of(
+            st.binary(max_size=8),
+            st.sampled_from(
+                [
+                    b"\n",
+                    b"{",
+                    b"}",
+                    b'"',
+                    b"\xff",
+                    b"[1]\n",
+                    b"null\n",
+                    b'{"schema": 99}\n',
+                    b'{"schema": "1"}\n',
+                    b"\r\n",
+                ]
+            ),
+        )
+    )
+    return data[:i] + junk + data[i + draw(st.integers(0, 4)) :]
 
 
 @SETTINGS
@@ -312,6 +430,7 @@ def test_corrupted_or_garbage_results_load_or_raise_the_documented_error(work, r
 
 
 # ---------------------------------------------------------------- baselines
+
 
 @SETTINGS
 @given(RECORDS, st.data())
@@ -334,7 +453,7 @@ def test_a_baseline_cut_anywhere_loads_its_whole_lines_or_is_a_baseline_error(wo
         assert f"baseline.jsonl:{full + 1}: not JSON" in str(e) and "truncated?" in str(e)
         return
     assert not tail or complete, "a line cut short loaded"
-    kept = [json.loads(line) for line in lines[:full + complete]]
+    kept = [json.loads(line) for line in lines[: full + complete]]
     assert set(loaded) == {(e["case_id"], e["backend"], e["device"]) for e in kept}
 
 
@@ -345,9 +464,14 @@ def test_a_corrupted_baseline_loads_or_is_a_baseline_error(work, records, data):
     shutil.rmtree(root, ignore_errors=True)
     folder = baseline.save("b", str(_results_file(work, _jsonl(records))), root=root)
     target = folder / data.draw(st.sampled_from(["baseline.jsonl", "meta.json"]))
-    raw = data.draw(st.one_of(st.builds(lambda: None), st.binary(max_size=120),
-                              JSON.map(lambda v: json.dumps(v).encode()),
-                              st.integers(-3, 10**6).map(lambda s: json.dumps({"schema": s}).encode())))
+    raw = data.draw(
+        st.one_of(
+            st.builds(lambda: None),
+            st.binary(max_size=120),
+            JSON.map(lambda v: json.dumps(v).encode()),
+            st.integers(-3, 10**6).map(lambda s: json.dumps({"schema": s}).encode()),
+        )
+    )
     target.write_bytes(_corrupt(target.read_bytes(), data.draw) if raw is None else raw)
     try:
         baseline.load("b", root=root)

@@ -15,7 +15,7 @@ from localization_score import PLANTS, judge_plant, outcome, pool_and_backends
 # turns its test red until it leaves this table.
 _FINGERPRINT_GAPS = {
     "half-reductions": "float32 terms with float16 accumulators vs float16 terms with float32 "
-                       "accumulators: both within rounding, ulp distance does not separate them",
+    "accumulators: both within rounding, ulp distance does not separate them",
     "welford-f16": "Welford in float16 is not told apart from float16 accumulation by ulp distance",
 }
 
@@ -32,8 +32,10 @@ def test_planted_fault_is_detected_and_localized(planted, plant):
     record = judge_plant(plant, *planted)
     o = outcome(plant, record)
     assert o["detected"], f"{plant}: verdict {record['verdict']}"
-    assert o["localized"], f"{plant}: stage {o['stage']} ({o['how']}), planted in {PLANTS[plant][1]}; " \
-                           f"probes {record['localization']['probes']}"
+    assert o["localized"], (
+        f"{plant}: stage {o['stage']} ({o['how']}), planted in {PLANTS[plant][1]}; "
+        f"probes {record['localization']['probes']}"
+    )
     probes = record["localization"]["probes"]
     assert all(("ran" in p and ("verdict" in p if p["ran"] else "why" in p)) for p in probes)
     if o["fingerprinted"] is None:

@@ -28,9 +28,17 @@ def run():
     pool.close()
 
 
-CASES = [Case(shape=s, layout=l, gradients=False, offset_ratio=o, seed=i)
-         for i, (s, l, o) in enumerate([((64, 4), "channels_first", 0.0), ((8, 4, 6, 6), "channels_last", 0.0),
-                                        ((16, 3, 10), "channels_first", 1000.0), ((4, 5, 4, 4, 4), "channels_last", 1e4)])]
+CASES = [
+    Case(shape=s, layout=l, gradients=False, offset_ratio=o, seed=i)
+    for i, (s, l, o) in enumerate(
+        [
+            ((64, 4), "channels_first", 0.0),
+            ((8, 4, 6, 6), "channels_last", 0.0),
+            ((16, 3, 10), "channels_first", 1000.0),
+            ((4, 5, 4, 4, 4), "channels_last", 1e4),
+        ]
+    )
+]
 
 
 @pytest.mark.parametrize("case", CASES, ids=lambda c: c.pytest_id)

@@ -25,7 +25,9 @@ from few_ulps import assert_few_ulps  # tests/few_ulps.py
 pytestmark = pytest.mark.slow  # the error model validated on four frameworks' outputs
 
 FOUR = ("torch", "keras-tensorflow", "keras-jax", "keras-torch")
-KERAS_F64_IN_F32 = "Keras 3 on JAX/PyTorch computes float64 BatchNorm in float32 (result_type(float64, float32) == float32)"
+KERAS_F64_IN_F32 = (
+    "Keras 3 on JAX/PyTorch computes float64 BatchNorm in float32 (result_type(float64, float32) == float32)"
+)
 
 
 @pytest.fixture(scope="module")
@@ -40,10 +42,17 @@ def pool():
 
 
 def _well_conditioned(dtype):
-    shapes = [((32, 4), "channels_first"), ((8, 4, 12), "channels_last"), ((4, 4, 6, 6), "channels_first"),
-              ((4, 4, 6, 6), "channels_last"), ((2, 4, 3, 4, 4), "channels_last")]
-    return [Case(group="validation", shape=s, layout=l, dtype=dtype, train_steps=3, seed=i)
-            for i, (s, l) in enumerate(shapes)]
+    shapes = [
+        ((32, 4), "channels_first"),
+        ((8, 4, 12), "channels_last"),
+        ((4, 4, 6, 6), "channels_first"),
+        ((4, 4, 6, 6), "channels_last"),
+        ((2, 4, 3, 4, 4), "channels_last"),
+    ]
+    return [
+        Case(group="validation", shape=s, layout=l, dtype=dtype, train_steps=3, seed=i)
+        for i, (s, l) in enumerate(shapes)
+    ]
 
 
 def _observe(pool, backend_name, case):
@@ -57,8 +66,10 @@ def _observe(pool, backend_name, case):
 
 
 def _params(backends, xfail=()):
-    return [pytest.param(b, marks=pytest.mark.xfail(reason=KERAS_F64_IN_F32, strict=False)) if b in xfail else b
-            for b in backends]
+    return [
+        pytest.param(b, marks=pytest.mark.xfail(reason=KERAS_F64_IN_F32, strict=False)) if b in xfail else b
+        for b in backends
+    ]
 
 
 @pytest.mark.parametrize("backend", _params(FOUR, xfail=("keras-jax", "keras-torch")))

@@ -30,7 +30,7 @@ FEW_ULPS = 32
 # Values exact in float32, so that the ONNX float attributes and tf_keras's
 # float32 decay (1 - momentum) change nothing: the float64 check is of the
 # networks, not of those known hyperparameter findings.
-EXACT = dict(eps=2.0 ** -17, momentum=0.875)
+EXACT = dict(eps=2.0**-17, momentum=0.875)
 
 
 def _case(network="bn_before_relu", **kw) -> ModelCase:
@@ -59,13 +59,16 @@ def test_models_suite_loads_and_is_listed():
     assert ["models", str(len(cases)), "cases"] in [line.split() for line in out.stdout.splitlines()]
 
 
-@pytest.mark.parametrize("body, field", [
-    ('[[model]]\nname = "a"\nnetworks = ["bn_chain"]\n', "networks"),
-    ('[[model]]\nname = "a"\n[model.axes]\nnetwork = ["bn_chain", "nope"]\n', "network"),
-    ('[[model]]\nname = "a"\nbatch = 1\n', "batch"),
-    ('[defaults]\nmomentum = 2\n[[model]]\nname = "a"\n', "momentum"),
-    ('extra = 1\n[[model]]\nname = "a"\n', "extra"),
-])
+@pytest.mark.parametrize(
+    "body, field",
+    [
+        ('[[model]]\nname = "a"\nnetworks = ["bn_chain"]\n', "networks"),
+        ('[[model]]\nname = "a"\n[model.axes]\nnetwork = ["bn_chain", "nope"]\n', "network"),
+        ('[[model]]\nname = "a"\nbatch = 1\n', "batch"),
+        ('[defaults]\nmomentum = 2\n[[model]]\nname = "a"\n', "momentum"),
+        ('extra = 1\n[[model]]\nname = "a"\n', "extra"),
+    ],
+)
 def test_malformed_model_catalogue_names_file_and_field(tmp_path, body, field):
     path = tmp_path / "mine.toml"
     path.write_text(body)
@@ -81,7 +84,7 @@ def _torch_functional(case, inputs) -> dict:
     into the running variance (PyTorch's convention)."""
     torch = pytest.importorskip("torch")
     F = torch.nn.functional
-    t = (lambda name: torch.from_numpy(inputs[name]).clone())
+    t = lambda name: torch.from_numpy(inputs[name]).clone()
     stats = {bn: (t(f"{bn}.running_mean"), t(f"{bn}.running_var")) for bn in case.spec.batchnorms}
     out = {}
     for k, step in enumerate(case.steps):
@@ -91,8 +94,15 @@ def _torch_functional(case, inputs) -> dict:
             if layer.op == "conv":
                 y = F.conv2d(a, p("weight"), p("bias"), padding=1)
             elif layer.op == "bn":
-                y = F.batch_norm(a, *stats[layer.name], p("gamma"), p("beta"), training=step != "eval",
-                                 momentum=1 - case.momentum, eps=case.eps)
+                y = F.batch_norm(
+                    a,
+                    *stats[layer.name],
+                    p("gamma"),
+                    p("beta"),
+                    training=step != "eval",
+                    momentum=1 - case.momentum,
+                    eps=case.eps,
+                )
             elif layer.op == "relu":
                 y = F.relu(a)
             elif layer.op == "maxpool":
@@ -145,7 +155,7 @@ def test_gain_bounds_a_correct_layers_propagation(network, train):
     inputs = inputs_mod.generate(case)
     run = oracle.forward(case, inputs)
     (step,) = case.steps
-    f64 = (lambda name: inputs[name].astype(np.float64))
+    f64 = lambda name: inputs[name].astype(np.float64)
     rng = np.random.default_rng(0)
     for layer in case.spec.layers:
         src = layer.inputs[0]
@@ -155,10 +165,16 @@ def test_gain_bounds_a_correct_layers_propagation(network, train):
             e, dy = _perturbed(layer, x, f64(f"{layer.name}.weight"), 1e-3)
             assert metrics.delta(dy, 0) == pytest.approx(gain * metrics.delta(e, 0), rel=1e-9), layer.name
         elif layer.op == "bn":
-            p = (lambda name: f64(f"{layer.name}.{name}"))
-            bn = ((lambda z: ref.train_forward(z, p("gamma"), p("beta"), case.eps)["y"]) if train else
-                  (lambda z: ref.eval_forward(z, p("running_mean"), p("running_var"), p("gamma"), p("beta"),
-                                              case.eps)["y"]))
+            p = lambda name: f64(f"{layer.name}.{name}")
+            bn = (
+                (lambda z: ref.train_forward(z, p("gamma"), p("beta"), case.eps)["y"])
+                if train
+                else (
+                    lambda z: ref.eval_forward(z, p("running_mean"), p("running_var"), p("gamma"), p("beta"), case.eps)[
+                        "y"
+                    ]
+                )
+            )
             for c in range(x.shape[1]):  # the deviation in one channel, then in all
                 for e in (np.zeros_like(x), rng.normal(0, 1e-6, x.shape)):
                     e[:, c] = rng.normal(0, 1e-6, e[:, c].shape)
@@ -169,8 +185,8 @@ def test_gain_bounds_a_correct_layers_propagation(network, train):
 # ---- δ, R and the introducing layers ---------------------------------------------------
 def test_delta_and_rate_by_hand():
     assert metrics.delta([1.0, 2.0, 3.0], [1.0, 2.0, 5.0]) == pytest.approx(2 / 3)
-    assert metrics.rate(3e-7, 1e-7) == pytest.approx(1.0)        # (3e-7 - 1e-7) / (1e-7 + 1e-7)
-    assert metrics.rate(1e-7, 0.0) == pytest.approx(1.0)         # ε = 1e-7 when the input agrees
+    assert metrics.rate(3e-7, 1e-7) == pytest.approx(1.0)  # (3e-7 - 1e-7) / (1e-7 + 1e-7)
+    assert metrics.rate(1e-7, 0.0) == pytest.approx(1.0)  # ε = 1e-7 when the input agrees
     assert metrics.rate(0.5e-7, 1e-7) == pytest.approx(-0.25)
     assert metrics.rate(math.inf, 1.0) == math.inf and math.isnan(metrics.rate(1.0, math.nan))
     assert metrics.third_quartile([5, 1, 4, 2, 3, math.inf]) == 4.0
@@ -182,8 +198,18 @@ def test_layer_map_by_hand():
     exceeds its largest input's."""
     case = _case("residual_block", train_steps=0)
     shapes = case.spec.shapes(case.batch)
-    offsets = {"conv0": 0, "bn0": 0, "relu0": 0, "conv1": 1e-3, "bn1": 1e-3, "relu1": 5e-4,
-               "conv2": 5e-4, "bn2": 2e-3, "add": 2e-3, "relu2": 3e-3}
+    offsets = {
+        "conv0": 0,
+        "bn0": 0,
+        "relu0": 0,
+        "conv1": 1e-3,
+        "bn1": 1e-3,
+        "relu1": 5e-4,
+        "conv2": 5e-4,
+        "bn2": 2e-3,
+        "add": 2e-3,
+        "relu2": 3e-3,
+    }
     expected = {f"eval.{n}": np.zeros(shapes[n]) for n in offsets}
     actual = {k: v + offsets[k.split(".")[1]] for k, v in expected.items()}
     keys = list(expected)
@@ -197,13 +223,13 @@ def test_layer_map_by_hand():
     for e in layers.values():  # R > its threshold exactly when δ > bound
         assert e["introduces"] == (e["R"] > e["R_threshold"]) == (e["delta"] > e["bound"])
     # rounding enters the bound: SAFETY * u * local
-    run.local["eval.relu2"] = 1e-3 / (metrics.SAFETY * 2.0 ** -24) * 1.01
+    run.local["eval.relu2"] = 1e-3 / (metrics.SAFETY * 2.0**-24) * 1.01
     layers = metrics.layer_map(case, actual, expected, run)["eval"]
     assert not layers["relu2"]["introduces"] and layers["relu2"]["ratio"] < 1
     # float64: the oracle rounds at the backend's u too, so both sides are charged
     f64 = _case("residual_block", train_steps=0, dtype="float64")
     for factor, introduces in ((0.99, True), (1.01, False)):
-        run.local["eval.relu2"] = 1e-3 / (2 * metrics.SAFETY * 2.0 ** -53) * factor
+        run.local["eval.relu2"] = 1e-3 / (2 * metrics.SAFETY * 2.0**-53) * factor
         assert metrics.layer_map(f64, actual, expected, run)["eval"]["relu2"]["introduces"] == introduces
 
 
@@ -231,16 +257,20 @@ def _weight(layer):
 
         with torch.no_grad():
             m.blocks[layer].weight[0].mul_(1 + 1e-3)
+
     return perturb
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
-@pytest.mark.parametrize("network, fault, where", [
-    ("bn_before_relu", _eps("bn2"), {"train0.bn2", "train1.bn2", "eval.bn2"}),
-    ("bn_chain", _eps("bn2"), {"train0.bn2", "train1.bn2", "eval.bn2"}),
-    ("residual_block", _weight("conv1"), {"train0.conv1", "train1.conv1", "eval.conv1"}),
-    ("bn_chain", _momentum("bn4"), {"eval.bn4"}),  # the running statistics only show in eval
-])
+@pytest.mark.parametrize(
+    "network, fault, where",
+    [
+        ("bn_before_relu", _eps("bn2"), {"train0.bn2", "train1.bn2", "eval.bn2"}),
+        ("bn_chain", _eps("bn2"), {"train0.bn2", "train1.bn2", "eval.bn2"}),
+        ("residual_block", _weight("conv1"), {"train0.conv1", "train1.conv1", "eval.conv1"}),
+        ("bn_chain", _momentum("bn4"), {"eval.bn4"}),  # the running statistics only show in eval
+    ],
+)
 def test_planted_fault_is_localized_by_R(network, fault, where, dtype):
     pytest.importorskip("torch")
     case = _case(network, dtype=dtype)
@@ -276,8 +306,17 @@ def test_a_backend_is_held_to_its_declared_conventions():
 
 
 # ---- every framework adapter builds the same network ------------------------------------------
-ADAPTERS = ["torch", "keras-tensorflow", "keras-jax", "keras-torch", "tf-keras", "flax-linen", "flax-nnx",
-            "tf-nn", "onnx-reference-torch-export"]
+ADAPTERS = [
+    "torch",
+    "keras-tensorflow",
+    "keras-jax",
+    "keras-torch",
+    "tf-keras",
+    "flax-linen",
+    "flax-nnx",
+    "tf-nn",
+    "onnx-reference-torch-export",
+]
 # Keras 3 on JAX and on PyTorch: BatchNormalization computes a float64 layer in float32 (found by this suite
 # and by the BatchNorm suite); the conv, dense and pooling layers around it are float64.
 FLOAT32_BN = {"keras-jax", "keras-torch"}
@@ -301,8 +340,9 @@ def test_adapter_float64_matches_the_oracle_within_few_ulps(pool, name):
         pytest.skip(backend.available())
     worst = {}
     for network in NETWORKS:
-        case = ModelCase(network=network, dtype="float64", batch=4, train_steps=0 if backend.model_train else 1,
-                         **EXACT)
+        case = ModelCase(
+            network=network, dtype="float64", batch=4, train_steps=0 if backend.model_train else 1, **EXACT
+        )
         inputs = inputs_mod.generate(case)
         outcome = p.worker(name).run_model(case, inputs, "cpu", 300)
         assert outcome.status == "ok", outcome.message
@@ -326,9 +366,31 @@ def test_models_suite_end_to_end(tmp_path):
         pytest.skip("needs torch and keras")
     backends = ["torch", "keras-tensorflow", "torch-wrong-eps"]
     proc = subprocess.run(
-        [sys.executable, "-m", "crossbn", "run", "--no-conventions", "--suite", "models", "--backends", ",".join(backends),
-         "--backend-module", FAULTS, "-n", "0", "--out", str(tmp_path), "--", "-k", "bn_before_relu or bn_chain"],
-        capture_output=True, text=True, timeout=600, env={**os.environ, "KERAS_BACKEND": "tensorflow"})
+        [
+            sys.executable,
+            "-m",
+            "crossbn",
+            "run",
+            "--no-conventions",
+            "--suite",
+            "models",
+            "--backends",
+            ",".join(backends),
+            "--backend-module",
+            FAULTS,
+            "-n",
+            "0",
+            "--out",
+            str(tmp_path),
+            "--",
+            "-k",
+            "bn_before_relu or bn_chain",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, "KERAS_BACKEND": "tensorflow"},
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     records = read(tmp_path / "results.jsonl")
     cases = [c for c in load_suite("models") if c.network in ("bn_before_relu", "bn_chain")]
@@ -346,8 +408,12 @@ def test_models_suite_end_to_end(tmp_path):
                 assert {"delta", "delta_pre", "R", "introduces", "dtype", "shape", "max_abs"} <= set(e)
                 assert e["dtype"] == case.dtype
         # against the oracle the verdict rests on: the declared conventions', where compared
-        hits = {f"{s}.{n}" for s, entries in r["layers"].items() for n, e in entries.items()
-                if e.get("convention", e)["introduces"]}
+        hits = {
+            f"{s}.{n}"
+            for s, entries in r["layers"].items()
+            for n, e in entries.items()
+            if e.get("convention", e)["introduces"]
+        }
         last_bn = case.spec.batchnorms[-1]
         if r["backend"] == "torch-wrong-eps":
             assert r["verdict"] == "deviation" and last_bn in r["reason"]

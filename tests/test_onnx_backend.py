@@ -30,7 +30,7 @@ REF = ("onnx-reference-opset9", "onnx-reference-opset14", "onnx-reference-opset1
 ALL = ORT + REF
 # the reference evaluator's opset-9 kernel has no training mode and a wrong inference output (see below)
 SOUND = tuple(b for b in ALL if b != "onnx-reference-opset9")
-EXACT = dict(eps=2.0 ** -17, momentum=0.875)  # exact in float32
+EXACT = dict(eps=2.0**-17, momentum=0.875)  # exact in float32
 GRADS = ("dx", "dgamma", "dbeta")
 
 
@@ -63,9 +63,11 @@ def _ok(rec):
 @pytest.mark.parametrize("backend", SOUND)
 def test_eval_agrees_with_the_oracle(env, backend, dtype):
     _, _, run = env
-    for case in (_case(shape=(16, 4), dtype=dtype, train_steps=0),
-                 _case(shape=(2, 3, 4, 5), layout="channels_last", dtype=dtype, train_steps=0, seed=1),
-                 _case(shape=(4, 3, 5), dtype=dtype, train_steps=0, affine=False, seed=2)):
+    for case in (
+        _case(shape=(16, 4), dtype=dtype, train_steps=0),
+        _case(shape=(2, 3, 4, 5), layout="channels_last", dtype=dtype, train_steps=0, seed=1),
+        _case(shape=(4, 3, 5), dtype=dtype, train_steps=0, affine=False, seed=2),
+    ):
         rec = run(backend, case)
         assert rec["verdict"] == "match", _ok(rec)
         assert list(rec["observables"]) == ["eval.y"]
@@ -74,8 +76,10 @@ def test_eval_agrees_with_the_oracle(env, backend, dtype):
 @pytest.mark.parametrize("backend", SOUND)
 def test_training_updates_the_running_statistics(env, backend):
     _, _, run = env
-    for case in (_case(shape=(8, 3, 6), layout="channels_last", dtype="float64", train_steps=3, seed=3),
-                 _case(shape=(4, 3, 5, 5), dtype="float32", train_steps=2, seed=4)):
+    for case in (
+        _case(shape=(8, 3, 6), layout="channels_last", dtype="float64", train_steps=3, seed=3),
+        _case(shape=(4, 3, 5, 5), dtype="float32", train_steps=2, seed=4),
+    ):
         rec = run(backend, case)
         assert rec["verdict"] == "match", _ok(rec)
         for step in [f"train{k}" for k in range(case.train_steps)]:
@@ -173,11 +177,14 @@ def test_no_gradients_and_why(env, backend):
     assert {"train0.y", "train0.running_mean", "eval.y"} <= set(rec["observables"])
 
 
-@pytest.mark.parametrize("backend,dtype,why", [
-    ("onnxruntime-opset15", "bfloat16", "no bfloat16 BatchNormalization kernel"),
-    ("onnxruntime-torch-export", "bfloat16", "no bfloat16 BatchNormalization kernel"),
-    ("onnx-reference-opset9", "bfloat16", "BatchNormalization-9 allows float16, float and double only"),
-])
+@pytest.mark.parametrize(
+    "backend,dtype,why",
+    [
+        ("onnxruntime-opset15", "bfloat16", "no bfloat16 BatchNormalization kernel"),
+        ("onnxruntime-torch-export", "bfloat16", "no bfloat16 BatchNormalization kernel"),
+        ("onnx-reference-opset9", "bfloat16", "BatchNormalization-9 allows float16, float and double only"),
+    ],
+)
 def test_unsupported_dtype_is_recorded_with_reason(env, backend, dtype, why):
     _, pool, run = env
     rec = run(backend, _case(shape=(16, 4), dtype=dtype))

@@ -24,8 +24,13 @@ EACH = ("--diagnosis", "each")
 def crossbn(*args, env=None, timeout=900):
     if args[:1] == ("run",):  # the conventions a run observes after its tests: tested in test_report.py
         args = ("run", "--no-conventions", *args[1:])
-    return subprocess.run([sys.executable, "-m", "crossbn", *args], capture_output=True, text=True,
-                          timeout=timeout, env={**os.environ, **(env or {})})
+    return subprocess.run(
+        [sys.executable, "-m", "crossbn", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, **(env or {})},
+    )
 
 
 @pytest.fixture(scope="module")
@@ -33,17 +38,24 @@ def smoke_runs(built_once):
     """The smoke suite on the four foundation backends, with -n 2 and with
     -n 0: each run's folder and its process, made once for the session's
     workers."""
+
     def build(root):
         for n in ("2", "0"):
-            proc = crossbn("run", "--suite", "smoke", "--backends", ",".join(FOUR), "-n", n,
-                           "--out", str(root / f"n{n}"), *EACH)
+            proc = crossbn(
+                "run", "--suite", "smoke", "--backends", ",".join(FOUR), "-n", n, "--out", str(root / f"n{n}"), *EACH
+            )
             assert proc.returncode == 0, proc.stdout + proc.stderr
-            (root / f"n{n}.json").write_text(json.dumps({"args": proc.args, "returncode": proc.returncode,
-                                                         "stdout": proc.stdout, "stderr": proc.stderr}))
+            (root / f"n{n}.json").write_text(
+                json.dumps(
+                    {"args": proc.args, "returncode": proc.returncode, "stdout": proc.stdout, "stderr": proc.stderr}
+                )
+            )
 
     root = built_once("plugin-smoke-runs", build)
-    return {n: (root / f"n{n}", subprocess.CompletedProcess(**json.loads((root / f"n{n}.json").read_text())))
-            for n in ("2", "0")}
+    return {
+        n: (root / f"n{n}", subprocess.CompletedProcess(**json.loads((root / f"n{n}.json").read_text())))
+        for n in ("2", "0")
+    }
 
 
 @pytest.mark.slow
@@ -133,8 +145,20 @@ def test_two_shards_merged_give_the_results_of_one_run(smoke_runs, tmp_path):
     parts = []
     for k, n in (("1", "2"), ("2", "0")):
         d = tmp_path / f"shard{k}"
-        proc = crossbn("run", "--suite", "smoke", "--backends", ",".join(FOUR), "-n", n, "--shard", f"{k}/2",
-                       "--out", str(d), *EACH)
+        proc = crossbn(
+            "run",
+            "--suite",
+            "smoke",
+            "--backends",
+            ",".join(FOUR),
+            "-n",
+            n,
+            "--shard",
+            f"{k}/2",
+            "--out",
+            str(d),
+            *EACH,
+        )
         assert proc.returncode == 0, proc.stdout + proc.stderr
         parts.append({(r["case_id"], r["backend"]) for r in read(d / "results.jsonl")})
         assert json.loads((d / "run.json").read_text())["shard"] == f"{k}/2"
@@ -147,8 +171,22 @@ def test_two_shards_merged_give_the_results_of_one_run(smoke_runs, tmp_path):
 @pytest.mark.slow  # a real framework's worker (Keras, PyTorch): 4-6 s
 def test_header_names_versions_and_failure_names_case_observable_ratio(tmp_path):
     env = {"CROSSBN_SUITE": "smoke", "CROSSBN_BACKENDS": "keras-jax", "CROSSBN_OUT": str(tmp_path)}
-    proc = subprocess.run([sys.executable, "-m", "pytest", "--pyargs", "crossbn.conformance", "-p", "no:cacheprovider",
-                           "-k", "smoke-f64-16x4"], capture_output=True, text=True, env={**os.environ, **env})
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "--pyargs",
+            "crossbn.conformance",
+            "-p",
+            "no:cacheprovider",
+            "-k",
+            "smoke-f64-16x4",
+        ],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **env},
+    )
     assert "crossbn: suite smoke" in proc.stdout and "keras-jax" in proc.stdout and "jax 0." in proc.stdout
     records = read(tmp_path / "results.jsonl")
     assert len(records) == 1
@@ -166,15 +204,18 @@ def test_user_backend_module_through_env(tmp_path):
     assert verdicts <= {"match", "unsupported"} and "match" in verdicts
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--backends", "nosuch"], "unknown backend(s) nosuch"),
-    (["--devices", "tpu"], "unknown device(s) tpu; known: cpu, cuda"),
-    (["--suite", "nosuchsuite"], "unknown suite 'nosuchsuite'"),
-    (["--timeout", "-1"], "--crossbn-timeout: must be a positive number of seconds, got '-1'"),
-    (["--timeout", "soon"], "--crossbn-timeout: must be a positive number of seconds, got 'soon'"),
-    (["--shard", "3/2"], "--crossbn-shard: '3/2': K must be between 1 and N (got shard 3 of 2)"),
-    (["--shard", "half"], "--crossbn-shard: 'half' is not K/N"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--backends", "nosuch"], "unknown backend(s) nosuch"),
+        (["--devices", "tpu"], "unknown device(s) tpu; known: cpu, cuda"),
+        (["--suite", "nosuchsuite"], "unknown suite 'nosuchsuite'"),
+        (["--timeout", "-1"], "--crossbn-timeout: must be a positive number of seconds, got '-1'"),
+        (["--timeout", "soon"], "--crossbn-timeout: must be a positive number of seconds, got 'soon'"),
+        (["--shard", "3/2"], "--crossbn-shard: '3/2': K must be between 1 and N (got shard 3 of 2)"),
+        (["--shard", "half"], "--crossbn-shard: 'half' is not K/N"),
+    ],
+)
 def test_bad_options_exit_2_with_a_clear_message(tmp_path, args, message):
     proc = crossbn("run", "-n", "0", "--out", str(tmp_path), *args)
     assert proc.returncode == 2
@@ -193,9 +234,22 @@ def test_strict_exit_code(tmp_path):
     env = {"CROSSBN_BACKEND_MODULE": MODULE}
     suite = tmp_path / "offset.toml"
     suite.write_text("[[group]]\nname = 'far'\nshape = [64, 4, 8]\noffset_ratio = 1000.0\ngradients = false\n")
-    lax = crossbn("run", "--suite", str(suite), "--backends", "numpy-onepass", "-n", "0", "--out", str(tmp_path / "a"), env=env)
-    strict = crossbn("run", "--suite", str(suite), "--backends", "numpy-onepass", "-n", "0", "--out",
-                     str(tmp_path / "b"), "--strict", env=env)
+    lax = crossbn(
+        "run", "--suite", str(suite), "--backends", "numpy-onepass", "-n", "0", "--out", str(tmp_path / "a"), env=env
+    )
+    strict = crossbn(
+        "run",
+        "--suite",
+        str(suite),
+        "--backends",
+        "numpy-onepass",
+        "-n",
+        "0",
+        "--out",
+        str(tmp_path / "b"),
+        "--strict",
+        env=env,
+    )
     assert lax.returncode == 0 and strict.returncode == 1
     assert json.loads((tmp_path / "b" / "results.jsonl").read_text())["verdict"] == "deviation"
 
@@ -204,8 +258,12 @@ def test_a_new_run_replaces_an_old_one_in_the_same_folder(tmp_path):
     env = {"CROSSBN_BACKEND_MODULE": MODULE}
     one = tmp_path / "one.toml"
     one.write_text("[[group]]\nname = 'one'\nshape = [8, 3]\ngradients = false\n")
-    first = crossbn("run", "--suite", "smoke", "--backends", "numpy-twopass", "-n", "2", "--out", str(tmp_path / "d"), env=env)
-    second = crossbn("run", "--suite", str(one), "--backends", "numpy-twopass", "-n", "0", "--out", str(tmp_path / "d"), env=env)
+    first = crossbn(
+        "run", "--suite", "smoke", "--backends", "numpy-twopass", "-n", "2", "--out", str(tmp_path / "d"), env=env
+    )
+    second = crossbn(
+        "run", "--suite", str(one), "--backends", "numpy-twopass", "-n", "0", "--out", str(tmp_path / "d"), env=env
+    )
     assert first.returncode == second.returncode == 0
     records = read(tmp_path / "d" / "results.jsonl")
     assert [r["group"] for r in records] == ["one"]
@@ -220,12 +278,32 @@ def test_faulty_backend_does_not_end_the_run(tmp_path):
     faults = _import_file(MODULE).FAULTS
     suite = tmp_path / "faults.toml"
     seeds = [1, *faults, 2]
-    suite.write_text(f"[[group]]\nname = 'faults'\nshape = [8, 3]\ngradients = false\n"
-                     f"[group.axes]\nseed = {seeds}\n")
-    proc = crossbn("run", "--suite", str(suite), "--backends", "numpy-faulty", "-n", "2", "--timeout", "5",
-                   "--out", str(tmp_path / "out"), env={"CROSSBN_BACKEND_MODULE": MODULE})
+    suite.write_text(f"[[group]]\nname = 'faults'\nshape = [8, 3]\ngradients = false\n[group.axes]\nseed = {seeds}\n")
+    proc = crossbn(
+        "run",
+        "--suite",
+        str(suite),
+        "--backends",
+        "numpy-faulty",
+        "-n",
+        "2",
+        "--timeout",
+        "5",
+        "--out",
+        str(tmp_path / "out"),
+        env={"CROSSBN_BACKEND_MODULE": MODULE},
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     verdicts = {r["case"]["seed"]: r["verdict"] for r in read(tmp_path / "out" / "results.jsonl")}
-    expected = {"abort": "crash", "segfault": "crash", "exit": "crash", "hard-exit": "crash", "hang": "timeout",
-                "raise": "error", "wrong-shape": "error", "wrong-dtype": "error", "not-arrays": "error"}
+    expected = {
+        "abort": "crash",
+        "segfault": "crash",
+        "exit": "crash",
+        "hard-exit": "crash",
+        "hang": "timeout",
+        "raise": "error",
+        "wrong-shape": "error",
+        "wrong-dtype": "error",
+        "not-arrays": "error",
+    }
     assert verdicts == {1: "match", 2: "match", **{s: expected[f] for s, f in faults.items()}}

@@ -21,8 +21,10 @@ MODULES = [str(HERE / "backends" / "numpy_variants.py"), str(HERE / "backends" /
 # numpy-twopass: float32 only, so 3 matches and 3 unsupported (skips); planted-mean: 6 deviations
 BACKENDS = "numpy-twopass,planted-mean"
 TOTAL, FAILED, PASSED, SKIPPED = 12, 6, 3, 3
-SUITE = ("[[group]]\nname = 'tiny'\nshape = [8, 3]\ngradients = false\n"
-         "[group.axes]\nseed = [1, 2, 3]\ndtype = ['float32', 'float64']\n")
+SUITE = (
+    "[[group]]\nname = 'tiny'\nshape = [8, 3]\ngradients = false\n"
+    "[group.axes]\nseed = [1, 2, 3]\ndtype = ['float32', 'float64']\n"
+)
 PLAIN = re.compile(r"^crossbn: (\d+)/(\d+) done \((\d+)%\), (\d+) findings?, (\S+) elapsed(?:, ~(\S+) left)?$")
 LETTERS = re.compile(r"^[.sFEx]+\s*(\[.*\])?$")  # pytest's ".s.sFF   [12/12]"
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
@@ -38,15 +40,23 @@ class Clock:
 
 def report(nodeid, when="call", outcome="passed", verdict=None):
     props = [("crossbn", {"verdict": verdict})] if verdict else []
-    return SimpleNamespace(nodeid=nodeid, when=when, outcome=outcome, passed=outcome == "passed",
-                           user_properties=props)
+    return SimpleNamespace(nodeid=nodeid, when=when, outcome=outcome, passed=outcome == "passed", user_properties=props)
 
 
 # -- the line and its clock --------------------------------------------------
 
+
 def test_clock_text():
-    assert [clock_text(s) for s in (0, 5.4, 45, 60, 100, 3599, 3600, 3723)] == \
-        ["0:00", "0:05", "0:45", "1:00", "1:40", "59:59", "1:00:00", "1:02:03"]
+    assert [clock_text(s) for s in (0, 5.4, 45, 60, 100, 3599, 3600, 3723)] == [
+        "0:00",
+        "0:05",
+        "0:45",
+        "1:00",
+        "1:40",
+        "59:59",
+        "1:00:00",
+        "1:02:03",
+    ]
 
 
 def test_plain_line():
@@ -60,14 +70,14 @@ def test_tally_counts_each_test_once_and_findings_from_verdicts():
     t = Tally(clock)
     t.total = 6
     assert t.remaining() is None  # nothing done yet: no estimate
-    assert not t.add(report("a", "setup"))                        # a passed setup: not done yet
-    assert t.add(report("a", "call", "failed", "deviation"))      # a finding
+    assert not t.add(report("a", "setup"))  # a passed setup: not done yet
+    assert t.add(report("a", "call", "failed", "deviation"))  # a finding
     assert not t.add(report("a", "teardown"))
-    assert not t.add(report("a", "teardown", "failed"))           # an error in teardown: already counted
-    assert t.add(report("b", "setup", "skipped"))                 # skipped at setup: done
-    assert t.add(report("c", "call", "skipped", "unsupported"))   # crossbn's unsupported: a skip, no finding
-    assert t.add(report("d", "call", "passed", "convention"))     # a documented difference: no finding
-    assert t.add(report("e", "???", "failed"))                    # xdist: the worker running it crashed
+    assert not t.add(report("a", "teardown", "failed"))  # an error in teardown: already counted
+    assert t.add(report("b", "setup", "skipped"))  # skipped at setup: done
+    assert t.add(report("c", "call", "skipped", "unsupported"))  # crossbn's unsupported: a skip, no finding
+    assert t.add(report("d", "call", "passed", "convention"))  # a documented difference: no finding
+    assert t.add(report("e", "???", "failed"))  # xdist: the worker running it crashed
     assert (len(t.done), t.findings) == (5, 1)
     clock.t += 10
     assert t.elapsed() == 10 and t.remaining() == pytest.approx(10 / 5 * 1)
@@ -103,9 +113,11 @@ def test_plain_lines_every_ten_seconds_on_a_long_run_and_one_at_the_end():
         p.update()
     p.stop()
     # 3 s a test: a line once 10 s have passed since the last one (t=12, 24), and the end (t=30)
-    assert lines == ["crossbn: 4/1000 done (0%), 1 finding, 0:12 elapsed, ~49:48 left",
-                     "crossbn: 8/1000 done (0%), 1 finding, 0:24 elapsed, ~49:36 left",
-                     "crossbn: 10/1000 done (1%), 1 finding, 0:30 elapsed, ~49:30 left"]
+    assert lines == [
+        "crossbn: 4/1000 done (0%), 1 finding, 0:12 elapsed, ~49:48 left",
+        "crossbn: 8/1000 done (0%), 1 finding, 0:24 elapsed, ~49:36 left",
+        "crossbn: 10/1000 done (1%), 1 finding, 0:30 elapsed, ~49:30 left",
+    ]
 
 
 def test_resolve():
@@ -117,8 +129,9 @@ def test_resolve():
 
 
 def test_letters_are_left_out_but_the_outcome_is_kept():
-    config = SimpleNamespace(getoption=lambda name, default=None: default,
-                             pluginmanager=SimpleNamespace(get_plugin=lambda name: None))
+    config = SimpleNamespace(
+        getoption=lambda name, default=None: default, pluginmanager=SimpleNamespace(get_plugin=lambda name: None)
+    )
     hooks = ProgressHooks(config, "plain")
 
     def teststatus(result):
@@ -136,17 +149,32 @@ def test_letters_are_left_out_but_the_outcome_is_kept():
 
 # -- real runs -----------------------------------------------------------------
 
+
 def _env(**extra):
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("CROSSBN_PROGRESS", "TTY_COMPATIBLE", "TTY_INTERACTIVE", "FORCE_COLOR", "CI")}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("CROSSBN_PROGRESS", "TTY_COMPATIBLE", "TTY_INTERACTIVE", "FORCE_COLOR", "CI")
+    }
     return {**env, **extra}
 
 
 def _argv(tmp_path, *args):
     suite = tmp_path / "tiny.toml"
     suite.write_text(SUITE)
-    argv = [sys.executable, "-m", "crossbn", "run", "--suite", str(suite), "--backends", BACKENDS,
-            "--out", str(tmp_path / "out"), "--no-conventions"]
+    argv = [
+        sys.executable,
+        "-m",
+        "crossbn",
+        "run",
+        "--suite",
+        str(suite),
+        "--backends",
+        BACKENDS,
+        "--out",
+        str(tmp_path / "out"),
+        "--no-conventions",
+    ]
     for m in MODULES:
         argv += ["--backend-module", m]
     return argv + list(args)
@@ -155,7 +183,9 @@ def _argv(tmp_path, *args):
 def _check_summary(text):
     assert "crossbn verdicts" in text
     # pytest's last line, e.g. "6 failed, 3 passed, 3 skipped in 1.36s" (a ", 1 warning" may come in between)
-    assert re.search(rf"^{FAILED} failed, {PASSED} passed, {SKIPPED} skipped(, \d+ warnings?)? in [\d.]+s", text, re.M), text
+    assert re.search(
+        rf"^{FAILED} failed, {PASSED} passed, {SKIPPED} skipped(, \d+ warnings?)? in [\d.]+s", text, re.M
+    ), text
 
 
 @pytest.mark.parametrize("n", ["0", pytest.param("2", marks=pytest.mark.slow)])  # -n 2 starts two xdist workers
@@ -177,8 +207,9 @@ def test_plain_progress_when_stdout_is_not_a_terminal(tmp_path, n):
 
 def test_progress_off_keeps_pytests_letters(tmp_path):
     """The check above has teeth: without progress (here from the environment) the letters are there."""
-    proc = subprocess.run(_argv(tmp_path, "-n", "0"), capture_output=True, text=True, timeout=120,
-                          env=_env(CROSSBN_PROGRESS="off"))
+    proc = subprocess.run(
+        _argv(tmp_path, "-n", "0"), capture_output=True, text=True, timeout=120, env=_env(CROSSBN_PROGRESS="off")
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert [line for line in proc.stdout.splitlines() if LETTERS.match(line)] and "[12/12]" in proc.stdout
     assert not re.search(r"^crossbn: \d+/", proc.stdout, re.M)
@@ -186,8 +217,9 @@ def test_progress_off_keeps_pytests_letters(tmp_path):
 
 
 def test_rich_forced_on_a_pipe_prints_its_final_state(tmp_path):
-    proc = subprocess.run(_argv(tmp_path, "-n", "0", "--progress", "rich"), capture_output=True, text=True,
-                          timeout=120, env=_env())
+    proc = subprocess.run(
+        _argv(tmp_path, "-n", "0", "--progress", "rich"), capture_output=True, text=True, timeout=120, env=_env()
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     final = [line for line in proc.stdout.splitlines() if f"{TOTAL}/{TOTAL}" in line]
     assert len(final) == 1 and f"{FAILED} findings" in final[0] and "elapsed" in final[0], proc.stdout
@@ -233,9 +265,9 @@ def test_rich_bar_on_a_terminal(tmp_path, n):
     text = ANSI.sub("", raw)
     assert code == 0, text
     frames = [f for f in re.split(r"[\r\n]+", text) if f.startswith("crossbn ") and "findings" in f]
-    assert frames and "━" in frames[-1], text            # auto chose rich: a bar, redrawn in place
+    assert frames and "━" in frames[-1], text  # auto chose rich: a bar, redrawn in place
     assert f"{TOTAL}/{TOTAL}" in frames[-1] and f"{FAILED} findings" in frames[-1], frames
-    assert "\r" in raw.split("crossbn verdicts")[0]       # redrawn, not printed line by line
+    assert "\r" in raw.split("crossbn verdicts")[0]  # redrawn, not printed line by line
     # nothing else written into the bar's line (pytest's letters would be: "... 0:00 elapsed.s.s")
     assert all(re.search(r"elapsed(, ~\S+ left)?$", f.rstrip()) for f in frames), frames
     assert not re.search(r"^crossbn: \d+/", text, re.M)

@@ -28,6 +28,7 @@ HALF_ULP_PLUS = Fraction(1, 2) + Fraction(1, 2**20)  # correctly rounded, up to 
 # Exact (rational) reference, plain Python, element by element
 # --------------------------------------------------------------------------
 
+
 def rows(a, axis):
     """(C, n) list of lists of Python floats: one row per channel."""
     a = np.asarray(a, dtype=np.float64)
@@ -61,28 +62,39 @@ def exact_channel(xs, eps, g, b, dys):
     dbeta = sum(DY)
     dgamma = sum(d * h for d, h in zip(DY, xh))
     dx = [G * s / n * (n * d - dbeta - h * dgamma) for d, h in zip(DY, xh)]
-    return dict(mean=m, var=var, invstd=s, x_hat=xh, y=y, dbeta=dbeta,
-                dgamma=dgamma, dx=dx, dx_eval=[d * G * s for d in DY], n=n)
+    return dict(
+        mean=m,
+        var=var,
+        invstd=s,
+        x_hat=xh,
+        y=y,
+        dbeta=dbeta,
+        dgamma=dgamma,
+        dx=dx,
+        dx_eval=[d * G * s for d in DY],
+        n=n,
+    )
 
 
 def check(computed, exact, tol, what):
     err = abs(Fraction(float(computed)) - exact)
-    assert err <= tol, f"{what}: computed {float(computed)!r}, exact {float(exact)!r}, " \
+    assert err <= tol, (
+        f"{what}: computed {float(computed)!r}, exact {float(exact)!r}, "
         f"error {float(err):.3g} > tolerance {float(tol):.3g}"
+    )
 
 
 # Shapes and channel axes of the exact tests (n = 4..8 per channel).
-EXACT_CASES = [((3, 2, 2), 1), ((3, 2, 2), -1), ((4, 3), 1), ((4, 3), -1),
-               ((2, 3, 2, 2), 1), ((2, 3, 2, 2), -1)]
+EXACT_CASES = [((3, 2, 2), 1), ((3, 2, 2), -1), ((4, 3), 1), ((4, 3), -1), ((2, 3, 2, 2), 1), ((2, 3, 2, 2), -1)]
 
 
 def make_data(kind, shape, rng):
     z = rng.standard_normal(shape)
-    if kind == "gauss":      # zero-mean: the sum cancels, mean << spread
+    if kind == "gauss":  # zero-mean: the sum cancels, mean << spread
         return z * 1.7
-    if kind == "float32":    # values a float32 framework would actually see
+    if kind == "float32":  # values a float32 framework would actually see
         return (z * 3 + 0.5).astype(np.float32).astype(np.float64)
-    if kind == "offset":     # mean >> spread
+    if kind == "offset":  # mean >> spread
         return 40.0 + z * 0.01
     raise AssertionError(kind)
 
@@ -156,13 +168,10 @@ def test_against_exact_rationals(shape, axis, affine_on, seed, kind):
         for i, (d, h) in enumerate(zip(dys, e["x_hat"])):
             nd = n * Fraction(d)
             I = nd - A - h * B
-            err_i = (U * (abs(nd) + abs(nd - A) + abs(h * B) + abs(I)) + ulp(A)
-                     + abs(h) * t_dg + abs(B) * t_xh[i])
-            check(out["dx"][c][i], e["dx"][i], slack * (abs(K) * err_i + 7 * U * abs(K * I)),
-                  f"dx[{c},{i}]")
+            err_i = U * (abs(nd) + abs(nd - A) + abs(h * B) + abs(I)) + ulp(A) + abs(h) * t_dg + abs(B) * t_xh[i]
+            check(out["dx"][c][i], e["dx"][i], slack * (abs(K) * err_i + 7 * U * abs(K * I)), f"dx[{c},{i}]")
             # eval: dx = fl(dy * fl(g * s')), s' within 4u: 6u relative.
-            check(dx_eval[c][i], e["dx_eval"][i], slack * 6 * U * abs(e["dx_eval"][i]),
-                  f"dx_eval[{c},{i}]")
+            check(dx_eval[c][i], e["dx_eval"][i], slack * 6 * U * abs(e["dx_eval"][i]), f"dx_eval[{c},{i}]")
 
 
 def test_cancelling_sum_is_exact():
@@ -183,7 +192,7 @@ def test_cancelling_sum_is_exact():
 def test_large_offset_variance():
     """1e8 + noise: the two-pass variance is exact to ulps; E[x^2]-E[x]^2 is not."""
     rng = np.random.default_rng(7)
-    x = 1e8 + rng.standard_normal((16, 3))   # channel axis -1, var ~ 1
+    x = 1e8 + rng.standard_normal((16, 3))  # channel axis -1, var ~ 1
     var = ref.batch_var(x, channel_axis=-1)
     mean = ref.batch_mean(x, channel_axis=-1)
     naive = np.mean(x * x, axis=0) - np.mean(x, axis=0) ** 2
@@ -252,13 +261,13 @@ def test_gradients_match_finite_differences(shape, axis, mode):
     for k, name in enumerate(["dx", "dgamma", "dbeta"]):
         num = fd(args, k)
         scale = max(1.0, float(np.max(np.abs(num))))
-        np.testing.assert_allclose(grads[name], num, rtol=1e-6, atol=1e-6 * scale,
-                                   err_msg=f"{mode} {name}")
+        np.testing.assert_allclose(grads[name], num, rtol=1e-6, atol=1e-6 * scale, err_msg=f"{mode} {name}")
 
 
 # --------------------------------------------------------------------------
 # Identities (property-based)
 # --------------------------------------------------------------------------
+
 
 @st.composite
 def bn_inputs(draw):
@@ -310,8 +319,7 @@ def test_identities(args):
     # The mean-rounding shift makes sum(x_hat) = n*shift instead of 0, which
     # moves sum(dx) = -K*B*sum(x_hat) and sum(dx*x_hat) by K*(|A|+2|B|)*n*shift.
     drift = np.abs(K) * (np.abs(A) + 2 * np.abs(B) * max(1, np.max(np.abs(xh)))) * n * shift
-    assert np.all(np.abs(np.sum(b["dx"], axis=red))
-                  <= 1e-12 * np.sum(terms, axis=red) + drift + 1e-300)
+    assert np.all(np.abs(np.sum(b["dx"], axis=red)) <= 1e-12 * np.sum(terms, axis=red) + drift + 1e-300)
     lhs = np.sum(b["dx"] * xh, axis=red)
     rhs = gamma * f["invstd"] * B * eps / (var + eps)
     tol = 1e-12 * (np.sum(terms * np.abs(xh), axis=red) + np.abs(rhs)) + drift + 1e-300
@@ -334,6 +342,7 @@ def test_identities(args):
 # --------------------------------------------------------------------------
 # Small stages
 # --------------------------------------------------------------------------
+
 
 def test_shape_helpers():
     assert ref.reduction_axes(4, 1) == (0, 2, 3)
@@ -373,8 +382,12 @@ def test_inverse_std_is_correctly_rounded():
 def test_unbiased_var():
     for n in (2, 3, 7, 1000):
         v = 1.2345678901234567
-        check(ref.unbiased_var(np.array([v]), n)[0], Fraction(v) * n / (n - 1),
-              2 * ulp(Fraction(v) * n / (n - 1)), f"unbiased n={n}")
+        check(
+            ref.unbiased_var(np.array([v]), n)[0],
+            Fraction(v) * n / (n - 1),
+            2 * ulp(Fraction(v) * n / (n - 1)),
+            f"unbiased n={n}",
+        )
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         out = ref.unbiased_var(np.array([2.0, 0.0]), 1)
@@ -390,8 +403,7 @@ def test_running_update():
     got = ref.running_update(old, new, m)
     for g, o, b in zip(got, old, new):
         ex = Fraction(m) * Fraction(o) + (1 - Fraction(m)) * Fraction(b)
-        check(g, ex, 3 * U * (abs(Fraction(m) * Fraction(o)) + abs((1 - Fraction(m)) * Fraction(b))),
-              "ema")
+        check(g, ex, 3 * U * (abs(Fraction(m) * Fraction(o)) + abs((1 - Fraction(m)) * Fraction(b))), "ema")
 
 
 def test_cumulative_update_is_plain_average():
@@ -417,6 +429,7 @@ def test_cumulative_update_is_plain_average():
 # Non-finite inputs and dtypes
 # --------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("axis", [1, -1])
 def test_nan_poisons_exactly_one_channel(axis):
     rng = np.random.default_rng(5)
@@ -427,8 +440,7 @@ def test_nan_poisons_exactly_one_channel(axis):
     dy = rng.standard_normal(x.shape)
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # IEEE propagation, no RuntimeWarnings
-        f = ref.train_forward(x, np.ones(x.shape[axis]), np.zeros(x.shape[axis]), 1e-5,
-                              channel_axis=axis)
+        f = ref.train_forward(x, np.ones(x.shape[axis]), np.zeros(x.shape[axis]), 1e-5, channel_axis=axis)
         b = ref.train_backward(dy, f["x_hat"], f["invstd"], None, channel_axis=axis)
     C = x.shape[axis]
     for c in range(C):
@@ -437,8 +449,8 @@ def test_nan_poisons_exactly_one_channel(axis):
             assert np.isnan(f[key][c]) == expect_nan, (key, c)
         yc = np.take(f["y"], c, axis=axis)
         dxc = np.take(b["dx"], c, axis=axis)
-        assert (np.all(np.isnan(yc)) if expect_nan else np.all(np.isfinite(yc))), c
-        assert (np.all(np.isnan(dxc)) if expect_nan else np.all(np.isfinite(dxc))), c
+        assert np.all(np.isnan(yc)) if expect_nan else np.all(np.isfinite(yc)), c
+        assert np.all(np.isnan(dxc)) if expect_nan else np.all(np.isfinite(dxc)), c
 
 
 def test_inf_gives_inf_mean_nan_var():
@@ -471,8 +483,7 @@ def test_bfloat16_input_matches_float64(axis):
     for k in b64_:
         np.testing.assert_array_equal(b16_[k], b64_[k], err_msg=k)
     # float16 / float32 inputs go through the same exact conversion.
-    np.testing.assert_array_equal(ref.batch_mean(x64.astype(np.float32), channel_axis=axis),
-                                  f64["batch_mean"])
+    np.testing.assert_array_equal(ref.batch_mean(x64.astype(np.float32), channel_axis=axis), f64["batch_mean"])
 
 
 # --------------------------------------------------------------------------
@@ -486,8 +497,14 @@ EMPTY = [((0, 3), 1), ((0, 3, 4, 4), 1), ((0, 4, 4, 3), -1)]
 def _empty(shape, axis):
     rng = np.random.default_rng(7)
     c = shape[axis]
-    return (np.zeros(shape), np.zeros(shape), rng.uniform(0.5, 1.5, c), rng.standard_normal(c),
-            rng.standard_normal(c), rng.uniform(0.5, 2.0, c))
+    return (
+        np.zeros(shape),
+        np.zeros(shape),
+        rng.uniform(0.5, 1.5, c),
+        rng.standard_normal(c),
+        rng.standard_normal(c),
+        rng.uniform(0.5, 2.0, c),
+    )
 
 
 @pytest.mark.parametrize("shape,axis", EMPTY)
@@ -556,9 +573,13 @@ def test_empty_batch_variant_formulations_agree_with_the_oracle(shape, axis, dty
         warnings.simplefilter("error")
         np.testing.assert_array_equal(var.tree_sum(x, axis, dtype), np.zeros(c))
         m = var.mean(x, axis, dtype, np.float32)
-        stats = {"mean": m, "two-pass": var.var_two_pass(x, m, axis, dtype),
-                 "one-pass": var.var_one_pass(x, m, axis, dtype),
-                 "welford mean": var.var_welford(x, axis, dtype)[0], "welford": var.var_welford(x, axis, dtype)[1]}
+        stats = {
+            "mean": m,
+            "two-pass": var.var_two_pass(x, m, axis, dtype),
+            "one-pass": var.var_one_pass(x, m, axis, dtype),
+            "welford mean": var.var_welford(x, axis, dtype)[0],
+            "welford": var.var_welford(x, axis, dtype)[1],
+        }
         invstd = var.inverse_std(stats["two-pass"], 1e-5, dtype)
         x_hat = var.normalize(x, m, invstd, axis, dtype)
         y = var.affine(x, x_hat, m, invstd, g, b, axis, dtype, folded=True)

@@ -35,9 +35,14 @@ def releases(built_once):
 def _install_both(root):
     pythons = {}
     for version in (OLD, NEW):
-        proc = subprocess.run(["sh", str(ROOT / "tools" / "release-venv"), f"keras=={version}",
-                               str(root / f"keras-{version}")], capture_output=True, text=True, timeout=300,
-                              cwd=ROOT, env={**os.environ, "PYTHON": sys.executable})
+        proc = subprocess.run(
+            ["sh", str(ROOT / "tools" / "release-venv"), f"keras=={version}", str(root / f"keras-{version}")],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            cwd=ROOT,
+            env={**os.environ, "PYTHON": sys.executable},
+        )
         if proc.returncode != 0:
             why = f"cannot install keras=={version} from PyPI: {proc.stderr.strip()[-500:]}"
             if os.environ.get("CI", "").lower() == "true":
@@ -50,10 +55,32 @@ def _install_both(root):
 def crossbn(python, out, *args):
     """crossbn run under `python`, from the project root (so that the
     release environment, which sees this one's packages, imports crossbn)."""
-    return subprocess.run([python, "-m", "crossbn", "run", "--suite", "smoke", "-n", "0", "--no-conventions",
-                           "--progress", "off", "--out", str(out), *args, "--", "-k", "f64"],
-                          capture_output=True, text=True, timeout=600, cwd=ROOT,
-                          env={k: v for k, v in os.environ.items() if not k.startswith("CROSSBN_")})
+    return subprocess.run(
+        [
+            python,
+            "-m",
+            "crossbn",
+            "run",
+            "--suite",
+            "smoke",
+            "-n",
+            "0",
+            "--no-conventions",
+            "--progress",
+            "off",
+            "--out",
+            str(out),
+            *args,
+            "--",
+            "-k",
+            "f64",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=ROOT,
+        env={k: v for k, v in os.environ.items() if not k.startswith("CROSSBN_")},
+    )
 
 
 def records(out: Path) -> list[dict]:
@@ -65,11 +92,26 @@ def test_against_a_baseline(tmp_path, releases):
     assert before.returncode == 0, before.stdout[-3000:] + before.stderr[-2000:]
     assert {r["version"] for r in records(tmp_path / "before")} == {f"keras {OLD} / jax 0.10.2"}
     assert all(r["verdict"] == "match" for r in records(tmp_path / "before"))
-    save = subprocess.run([sys.executable, "-m", "crossbn", "baseline", "save", "old", str(tmp_path / "before"),
-                           "--dir", str(tmp_path / "baselines")], capture_output=True, text=True, cwd=ROOT)
+    save = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "crossbn",
+            "baseline",
+            "save",
+            "old",
+            str(tmp_path / "before"),
+            "--dir",
+            str(tmp_path / "baselines"),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
     assert save.returncode == 0, save.stderr
-    after = crossbn(releases[NEW], tmp_path / "after", "--backends", "keras-jax",
-                    "--compare", str(tmp_path / "baselines" / "old"))
+    after = crossbn(
+        releases[NEW], tmp_path / "after", "--backends", "keras-jax", "--compare", str(tmp_path / "baselines" / "old")
+    )
     assert after.returncode == 1, after.stdout[-3000:] + after.stderr[-2000:]
     comparison = json.loads((tmp_path / "after" / "comparison.json").read_text())
     n = len(records(tmp_path / "after"))
@@ -80,8 +122,9 @@ def test_against_a_baseline(tmp_path, releases):
 
 
 def test_side_by_side(tmp_path, releases):
-    proc = crossbn(sys.executable, tmp_path / "run", "--backends",
-                   f"keras-jax@{releases[OLD]},keras-jax@{releases[NEW]}")
+    proc = crossbn(
+        sys.executable, tmp_path / "run", "--backends", f"keras-jax@{releases[OLD]},keras-jax@{releases[NEW]}"
+    )
     assert proc.returncode == 1, proc.stdout[-3000:] + proc.stderr[-2000:]
     got = records(tmp_path / "run")
     old = [r for r in got if r["backend"] == f"keras-jax@keras-{OLD}"]

@@ -28,8 +28,13 @@ MARKUP = "<script>alert('x')</script> & <img src=x onerror=alert(1)> &amp; \"' o
 
 
 def crossbn(*args, env=None, timeout=600):
-    proc = subprocess.run([sys.executable, "-m", "crossbn", *args], capture_output=True, text=True,
-                          timeout=timeout, env={**os.environ, **(env or {})})
+    proc = subprocess.run(
+        [sys.executable, "-m", "crossbn", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, **(env or {})},
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     return proc
 
@@ -44,13 +49,39 @@ def runs(built_once):
 
 def _two_runs_and_their_report(root):
     a, b, merged = root / "run-a", root / "run-b", root / "merged"
-    crossbn("run", "--suite", "smoke", "--backends", "numpy-twopass,numpy-onepass", "-n", "2", "--out", str(a),
-            "--progress", "plain", env={"CROSSBN_BACKEND_MODULE": VARIANTS})
+    crossbn(
+        "run",
+        "--suite",
+        "smoke",
+        "--backends",
+        "numpy-twopass,numpy-onepass",
+        "-n",
+        "2",
+        "--out",
+        str(a),
+        "--progress",
+        "plain",
+        env={"CROSSBN_BACKEND_MODULE": VARIANTS},
+    )
     suite = root / "hostile.toml"
-    suite.write_text("[[group]]\nname = 'offset'\nshape = [16, 3, 5]\noffset_ratio = 1000.0\n"
-                     "[group.axes]\nseed = [1, 15]\n")
-    crossbn("run", "--suite", str(suite), "--backends", "numpy-hostile", "-n", "0", "--no-conventions",
-            "--out", str(b), "--progress", "off", env={"CROSSBN_BACKEND_MODULE": HOSTILE})
+    suite.write_text(
+        "[[group]]\nname = 'offset'\nshape = [16, 3, 5]\noffset_ratio = 1000.0\n[group.axes]\nseed = [1, 15]\n"
+    )
+    crossbn(
+        "run",
+        "--suite",
+        str(suite),
+        "--backends",
+        "numpy-hostile",
+        "-n",
+        "0",
+        "--no-conventions",
+        "--out",
+        str(b),
+        "--progress",
+        "off",
+        env={"CROSSBN_BACKEND_MODULE": HOSTILE},
+    )
     proc = crossbn("report", str(a / "results.jsonl"), str(b), "--out", str(merged))
     assert str(merged / "index.html") in proc.stdout
 
@@ -83,8 +114,10 @@ def test_run_ends_with_a_report_and_its_environment(runs):
     findings = [r for r in records if r["verdict"] in ("deviation", "nan-mismatch", "error", "crash", "timeout")]
     assert findings, "the one-pass variance deviates on the smoke suite's offset cases"
     pages = sorted(p.name for p in (a / "findings").glob("*.html"))
-    groups = {(f["backend"], f["verdict"], f["case"]["dtype"], f["localization"]["stage"],
-               f["diagnosis"]["formulation"]) for f in findings}
+    groups = {
+        (f["backend"], f["verdict"], f["case"]["dtype"], f["localization"]["stage"], f["diagnosis"]["formulation"])
+        for f in findings
+    }
     assert len(pages) == len(groups) < len(findings)  # a page per root cause
     page = _Page(a / "index.html")
     text = "".join(page.text)
@@ -142,16 +175,18 @@ def test_report_folder_is_self_contained_and_movable(runs, tmp_path):
 
 
 def test_report_command_errors_name_the_source(tmp_path):
-    proc = subprocess.run([sys.executable, "-m", "crossbn", "report", str(tmp_path / "nowhere")],
-                          capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, "-m", "crossbn", "report", str(tmp_path / "nowhere")], capture_output=True, text=True
+    )
     assert proc.returncode == 2 and "nowhere: no results file" in proc.stderr
     bad = tmp_path / "bad"
     bad.mkdir()
     (bad / "results.jsonl").write_text('{"not": "a record"}\n')
     proc = subprocess.run([sys.executable, "-m", "crossbn", "report", str(bad)], capture_output=True, text=True)
     assert proc.returncode == 2 and "record 1 is not a crossbn result" in proc.stderr
-    proc = subprocess.run([sys.executable, "-m", "crossbn", "report", str(bad), str(bad)],
-                          capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, "-m", "crossbn", "report", str(bad), str(bad)], capture_output=True, text=True
+    )
     assert proc.returncode == 2 and "--out is needed" in proc.stderr
 
 
@@ -230,9 +265,25 @@ def test_network_page_in_chromium(browser, tmp_path):
     """A models-suite deviation (PyTorch with a planted eps) gets CRADLE's map."""
     pytest.importorskip("torch")
     out = tmp_path / "models"
-    crossbn("run", "--suite", "models", "--backends", "torch-wrong-eps", "--backend-module", MODEL_FAULTS,
-            "-n", "0", "--no-conventions", "--progress", "off", "--out", str(out), "--",
-            "-k", "train_eval and bn_before_relu and f32")
+    crossbn(
+        "run",
+        "--suite",
+        "models",
+        "--backends",
+        "torch-wrong-eps",
+        "--backend-module",
+        MODEL_FAULTS,
+        "-n",
+        "0",
+        "--no-conventions",
+        "--progress",
+        "off",
+        "--out",
+        str(out),
+        "--",
+        "-k",
+        "train_eval and bn_before_relu and f32",
+    )
     rec = next(r for r in read(out / "results.jsonl") if r["verdict"] == "deviation")
     page, problems = open_page(browser, out / "findings" / f"{rec['pytest_id']}--torch-wrong-eps--cpu.html")
     assert problems == []
@@ -246,10 +297,25 @@ def test_network_page_in_chromium(browser, tmp_path):
 
 def test_a_run_stopped_early_is_marked_incomplete(tmp_path):
     suite = tmp_path / "far.toml"
-    suite.write_text("[[group]]\nname = 'far'\nshape = [64, 4, 8]\noffset_ratio = 1000.0\ngradients = false\n"
-                     "[group.axes]\nseed = [1, 2, 3]\n")
-    crossbn("run", "--suite", str(suite), "--backends", "numpy-onepass", "-n", "0", "--no-conventions",
-            "--out", str(tmp_path / "x"), "--", "-x", env={"CROSSBN_BACKEND_MODULE": VARIANTS})
+    suite.write_text(
+        "[[group]]\nname = 'far'\nshape = [64, 4, 8]\noffset_ratio = 1000.0\ngradients = false\n"
+        "[group.axes]\nseed = [1, 2, 3]\n"
+    )
+    crossbn(
+        "run",
+        "--suite",
+        str(suite),
+        "--backends",
+        "numpy-onepass",
+        "-n",
+        "0",
+        "--no-conventions",
+        "--out",
+        str(tmp_path / "x"),
+        "--",
+        "-x",
+        env={"CROSSBN_BACKEND_MODULE": VARIANTS},
+    )
     info = json.loads((tmp_path / "x" / "run.json").read_text())
     assert info["complete"] is False and len(read(tmp_path / "x" / "results.jsonl")) == 1
     assert 'id="incomplete"' in (tmp_path / "x" / "index.html").read_text()

@@ -27,8 +27,9 @@ def _deviation(case: Case, backend: str = "mine") -> dict:
     bounds = {k: np.full(np.shape(v), 1e-6) for k, v in exp.items()}
     c = compare(act, exp, bounds, channel_axis=1)
     loc = {"stage": "affine output", "step": "train0", "observable": "train0.y", "how": "fit", "probes": []}
-    return make_record(case=case, backend=backend, device="cpu", verdict=c.verdict, comparison=c, localization=loc,
-                       version="1.0")
+    return make_record(
+        case=case, backend=backend, device="cpu", verdict=c.verdict, comparison=c, localization=loc, version="1.0"
+    )
 
 
 def _write(folder, records, run=None):
@@ -57,8 +58,10 @@ def test_every_verdict_and_an_older_record_render(tmp_path):
         del o["worst_elements"], o["per_channel"]
     del old["inputs"]
     old["observables"]["train0.y"]["ratio"] = "inf"
-    others = [make_record(case=Case(shape=(8, 3), seed=s), backend="mine", device="cpu", verdict=v, reason=f"{v} here")
-              for s, v in ((2, "error"), (3, "crash"), (4, "timeout"), (5, "unsupported"))]
+    others = [
+        make_record(case=Case(shape=(8, 3), seed=s), backend="mine", device="cpu", verdict=v, reason=f"{v} here")
+        for s, v in ((2, "error"), (3, "crash"), (4, "timeout"), (5, "unsupported"))
+    ]
     src = _write(tmp_path / "run", [dev, old, *others], run={"schema": 1, "suite": "x"})  # a partial run.json
     index = build([src], tmp_path / "out")
     html = index.read_text()
@@ -67,8 +70,11 @@ def test_every_verdict_and_an_older_record_render(tmp_path):
     assert len(pages_written) == 5  # deviation, old deviation, error, crash, timeout; not unsupported
     # ranking: no ratio (error, crash, timeout) first, then inf, then the finite ratio
     order = [line["verdict"] + ":" + line["backend"] for line in pages.findings([dev, old, *others])]
-    assert order[3:] == ["deviation:old", "deviation:mine"] and set(order[:3]) == {"error:mine", "crash:mine",
-                                                                                  "timeout:mine"}
+    assert order[3:] == ["deviation:old", "deviation:mine"] and set(order[:3]) == {
+        "error:mine",
+        "crash:mine",
+        "timeout:mine",
+    }
     assert 'data-sort="1e308"' in html
     page = (tmp_path / "out" / pages.page_href(dev)).read_text()
     assert 'class="chart channel-errors"' in page and 'class="chart dataflow"' in page
@@ -122,8 +128,14 @@ def test_a_page_per_root_cause_with_its_members(tmp_path):
     rep = {"how": "own"}
     conf = {"how": "confirmed", "representative": recs[0]["case_id"], "representative_test": recs[0]["pytest_id"]}
     for rec, source in zip(recs, (rep, conf, conf)):
-        rec["diagnosis"] = {"formulation": "variance=one-pass", "explains": True, "score": 0.5, "source": source,
-                            "evidence": [], "margin": 10.0}
+        rec["diagnosis"] = {
+            "formulation": "variance=one-pass",
+            "explains": True,
+            "score": 0.5,
+            "source": source,
+            "evidence": [],
+            "margin": 10.0,
+        }
     recs[2]["cross_device"] = {"against": "cpu", "verdict": "match"}
     other = _deviation(Case(shape=(8, 3), seed=9), backend="theirs")
     src = _write(tmp_path / "run", [*recs, other])

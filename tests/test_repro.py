@@ -23,7 +23,7 @@ from crossbn.spec.suites import load_suite
 
 VARIANTS = str(Path(__file__).parent / "backends" / "numpy_variants.py")
 # A real finding of the default suite: PyTorch's CPU bfloat16 BatchNorm at a
-# large mean offset (up to 143x the bound; known/frameworks.toml, torch *float16)
+# large mean offset (up to 143x the bound; crossbn/known/frameworks.toml, torch *float16)
 TORCH_BF16 = Case(shape=(8, 4, 5, 5), dtype="bfloat16", train_steps=3, offset_ratio=1e3, seed=0, group="magnitude")
 
 
@@ -42,8 +42,9 @@ def test_shrink_starts_from_the_failing_case_and_minimizes_each_field():
 
 
 def test_shrink_keeps_what_the_predicate_needs_and_stops_on_budget():
-    case = Case(shape=(16, 8, 6), train_steps=2, distribution="uniform", scale=3.0, seed=5,
-                specials=(("nan", 1, (3, 2, 1)),))
+    case = Case(
+        shape=(16, 8, 6), train_steps=2, distribution="uniform", scale=3.0, seed=5, specials=(("nan", 1, (3, 2, 1)),)
+    )
     small, _ = shrink(case, lambda c: bool(c.specials) and c.distribution == "uniform" and c.rank == 3, budget=60)
     assert small.specials and small.distribution == "uniform" and small.rank == 3
     assert small.shape == (1, 1, 1) and small.specials[0][1:] == (0, (0, 0, 0)) and len(small.steps) == 1
@@ -53,9 +54,20 @@ def test_shrink_keeps_what_the_predicate_needs_and_stops_on_budget():
 
 
 def test_case_toml_round_trips_through_the_catalogue(tmp_path):
-    case = Case(shape=(3, 2, 4), layout="channels_last", dtype="float16", eps=1e-3, momentum=0.25,
-                cumulative=True, train_steps=2, distribution="near_eps", offset_ratio=-2.5, seed=9,
-                specials=(("-inf", 0, (1, 1, 3)),), options={"flax.use_fast_variance": False})
+    case = Case(
+        shape=(3, 2, 4),
+        layout="channels_last",
+        dtype="float16",
+        eps=1e-3,
+        momentum=0.25,
+        cumulative=True,
+        train_steps=2,
+        distribution="near_eps",
+        offset_ratio=-2.5,
+        seed=9,
+        specials=(("-inf", 0, (1, 1, 3)),),
+        options={"flax.use_fast_variance": False},
+    )
     (tmp_path / "one.toml").write_text(casefile.group_toml(case, "found_x", "why\nsecond line"))
     loaded = load_suite(str(tmp_path / "one.toml"))
     assert [c.id for c in loaded] == [case.id]
@@ -77,8 +89,14 @@ def test_root_cause_drops_arrangement_details():
 
 
 def _crossbn(*args, timeout=600, env=None, cwd=None):
-    return subprocess.run([sys.executable, "-m", "crossbn", *args], capture_output=True, text=True,
-                          timeout=timeout, env={**os.environ, **(env or {})}, cwd=cwd)
+    return subprocess.run(
+        [sys.executable, "-m", "crossbn", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, **(env or {})},
+        cwd=cwd,
+    )
 
 
 def _venv_without_crossbn(where: Path) -> Path:
@@ -88,8 +106,12 @@ def _venv_without_crossbn(where: Path) -> Path:
     this way does not process."""
     venv.EnvBuilder(with_pip=False).create(where)
     python = where / "bin" / "python"
-    site = subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-                          capture_output=True, text=True, check=True).stdout.strip()
+    site = subprocess.run(
+        [str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
     ours = next(p for p in sys.path if p.endswith("site-packages") and Path(p, "numpy").is_dir())
     Path(site, "frameworks.pth").write_text(ours + "\n")
     return python
@@ -100,8 +122,18 @@ def test_repro_of_a_real_torch_finding_runs_without_crossbn(tmp_path):
     pytest.importorskip("torch")
     suite = tmp_path / "one.toml"
     suite.write_text(casefile.group_toml(TORCH_BF16, "magnitude"))
-    proc = _crossbn("repro", f"{TORCH_BF16.id}--torch--cpu", "--suite", str(suite), "--budget", "40s",
-                    "--out", str(tmp_path / "br"), "--known", "known/frameworks.toml")
+    proc = _crossbn(
+        "repro",
+        f"{TORCH_BF16.id}--torch--cpu",
+        "--suite",
+        str(suite),
+        "--budget",
+        "40s",
+        "--out",
+        str(tmp_path / "br"),
+        "--known",
+        "frameworks",
+    )  # the built-in file, by name
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "written: reproduced" in proc.stdout
     folder = next((tmp_path / "br").iterdir())
@@ -112,8 +144,15 @@ def test_repro_of_a_real_torch_finding_runs_without_crossbn(tmp_path):
     assert record["verdict"] == "deviation" and record["case_id"] == small.id
     issue = (folder / "ISSUE.md").read_text()
     assert issue.startswith("# PyTorch BatchNorm: bfloat16")
-    for heading in ("## Environment", "## What was expected", "## What happened", "## Minimal case",
-                    "## Diagnosis", "## Reproduce", "## Related"):
+    for heading in (
+        "## Environment",
+        "## What was expected",
+        "## What happened",
+        "## Minimal case",
+        "## Diagnosis",
+        "## Reproduce",
+        "## Related",
+    ):
         assert heading in issue
     assert "batch_norm_kernel.cpp" in issue  # the known-differences entry's link
     assert (folder / "repro.py").read_text() in issue
@@ -121,8 +160,9 @@ def test_repro_of_a_real_torch_finding_runs_without_crossbn(tmp_path):
     python = _venv_without_crossbn(tmp_path / "env")
     check = subprocess.run([str(python), "-c", "import crossbn"], capture_output=True, text=True, cwd=tmp_path)
     assert check.returncode != 0 and "No module named 'crossbn'" in check.stderr
-    ran = subprocess.run([str(python), str(folder / "repro.py")], capture_output=True, text=True, cwd=tmp_path,
-                         timeout=300)
+    ran = subprocess.run(
+        [str(python), str(folder / "repro.py")], capture_output=True, text=True, cwd=tmp_path, timeout=300
+    )
     assert ran.returncode == 1, ran.stdout + ran.stderr
     assert "DISCREPANCY:" in ran.stdout and "largest difference" in ran.stdout
 
@@ -137,10 +177,13 @@ def test_repro_says_so_when_there_is_no_finding(tmp_path):
     assert proc.returncode == 1 and "no-finding" in proc.stdout and not (tmp_path / "br").exists()
 
 
-@pytest.mark.parametrize("spec, message", [
-    ("nonsense", "expected CASE--BACKEND--DEVICE"),
-    ("0123456789ab--torch--cpu", "no case '0123456789ab' on torch/cpu"),
-])
+@pytest.mark.parametrize(
+    "spec, message",
+    [
+        ("nonsense", "expected CASE--BACKEND--DEVICE"),
+        ("0123456789ab--torch--cpu", "no case '0123456789ab' on torch/cpu"),
+    ],
+)
 def test_repro_usage_errors(spec, message, tmp_path):
     proc = _crossbn("repro", spec, "--suite", "smoke", cwd=tmp_path)  # no reports/ here: the suite is searched
     assert proc.returncode == 2 and message in proc.stderr
@@ -155,9 +198,27 @@ def test_repro_rejects_a_bad_budget_and_an_unknown_backend():
 
 
 def _fuzz(out: Path):
-    return _crossbn("fuzz", "--backends", "numpy-onepass", "--backend-module", VARIANTS, "--dtypes", "float32",
-                    "--examples", "40", "--seed", "3", "--budget", "5m", "--shrink-budget", "30s",
-                    "--out", str(out / "run"), "--found", str(out / "found"))
+    return _crossbn(
+        "fuzz",
+        "--backends",
+        "numpy-onepass",
+        "--backend-module",
+        VARIANTS,
+        "--dtypes",
+        "float32",
+        "--examples",
+        "40",
+        "--seed",
+        "3",
+        "--budget",
+        "5m",
+        "--shrink-budget",
+        "30s",
+        "--out",
+        str(out / "run"),
+        "--found",
+        str(out / "found"),
+    )
 
 
 @pytest.mark.slow
@@ -168,15 +229,30 @@ def test_fuzz_with_a_seed_is_reproducible_and_saves_minimized_regression_cases(t
     assert saved and saved == sorted(p.name for p in (tmp_path / "b" / "found").glob("*.toml"))
     for name in saved:
         assert (tmp_path / "a" / "found" / name).read_text() == (tmp_path / "b" / "found" / name).read_text()
-    ids = [[json.loads(line)["case_id"] for line in (tmp_path / d / "run" / "fuzz.jsonl").read_text().splitlines()]
-           for d in ("a", "b")]
+    ids = [
+        [json.loads(line)["case_id"] for line in (tmp_path / d / "run" / "fuzz.jsonl").read_text().splitlines()]
+        for d in ("a", "b")
+    ]
     assert ids[0] == ids[1] and len(ids[0]) == 40
     cases = load_suite(str(tmp_path / "a" / "found" / saved[0]))
     assert len(cases) == 1 and math.prod(cases[0].shape) <= 16  # shrunk: the one-pass variance needs little
     # the saved case still shows the finding when run as a suite
-    run = _crossbn("run", "--suite", str(tmp_path / "a" / "found" / saved[0]), "--backends", "numpy-onepass",
-                   "--backend-module", VARIANTS, "-n", "0", "--no-conventions", "--progress", "off",
-                   "--out", str(tmp_path / "rerun"))
+    run = _crossbn(
+        "run",
+        "--suite",
+        str(tmp_path / "a" / "found" / saved[0]),
+        "--backends",
+        "numpy-onepass",
+        "--backend-module",
+        VARIANTS,
+        "-n",
+        "0",
+        "--no-conventions",
+        "--progress",
+        "off",
+        "--out",
+        str(tmp_path / "rerun"),
+    )
     rec = json.loads((tmp_path / "rerun" / "results.jsonl").read_text().splitlines()[0])
     assert run.returncode == 0 and rec["verdict"] == "deviation"
 
@@ -194,18 +270,37 @@ def test_run_bug_reports_one_per_root_cause_linked_from_every_finding_page(tmp_p
     from chromium_page import open_page
 
     out = tmp_path / "run"
-    proc = _crossbn("run", "--suite", "smoke", "--backends", "torch", "--bug-reports", "--repro-budget", "15s",
-                    "-n", "0", "--no-conventions", "--progress", "off", "--out", str(out))
+    proc = _crossbn(
+        "run",
+        "--suite",
+        "smoke",
+        "--backends",
+        "torch",
+        "--bug-reports",
+        "--repro-budget",
+        "15s",
+        "-n",
+        "0",
+        "--no-conventions",
+        "--progress",
+        "off",
+        "--out",
+        str(out),
+    )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     records = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
     findings = [r for r in records if r["verdict"] in ("deviation", "nan-mismatch")]
-    assert findings  # PyTorch's CPU half-precision findings (known/frameworks.toml)
+    assert findings  # PyTorch's CPU half-precision findings (crossbn/known/frameworks.toml)
     index = json.loads((out / "bug-reports" / "index.json").read_text())
     folders = sorted(set(index.values()))
     assert len(index) == len(findings) and len(folders) < len(findings)  # grouped: fewer reports than findings
     for name in folders:
-        assert sorted(p.name for p in (out / "bug-reports" / name).iterdir()) == \
-            ["ISSUE.md", "case.toml", "finding.json", "repro.py"]
+        assert sorted(p.name for p in (out / "bug-reports" / name).iterdir()) == [
+            "ISSUE.md",
+            "case.toml",
+            "finding.json",
+            "repro.py",
+        ]
     # every finding's page links its root cause's report, and the link resolves
     for slug, folder in index.items():
         page, problems = open_page(browser, out / "findings" / f"{slug}.html")
@@ -222,12 +317,17 @@ def without_crossbn(tmp_path_factory):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("example", sorted(p.name for p in (Path(__file__).parent.parent / "docs" / "examples").iterdir()
-                                           if (p / "repro.py").is_file()))
+@pytest.mark.parametrize(
+    "example",
+    sorted(
+        p.name for p in (Path(__file__).parent.parent / "docs" / "examples").iterdir() if (p / "repro.py").is_file()
+    ),
+)
 def test_committed_examples_reproduce_without_crossbn(example, without_crossbn, tmp_path):
     folder = Path(__file__).parent.parent / "docs" / "examples" / example
-    ran = subprocess.run([str(without_crossbn), str(folder / "repro.py")], capture_output=True, text=True,
-                         cwd=tmp_path, timeout=600)
+    ran = subprocess.run(
+        [str(without_crossbn), str(folder / "repro.py")], capture_output=True, text=True, cwd=tmp_path, timeout=600
+    )
     assert ran.returncode == 1, ran.stdout[-2000:] + ran.stderr[-2000:]
     assert "DISCREPANCY:" in ran.stdout
     issue = (folder / "ISSUE.md").read_text()

@@ -44,8 +44,11 @@ def test_members_are_confirmed_against_the_first_finding(planted):
     for rec in members:
         assert rec["verdict"] == first["verdict"] == "deviation"
         src = rec["diagnosis"]["source"]
-        assert src == {"how": "confirmed", "representative": first["case_id"],
-                       "representative_test": first["pytest_id"]}
+        assert src == {
+            "how": "confirmed",
+            "representative": first["case_id"],
+            "representative_test": first["pytest_id"],
+        }
         assert rec["diagnosis"]["formulation"] == first["diagnosis"]["formulation"]
         assert rec["diagnosis"]["explains"] and rec["diagnosis"]["score"] <= 1.0
         assert rec["diagnosis"]["searched"] == 1
@@ -77,8 +80,15 @@ def test_a_member_the_representative_does_not_explain_gets_its_own_search(plante
     keep = {}
     judge(case, "planted-one-pass-hidden", backends["planted-one-pass-hidden"], "cpu", pool, timeout=120, keep=keep)
     sig = signature(case, "planted-one-pass-hidden", "cpu", keep["judged"].comparison)
-    wrong = Representative("000000000000", "planted-wrong", dataclasses.replace(Formulation(), variance="welford"),
-                           {"stage": "dx", "how": "observed"}, True, True, 0.5)
+    wrong = Representative(
+        "000000000000",
+        "planted-wrong",
+        dataclasses.replace(Formulation(), variance="welford"),
+        {"stage": "dx", "how": "observed"},
+        True,
+        True,
+        0.5,
+    )
     causes.groups[sig] = [wrong]
     rec = _judge(planted, [case], "planted-one-pass-hidden", causes)[0]
     assert rec["diagnosis"]["source"] == {"how": "own"}
@@ -102,11 +112,18 @@ def test_audit_lists_a_difference_with_its_reason():
     """The reasons `audit` gives, on records made to differ (a confirmed
     member whose own search preferred another formulation, and a stage the
     representative lent)."""
-    rec = {"backend": "b", "pytest_id": "t", "localization": {"stage": "normalized"},
-           "diagnosis": {"formulation": "reduce=float16", "explains": True, "score": 0.5,
-                         "source": {"how": "confirmed", "representative": "r", "representative_test": "rt"},
-                         "audit": {"formulation": "compute=float16", "explains": True, "score": 0.4,
-                                   "stage": "inverse std"}}}
+    rec = {
+        "backend": "b",
+        "pytest_id": "t",
+        "localization": {"stage": "normalized"},
+        "diagnosis": {
+            "formulation": "reduce=float16",
+            "explains": True,
+            "score": 0.5,
+            "source": {"how": "confirmed", "representative": "r", "representative_test": "rt"},
+            "audit": {"formulation": "compute=float16", "explains": True, "score": 0.4, "stage": "inverse std"},
+        },
+    }
     out = audit([rec])
     assert out["confirmed"] == 1 and out["equal"] == 0
     (d,) = out["differences"]
@@ -120,10 +137,12 @@ def test_unknown_mode_is_refused():
         RootCauses("sometimes")
 
 
-_KINDS = {"both formulations explain it within rounding: the own search ranked the other first",
-          "the representative's formulation explains it: the own greedy search did not reach it",
-          "nothing explains it: the closest formulations differ",
-          "stage lent by the representative: the own probes or fit say another"}
+_KINDS = {
+    "both formulations explain it within rounding: the own search ranked the other first",
+    "the representative's formulation explains it: the own greedy search did not reach it",
+    "nothing explains it: the closest formulations differ",
+    "stage lent by the representative: the own probes or fit say another",
+}
 
 
 @pytest.mark.slow
@@ -140,15 +159,39 @@ def test_audit_of_the_default_suite_on_two_backends(tmp_path):
     from pathlib import Path
 
     out = tmp_path / "audit"
-    done = subprocess.run([sys.executable, "-m", "crossbn", "run", "--suite", "default", "--backends",
-                           "torch,onnxruntime-opset15", "-n", "2", "--diagnosis", "audit", "--no-cache",
-                           "--no-conventions", "--progress", "off", "--out", str(out)],
-                          capture_output=True, text=True, cwd=Path(__file__).resolve().parent.parent, timeout=900)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "crossbn",
+            "run",
+            "--suite",
+            "default",
+            "--backends",
+            "torch,onnxruntime-opset15",
+            "-n",
+            "2",
+            "--diagnosis",
+            "audit",
+            "--no-cache",
+            "--no-conventions",
+            "--progress",
+            "off",
+            "--out",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=Path(__file__).resolve().parent.parent,
+        timeout=900,
+    )
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     records = [json.loads(line) for line in (out / "results.jsonl").open()]
     summary = audit(records)
-    print(f"audit: {summary['findings']} findings, {summary['own']} searched in full, {summary['confirmed']} "
-          f"confirmed, {summary['equal']} of them equal to their own search")
+    print(
+        f"audit: {summary['findings']} findings, {summary['own']} searched in full, {summary['confirmed']} "
+        f"confirmed, {summary['equal']} of them equal to their own search"
+    )
     for d in summary["differences"]:
         print(f"{d['backend']} {d['case']} (representative {d['representative']}): {d['reason']}")
     assert summary["confirmed"] > summary["own"] > 0

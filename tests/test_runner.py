@@ -19,8 +19,9 @@ def faulty():
     specs = discover((MODULE,))
     backend = load(specs["numpy-faulty"])
     pool = WorkerPool(specs, {"numpy-faulty": backend})
-    yield lambda seed, timeout=60.0: judge(Case(shape=(8, 3), gradients=False, seed=seed), "numpy-faulty",
-                                           backend, "cpu", pool, timeout)
+    yield lambda seed, timeout=60.0: judge(
+        Case(shape=(8, 3), gradients=False, seed=seed), "numpy-faulty", backend, "cpu", pool, timeout
+    )
     pool.close()
 
 
@@ -51,11 +52,14 @@ def test_exception_is_an_error_with_the_message_and_the_worker_survives(faulty):
     assert faulty(3)["verdict"] == "match"
 
 
-@pytest.mark.parametrize("fault, message", [
-    ("wrong-shape", "train0.y has shape [3, 8], expected [8, 3]"),
-    ("wrong-dtype", "train0.y is float64, expected float32"),
-    ("not-arrays", "train0.y: a str224 array cannot be sent"),
-])
+@pytest.mark.parametrize(
+    "fault, message",
+    [
+        ("wrong-shape", "train0.y has shape [3, 8], expected [8, 3]"),
+        ("wrong-dtype", "train0.y is float64, expected float32"),
+        ("not-arrays", "train0.y: a str224 array cannot be sent"),
+    ],
+)
 def test_malformed_outputs_are_an_error_naming_the_observable(faulty, fault, message):
     rec = faulty(_seed(fault))
     assert rec["verdict"] == "error" and message in rec["reason"], rec["reason"]
@@ -119,8 +123,11 @@ def test_wire_roundtrip_keeps_dtype_and_bytes():
     import ml_dtypes
     import numpy as np
 
-    arrays = {"a": np.arange(6, dtype=np.float16).reshape(2, 3),
-              "b": np.array([1.5, -2.25], dtype=ml_dtypes.bfloat16), "c": np.zeros((0, 3))}
+    arrays = {
+        "a": np.arange(6, dtype=np.float16).reshape(2, 3),
+        "b": np.array([1.5, -2.25], dtype=ml_dtypes.bfloat16),
+        "c": np.zeros((0, 3)),
+    }
     back = wire.decode(wire.encode(arrays))
     for k, v in arrays.items():
         assert back[k].dtype == v.dtype and back[k].shape == v.shape and back[k].tobytes() == v.tobytes()
@@ -130,8 +137,8 @@ def test_two_backend_files_with_the_same_name_are_both_loaded(tmp_path):
     for sub, name in (("a", "mine-a"), ("b", "mine-b")):
         (tmp_path / sub).mkdir()
         (tmp_path / sub / "mine.py").write_text(
-            "from crossbn.backends.base import Backend\n"
-            f"class B(Backend):\n    name = {name!r}\n")
+            f"from crossbn.backends.base import Backend\nclass B(Backend):\n    name = {name!r}\n"
+        )
     specs = discover((str(tmp_path / "a" / "mine.py"), str(tmp_path / "b" / "mine.py")))
     assert load(specs["mine-a"]).name == "mine-a" and load(specs["mine-b"]).name == "mine-b"
 

@@ -46,36 +46,47 @@ ROOT = HERE.parent
 HOSTILE = str(HERE / "backends" / "hostile.py")
 
 # Each sets window.__pwned (or makes an element) if it ever reaches a page as markup.
-PAYLOADS = ("<script>window.__pwned=1</script>",
-            '"><img src=x onerror="window.__pwned=2">',
-            "</textarea><svg onload=\"window.__pwned=3\">",
-            "'><iframe srcdoc=\"<script>parent.__pwned=4</script>\"></iframe>")
+PAYLOADS = (
+    "<script>window.__pwned=1</script>",
+    '"><img src=x onerror="window.__pwned=2">',
+    '</textarea><svg onload="window.__pwned=3">',
+    '\'><iframe srcdoc="<script>parent.__pwned=4</script>"></iframe>',
+)
 MARKUP = " ".join(PAYLOADS)
 # Template and Python payloads: inert text unless something evaluates them.
 JINJA = "{{ ''.__class__.__mro__ }}{% for c in ().__class__.__base__.__subclasses__() %}{{ c }}{% endfor %}"
 PYTHON = "__import__('os').system('touch PWNED')"
 # A file name cannot hold "/": the catalogue's name carries the payloads without one.
-SUITE_MARKUP = "x\"><img src=x onerror=\"window.__pwned=5\"><svg onload='window.__pwned=6'>"
-BASELINE_NAME = "old<img src=x onerror=\"window.__pwned=7\">"
+SUITE_MARKUP = 'x"><img src=x onerror="window.__pwned=5"><svg onload=\'window.__pwned=6\'>'
+BASELINE_NAME = 'old<img src=x onerror="window.__pwned=7">'
 FORBIDDEN_TAGS = {"img", "iframe", "textarea", "object", "embed", "frame"}
 
 
 def _crossbn(*args, env=None, cwd=None):
-    proc = subprocess.run([sys.executable, "-m", "crossbn", *args], capture_output=True, text=True,
-                          timeout=600, env={**os.environ, **(env or {})}, cwd=cwd)
+    proc = subprocess.run(
+        [sys.executable, "-m", "crossbn", *args],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, **(env or {})},
+        cwd=cwd,
+    )
     return proc
 
 
 def _toml(entries: list[dict]) -> str:
     # a TOML basic string is a JSON string for these characters
-    return "".join("[[known]]\n" + "".join(f"{k} = {json.dumps(v)}\n" for k, v in e.items()) + "\n"
-                   for e in entries)
+    return "".join("[[known]]\n" + "".join(f"{k} = {json.dumps(v)}\n" for k, v in e.items()) + "\n" for e in entries)
 
 
 KNOWN = [
     # matches the hostile backend's error: its reason and link are shown on the finding page
-    {"backend": "numpy-hostile", "verdict": "error", "reason": f"{MARKUP} {JINJA} {PYTHON}",
-     "link": "javascript:window.__pwned=8"},
+    {
+        "backend": "numpy-hostile",
+        "verdict": "error",
+        "reason": f"{MARKUP} {JINJA} {PYTHON}",
+        "link": "javascript:window.__pwned=8",
+    },
     # payloads as patterns: they must match nothing
     {"backend": JINJA, "reason": PYTHON},
     {"backend": "*", "case": PYTHON, "reason": JINJA},
@@ -85,21 +96,38 @@ KNOWN = [
 
 # ---- a real run of the hostile backend, a baseline, planted records: one report ---------------
 
+
 def _plant(rec: dict, n: int) -> dict:
     """The record with markup in every free-text field a results file carries."""
     r = json.loads(json.dumps(rec))
     tag = f"{MARKUP} #{n}"
-    r.update(case_id=f"planted{n:05d}", pytest_id=f"case {tag}", group=tag, backend=f"backend {tag}",
-             device=f"dev {tag}", device_name=tag, version=f"v {tag} {JINJA}", reason=f"{tag}\n{JINJA}",
-             interpreter=f"/py {tag}", known={"entry": tag, "reason": tag, "link": f"https://x/{tag}"})
+    r.update(
+        case_id=f"planted{n:05d}",
+        pytest_id=f"case {tag}",
+        group=tag,
+        backend=f"backend {tag}",
+        device=f"dev {tag}",
+        device_name=tag,
+        version=f"v {tag} {JINJA}",
+        reason=f"{tag}\n{JINJA}",
+        interpreter=f"/py {tag}",
+        known={"entry": tag, "reason": tag, "link": f"https://x/{tag}"},
+    )
     r["case"] = {**r["case"], "suite": tag, "group": tag}
     r["localization"] = {**(r.get("localization") or {}), "stage": tag, "how": tag, "observable": tag}
     diagnosis = r.get("diagnosis") or {}
-    r["diagnosis"] = {**diagnosis, "formulation": tag, "description": tag, "documented": tag,
-                      "evidence": [{**e, "formulation": tag, "description": tag} for e in diagnosis.get("evidence", [])]}
+    r["diagnosis"] = {
+        **diagnosis,
+        "formulation": tag,
+        "description": tag,
+        "documented": tag,
+        "evidence": [{**e, "formulation": tag, "description": tag} for e in diagnosis.get("evidence", [])],
+    }
     # observable names reach the per-channel chart's legend (inline SVG built by hand)
-    r["observables"] = {f"train0.y {tag}" if k == "train0.y" else k: {**o, "note": tag, "dtype": tag}
-                        for k, o in r["observables"].items()}
+    r["observables"] = {
+        f"train0.y {tag}" if k == "train0.y" else k: {**o, "note": tag, "dtype": tag}
+        for k, o in r["observables"].items()
+    }
     r["inputs"] = {tag if k == "x0" else k: {**v, "dtype": tag} for k, v in (r.get("inputs") or {}).items()}
     r["cross_device"] = {"verdict": "deviation", "note": tag, "observables": {tag: {"verdict": tag, "note": tag}}}
     return r
@@ -108,9 +136,21 @@ def _plant(rec: dict, n: int) -> dict:
 def _baseline(folder: Path, records: list[dict]) -> None:
     """A baseline in which every result matched, with payloads in its strings, plus one entry of a
     result that no longer exists (the comparison lists it with the baseline's own strings)."""
-    entries = [{"case_id": r["case_id"], "backend": r["backend"], "device": r["device"], "verdict": "match",
-                "pytest_id": f"{MARKUP} {JINJA}", "version": f"{MARKUP} {PYTHON}", "ratio": 0.5,
-                "observable": MARKUP, "ratios": {MARKUP: 0.5}, "digests": {}} for r in records]
+    entries = [
+        {
+            "case_id": r["case_id"],
+            "backend": r["backend"],
+            "device": r["device"],
+            "verdict": "match",
+            "pytest_id": f"{MARKUP} {JINJA}",
+            "version": f"{MARKUP} {PYTHON}",
+            "ratio": 0.5,
+            "observable": MARKUP,
+            "ratios": {MARKUP: 0.5},
+            "digests": {},
+        }
+        for r in records
+    ]
     entries.append({**entries[0], "case_id": "gone00000000", "backend": f"gone {MARKUP}"})
     folder.mkdir(parents=True)
     (folder / "baseline.jsonl").write_text("".join(json.dumps(e) + "\n" for e in entries), encoding="utf-8")
@@ -121,19 +161,41 @@ def hostile(built_once):
     """The hostile backend's run, its comparison and a report over it and
     planted records, made once for the session's workers."""
     root = built_once("security-run", _hostile_run_and_report)
-    return {"root": root, "run": root / "run", "records": read(root / "run" / "results.jsonl"),
-            "report": root / "report"}
+    return {
+        "root": root,
+        "run": root / "run",
+        "records": read(root / "run" / "results.jsonl"),
+        "report": root / "report",
+    }
 
 
 def _hostile_run_and_report(root):
     suite = root / f"{SUITE_MARKUP}.toml"
-    suite.write_text("[[group]]\nname = 'offset'\nshape = [16, 3, 5]\noffset_ratio = 1000.0\n"
-                     "[group.axes]\nseed = [1, 15]\n")  # seed 1 deviates, seed 15 raises (hostile.py)
+    suite.write_text(
+        "[[group]]\nname = 'offset'\nshape = [16, 3, 5]\noffset_ratio = 1000.0\n[group.axes]\nseed = [1, 15]\n"
+    )  # seed 1 deviates, seed 15 raises (hostile.py)
     (root / "known.toml").write_text(_toml(KNOWN), encoding="utf-8")
     run = root / "run"
-    proc = _crossbn("run", "--suite", str(suite), "--backends", "numpy-hostile", "--backend-module", HOSTILE,
-                    "-n", "0", "--no-conventions", "--progress", "off", "--known", str(root / "known.toml"),
-                    "--out", str(run), env={"CROSSBN_HOSTILE_MARKUP": MARKUP}, cwd=root)
+    proc = _crossbn(
+        "run",
+        "--suite",
+        str(suite),
+        "--backends",
+        "numpy-hostile",
+        "--backend-module",
+        HOSTILE,
+        "-n",
+        "0",
+        "--no-conventions",
+        "--progress",
+        "off",
+        "--known",
+        str(root / "known.toml"),
+        "--out",
+        str(run),
+        env={"CROSSBN_HOSTILE_MARKUP": MARKUP},
+        cwd=root,
+    )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     records = read(run / "results.jsonl")
     _baseline(root / "baselines" / BASELINE_NAME, records)
@@ -143,8 +205,9 @@ def _hostile_run_and_report(root):
     planted.mkdir()
     deviation = next(r for r in records if r["verdict"] == "deviation")
     odd_verdict = {**_plant(deviation, 2), "verdict": MARKUP}  # no page of its own, but counted in the index
-    (planted / "results.jsonl").write_text("".join(json.dumps(r) + "\n" for r in (_plant(deviation, 1), odd_verdict)),
-                                           encoding="utf-8")
+    (planted / "results.jsonl").write_text(
+        "".join(json.dumps(r) + "\n" for r in (_plant(deviation, 1), odd_verdict)), encoding="utf-8"
+    )
     from crossbn.report import build
 
     index = build([run, planted], root / "report")
@@ -160,7 +223,8 @@ def test_the_run_carried_the_markup(hostile):
     run_json = json.loads((hostile["run"] / "run.json").read_text())
     assert SUITE_MARKUP in run_json["suite"]
     assert sorted(p.name for p in hostile["report"].rglob("*.html")) == sorted(
-        ["index.html", "comparison.html"] + [f"{n}.html" for n in _finding_slugs(hostile)])
+        ["index.html", "comparison.html"] + [f"{n}.html" for n in _finding_slugs(hostile)]
+    )
 
 
 def _finding_slugs(hostile) -> list[str]:
@@ -269,15 +333,23 @@ def test_a_catalogue_rejects_markup_in_a_group_name(tmp_path):
 
 # ---- known differences and baselines: data only -------------------------------------------------
 
+
 def test_known_file_loads_payloads_as_plain_strings(tmp_path):
     path = tmp_path / "known.toml"
     path.write_text(_toml(KNOWN), encoding="utf-8")
     entries = known.load(path)
     assert [e.reason for e in entries] == [k["reason"] for k in KNOWN]
     assert entries[1].backend == JINJA and entries[2].case == PYTHON
-    rec = {"verdict": "deviation", "backend": "numpy-onepass", "device": "cpu", "version": "1.0",
-           "pytest_id": "offset-f32-8x3-cf-t1e-0123abcd", "case_id": "0123abcd0123", "case": {"dtype": "float32"},
-           "observables": {"train0.y": {"verdict": "deviation"}}}
+    rec = {
+        "verdict": "deviation",
+        "backend": "numpy-onepass",
+        "device": "cpu",
+        "version": "1.0",
+        "pytest_id": "offset-f32-8x3-cf-t1e-0123abcd",
+        "case_id": "0123abcd0123",
+        "case": {"dtype": "float32"},
+        "observables": {"train0.y": {"verdict": "deviation"}},
+    }
     assert known.first_match(entries, rec) is None
     assert PYTHON in entries[2].label() and not (tmp_path / "PWNED").exists()
 
@@ -296,13 +368,15 @@ def test_baseline_loads_payloads_as_plain_strings(tmp_path):
 
 # ---- repro.py: a finding's strings go in as data ------------------------------------------------
 
-REPRO_PAYLOADS = ('"""; import os; os.system("touch PWNED") #',
-                  '"""; __import__("os").system("touch PWNED"); """',  # valid code if it ends the docstring
-                  '"; __import__("os").system("touch PWNED"); "',  # valid code if it ends a "..." literal
-                  '\n__import__("os").system("touch PWNED")\n',
-                  "'''",
-                  '\\"; __import__("os").system("touch PWNED"); "\\',
-                  "\r\n# -*- coding: latin-1 -*-\n\x00")
+REPRO_PAYLOADS = (
+    '"""; import os; os.system("touch PWNED") #',
+    '"""; __import__("os").system("touch PWNED"); """',  # valid code if it ends the docstring
+    '"; __import__("os").system("touch PWNED"); "',  # valid code if it ends a "..." literal
+    '\n__import__("os").system("touch PWNED")\n',
+    "'''",
+    '\\"; __import__("os").system("touch PWNED"); "\\',
+    "\r\n# -*- coding: latin-1 -*-\n\x00",
+)
 REPRO_CASE = Case(shape=(4, 2), train_steps=1, offset_ratio=3.0)
 
 
@@ -312,15 +386,25 @@ def _repro(backend: str, *, suffix: str = "", **strings) -> str:
     from crossbn.oracle.inputs import generate
 
     fields = {"title": "a title", "version": "1.0", "device": "cpu", "target": "train0.y", **strings}
-    return script.render(case=REPRO_CASE, inputs=generate(REPRO_CASE), backend=load(discover()[backend]),
-                         backend_name=f"{backend}@{suffix}" if suffix else backend, tolerance=np.full(1, 1e-2),
-                         **fields)
+    return script.render(
+        case=REPRO_CASE,
+        inputs=generate(REPRO_CASE),
+        backend=load(discover()[backend]),
+        backend_name=f"{backend}@{suffix}" if suffix else backend,
+        tolerance=np.full(1, 1e-2),
+        **fields,
+    )
 
 
 def _hostile_strings(payload: str) -> dict:
     """Every string of a finding that reaches repro.py, each carrying the payload."""
-    return {"title": f"title {payload}", "version": f"1.0 {payload}", "device": f"cpu{payload}",
-            "target": f"train0.y{payload}", "suffix": f"2.0{payload}"}
+    return {
+        "title": f"title {payload}",
+        "version": f"1.0 {payload}",
+        "device": f"cpu{payload}",
+        "target": f"train0.y{payload}",
+        "suffix": f"2.0{payload}",
+    }
 
 
 def _shape(text: str) -> str:
@@ -370,8 +454,9 @@ def test_repro_with_hostile_strings_runs_and_creates_nothing(tmp_path):
         folder = tmp_path / str(k)
         folder.mkdir()
         (folder / "repro.py").write_text(_repro("torch", **strings), encoding="utf-8")
-        ran = subprocess.run([sys.executable, "-I", "repro.py"], cwd=folder, capture_output=True, text=True,
-                             timeout=300)
+        ran = subprocess.run(
+            [sys.executable, "-I", "repro.py"], cwd=folder, capture_output=True, text=True, timeout=300
+        )
         assert ran.returncode in (0, 1), ran.stdout[-2000:] + ran.stderr[-2000:]
         made = sorted(p.name for p in folder.iterdir())
         assert made == ["repro.py"], f"payload {k} made {made}"
@@ -385,6 +470,7 @@ def test_case_toml_comment_cannot_add_entries():
 
 
 # ---- no pickle, no eval: the wire and a static audit --------------------------------------------
+
 
 def test_wire_refuses_non_numeric_dtypes():
     """An array's dtype arrives as a name: only numbers are rebuilt from bytes."""
@@ -421,8 +507,13 @@ def _audit(path: Path) -> list[str]:
     tree = ast.parse(path.read_text(encoding="utf-8"))
     found = []
     for node in ast.walk(tree):
-        names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
-            [node.module or ""] if isinstance(node, ast.ImportFrom) else []
+        names = (
+            [a.name for a in node.names]
+            if isinstance(node, ast.Import)
+            else [node.module or ""]
+            if isinstance(node, ast.ImportFrom)
+            else []
+        )
         found += [f"imports {n}" for n in names if n.split(".")[0] in _UNSAFE_MODULES]
     for name, call in _calls(tree):
         if name in ("eval", "exec", "__import__", "yaml.load", "yaml.unsafe_load", "pd.read_pickle"):
@@ -452,9 +543,19 @@ def test_loaders_of_user_files_execute_nothing():
     """Known differences, baselines, catalogues, results and the report's sources are read as
     TOML/JSON and used as values: none of these modules evaluates, compiles, imports or templates
     what it reads."""
-    modules = ["records/known.py", "upgrade/baseline.py", "spec/catalogue.py", "spec/suites.py", "records/results.py",
-               "records/store.py", "records/sources.py", "spec/network_catalogue.py", "bugreport/finding.py",
-               "bugreport/batch.py", "bugreport/casefile.py"]
+    modules = [
+        "records/known.py",
+        "upgrade/baseline.py",
+        "spec/catalogue.py",
+        "spec/suites.py",
+        "records/results.py",
+        "records/store.py",
+        "records/sources.py",
+        "spec/network_catalogue.py",
+        "bugreport/finding.py",
+        "bugreport/batch.py",
+        "bugreport/casefile.py",
+    ]
     risky_calls = {"eval", "exec", "compile", "__import__", "os.system", "jinja2.Template"}
     risky_methods = {"import_module", "spec_from_file_location", "exec_module", "from_string"}
     for m in modules:
@@ -469,8 +570,12 @@ def test_report_templates_escape_everything_but_their_own_assets():
     env = environment()
     assert env.autoescape is True
     templates = ROOT / "crossbn" / "report" / "templates"
-    unescaped = [line.strip() for p in templates.glob("*.j2") for line in p.read_text().splitlines()
-                 if re.search(r"\|\s*safe\b", line)]
+    unescaped = [
+        line.strip()
+        for p in templates.glob("*.j2")
+        for line in p.read_text().splitlines()
+        if re.search(r"\|\s*safe\b", line)
+    ]
     assert unescaped == ["{{ inline_css | safe }}", "{{ inline_js | safe }}"]
 
 
@@ -485,12 +590,28 @@ def test_a_results_file_cannot_choose_the_interpreter_repro_runs(tmp_path):
     planted.write_text(f"#!/bin/sh\ntouch {touched}\n")
     planted.chmod(0o755)
     case = Case(shape=(8, 3), suite="smoke", group="smoke")
-    rec = make_record(case=case, backend="torch@evil", device="cpu", verdict="deviation", version="2.0",
-                      interpreter=str(planted))
+    rec = make_record(
+        case=case, backend="torch@evil", device="cpu", verdict="deviation", version="2.0", interpreter=str(planted)
+    )
     (tmp_path / "results.jsonl").write_text(json.dumps(rec) + "\n")
-    proc = subprocess.run([sys.executable, "-m", "crossbn", "repro", f"{case.id}--torch@evil--cpu",
-                           "--results", str(tmp_path), "--budget", "5s", "--out", str(tmp_path / "br")],
-                          capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "crossbn",
+            "repro",
+            f"{case.id}--torch@evil--cpu",
+            "--results",
+            str(tmp_path),
+            "--budget",
+            "5s",
+            "--out",
+            str(tmp_path / "br"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 2, proc.stdout + proc.stderr
     assert f"pass --interpreter {planted}" in proc.stderr
     assert not touched.exists()

@@ -29,13 +29,20 @@ def make_venv(where: Path, release: dict | None = None, modules: dict | None = N
     (after its own) and holds `release` as crossbn_drift_release."""
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(where)], check=True, timeout=120)
     python = where / "bin" / "python"
-    site = Path(subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-                               capture_output=True, text=True, check=True).stdout.strip())
+    site = Path(
+        subprocess.run(
+            [str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+    )
     ours = {sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]}
     (site / "zz_parent_env.pth").write_text("".join(p + "\n" for p in sorted(ours)))
     if release is not None:
         (site / "crossbn_drift_release.py").write_text(
-            f"VERSION = {release['version']!r}\nDRIFT = {release['drift']!r}\n")
+            f"VERSION = {release['version']!r}\nDRIFT = {release['drift']!r}\n"
+        )
     for name, text in (modules or {}).items():
         (site / f"{name}.py").write_text(text)
     return python
@@ -61,10 +68,30 @@ def crossbn(tmp_path, backends, name, *extra):
     suite = tmp_path / "g.toml"
     suite.write_text(SUITE)
     return subprocess.run(
-        [sys.executable, "-m", "crossbn", "run", "--suite", str(suite), "--backends", backends, "-n", "0",
-         "--no-conventions", "--progress", "off", "--out", str(tmp_path / name), *extra],
-        capture_output=True, text=True, timeout=300, cwd=tmp_path,
-        env={**os.environ, "CROSSBN_BACKEND_MODULE": MODULES})
+        [
+            sys.executable,
+            "-m",
+            "crossbn",
+            "run",
+            "--suite",
+            str(suite),
+            "--backends",
+            backends,
+            "-n",
+            "0",
+            "--no-conventions",
+            "--progress",
+            "off",
+            "--out",
+            str(tmp_path / name),
+            *extra,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=tmp_path,
+        env={**os.environ, "CROSSBN_BACKEND_MODULE": MODULES},
+    )
 
 
 def records(folder: Path) -> list[dict]:
@@ -72,6 +99,7 @@ def records(folder: Path) -> list[dict]:
 
 
 # ---- naming ------------------------------------------------------------------
+
 
 def test_names_come_from_the_environment_folder_or_a_label(venvs):
     specs = discover()
@@ -81,18 +109,25 @@ def test_names_come_from_the_environment_folder_or_a_label(venvs):
     run_specs, backends = instantiate(got, specs)
     assert run_specs["torch@old"] == specs["torch"]
     # every later-named one is compared with the first-named of its framework
-    assert [backends[c.name].compare_with for c in got] == [None, "torch@drift-2.0", "torch@drift-2.0",
-                                                            "torch@drift-2.0"]
+    assert [backends[c.name].compare_with for c in got] == [
+        None,
+        "torch@drift-2.0",
+        "torch@drift-2.0",
+        "torch@drift-2.0",
+    ]
     assert backends["torch@old"].available() is None  # its own interpreter decides, in the worker
 
 
-@pytest.mark.parametrize("value, message", [
-    ("torch@/no/such/python", "torch@/no/such/python: no Python interpreter at '/no/such/python'"),
-    ("torch@", "no interpreter after '@'"),
-    ("torch@bad label={python}", "label 'bad label' must be"),
-    ("nosuch@{python}", "unknown backend\\(s\\) nosuch"),
-    ("torch@x={python},torch@x={other}", "two backends would both be named torch@x"),
-])
+@pytest.mark.parametrize(
+    "value, message",
+    [
+        ("torch@/no/such/python", "torch@/no/such/python: no Python interpreter at '/no/such/python'"),
+        ("torch@", "no interpreter after '@'"),
+        ("torch@bad label={python}", "label 'bad label' must be"),
+        ("nosuch@{python}", "unknown backend\\(s\\) nosuch"),
+        ("torch@x={python},torch@x={other}", "two backends would both be named torch@x"),
+    ],
+)
 def test_bad_side_by_side_names_are_named(venvs, value, message):
     with pytest.raises(BackendError, match=message):
         choose(value.format(python=venvs["bare"], other=venvs["drift-2.0"]), discover())
@@ -106,15 +141,18 @@ def test_a_bad_interpreter_is_a_usage_error(tmp_path):
 
 # ---- real runs ---------------------------------------------------------------
 
+
 @pytest.fixture(scope="module")
 def drifted(built_once, venvs):
     """Release 1.0 (this interpreter) first, release 2.0 (its own venv)
     second: the run's folder and its process, made once for the session's
     workers."""
+
     def build(tmp):
         proc = crossbn(tmp, f"numpy-drifting,numpy-drifting@{venvs['drift-2.0']}", "run")
-        (tmp / "process.json").write_text(json.dumps(
-            {"args": proc.args, "returncode": proc.returncode, "stdout": proc.stdout, "stderr": proc.stderr}))
+        (tmp / "process.json").write_text(
+            json.dumps({"args": proc.args, "returncode": proc.returncode, "stdout": proc.stdout, "stderr": proc.stderr})
+        )
 
     tmp = built_once("side-by-side-drifted", build)
     return tmp / "run", subprocess.CompletedProcess(**json.loads((tmp / "process.json").read_text()))
@@ -137,8 +175,10 @@ def test_both_releases_are_judged_against_the_oracle_and_each_other(drifted):
     for r in records(out):
         by.setdefault(r["backend"], []).append(r)
     assert sorted(by) == ["numpy-drifting", "numpy-drifting@drift-2.0"]
-    assert all(r["verdict"] == "match" and r["interpreter"] is None and r["cross_version"] is None
-               for r in by["numpy-drifting"])
+    assert all(
+        r["verdict"] == "match" and r["interpreter"] is None and r["cross_version"] is None
+        for r in by["numpy-drifting"]
+    )
     for r in by["numpy-drifting@drift-2.0"]:
         assert r["version"] == "2.0" and r["interpreter"].endswith("drift-2.0/bin/python")
         assert r["verdict"] == "deviation" and r["worst"]["observable"].endswith(".y")
@@ -152,8 +192,8 @@ def test_both_releases_are_judged_against_the_oracle_and_each_other(drifted):
 def test_the_report_labels_each_row_with_its_version(drifted):
     out, _ = drifted
     index = (out / "index.html").read_text()
-    assert "numpy-drifting@drift-2.0/cpu<br><span class=\"version\">2.0</span>" in index
-    assert "numpy-drifting/cpu<br><span class=\"version\">1.0</span>" in index
+    assert 'numpy-drifting@drift-2.0/cpu<br><span class="version">2.0</span>' in index
+    assert 'numpy-drifting/cpu<br><span class="version">1.0</span>' in index
     assert 'href="side-by-side.html#1"' in index
     page = (out / "side-by-side.html").read_text()
     assert "numpy-drifting@drift-2.0 against numpy-drifting" in page and page.count("1.0 → 2.0") == 3
@@ -168,8 +208,9 @@ def test_an_unchanged_release_reports_no_regression(tmp_path, venvs):
     (c,) = json.loads((tmp_path / "run" / "side-by-side.json").read_text())["comparisons"]
     assert c["counts"] == {"unchanged": 3}  # bit-identical outputs, other version string
     other = [r for r in records(tmp_path / "run") if r["backend"] == "numpy-drifting@same-1.0.1"]
-    assert len(other) == 3 and all(r["version"] == "1.0.1" and r["cross_version"]["verdict"] == "bitwise"
-                                   for r in other)
+    assert len(other) == 3 and all(
+        r["version"] == "1.0.1" and r["cross_version"]["verdict"] == "bitwise" for r in other
+    )
 
 
 def test_a_framework_only_the_other_environment_has(tmp_path, venvs, tmp_path_factory):
@@ -237,11 +278,32 @@ def test_models_suite_side_by_side(tmp_path, venvs):
     seen through the .pth): CRADLE's layer map between the two is `agree`."""
     pytest.importorskip("torch")
     proc = subprocess.run(
-        [sys.executable, "-m", "crossbn", "run", "--suite", "models", "--backends",
-         f"torch@{venvs['same-1.0.1']},torch", "-n", "0", "--no-conventions", "--progress", "off",
-         "--out", str(tmp_path / "run"), "--", "-k", "train_eval and f32"],
-        capture_output=True, text=True, timeout=600, cwd=tmp_path,
-        env={k: v for k, v in os.environ.items() if not k.startswith("CROSSBN_")})
+        [
+            sys.executable,
+            "-m",
+            "crossbn",
+            "run",
+            "--suite",
+            "models",
+            "--backends",
+            f"torch@{venvs['same-1.0.1']},torch",
+            "-n",
+            "0",
+            "--no-conventions",
+            "--progress",
+            "off",
+            "--out",
+            str(tmp_path / "run"),
+            "--",
+            "-k",
+            "train_eval and f32",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=tmp_path,
+        env={k: v for k, v in os.environ.items() if not k.startswith("CROSSBN_")},
+    )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
     got = records(tmp_path / "run")
     plain = [r for r in got if r["backend"] == "torch"]

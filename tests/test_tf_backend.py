@@ -32,8 +32,10 @@ pytestmark = pytest.mark.slow  # four TensorFlow workers, 3-4 s each to start, o
 
 FOUR = ("tf-keras", "tf-keras-fused", "tf-nn", "tf-fused-op")
 FUSED = ("tf-keras-fused", "tf-fused-op")
-TF_KERAS_DECAY = ("tf_keras rounds the decay 1 - momentum to float32 (tf.convert_to_tensor(1.0 - momentum)) "
-                  "before the float64 running-statistics update: ~1e-9 relative error in running stats and eval")
+TF_KERAS_DECAY = (
+    "tf_keras rounds the decay 1 - momentum to float32 (tf.convert_to_tensor(1.0 - momentum)) "
+    "before the float64 running-statistics update: ~1e-9 relative error in running stats and eval"
+)
 
 
 @pytest.fixture(scope="module")
@@ -62,10 +64,18 @@ def _compare(case, ins, actual, running_var):
 
 
 def _well_conditioned(dtype, ranks=(2, 3, 4, 5), momentum=0.9):
-    shapes = [((32, 4), "channels_first"), ((8, 4, 12), "channels_last"), ((4, 4, 6, 6), "channels_first"),
-              ((4, 4, 6, 6), "channels_last"), ((2, 4, 3, 4, 4), "channels_last")]
-    return [Case(group="tf", shape=s, layout=l, dtype=dtype, train_steps=3, seed=i, momentum=momentum)
-            for i, (s, l) in enumerate(shapes) if len(s) in ranks]
+    shapes = [
+        ((32, 4), "channels_first"),
+        ((8, 4, 12), "channels_last"),
+        ((4, 4, 6, 6), "channels_first"),
+        ((4, 4, 6, 6), "channels_last"),
+        ((2, 4, 3, 4, 4), "channels_last"),
+    ]
+    return [
+        Case(group="tf", shape=s, layout=l, dtype=dtype, train_steps=3, seed=i, momentum=momentum)
+        for i, (s, l) in enumerate(shapes)
+        if len(s) in ranks
+    ]
 
 
 def _assert_few_ulps(tf, name, case):
@@ -75,15 +85,15 @@ def _assert_few_ulps(tf, name, case):
     assert_few_ulps(name, result, exp)
 
 
-@pytest.mark.parametrize("backend", [
-    pytest.param("tf-keras", marks=pytest.mark.xfail(reason=TF_KERAS_DECAY, strict=False)), "tf-nn"])
+@pytest.mark.parametrize(
+    "backend", [pytest.param("tf-keras", marks=pytest.mark.xfail(reason=TF_KERAS_DECAY, strict=False)), "tf-nn"]
+)
 @pytest.mark.parametrize("case", _well_conditioned("float64", ranks=(2, 4, 5)), ids=lambda c: c.pytest_id)
 def test_float64_agrees_to_a_few_ulps(tf, backend, case):
     _assert_few_ulps(tf, backend, case)
 
 
-@pytest.mark.parametrize("case", _well_conditioned("float64", ranks=(3, 4), momentum=0.75),
-                         ids=lambda c: c.pytest_id)
+@pytest.mark.parametrize("case", _well_conditioned("float64", ranks=(3, 4), momentum=0.75), ids=lambda c: c.pytest_id)
 def test_tf_keras_float64_is_float64_when_the_decay_is_exact_in_float32(tf, case):
     # 1 - 0.75 is exact in float32: what is left of the finding is nothing
     _assert_few_ulps(tf, "tf-keras", case)
@@ -101,8 +111,12 @@ def test_tf_keras_float64_running_stats_carry_a_float32_decay(tf):
 
 
 def _float32_params():
-    return [pytest.param(b, c, id=f"{c.pytest_id}-{b}") for c in _well_conditioned("float32") for b in FOUR
-            if not (b == "tf-keras-fused" and c.rank < 4)]
+    return [
+        pytest.param(b, c, id=f"{c.pytest_id}-{b}")
+        for c in _well_conditioned("float32")
+        for b in FOUR
+        if not (b == "tf-keras-fused" and c.rank < 4)
+    ]
 
 
 @pytest.mark.parametrize("backend,case", _float32_params())
@@ -163,11 +177,15 @@ def test_batch_statistics_only_is_supported_by_the_ops(tf, backend, shape):
     assert not any("running" in n for n in rec["observables"])
 
 
-@pytest.mark.parametrize("case,message", [
-    (Case(shape=(16, 4)), "only support 4D or 5D input tensors"),
-    (Case(shape=(8, 4, 6), layout="channels_last"), "only support 4D or 5D input tensors"),
-    (Case(shape=(4, 3, 2, 2), dtype="float64"), "compute dtype is float16, bfloat16, or float32"),
-], ids=["rank2", "rank3", "float64"])
+@pytest.mark.parametrize(
+    "case,message",
+    [
+        (Case(shape=(16, 4)), "only support 4D or 5D input tensors"),
+        (Case(shape=(8, 4, 6), layout="channels_last"), "only support 4D or 5D input tensors"),
+        (Case(shape=(4, 3, 2, 2), dtype="float64"), "compute dtype is float16, bfloat16, or float32"),
+    ],
+    ids=["rank2", "rank3", "float64"],
+)
 def test_fused_layer_refusals_are_tf_keras_own(tf, case, message):
     # bypass supports(): the worker itself turns tf_keras's ValueError into `unsupported`
     pool, backends = tf
@@ -189,8 +207,13 @@ def test_tf_nn_float16_normalizes_in_float16(tf):
     # bound), but tf.nn.batch_normalization and its gradient compute in
     # float16, past the float32-compute bound the model holds halves to
     pool, backends = tf
-    rec = judge(Case(shape=(16, 4, 6, 6), dtype="float16", train_steps=1, eval_step=False),
-                "tf-nn", backends["tf-nn"], "cpu", pool)
+    rec = judge(
+        Case(shape=(16, 4, 6, 6), dtype="float16", train_steps=1, eval_step=False),
+        "tf-nn",
+        backends["tf-nn"],
+        "cpu",
+        pool,
+    )
     obs = rec["observables"]
     assert obs["train0.batch_mean"]["verdict"] == obs["train0.batch_var"]["verdict"] == "match"
     assert obs["train0.running_mean"]["verdict"] == obs["train0.running_var"]["verdict"] == "match"
@@ -203,8 +226,9 @@ def test_tf_keras_turns_an_infinite_running_mean_into_nan(tf):
     # canonical momentum * Inf + (1 - momentum) * batch stays Inf); the fused
     # kernel and tf-nn keep Inf
     pool, backends = tf
-    case = Case(shape=(8, 3, 2, 2), train_steps=2, eval_step=False, gradients=False,
-                specials=(("inf", 0, (1, 1, 0, 1)),))
+    case = Case(
+        shape=(8, 3, 2, 2), train_steps=2, eval_step=False, gradients=False, specials=(("inf", 0, (1, 1, 0, 1)),)
+    )
     rec = judge(case, "tf-keras", backends["tf-keras"], "cpu", pool)
     assert rec["observables"]["train0.running_mean"]["verdict"] == "match"
     assert rec["observables"]["train1.running_mean"]["verdict"] == "nan-mismatch"

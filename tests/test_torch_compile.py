@@ -38,6 +38,7 @@ def test_outside_the_stratified_subset_is_unsupported_with_the_reason(monkeypatc
 
     backend = load(discover()["torch-compile"])
     default, smoke = load_suite("default"), load_suite("smoke")
+
     def inside(case):  # torch refuses some cases of its own (eps 0 in training): not the subset's doing
         return "stratified subset" not in (backend.supports(case) or "")
 

@@ -15,8 +15,10 @@ from playwright.sync_api import sync_playwright
 def main(index: str, out: str) -> None:
     exe = shutil.which("chromium") or shutil.which("chromium-browser")
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=exe, args=[
-            "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update"])
+        browser = p.chromium.launch(
+            executable_path=exe,
+            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update"],
+        )
         page = browser.new_page(viewport={"width": 1280, "height": 1000})
         page.goto(Path(index).resolve().as_uri())
         top = page.locator("#matrix").bounding_box()["y"] - 10

@@ -70,16 +70,37 @@ def _run(args: argparse.Namespace, extra: list[str]) -> int:
     out = Path(args.out or os.environ.get("CROSSBN_OUT") or Path("reports") / time.strftime("%Y%m%d-%H%M%S"))
     out.mkdir(parents=True, exist_ok=True)
     progress = args.progress or os.environ.get("CROSSBN_PROGRESS") or "auto"
-    argv = ["--pyargs", "crossbn.conformance", "-p", "no:cacheprovider", f"--crossbn-out={out}",
-            "-q", "-rN", "--tb=no", f"--crossbn-progress={progress}",
-  # progress replaces the count filling
-            "-o", f"console_output_style={'count' if progress == 'off' else 'classic'}"]
+    argv = [
+        "--pyargs",
+        "crossbn.conformance",
+        "-p",
+        "no:cacheprovider",
+        f"--crossbn-out={out}",
+        "-q",
+        "-rN",
+        "--tb=no",
+        f"--crossbn-progress={progress}",
+        # progress replaces the count filling
+        "-o",
+        f"console_output_style={'count' if progress == 'off' else 'classic'}",
+    ]
     # Only what was given on the command line; the plugin applies CROSSBN_*
     # environment variables and defaults, in one place.
     if args.no_cache:
         args.cache = "off"
-    for name in ("suite", "backends", "devices", "timeout", "compare", "known", "shard", "max_case_bytes",
-                 "worker_max_mb", "diagnosis", "cache"):
+    for name in (
+        "suite",
+        "backends",
+        "devices",
+        "timeout",
+        "compare",
+        "known",
+        "shard",
+        "max_case_bytes",
+        "worker_max_mb",
+        "diagnosis",
+        "cache",
+    ):
         if getattr(args, name) is not None:
             argv.append(f"--crossbn-{name.replace('_', '-')}={getattr(args, name)}")
     for module in args.backend_module:
@@ -97,8 +118,10 @@ def _run(args: argparse.Namespace, extra: list[str]) -> int:
     if code == pytest.ExitCode.NO_TESTS_COLLECTED and args.resume and (out / "results.jsonl").exists():
         code = pytest.ExitCode.OK  # nothing was left to run: the run folder is whole
     if code == pytest.ExitCode.INTERRUPTED:
-        print(f"crossbn run: interrupted; what finished is in {out} (`crossbn run --resume {out}` "
-              f"runs the rest)", file=sys.stderr)
+        print(
+            f"crossbn run: interrupted; what finished is in {out} (`crossbn run --resume {out}` runs the rest)",
+            file=sys.stderr,
+        )
         return 130
     if code in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED):
         if args.conventions:
@@ -109,8 +132,11 @@ def _run(args: argparse.Namespace, extra: list[str]) -> int:
         if report.exists():
             print(f"crossbn run: results in {out / 'results.jsonl'}, report {report}")
         else:
-            print(f"crossbn run: results in {out / 'results.jsonl'}; the report could not be written "
-                  f"(see above; `crossbn report {out}` retries)", file=sys.stderr)
+            print(
+                f"crossbn run: results in {out / 'results.jsonl'}; the report could not be written "
+                f"(see above; `crossbn report {out}` retries)",
+                file=sys.stderr,
+            )
         regressed = _regressed(out)
         for where in regressed:
             print(f"crossbn run: regressions {where}", file=sys.stderr)
@@ -130,16 +156,31 @@ def _resume_options(args: argparse.Namespace) -> None:
     that select tests may not be given again (they would select others)."""
     from crossbn.records.resume import run_options
 
-    given = [f"--{n.replace('_', '-')}" for n in ("suite", "backends", "devices", "shard", "compare", "known",
-                                                   "max_case_bytes") if getattr(args, n) is not None]
+    given = [
+        f"--{n.replace('_', '-')}"
+        for n in ("suite", "backends", "devices", "shard", "compare", "known", "max_case_bytes")
+        if getattr(args, n) is not None
+    ]
     given += ["--backend-module"] * bool(args.backend_module) + ["--out"] * bool(args.out)
     if given:
-        raise ValueError(f"--resume {args.resume}: {', '.join(given)} cannot be given with --resume "
-                         f"(the run's own options, from its run.json, are used)")
+        raise ValueError(
+            f"--resume {args.resume}: {', '.join(given)} cannot be given with --resume "
+            f"(the run's own options, from its run.json, are used)"
+        )
     options = run_options(Path(args.resume))
     args.out = args.resume
-    for name in ("suite", "backends", "devices", "shard", "compare", "known", "max_case_bytes", "worker_max_mb",
-                 "diagnosis", "cache"):
+    for name in (
+        "suite",
+        "backends",
+        "devices",
+        "shard",
+        "compare",
+        "known",
+        "max_case_bytes",
+        "worker_max_mb",
+        "diagnosis",
+        "cache",
+    ):
         if options.get(name) is not None:
             setattr(args, name, str(options[name]))
     if args.timeout is None and options.get("timeout") is not None:
@@ -174,8 +215,12 @@ def _bug_reports(args: argparse.Namespace, out: Path) -> None:
     from crossbn.execution.limits import seconds
     from crossbn.report import build
 
-    write_all(out, seconds(args.repro_budget, "--repro-budget"), known_file=args.known or os.environ.get("CROSSBN_KNOWN"),
-              backend_modules=args.backend_module)
+    write_all(
+        out,
+        seconds(args.repro_budget, "--repro-budget"),
+        known_file=args.known or os.environ.get("CROSSBN_KNOWN"),
+        backend_modules=args.backend_module,
+    )
     build([out], out)
 
 
@@ -209,9 +254,17 @@ def _observe_conventions(args: argparse.Namespace, out: Path) -> None:
     After the tests, so that bad options are reported by the run itself."""
     from crossbn.report import ReportError, build
 
-    observed = _conventions(argparse.Namespace(
-        backends=args.backends, devices=args.devices, out=str(out), timeout=args.timeout, strict=False,
-        backend_module=args.backend_module, n="1" if str(args.n) == "0" else str(args.n)))
+    observed = _conventions(
+        argparse.Namespace(
+            backends=args.backends,
+            devices=args.devices,
+            out=str(out),
+            timeout=args.timeout,
+            strict=False,
+            backend_module=args.backend_module,
+            n="1" if str(args.n) == "0" else str(args.n),
+        )
+    )
     if observed == 0 and (out / "results.jsonl").exists():
         try:
             build([out], out)
@@ -260,13 +313,15 @@ def _compare(args: argparse.Namespace) -> int:
         from crossbn.upgrade.baseline import write_comparison
 
         write_comparison(rows, Path(args.out), args.base, args.new)
-    print(f"crossbn compare: {args.base} -> {args.new}, {len(rows)} results "
-          f"(regressed: a new finding, or error/bound grown > {REGRESSION_FACTOR:g}x)")
+    print(
+        f"crossbn compare: {args.base} -> {args.new}, {len(rows)} results "
+        f"(regressed: a new finding, or error/bound grown > {REGRESSION_FACTOR:g}x)"
+    )
     for c in CLASSES:
         if counts[c]:
             print(f"  {c:10s} {counts[c]:6d}  {MEANING[c]}")
     shown = [r for r in rows if r["class"] not in ("unchanged",)]
-    for r in shown[:args.show]:
+    for r in shown[: args.show]:
         print("  " + describe(r))
     if len(shown) > args.show:
         print(f"  ... {len(shown) - args.show} more (--show N)")
@@ -365,14 +420,18 @@ def _conventions(args: argparse.Namespace) -> int:
 
 def _backend_options(parser, output: str, *, n_default: str, n_help: str, timeout_of: str, strict: str) -> None:
     """The options `run` and `conventions` share: which backends, where, how many at once."""
-    parser.add_argument("--backends", help="comma-separated backends or 'all' (env CROSSBN_BACKENDS; default: all); "
-                                           "NAME@/path/to/python runs one under another interpreter, beside NAME "
-                                           "(side by side: two releases of one framework)")
+    parser.add_argument(
+        "--backends",
+        help="comma-separated backends or 'all' (env CROSSBN_BACKENDS; default: all); "
+        "NAME@/path/to/python runs one under another interpreter, beside NAME "
+        "(side by side: two releases of one framework)",
+    )
     parser.add_argument("--devices", help="comma-separated: cpu, cuda (env CROSSBN_DEVICES; default: cpu)")
     parser.add_argument("--out", help=f"output directory for {output} (env CROSSBN_OUT; default: reports/<timestamp>)")
     parser.add_argument("-n", default=n_default, help=f"{n_help} (default: {n_default})")
-    parser.add_argument("--timeout", help=f"seconds per {timeout_of} before a worker is killed "
-                                          "(env CROSSBN_TIMEOUT; default: 300)")
+    parser.add_argument(
+        "--timeout", help=f"seconds per {timeout_of} before a worker is killed (env CROSSBN_TIMEOUT; default: 300)"
+    )
     parser.add_argument("--backend-module", action="append", default=[], help="a .py file with extra backends")
     parser.add_argument("--strict", action="store_true", help=strict)
 
@@ -380,52 +439,101 @@ def _backend_options(parser, output: str, *, n_default: str, n_help: str, timeou
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="crossbn", description="Cross-backend BatchNorm consistency suite.")
     sub = p.add_subparsers(dest="command", required=True)
-    run = sub.add_parser("run", help="run a suite against backends (pytest underneath)",
-                         description="Arguments after -- go to pytest (e.g. -- -k offset -x).")
-    run.add_argument("--suite", help="catalogue in crossbn/cases/ or a .toml path (env CROSSBN_SUITE; default: default)")
-    run.add_argument("--progress", choices=("auto", "rich", "plain", "off"),
-                     help="live progress: rich bar on a terminal, plain lines elsewhere (auto), or off "
-                          "(env CROSSBN_PROGRESS; default: auto)")
-    run.add_argument("--compare", metavar="BASELINE",
-                     help="compare the results with baselines/BASELINE (or results): comparison.json, a page in "
-                          "the report, and exit 1 on regressions")
-    run.add_argument("--known", metavar="FILE",
-                     help="a TOML file of known differences: matching findings are reported as known (xfail)")
+    run = sub.add_parser(
+        "run",
+        help="run a suite against backends (pytest underneath)",
+        description="Arguments after -- go to pytest (e.g. -- -k offset -x).",
+    )
+    run.add_argument(
+        "--suite", help="catalogue in crossbn/cases/ or a .toml path (env CROSSBN_SUITE; default: default)"
+    )
+    run.add_argument(
+        "--progress",
+        choices=("auto", "rich", "plain", "off"),
+        help="live progress: rich bar on a terminal, plain lines elsewhere (auto), or off "
+        "(env CROSSBN_PROGRESS; default: auto)",
+    )
+    run.add_argument(
+        "--compare",
+        metavar="BASELINE",
+        help="compare the results with baselines/BASELINE (or results): comparison.json, a page in "
+        "the report, and exit 1 on regressions",
+    )
+    run.add_argument(
+        "--known",
+        metavar="FILE",
+        help="a TOML file of known differences: matching findings are reported as known (xfail)",
+    )
     run.add_argument("--known-skip", action="store_true", help="known differences become skips")
-    run.add_argument("--bug-reports", action="store_true",
-                     help="at the end, a verified repro.py and ISSUE.md per root cause of the new findings "
-                          "(DIR/bug-reports/, linked from each finding's page)")
+    run.add_argument(
+        "--bug-reports",
+        action="store_true",
+        help="at the end, a verified repro.py and ISSUE.md per root cause of the new findings "
+        "(DIR/bug-reports/, linked from each finding's page)",
+    )
     run.add_argument("--repro-budget", default="30s", help="shrinking time per root cause (default: 30s)")
-    run.add_argument("--shard", metavar="K/N",
-                     help="run only shard K of N (each test hashed to one shard by its id: deterministic); "
-                          "merge the shards' folders with `crossbn report A B` (env CROSSBN_SHARD)")
-    run.add_argument("--resume", metavar="DIR",
-                     help="finish the interrupted run in DIR with its own options (DIR/run.json): only the "
-                          "tests it has no record of, or a crash or timeout record, run")
-    run.add_argument("--max-case-bytes", metavar="SIZE",
-                     help="refuse (unsupported, with the estimate) a case estimated to need more memory: "
-                          "e.g. 4G; auto: half the RAM shared by the workers; 0: no limit "
-                          "(env CROSSBN_MAX_CASE_BYTES; default: auto)")
-    run.add_argument("--worker-max-mb", metavar="MB",
-                     help="restart a backend's worker process after a case that left it holding more "
-                          "memory; auto: a quarter of the RAM shared by the workers; 0: never "
-                          "(env CROSSBN_WORKER_MAX_MB; default: auto)")
-    run.add_argument("--diagnosis", choices=("grouped", "each", "audit"),
-                     help="grouped: findings of one root cause share a full diagnosis, each confirmed against it; "
-                          "each: every finding's own search; audit: both, the differences recorded "
-                          "(env CROSSBN_DIAGNOSIS; default: grouped)")
-    run.add_argument("--cache", metavar="DIR", help="crossbn's cache folder (env CROSSBN_CACHE; default: "
-                                                    "$XDG_CACHE_HOME/crossbn or ~/.cache/crossbn)")
-    run.add_argument("--no-cache", action="store_true",
-                     help="neither read nor write crossbn's cache: every result judged afresh")
-    run.add_argument("--no-conventions", dest="conventions", action="store_false",
-                     help="skip `crossbn conventions` after the tests (the report then has no conventions table)")
-    _backend_options(run, "results.jsonl", n_default="auto", n_help="parallel pytest-xdist workers, 0 for none",
-                     timeout_of="case", strict="exit 1 when any result fails")
+    run.add_argument(
+        "--shard",
+        metavar="K/N",
+        help="run only shard K of N (each test hashed to one shard by its id: deterministic); "
+        "merge the shards' folders with `crossbn report A B` (env CROSSBN_SHARD)",
+    )
+    run.add_argument(
+        "--resume",
+        metavar="DIR",
+        help="finish the interrupted run in DIR with its own options (DIR/run.json): only the "
+        "tests it has no record of, or a crash or timeout record, run",
+    )
+    run.add_argument(
+        "--max-case-bytes",
+        metavar="SIZE",
+        help="refuse (unsupported, with the estimate) a case estimated to need more memory: "
+        "e.g. 4G; auto: half the RAM shared by the workers; 0: no limit "
+        "(env CROSSBN_MAX_CASE_BYTES; default: auto)",
+    )
+    run.add_argument(
+        "--worker-max-mb",
+        metavar="MB",
+        help="restart a backend's worker process after a case that left it holding more "
+        "memory; auto: a quarter of the RAM shared by the workers; 0: never "
+        "(env CROSSBN_WORKER_MAX_MB; default: auto)",
+    )
+    run.add_argument(
+        "--diagnosis",
+        choices=("grouped", "each", "audit"),
+        help="grouped: findings of one root cause share a full diagnosis, each confirmed against it; "
+        "each: every finding's own search; audit: both, the differences recorded "
+        "(env CROSSBN_DIAGNOSIS; default: grouped)",
+    )
+    run.add_argument(
+        "--cache",
+        metavar="DIR",
+        help="crossbn's cache folder (env CROSSBN_CACHE; default: $XDG_CACHE_HOME/crossbn or ~/.cache/crossbn)",
+    )
+    run.add_argument(
+        "--no-cache", action="store_true", help="neither read nor write crossbn's cache: every result judged afresh"
+    )
+    run.add_argument(
+        "--no-conventions",
+        dest="conventions",
+        action="store_false",
+        help="skip `crossbn conventions` after the tests (the report then has no conventions table)",
+    )
+    _backend_options(
+        run,
+        "results.jsonl",
+        n_default="auto",
+        n_help="parallel pytest-xdist workers, 0 for none",
+        timeout_of="case",
+        strict="exit 1 when any result fails",
+    )
     run.set_defaults(func=_run, keyword="", markexpr="")  # --resume: the run's own -k and -m
-    rp = sub.add_parser("report", help="render results into a self-contained HTML report",
-                        description="Merge one or more results (results.jsonl files or run folders: workers, "
-                                    "shards, machines) into DIR/index.html and one page per root cause of the findings.")
+    rp = sub.add_parser(
+        "report",
+        help="render results into a self-contained HTML report",
+        description="Merge one or more results (results.jsonl files or run folders: workers, "
+        "shards, machines) into DIR/index.html and one page per root cause of the findings.",
+    )
     rp.add_argument("results", nargs="+", help="results.jsonl files or run folders")
     rp.add_argument("--out", help="report folder (default: the one source's folder; required with several)")
     rp.add_argument("--title", default="crossbn report", help="the report's title")
@@ -437,19 +545,24 @@ def build_parser() -> argparse.ArgumentParser:
     bs.add_argument("results", nargs="?", help="results.jsonl or run folder (default: the newest under reports/)")
     bs.add_argument("--dir", default="baselines", help="where baselines live (default: baselines)")
     bs.set_defaults(func=_baseline)
-    cp = sub.add_parser("compare", help="compare results with a baseline; exit 1 on regressions",
-                        description="BASE and NEW: each a baseline name (under --dir) or results (a "
-                                    "results.jsonl or run folder).")
+    cp = sub.add_parser(
+        "compare",
+        help="compare results with a baseline; exit 1 on regressions",
+        description="BASE and NEW: each a baseline name (under --dir) or results (a results.jsonl or run folder).",
+    )
     cp.add_argument("base")
     cp.add_argument("new")
     cp.add_argument("--dir", default="baselines", help="where baselines live (default: baselines)")
     cp.add_argument("--show", type=int, default=40, help="how many changed results to list (default: 40)")
     cp.add_argument("--out", help="also write DIR/comparison.json (`crossbn report DIR` then shows it)")
     cp.set_defaults(func=_compare)
-    kn = sub.add_parser("known", help="hold finished results against a known-differences file; exit 1 on new findings",
-                        description="Which findings of a run the file covers, which are new (grouped by backend, "
-                                    "verdict, dtype, stage and fingerprint: what an entry is written for), and "
-                                    "which entries match nothing.")
+    kn = sub.add_parser(
+        "known",
+        help="hold finished results against a known-differences file; exit 1 on new findings",
+        description="Which findings of a run the file covers, which are new (grouped by backend, "
+        "verdict, dtype, stage and fingerprint: what an entry is written for), and "
+        "which entries match nothing.",
+    )
     kn.add_argument("file", help="the known-differences TOML file")
     kn.add_argument("results", nargs="?", help="results.jsonl or run folder (default: the newest under reports/)")
     kn.set_defaults(func=_known)
@@ -458,25 +571,41 @@ def build_parser() -> argparse.ArgumentParser:
     add_parsers(sub)
     bk = sub.add_parser("backends", help="list backends and whether they can run here")
     bk.add_argument("--backend-module", action="append", default=[])
-    bk.add_argument("--markdown", action="store_true",
-                    help="print the table of devices and documented conventions that README.md holds")
+    bk.add_argument(
+        "--markdown",
+        action="store_true",
+        help="print the table of devices and documented conventions that README.md holds",
+    )
     bk.set_defaults(func=_backends)
     su = sub.add_parser("suites", help="list case catalogues")
     su.set_defaults(func=_suites)
-    ca = sub.add_parser("cache", help="what crossbn's cache holds, or empty it",
-                        description="The judgements of unchanged outputs and the frameworks' compilation caches "
-                                    "(JAX, Inductor) that `crossbn run` keeps; never needed for a right answer.")
+    ca = sub.add_parser(
+        "cache",
+        help="what crossbn's cache holds, or empty it",
+        description="The judgements of unchanged outputs and the frameworks' compilation caches "
+        "(JAX, Inductor) that `crossbn run` keeps; never needed for a right answer.",
+    )
     ca.add_argument("action", choices=("info", "clear"))
-    ca.add_argument("--dir", help="the cache folder (env CROSSBN_CACHE; default: $XDG_CACHE_HOME/crossbn or "
-                                  "~/.cache/crossbn)")
+    ca.add_argument(
+        "--dir", help="the cache folder (env CROSSBN_CACHE; default: $XDG_CACHE_HOME/crossbn or ~/.cache/crossbn)"
+    )
     ca.set_defaults(func=_cache)
-    co = sub.add_parser("conventions", help="observe each backend's conventions from targeted runs",
-                        description="Momentum direction, running-variance correction, eps and momentum "
-                                    "precision, eps floor, variance algorithm, float16/bfloat16 accumulators, "
-                                    "one value per channel and eps=0 on a constant channel, read off targeted "
-                                    "runs and set beside each backend's declaration; a difference is a finding.")
-    _backend_options(co, "conventions.jsonl", n_default="2", n_help="backends observed at once, or auto",
-                     timeout_of="probe", strict="exit 1 when an observation differs from a declaration")
+    co = sub.add_parser(
+        "conventions",
+        help="observe each backend's conventions from targeted runs",
+        description="Momentum direction, running-variance correction, eps and momentum "
+        "precision, eps floor, variance algorithm, float16/bfloat16 accumulators, "
+        "one value per channel and eps=0 on a constant channel, read off targeted "
+        "runs and set beside each backend's declaration; a difference is a finding.",
+    )
+    _backend_options(
+        co,
+        "conventions.jsonl",
+        n_default="2",
+        n_help="backends observed at once, or auto",
+        timeout_of="probe",
+        strict="exit 1 when an observation differs from a declaration",
+    )
     co.set_defaults(func=_conventions)
     return p
 
@@ -486,7 +615,7 @@ def main(argv: list[str] | None = None) -> int:
     extra: list[str] = []
     if "--" in argv:
         i = argv.index("--")
-        argv, extra = argv[:i], argv[i + 1:]
+        argv, extra = argv[:i], argv[i + 1 :]
     args = build_parser().parse_args(argv)
     if args.command == "run":
         return _run(args, extra)

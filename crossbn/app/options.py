@@ -19,31 +19,70 @@ import pytest
 OPTIONS = (
     # (name, env, default, help)
     ("suite", "CROSSBN_SUITE", "default", "case catalogue: a name in crossbn/cases/ or a path to a .toml file"),
-    ("backends", "CROSSBN_BACKENDS", "all", "comma-separated backends, or 'all' (every installed one); "
-                                         "NAME@/path/to/python runs one under another interpreter"),
+    (
+        "backends",
+        "CROSSBN_BACKENDS",
+        "all",
+        "comma-separated backends, or 'all' (every installed one); "
+        "NAME@/path/to/python runs one under another interpreter",
+    ),
     ("devices", "CROSSBN_DEVICES", "cpu", "comma-separated devices: cpu, cuda"),
     ("out", "CROSSBN_OUT", None, "directory for results-<worker>.jsonl and the merged results.jsonl"),
     ("timeout", "CROSSBN_TIMEOUT", "300", "seconds a backend may take for one case before its worker is killed"),
-    ("compare", "CROSSBN_COMPARE", None, "a baseline name under baselines/ (or results) to compare the run "
-                                         "with: comparison.json, the report's comparison page; regressions fail"),
-    ("known", "CROSSBN_KNOWN", None, "a TOML file of known differences (crossbn/records/known.py): matching findings "
-                                     "are xfails, not failures"),
+    (
+        "compare",
+        "CROSSBN_COMPARE",
+        None,
+        "a baseline name under baselines/ (or results) to compare the run "
+        "with: comparison.json, the report's comparison page; regressions fail",
+    ),
+    (
+        "known",
+        "CROSSBN_KNOWN",
+        None,
+        "a TOML file of known differences (crossbn/records/known.py): matching findings are xfails, not failures",
+    ),
     ("progress", "CROSSBN_PROGRESS", "off", "live progress: auto (rich on a terminal, else plain), rich, plain, off"),
-    ("shard", "CROSSBN_SHARD", None, "K/N: run only shard K of N (1 <= K <= N), for CI sharding or several "
-                                     "machines; the shards' results merge with `crossbn report A B`"),
-    ("max_case_bytes", "CROSSBN_MAX_CASE_BYTES", "auto", "refuse (as unsupported, with the estimate) a case "
-                                                        "estimated to need more memory than this: bytes, with "
-                                                        "an optional K/M/G suffix; auto: half the RAM; 0: no limit"),
-    ("diagnosis", "CROSSBN_DIAGNOSIS", "grouped", "grouped: each root cause's findings share one full "
-                                                  "diagnosis, confirmed per finding (crossbn/verdict/root_causes.py); "
-                                                  "each: every finding searched on its own; audit: grouped, "
-                                                  "and each confirmed finding searched on its own too"),
-    ("cache", "CROSSBN_CACHE", "auto", "the folder of crossbn's cache (judgements of unchanged outputs, JAX's "
-                                       "and Inductor's compilation caches); auto: $XDG_CACHE_HOME/crossbn or "
-                                       "~/.cache/crossbn; off: none (the frameworks keep their own defaults)"),
-    ("worker_max_mb", "CROSSBN_WORKER_MAX_MB", "auto", "restart a backend's worker process after a case that "
-                                                      "left it holding more than this many MB; auto: a quarter "
-                                                      "of the RAM; 0: never"),
+    (
+        "shard",
+        "CROSSBN_SHARD",
+        None,
+        "K/N: run only shard K of N (1 <= K <= N), for CI sharding or several "
+        "machines; the shards' results merge with `crossbn report A B`",
+    ),
+    (
+        "max_case_bytes",
+        "CROSSBN_MAX_CASE_BYTES",
+        "auto",
+        "refuse (as unsupported, with the estimate) a case "
+        "estimated to need more memory than this: bytes, with "
+        "an optional K/M/G suffix; auto: half the RAM; 0: no limit",
+    ),
+    (
+        "diagnosis",
+        "CROSSBN_DIAGNOSIS",
+        "grouped",
+        "grouped: each root cause's findings share one full "
+        "diagnosis, confirmed per finding (crossbn/verdict/root_causes.py); "
+        "each: every finding searched on its own; audit: grouped, "
+        "and each confirmed finding searched on its own too",
+    ),
+    (
+        "cache",
+        "CROSSBN_CACHE",
+        "auto",
+        "the folder of crossbn's cache (judgements of unchanged outputs, JAX's "
+        "and Inductor's compilation caches); auto: $XDG_CACHE_HOME/crossbn or "
+        "~/.cache/crossbn; off: none (the frameworks keep their own defaults)",
+    ),
+    (
+        "worker_max_mb",
+        "CROSSBN_WORKER_MAX_MB",
+        "auto",
+        "restart a backend's worker process after a case that "
+        "left it holding more than this many MB; auto: a quarter "
+        "of the RAM; 0: never",
+    ),
 )
 DEVICES = ("cpu", "cuda")
 
@@ -69,7 +108,8 @@ class State:
 
         self.config = config
         modules = tuple(config.getoption("crossbn_backend_module")) + tuple(
-            p for p in os.environ.get("CROSSBN_BACKEND_MODULE", "").split(os.pathsep) if p)
+            p for p in os.environ.get("CROSSBN_BACKEND_MODULE", "").split(os.pathsep) if p
+        )
         self.modules = modules
         found = discover(modules)
         self.specs, self.backends = instantiate(choose(option(config, "backends"), found), found)
@@ -84,8 +124,9 @@ class State:
         except ValueError:
             self.timeout = -1.0
         if not (math.isfinite(self.timeout) and self.timeout > 0):
-            raise pytest.UsageError(f"--crossbn-timeout: must be a positive number of seconds, "
-                                    f"got {option(config, 'timeout')!r}")
+            raise pytest.UsageError(
+                f"--crossbn-timeout: must be a positive number of seconds, got {option(config, 'timeout')!r}"
+            )
         try:
             self.cases = load_suite(option(config, "suite"))
         except CatalogueError as e:
@@ -101,8 +142,10 @@ class State:
                 raise pytest.UsageError(str(e)) from e
         out = option(config, "out")
         self.out = Path(out) if out else None
-        self.known, self.known_skip = [], bool(config.getoption("crossbn_known_skip")) or \
-            os.environ.get("CROSSBN_KNOWN_SKIP", "") not in ("", "0")
+        self.known, self.known_skip = (
+            [],
+            bool(config.getoption("crossbn_known_skip")) or os.environ.get("CROSSBN_KNOWN_SKIP", "") not in ("", "0"),
+        )
         if option(config, "known"):
             from crossbn.records.known import KnownError, load as load_known
 
@@ -140,9 +183,9 @@ class State:
         if root is not None:  # a variable the user set is theirs
             for name, value in cache.compiler_env(root).items():
                 os.environ.setdefault(name, value)
-        self.done: set = set()         # resume: (case id, backend, device) keys already recorded
-        self.resumed = None            # resume (controller): {"kept", "rerun"} from resume.prepare
-        self.crashed: list[str] = []   # tests whose xdist worker died under them (controller)
+        self.done: set = set()  # resume: (case id, backend, device) keys already recorded
+        self.resumed = None  # resume (controller): {"kept", "rerun"} from resume.prepare
+        self.crashed: list[str] = []  # tests whose xdist worker died under them (controller)
         self.live, self.last_sync, self.restore_sigterm = None, 0.0, False  # run_folder.py
         self.tmp = self.tmp_was = None  # run_folder.py: the run's own TMPDIR
         self.worker_id = worker_id()
@@ -174,5 +217,3 @@ class State:
             self._pool.close()
         if self._writer is not None:
             self._writer.close()
-
-

@@ -43,16 +43,35 @@ _SUITE_MODULES = {"batchnorm": "test_batchnorm.py", "models": "test_models.py"}
 def pytest_addoption(parser):
     group = parser.getgroup("crossbn", "crossbn: cross-backend BatchNorm conformance")
     for name, env, default, help_ in _OPTIONS:
-        group.addoption(f"--crossbn-{name.replace('_', '-')}", dest=f"crossbn_{name}", default=None,
-                        help=f"{help_} (env {env}; default {default})")
-    group.addoption("--crossbn-known-skip", dest="crossbn_known_skip", action="store_true", default=False,
-                    help="known differences become skips rather than xfails (env CROSSBN_KNOWN_SKIP=1)")
-    group.addoption("--crossbn-resume", dest="crossbn_resume", action="store_true", default=False,
-                    help="finish the interrupted run in --crossbn-out: only the tests it has no record of "
-                         "(or a crash or timeout record) run (env CROSSBN_RESUME=1)")
-    group.addoption("--crossbn-backend-module", dest="crossbn_backend_module", action="append", default=[],
-                    help="a .py file whose Backend subclasses are added (repeatable; env CROSSBN_BACKEND_MODULE, "
-                         "os.pathsep-separated)")
+        group.addoption(
+            f"--crossbn-{name.replace('_', '-')}",
+            dest=f"crossbn_{name}",
+            default=None,
+            help=f"{help_} (env {env}; default {default})",
+        )
+    group.addoption(
+        "--crossbn-known-skip",
+        dest="crossbn_known_skip",
+        action="store_true",
+        default=False,
+        help="known differences become skips rather than xfails (env CROSSBN_KNOWN_SKIP=1)",
+    )
+    group.addoption(
+        "--crossbn-resume",
+        dest="crossbn_resume",
+        action="store_true",
+        default=False,
+        help="finish the interrupted run in --crossbn-out: only the tests it has no record of "
+        "(or a crash or timeout record) run (env CROSSBN_RESUME=1)",
+    )
+    group.addoption(
+        "--crossbn-backend-module",
+        dest="crossbn_backend_module",
+        action="append",
+        default=[],
+        help="a .py file whose Backend subclasses are added (repeatable; env CROSSBN_BACKEND_MODULE, "
+        "os.pathsep-separated)",
+    )
 
 
 def _state(config) -> _State:
@@ -101,8 +120,11 @@ def pytest_configure(config):
 
 
 def _user_named_dist(config) -> bool:
-    named = [*map(str, config.invocation_params.args), os.environ.get("PYTEST_ADDOPTS", ""),
-             *map(str, config.getini("addopts"))]
+    named = [
+        *map(str, config.invocation_params.args),
+        os.environ.get("PYTEST_ADDOPTS", ""),
+        *map(str, config.getini("addopts")),
+    ]
     return any(a.startswith("--dist") or a == "-d" for text in named for a in text.split())
 
 
@@ -141,8 +163,11 @@ def pytest_runtest_teardown(item, nextitem):
 def pytest_ignore_collect(collection_path, config):
     """Collect only the conformance module of the suite's kind."""
     path = Path(collection_path)
-    if path.name not in _SUITE_MODULES.values() or path.resolve().parent != _CONFORMANCE \
-            or not _wants_conformance(config):
+    if (
+        path.name not in _SUITE_MODULES.values()
+        or path.resolve().parent != _CONFORMANCE
+        or not _wants_conformance(config)
+    ):
         return None
     return True if path.name != _SUITE_MODULES[_state(config).kind] else None
 
@@ -151,12 +176,13 @@ def pytest_report_header(config):
     if not _wants_conformance(config):
         return None
     st = _state(config)
-    lines = [f"crossbn: suite {_option(config, 'suite')} ({len(st.cases)} cases), devices {','.join(st.devices)}, "
-             f"results {st.out / 'results.jsonl' if st.out else '(not written: no --crossbn-out)'}"]
+    lines = [
+        f"crossbn: suite {_option(config, 'suite')} ({len(st.cases)} cases), devices {','.join(st.devices)}, "
+        f"results {st.out / 'results.jsonl' if st.out else '(not written: no --crossbn-out)'}"
+    ]
     for name, b in st.backends.items():
         why = b.available()
-        versions = f"under {b.interpreter}" if b.interpreter else \
-            ", ".join(f"{k} {v}" for k, v in b.versions().items())
+        versions = f"under {b.interpreter}" if b.interpreter else ", ".join(f"{k} {v}" for k, v in b.versions().items())
         against = f"  (compared with {b.compare_with})" if b.compare_with else ""
         lines.append(f"  {name:18s} {versions}{against}" + (f"  [UNAVAILABLE: {why}]" if why else ""))
     return lines
@@ -232,8 +258,15 @@ def crossbn_check(request):
         try:
             rec = judge(case, backend, st.backends[backend], device, st.pool, st.timeout, **limits)
         except Exception as e:  # crossbn's own failure: still leave a record, then report it
-            st.record(make_record(case=case, backend=backend, device=device, verdict="crash",
-                                  reason=f"crossbn internal error: {type(e).__name__}: {e}"))
+            st.record(
+                make_record(
+                    case=case,
+                    backend=backend,
+                    device=device,
+                    verdict="crash",
+                    reason=f"crossbn internal error: {type(e).__name__}: {e}",
+                )
+            )
             raise
         known = None
         if rec["verdict"] in FAILING and st.known:
@@ -244,15 +277,27 @@ def crossbn_check(request):
                 rec["known"] = {"entry": known.index, "reason": known.reason, "link": known.link}
         st.record(rec)
         worst = rec["worst"] or {}
-        request.node.user_properties.append(("crossbn", {
-            "backend": backend, "device": device, "verdict": rec["verdict"], "case": rec["pytest_id"],
-            "ratio": worst.get("ratio"), "observable": worst.get("observable"), "version": rec["version"],
-            "reason": rec["reason"].splitlines()[0] if rec["reason"] else "",
-            "cross_device": (rec["cross_device"] or {}).get("verdict"),
-            "cross_version": rec["cross_version"] and [rec["cross_version"][k] for k in ("against", "verdict")],
-            "known": None if known is None else known.index, "unjudged": rec.get("unjudged", 0),
-            "cached": bool(rec.get("cached")),
-            "diagnosed": ((rec.get("diagnosis") or {}).get("source") or {}).get("how")}))
+        request.node.user_properties.append(
+            (
+                "crossbn",
+                {
+                    "backend": backend,
+                    "device": device,
+                    "verdict": rec["verdict"],
+                    "case": rec["pytest_id"],
+                    "ratio": worst.get("ratio"),
+                    "observable": worst.get("observable"),
+                    "version": rec["version"],
+                    "reason": rec["reason"].splitlines()[0] if rec["reason"] else "",
+                    "cross_device": (rec["cross_device"] or {}).get("verdict"),
+                    "cross_version": rec["cross_version"] and [rec["cross_version"][k] for k in ("against", "verdict")],
+                    "known": None if known is None else known.index,
+                    "unjudged": rec.get("unjudged", 0),
+                    "cached": bool(rec.get("cached")),
+                    "diagnosed": ((rec.get("diagnosis") or {}).get("source") or {}).get("how"),
+                },
+            )
+        )
         if rec["verdict"] == "unsupported":
             pytest.skip(f"unsupported: {rec['reason']}")
         if known is not None:
@@ -313,8 +358,9 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
         terminalreporter.write_line(line)
     if st.known:
         used = st.summary.known_used
-        terminalreporter.write_line(f"known differences: {sum(used.values())} finding(s) matched "
-                                    f"{len(used)} of {len(st.known)} entries")
+        terminalreporter.write_line(
+            f"known differences: {sum(used.values())} finding(s) matched {len(used)} of {len(st.known)} entries"
+        )
         for k in st.known:
             if k.index not in used:
                 terminalreporter.write_line(f"  matched nothing: {k.label()}: {k.reason}", yellow=True)

@@ -22,8 +22,8 @@ import time
 import pytest
 
 MODES = ("auto", "rich", "plain", "off")
-PLAIN_EVERY_S = 10.0   # plain mode: at most one line per this many seconds...
-PLAIN_STEPS = 10       # ...besides one at each 1/PLAIN_STEPS of the run, and one at the end
+PLAIN_EVERY_S = 10.0  # plain mode: at most one line per this many seconds...
+PLAIN_STEPS = 10  # ...besides one at each 1/PLAIN_STEPS of the run, and one at the end
 
 
 def resolve(mode: str, stream=None) -> str:
@@ -97,8 +97,7 @@ def _findings(n: int) -> str:
 def plain_line(done: int, total: int, findings: int, elapsed: float, remaining: float | None) -> str:
     """`crossbn: 120/382 done (31%), 30 findings, 0:45 elapsed, ~1:40 left`"""
     pct = done * 100 // total if total else 100
-    line = (f"crossbn: {done}/{total} done ({pct}%), {_findings(findings)}, "
-            f"{clock_text(elapsed)} elapsed")
+    line = f"crossbn: {done}/{total} done ({pct}%), {_findings(findings)}, {clock_text(elapsed)} elapsed"
     if remaining is not None and done < total:
         line += f", ~{clock_text(remaining)} left"
     return line
@@ -168,22 +167,38 @@ class RichProgress:
         stream = self.stream
         if stream is None:
             try:
-                stream = self._file = os.fdopen(os.dup(sys.stdout.fileno()), "w", errors="replace",
-                                                encoding=getattr(sys.stdout, "encoding", None) or "utf-8")
+                stream = self._file = os.fdopen(
+                    os.dup(sys.stdout.fileno()),
+                    "w",
+                    errors="replace",
+                    encoding=getattr(sys.stdout, "encoding", None) or "utf-8",
+                )
             except (AttributeError, OSError, ValueError):  # no real stdout (e.g. pytester in-process)
                 stream = sys.stdout
         console = Console(file=stream, stderr=False)
-        self.progress = Progress(TextColumn("crossbn"), BarColumn(), MofNCompleteColumn(),
-                                 TextColumn("[bold red]{task.fields[findings]}"), Times(),
-                                 console=console, redirect_stdout=False, redirect_stderr=False,
-                                 refresh_per_second=4, get_time=tally.clock)
+        self.progress = Progress(
+            TextColumn("crossbn"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("[bold red]{task.fields[findings]}"),
+            Times(),
+            console=console,
+            redirect_stdout=False,
+            redirect_stderr=False,
+            refresh_per_second=4,
+            get_time=tally.clock,
+        )
         self.task = self.progress.add_task("crossbn", total=tally.total, findings=_findings(0))
         self.progress.start()
 
     def update(self) -> None:
         if self.progress is not None:
-            self.progress.update(self.task, completed=len(self.tally.done), total=self.tally.total,
-                                 findings=_findings(self.tally.findings))
+            self.progress.update(
+                self.task,
+                completed=len(self.tally.done),
+                total=self.tally.total,
+                findings=_findings(self.tally.findings),
+            )
 
     def stop(self) -> None:
         """Leaves the final state on screen; safe to call twice."""

@@ -47,7 +47,7 @@ def _own_tmpdir(st) -> None:
     system = Path(tempfile.gettempdir())
     for stale in system.glob(RUN_TMP_PREFIX + "*"):
         try:
-            pid = int(stale.name[len(RUN_TMP_PREFIX):].split("-")[0])
+            pid = int(stale.name[len(RUN_TMP_PREFIX) :].split("-")[0])
             os.kill(pid, 0)
         except ProcessLookupError:
             shutil.rmtree(stale, ignore_errors=True)  # its run was killed
@@ -82,11 +82,23 @@ def recorded_options(config, st, option) -> dict:
     """The options that select a run's tests, resolved (environment variables
     and defaults applied, files made absolute), for run.json: `crossbn run
     --resume` reruns exactly them."""
+
     def absolute(value):
         return str(Path(value).resolve()) if value and Path(value).is_file() else value
 
-    names = ("suite", "backends", "devices", "timeout", "compare", "known", "shard", "max_case_bytes",
-             "worker_max_mb", "diagnosis", "cache")
+    names = (
+        "suite",
+        "backends",
+        "devices",
+        "timeout",
+        "compare",
+        "known",
+        "shard",
+        "max_case_bytes",
+        "worker_max_mb",
+        "diagnosis",
+        "cache",
+    )
     options = {name: option(config, name) for name in names}
     for name in ("suite", "known", "compare"):
         options[name] = absolute(options[name])
@@ -124,11 +136,15 @@ def begin(config, st, option) -> None:
     _own_tmpdir(st)
     st.started = time.monotonic()
     st.run_info = environment.describe(
-        suite=option(config, "suite"), backends=list(st.names), devices=st.devices,
+        suite=option(config, "suite"),
+        backends=list(st.names),
+        devices=st.devices,
         shard=None if st.shard is None else "{}/{}".format(*st.shard),
         backend_modules=[Path(m).name for m in st.modules],
         argv=[str(a) for a in config.invocation_params.args],
-        options=recorded_options(config, st, option), resumed=st.resumed)
+        options=recorded_options(config, st, option),
+        resumed=st.resumed,
+    )
     environment.write(out, st.run_info)
     from crossbn.records.store import LiveResults
 
@@ -168,10 +184,16 @@ def finish(session, st, exitstatus: int, option) -> None:
     compare_side_by_side(session, st)
     if st.run_info is not None:
         ended = exitstatus in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED) or (
-            exitstatus == pytest.ExitCode.NO_TESTS_COLLECTED and st.resume and st.done)
+            exitstatus == pytest.ExitCode.NO_TESTS_COLLECTED and st.resume and st.done
+        )
         complete = ended and not (session.shouldstop or session.shouldfail) and not st.crashed
-        environment.finish(st.out, {**st.run_info, "crashed_tests": st.crashed}, started=st.started,
-                           exit_status=int(exitstatus), complete=complete)
+        environment.finish(
+            st.out,
+            {**st.run_info, "crashed_tests": st.crashed},
+            started=st.started,
+            exit_status=int(exitstatus),
+            complete=complete,
+        )
     if not (st.out / "results.jsonl").exists():
         return
     try:

@@ -29,8 +29,18 @@ from pathlib import Path
 
 from crossbn.backends.base import OBSERVABLES, Backend, Unsupported
 
-__all__ = ["Backend", "Unsupported", "OBSERVABLES", "BackendError", "Choice", "choose", "discover", "load",
-           "resolve", "instantiate"]
+__all__ = [
+    "Backend",
+    "Unsupported",
+    "OBSERVABLES",
+    "BackendError",
+    "Choice",
+    "choose",
+    "discover",
+    "load",
+    "resolve",
+    "instantiate",
+]
 
 ENTRY_POINT_GROUP = "crossbn.backends"
 
@@ -43,8 +53,12 @@ def _module_file_specs(path: str) -> dict[str, str]:
     module = _import_file(path)
     found = {}
     for attr, obj in vars(module).items():
-        if inspect.isclass(obj) and issubclass(obj, Backend) and obj.__module__ == module.__name__ \
-                and isinstance(getattr(obj, "name", None), str):
+        if (
+            inspect.isclass(obj)
+            and issubclass(obj, Backend)
+            and obj.__module__ == module.__name__
+            and isinstance(getattr(obj, "name", None), str)
+        ):
             found[obj.name] = f"{Path(path).resolve()}:{attr}"
     if not found:
         raise BackendError(f"backend module {path}: defines no crossbn Backend subclass with a 'name'")
@@ -54,8 +68,10 @@ def _module_file_specs(path: str) -> dict[str, str]:
 def _import_file(path: str):
     p = Path(path)
     if not p.is_file():
-        raise BackendError(f"backend module {path}: {'not a file' if p.exists() else 'no such file'} "
-                           "(give a Python file that defines a crossbn Backend subclass)")
+        raise BackendError(
+            f"backend module {path}: {'not a file' if p.exists() else 'no such file'} "
+            "(give a Python file that defines a crossbn Backend subclass)"
+        )
     # keyed by the resolved path: two files named mine.py are two modules
     name = "crossbn_user_backend_" + hashlib.sha1(str(p.resolve()).encode()).hexdigest()[:12]
     if name in sys.modules:
@@ -74,7 +90,7 @@ def _import_file(path: str):
 
 
 def _raised_at(e: BaseException, file: Path) -> str:
-    """" (raised at FILE:N)", the last line of the user's file the exception
+    """ " (raised at FILE:N)", the last line of the user's file the exception
     passed through; "" when none (a SyntaxError names its own line)."""
     import traceback
 
@@ -107,9 +123,9 @@ def load(spec: str) -> Backend:
 class Choice:
     """One backend of a run, as --backends named it."""
 
-    name: str                 # in ids and records: "torch", or "torch@LABEL" under another interpreter
-    base: str                 # the registered backend: "torch"
-    interpreter: str | None   # the other Python its worker runs under, or None (this one)
+    name: str  # in ids and records: "torch", or "torch@LABEL" under another interpreter
+    base: str  # the registered backend: "torch"
+    interpreter: str | None  # the other Python its worker runs under, or None (this one)
 
 
 # Folder names that say nothing about which environment they are: the label
@@ -121,8 +137,10 @@ _LABEL = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]*")
 def _interpreter(item: str, base: str, path: str) -> str:
     found = shutil.which(path) if os.sep not in path else (path if os.path.isfile(path) else None)
     if not found or not os.access(found, os.X_OK):
-        raise BackendError(f"{item}: no Python interpreter at {path!r} (give the path of the other "
-                           f"environment's python, e.g. torch@/path/to/venv/bin/python)")
+        raise BackendError(
+            f"{item}: no Python interpreter at {path!r} (give the path of the other "
+            f"environment's python, e.g. torch@/path/to/venv/bin/python)"
+        )
     return os.path.abspath(found)
 
 
@@ -154,7 +172,9 @@ def choose(names: str, specs: dict[str, str]) -> list[Choice]:
         if not eq:
             label, path = "", where
         elif not _LABEL.fullmatch(label):
-            raise BackendError(f"{item}: label {label!r} must be letters, digits and . _ + - (e.g. torch@old=/venv/bin/python)")
+            raise BackendError(
+                f"{item}: label {label!r} must be letters, digits and . _ + - (e.g. torch@old=/venv/bin/python)"
+            )
         if not path:
             raise BackendError(f"{item}: no interpreter after '@' (e.g. {base}@/path/to/venv/bin/python)")
         path = _interpreter(item, base, path)
@@ -166,8 +186,10 @@ def choose(names: str, specs: dict[str, str]) -> list[Choice]:
     seen: dict[str, Choice] = {}
     for c in chosen:
         if c.name in seen and seen[c.name] != c:
-            raise BackendError(f"two backends would both be named {c.name} ({seen[c.name].interpreter} and "
-                               f"{c.interpreter}); label them: {c.base}@LABEL=/path/to/python")
+            raise BackendError(
+                f"two backends would both be named {c.name} ({seen[c.name].interpreter} and "
+                f"{c.interpreter}); label them: {c.base}@LABEL=/path/to/python"
+            )
         seen[c.name] = c
     return list(seen.values())
 

@@ -20,8 +20,15 @@ from typing import ClassVar
 
 # Observables in dataflow order: localization and reports read them in this order.
 OBSERVABLES = (
-    "batch_mean", "batch_var", "invstd", "y", "running_mean", "running_var",
-    "dbeta", "dgamma", "dx",
+    "batch_mean",
+    "batch_var",
+    "invstd",
+    "y",
+    "running_mean",
+    "running_var",
+    "dbeta",
+    "dgamma",
+    "dx",
 )
 
 # The canonical semantics; a backend declares where it differs on purpose.
@@ -48,7 +55,7 @@ CANONICAL_CONVENTIONS = {
 # issue-4's observed conventions are checked against them.
 CONVENTION_KEYS = {
     "momentum": "what the framework's momentum argument weighs: 'old' (the running value, "
-                "Keras/Flax/ONNX/TF) or 'new' (the batch statistic, PyTorch)",
+    "Keras/Flax/ONNX/TF) or 'new' (the batch statistic, PyTorch)",
     "running_var": "variance folded into the running variance: 'biased' or 'unbiased' (n/(n-1))",
     "hyperparameters": "eps and momentum as given ('exact') or rounded to 'float32' by the format",
     "default_eps": "the framework's default epsilon",
@@ -215,4 +222,5 @@ class Backend:
         from crossbn.backends.networks import ADAPTERS
 
         return importlib.import_module(f"crossbn.backends.networks.{ADAPTERS[self.model_framework]}").run(
-            self, model_case, inputs, device)
+            self, model_case, inputs, device
+        )

@@ -66,15 +66,21 @@ class _FlaxBackend(Backend):
     option_family = "flax"
     worker_env = JAX_WORKER_ENV
     model_framework = "flax"  # crossbn/backends/networks/flax.py (linen, or nnx for FlaxNnx)
-    no_frozen = ("Flax has no frozen layer: parameters are frozen by the optimizer (optax.multi_transform, "
-                 "nnx.Optimizer's wrt filter), which the BatchNorm module never sees; the module's one switch, "
-                 "use_running_average, is what the eval step runs")
+    no_frozen = (
+        "Flax has no frozen layer: parameters are frozen by the optimizer (optax.multi_transform, "
+        "nnx.Optimizer's wrt filter), which the BatchNorm module never sees; the module's one switch, "
+        "use_running_average, is what the eval step runs"
+    )
     conventions = {
-        "momentum": "old", "running_var": "biased", "hyperparameters": "exact", "default_eps": "1e-5",
+        "momentum": "old",
+        "running_var": "biased",
+        "hyperparameters": "exact",
+        "default_eps": "1e-5",
         "channel_axis": "any",
         # use_fast_variance=True (default): "a faster, but less numerically stable, calculation for the
         # variance"; force_float32_reductions=True (default): statistics of half inputs in float32
-        "variance": "one-pass", "half_reductions": "float32",
+        "variance": "one-pass",
+        "half_reductions": "float32",
         "doc": "https://flax.readthedocs.io/en/latest/api_reference/flax.linen/layers.html#flax.linen.BatchNorm",
     }
     jit: bool = False
@@ -88,9 +94,11 @@ class _FlaxBackend(Backend):
         import jax
 
         mode = "jit" if self.jit else "eager"
-        return {"version": f"flax {flax.__version__} / jax {jax.__version__} "
-                           f"/ jaxlib {self.versions().get('jaxlib', '?')} ({mode})",
-                "devices": jax_devices()}
+        return {
+            "version": f"flax {flax.__version__} / jax {jax.__version__} "
+            f"/ jaxlib {self.versions().get('jaxlib', '?')} ({mode})",
+            "devices": jax_devices(),
+        }
 
     def run(self, case, inputs: dict, device: str) -> dict:
         import jax
@@ -105,7 +113,7 @@ class _FlaxBackend(Backend):
         switches = self._switches(case)
         out: dict = {}
         with jax.default_device(dev):
-            put = (lambda a: jax.device_put(a, dev))
+            put = lambda a: jax.device_put(a, dev)
             state = self._init(case, inputs, switches, put)
             for k, step in enumerate(case.steps):
                 training = step != "eval"
@@ -143,8 +151,10 @@ class _FlaxBackend(Backend):
             elif value != OPTIONS[name]:
                 import flax
 
-                raise Unsupported(f"{cls.__module__}.{cls.__qualname__} in flax {flax.__version__} has no "
-                                  f"'{arg}' argument (the case sets {name} = {value})")
+                raise Unsupported(
+                    f"{cls.__module__}.{cls.__qualname__} in flax {flax.__version__} has no "
+                    f"'{arg}' argument (the case sets {name} = {value})"
+                )
         return kwargs
 
     # Hooks per API.
@@ -185,8 +195,10 @@ class FlaxLinen(_FlaxBackend):
         params = {}
         if case.affine:
             params = {"scale": put(inputs["gamma"]), "bias": put(inputs["beta"])}
-        stats = {"mean": put(jnp.asarray(inputs["running_mean"], sdt)),
-                 "var": put(jnp.asarray(inputs["running_var"], sdt))}
+        stats = {
+            "mean": put(jnp.asarray(inputs["running_mean"], sdt)),
+            "var": put(jnp.asarray(inputs["running_var"], sdt)),
+        }
         return {"params": params, "batch_stats": stats}
 
     def _step(self, case, switches, state, x, dy, training) -> dict:
@@ -209,8 +221,17 @@ def _linen_step_fn(case, switches, training, gradients, jit):
     """One step as a pure function (params, batch_stats, x, dy) -> dict,
     jitted when asked; cached per layer configuration (jax.jit's own cache
     then keys on shapes and dtypes)."""
-    key = (case.channel_axis, case.momentum, case.eps, case.dtype, case.affine,
-           tuple(sorted(switches.items())), training, gradients, jit)
+    key = (
+        case.channel_axis,
+        case.momentum,
+        case.eps,
+        case.dtype,
+        case.affine,
+        tuple(sorted(switches.items())),
+        training,
+        gradients,
+        jit,
+    )
     if key in _LINEN_CACHE:
         return _LINEN_CACHE[key]
     import jax
@@ -218,14 +239,24 @@ def _linen_step_fn(case, switches, training, gradients, jit):
     from flax.linen.normalization import _compute_stats
 
     bn = linen.BatchNorm(
-        axis=case.channel_axis, momentum=case.momentum, epsilon=case.eps,
-        dtype=case.dtype, param_dtype=case.dtype,
-        use_bias=case.affine, use_scale=case.affine, **switches,
+        axis=case.channel_axis,
+        momentum=case.momentum,
+        epsilon=case.eps,
+        dtype=case.dtype,
+        param_dtype=case.dtype,
+        use_bias=case.affine,
+        use_scale=case.affine,
+        **switches,
     )
+
     def step(params, batch_stats, x, dy):
         def forward(x, params):
-            y, updates = bn.apply({"params": params, "batch_stats": batch_stats}, x,
-                                  use_running_average=not training, mutable=["batch_stats"])
+            y, updates = bn.apply(
+                {"params": params, "batch_stats": batch_stats},
+                x,
+                use_running_average=not training,
+                mutable=["batch_stats"],
+            )
             return y, updates.get("batch_stats", batch_stats)
 
         out = {}
@@ -242,8 +273,12 @@ def _linen_step_fn(case, switches, training, gradients, jit):
             out["running_mean"], out["running_var"] = new_stats["mean"], new_stats["var"]
             axes = tuple(a for a in range(x.ndim) if a != bn.axis)
             out["batch_mean"], out["batch_var"] = _compute_stats(
-                x, axes, dtype=bn.dtype, use_fast_variance=bn.use_fast_variance,
-                force_float32_reductions=bn.force_float32_reductions)
+                x,
+                axes,
+                dtype=bn.dtype,
+                use_fast_variance=bn.use_fast_variance,
+                force_float32_reductions=bn.force_float32_reductions,
+            )
         return out
 
     fn = jax.jit(step) if jit else step
@@ -254,8 +289,10 @@ def _linen_step_fn(case, switches, training, gradients, jit):
 # ---------------------------------------------------------------- nnx --------
 class FlaxNnx(_FlaxBackend):
     name = "flax-nnx"
-    conventions = {**_FlaxBackend.conventions,
-                   "doc": "https://flax.readthedocs.io/en/latest/api_reference/flax.nnx/nn/normalization.html"}
+    conventions = {
+        **_FlaxBackend.conventions,
+        "doc": "https://flax.readthedocs.io/en/latest/api_reference/flax.nnx/nn/normalization.html",
+    }
 
     def _constructor(self):
         from flax import nnx
@@ -267,9 +304,16 @@ class FlaxNnx(_FlaxBackend):
         from flax import nnx
 
         layer = nnx.BatchNorm(
-            case.channels, axis=case.channel_axis, momentum=case.momentum, epsilon=case.eps,
-            dtype=case.dtype, param_dtype=case.dtype,
-            use_bias=case.affine, use_scale=case.affine, rngs=nnx.Rngs(0), **switches,
+            case.channels,
+            axis=case.channel_axis,
+            momentum=case.momentum,
+            epsilon=case.eps,
+            dtype=case.dtype,
+            param_dtype=case.dtype,
+            use_bias=case.affine,
+            use_scale=case.affine,
+            rngs=nnx.Rngs(0),
+            **switches,
         )
         if case.affine:
             layer.scale = nnx.Param(put(inputs["gamma"]))
@@ -322,7 +366,8 @@ def _nnx_step(layer, x, dy, axes, training, gradients):
         # the layer promotes x to its dtype before computing the statistics
         xs = x.astype(layer.dtype) if layer.dtype is not None else x
         out["batch_mean"], out["batch_var"] = _compute_stats(
-            xs, axes, dtype=layer.dtype, use_fast_variance=layer.use_fast_variance)
+            xs, axes, dtype=layer.dtype, use_fast_variance=layer.use_fast_variance
+        )
     return out
 
 
@@ -332,6 +377,5 @@ def _nnx_step_fn(jit: bool):
 
         # nnx.jit keys its cache on the layer's graphdef (its static
         # configuration) and on the static arguments; shapes as jax.jit does.
-        _NNX_CACHE[jit] = nnx.jit(_nnx_step, static_argnames=("axes", "training", "gradients")) \
-            if jit else _nnx_step
+        _NNX_CACHE[jit] = nnx.jit(_nnx_step, static_argnames=("axes", "training", "gradients")) if jit else _nnx_step
     return _NNX_CACHE[jit]

@@ -36,7 +36,10 @@ class _KerasBackend(Backend):
     model_framework = "keras"  # crossbn/backends/networks/keras.py
     devices = ("cpu", "cuda")
     conventions = {
-        "momentum": "old", "running_var": "biased", "default_eps": "1e-3", "channel_axis": "any",
+        "momentum": "old",
+        "running_var": "biased",
+        "default_eps": "1e-3",
+        "channel_axis": "any",
         # "setting trainable = False on the layer means that the layer will be subsequently run
         # in inference mode" (the layer's docstring; call() normalizes with the batch statistics
         # only `if training and self.trainable`)
@@ -53,8 +56,10 @@ class _KerasBackend(Backend):
         import keras
 
         fw = self.packages[1]
-        return {"version": f"keras {keras.__version__} / {fw} {self.versions().get(fw, '?')}",
-                "devices": self._devices()}
+        return {
+            "version": f"keras {keras.__version__} / {fw} {self.versions().get(fw, '?')}",
+            "devices": self._devices(),
+        }
 
     def run(self, case, inputs: dict, device: str) -> dict:
         import keras
@@ -73,8 +78,12 @@ class _KerasBackend(Backend):
             layer.build(case.array_shape)
             if case.frozen:  # as fine-tuning freezes it (before the values are assigned: on torch,
                 layer.trainable = False  # the flag is requires_grad, settable on leaf tensors only)
-            for name, var in (("gamma", "gamma"), ("beta", "beta"),
-                              ("running_mean", "moving_mean"), ("running_var", "moving_variance")):
+            for name, var in (
+                ("gamma", "gamma"),
+                ("beta", "beta"),
+                ("running_mean", "moving_mean"),
+                ("running_var", "moving_variance"),
+            ):
                 if name in inputs:
                     getattr(layer, var).assign(inputs[name])
             out: dict = {}
@@ -100,8 +109,7 @@ class _KerasBackend(Backend):
         import keras
 
         axes = tuple(a for a in range(case.rank) if a != case.channel_axis)
-        mean, var = keras.ops.moments(keras.ops.cast(xt, keras.backend.result_type(case.dtype, "float32")),
-                                      axes=axes)
+        mean, var = keras.ops.moments(keras.ops.cast(xt, keras.backend.result_type(case.dtype, "float32")), axes=axes)
         return {"batch_mean": mean, "batch_var": var}
 
     def _step(self, layer, case, x, dy, training, device):
@@ -192,8 +200,9 @@ class KerasJax(_KerasBackend):
             self._steps[training] = self._jit(self._jax_step(layer, case, training))
         trainable = [v.value for v in layer.trainable_variables]
         frozen = [v.value for v in layer.non_trainable_variables]
-        stats, y, new_frozen, g = self._steps[training](self._tensor(x, device), self._tensor(dy, device),
-                                                        trainable, frozen)
+        stats, y, new_frozen, g = self._steps[training](
+            self._tensor(x, device), self._tensor(dy, device), trainable, frozen
+        )
         for var, value in zip(layer.non_trainable_variables, new_frozen):
             var.assign(value)
         grads = {}
@@ -233,8 +242,9 @@ class KerasJaxJit(KerasJax):
     name = "keras-jax-jit"
     subset = PER_STRATUM
     model_framework = None
-    no_models = ("its network adapter runs eagerly; the jitted path is judged on the BatchNorm suite, "
-                 "not yet on networks")
+    no_models = (
+        "its network adapter runs eagerly; the jitted path is judged on the BatchNorm suite, not yet on networks"
+    )
 
     @staticmethod
     def _jit(step):

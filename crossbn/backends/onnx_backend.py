@@ -89,18 +89,27 @@ from crossbn.backends.devinfo import cpu_name
 from crossbn.spec.subset import PER_STRATUM
 
 _SPEC = "https://onnx.ai/onnx/operators/onnx__BatchNormalization.html#l-onnx-op-batchnormalization-{}"
-_CUMULATIVE = ("ONNX BatchNormalization has one fixed momentum attribute per node: "
-               "no cumulative average (PyTorch's momentum=None)")
+_CUMULATIVE = (
+    "ONNX BatchNormalization has one fixed momentum attribute per node: no cumulative average (PyTorch's momentum=None)"
+)
 _BF16_OPSET9 = "BatchNormalization-9 allows float16, float and double only (bfloat16 came with opset 14)"
-_BF16_ORT = ("onnxruntime registers no bfloat16 BatchNormalization kernel "
-             "(NOT_IMPLEMENTED: Could not find an implementation for BatchNormalization(14/15))")
+_BF16_ORT = (
+    "onnxruntime registers no bfloat16 BatchNormalization kernel "
+    "(NOT_IMPLEMENTED: Could not find an implementation for BatchNormalization(14/15))"
+)
 
 
 def _conventions(opset: int) -> dict:
     # epsilon and momentum are FLOAT attributes: a float64 graph runs with
     # them rounded to float32 (the spec's attribute type, not a runtime choice)
-    return {"momentum": "old", "running_var": "biased", "hyperparameters": "float32", "default_eps": "1e-5",
-            "channel_axis": "first", "doc": _SPEC.format(opset)}
+    return {
+        "momentum": "old",
+        "running_var": "biased",
+        "hyperparameters": "float32",
+        "default_eps": "1e-5",
+        "channel_axis": "first",
+        "doc": _SPEC.format(opset),
+    }
 
 
 class _OnnxBackend(Backend):
@@ -109,14 +118,20 @@ class _OnnxBackend(Backend):
 
     extra = "onnx"
     dtypes = ("float64", "float32", "float16")
-    no_gradients = ("ONNX BatchNormalization graphs are forward computations: onnxruntime (inference build) "
-                    "and the onnx reference evaluator compute no gradients")
-    no_frozen = ("ONNX has no trainable flag: a graph says only training_mode, and a frozen layer exports "
-                 "as the same BatchNormalization node as a trainable one")
+    no_gradients = (
+        "ONNX BatchNormalization graphs are forward computations: onnxruntime (inference build) "
+        "and the onnx reference evaluator compute no gradients"
+    )
+    no_frozen = (
+        "ONNX has no trainable flag: a graph says only training_mode, and a frozen layer exports "
+        "as the same BatchNormalization node as a trainable one"
+    )
     model_framework = "onnx"  # crossbn/backends/networks/onnx.py: the torch network exported
-    model_train = ("the exported network is an inference graph; running BatchNormalization in training mode "
-                   "would need every BN's running statistics threaded between session runs, which "
-                   "torch.onnx.export does not write")
+    model_train = (
+        "the exported network is an inference graph; running BatchNormalization in training mode "
+        "would need every BN's running statistics threaded between session runs, which "
+        "torch.onnx.export does not write"
+    )
     # why the dtypes left out of `dtypes` are not run
     dtype_reasons: ClassVar[dict[str, str]] = {}
     cumulative_reason: ClassVar[str] = _CUMULATIVE
@@ -142,8 +157,12 @@ class _OnnxBackend(Backend):
         from_graph = (lambda a: np.ascontiguousarray(np.moveaxis(a, 1, -1))) if channels_last else (lambda a: a)
         dt = inputs["x0"].dtype
         ones, zeros = np.ones(case.channels, dt), np.zeros(case.channels, dt)
-        arrays = {"gamma": inputs.get("gamma", ones), "beta": inputs.get("beta", zeros),
-                  "running_mean": inputs.get("running_mean", zeros), "running_var": inputs.get("running_var", ones)}
+        arrays = {
+            "gamma": inputs.get("gamma", ones),
+            "beta": inputs.get("beta", zeros),
+            "running_mean": inputs.get("running_mean", zeros),
+            "running_var": inputs.get("running_var", ones),
+        }
         out: dict = {}
         self.run_info = {"graphs": [], "build_seconds": 0.0}
         for k, step in enumerate(case.steps):
@@ -153,8 +172,9 @@ class _OnnxBackend(Backend):
                 self.run_info["graphs"].append(graph.summary)
             arrays["x"] = to_graph(inputs[f"x{k}"])
             names = list(graph.fetches)
-            got = dict(zip(names, call([graph.fetches[n] for n in names],
-                                       {graph.feeds[n]: arrays[n] for n in graph.feeds})))
+            got = dict(
+                zip(names, call([graph.fetches[n] for n in names], {graph.feeds[n]: arrays[n] for n in graph.feeds}))
+            )
             out[f"{step}.y"] = from_graph(np.asarray(got["y"]))
             if not train_step:
                 continue
@@ -208,20 +228,32 @@ class _Opset(_OnnxBackend):
         return opset_graph(self.opset, case.shape, numpy_dtype(case.dtype), training, case.eps, case.momentum)
 
     def describe(self) -> dict:
-        return {"version": f"{self._runtime_version()}, BatchNormalization opset {self.opset}",
-                "devices": self._devices()}
+        return {
+            "version": f"{self._runtime_version()}, BatchNormalization opset {self.opset}",
+            "devices": self._devices(),
+        }
 
 
 class _TorchExport(_OnnxBackend):
     dynamo: ClassVar[bool] = False  # the TorchScript exporter; True: the dynamo-based one
     conventions = _conventions(15)  # the exporter's default opset 20 has BatchNormalization-15
-    cumulative_reason = ("torch.onnx.export traces momentum=None as the fixed factor of the export-time forward "
-                         "(momentum attribute 1 - 1/(num_batches_tracked+1): 0.0 for a fresh module), "
-                         "so the exported graph has no cumulative average")
+    cumulative_reason = (
+        "torch.onnx.export traces momentum=None as the fixed factor of the export-time forward "
+        "(momentum attribute 1 - 1/(num_batches_tracked+1): 0.0 for a fresh module), "
+        "so the exported graph has no cumulative average"
+    )
 
     def _graph_key(self, case, training):
-        return ("torch-export", case.shape, case.dtype, case.affine, case.track_running_stats, training,
-                case.eps, case.momentum)
+        return (
+            "torch-export",
+            case.shape,
+            case.dtype,
+            case.affine,
+            case.track_running_stats,
+            training,
+            case.eps,
+            case.momentum,
+        )
 
     def _graph(self, case, training):
         from crossbn.backends.onnx_graphs import torch_export_graph
@@ -232,8 +264,10 @@ class _TorchExport(_OnnxBackend):
         import torch
 
         exporter = "dynamo=True" if self.dynamo else "TorchScript"
-        return {"version": f"{self._runtime_version()}, torch {torch.__version__} torch.onnx.export ({exporter})",
-                "devices": self._devices()}
+        return {
+            "version": f"{self._runtime_version()}, torch {torch.__version__} torch.onnx.export ({exporter})",
+            "devices": self._devices(),
+        }
 
 
 # ---- runtimes ------------------------------------------------------------------
@@ -296,7 +330,8 @@ class _Reference(_OnnxBackend):
                 raise Unsupported(
                     f"the onnx reference evaluator cannot run {graph.summary}: its kernel {kernel} returns "
                     f"{'Y only' if graph.training else 'fewer outputs'}, so outputs {names[1:]} are never "
-                    f"produced ({str(e).split(', proto is')[0]})") from e
+                    f"produced ({str(e).split(', proto is')[0]})"
+                ) from e
 
         return call
 

@@ -40,11 +40,11 @@ from crossbn.backends.base import Unsupported
 
 @dataclass(frozen=True)
 class Graph:
-    model: object                  # onnx.ModelProto
-    feeds: dict[str, str]          # canonical input name -> graph input name
-    fetches: dict[str, str]        # canonical output name -> graph output name
-    training: bool                 # normalizes with the batch statistics
-    summary: str = ""              # what the graph contains, for error messages and docs
+    model: object  # onnx.ModelProto
+    feeds: dict[str, str]  # canonical input name -> graph input name
+    fetches: dict[str, str]  # canonical output name -> graph output name
+    training: bool  # normalizes with the batch statistics
+    summary: str = ""  # what the graph contains, for error messages and docs
 
 
 def _finish(model, onnx):
@@ -85,8 +85,9 @@ def opset_graph(opset: int, shape: tuple[int, ...], dtype, training: bool, eps: 
     outputs += [helper.make_tensor_value_info(n, elem, [c]) for n in outs[1:]]
     node = helper.make_node("BatchNormalization", names, outs, name="bn", **attrs)
     graph = helper.make_graph([node], f"batchnorm_opset{opset}", inputs, outputs)
-    model = _finish(helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)],
-                                      producer_name="crossbn"), onnx)
+    model = _finish(
+        helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)], producer_name="crossbn"), onnx
+    )
     fetches = {"y": "Y"}
     if training:
         fetches.update(running_mean="running_mean", running_var="running_var")
@@ -134,13 +135,22 @@ def torch_export_graph(case, training: bool, dynamo: bool = False) -> Graph:
         try:
             if dynamo:
                 bn.train(training)
-                model = torch.onnx.export(bn, example, dynamo=True, verbose=False, input_names=["x"],
-                                          output_names=["y"]).model_proto
+                model = torch.onnx.export(
+                    bn, example, dynamo=True, verbose=False, input_names=["x"], output_names=["y"]
+                ).model_proto
             else:
                 buf = io.BytesIO()
                 mode = torch.onnx.TrainingMode.TRAINING if training else torch.onnx.TrainingMode.EVAL
-                torch.onnx.export(bn, example, buf, dynamo=False, training=mode, do_constant_folding=False,
-                                  input_names=["x"], output_names=["y"])
+                torch.onnx.export(
+                    bn,
+                    example,
+                    buf,
+                    dynamo=False,
+                    training=mode,
+                    do_constant_folding=False,
+                    input_names=["x"],
+                    output_names=["y"],
+                )
                 model = onnx.load_from_string(buf.getvalue())
         except Exception as e:
             # the module's own documented refusals (as in the torch backend), raised
@@ -152,8 +162,9 @@ def torch_export_graph(case, training: bool, dynamo: bool = False) -> Graph:
     g = model.graph
     bns = [n for n in g.node if n.op_type == "BatchNormalization"]
     if len(bns) != 1:
-        raise RuntimeError(f"torch.onnx.export gave {len(bns)} BatchNormalization nodes, expected 1: "
-                           f"{[n.op_type for n in g.node]}")
+        raise RuntimeError(
+            f"torch.onnx.export gave {len(bns)} BatchNormalization nodes, expected 1: {[n.op_type for n in g.node]}"
+        )
     node = bns[0]
     attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
 
@@ -162,8 +173,9 @@ def torch_export_graph(case, training: bool, dynamo: bool = False) -> Graph:
     inits = {t.name: t for t in g.initializer}
     missing = [n for n in params if n not in inits]
     if missing:
-        raise RuntimeError(f"torch.onnx.export: no initializer named {missing} (has {sorted(inits)}); "
-                           "the exporter's naming changed")
+        raise RuntimeError(
+            f"torch.onnx.export: no initializer named {missing} (has {sorted(inits)}); the exporter's naming changed"
+        )
     for n in params:
         t = inits[n]
         g.initializer.remove(t)
@@ -176,17 +188,27 @@ def torch_export_graph(case, training: bool, dynamo: bool = False) -> Graph:
     # statistics and returns none: that is the finding, so it is run as it is.
     if training and case.track_running_stats and (exported_training or not dynamo):
         if not exported_training or len(node.output) < 3:
-            raise RuntimeError(f"torch.onnx.export in TrainingMode.TRAINING gave {attrs} with "
-                               f"{len(node.output)} outputs, expected training_mode=1 and 3 outputs")
+            raise RuntimeError(
+                f"torch.onnx.export in TrainingMode.TRAINING gave {attrs} with "
+                f"{len(node.output)} outputs, expected training_mode=1 and 3 outputs"
+            )
         elem = g.input[0].type.tensor_type.elem_type
         for canonical, out in zip(("running_mean", "running_var"), node.output[1:3]):
             g.output.append(helper.make_tensor_value_info(out, elem, [shape[1]]))
             fetches[canonical] = out
     model = _finish(model, onnx)
-    feeds = {"x": "x", **{canonical: n for canonical, n in
-                          zip(("gamma", "beta", "running_mean", "running_var"), _EXPORT_FILL) if n in params}}
+    feeds = {
+        "x": "x",
+        **{
+            canonical: n
+            for canonical, n in zip(("gamma", "beta", "running_mean", "running_var"), _EXPORT_FILL)
+            if n in params
+        },
+    }
     opset = next(o.version for o in model.opset_import if o.domain in ("", "ai.onnx"))
     ops = ", ".join(dict.fromkeys(n.op_type for n in g.node))
-    summary = (f"torch.onnx.export ({exporter}, opset {opset}): {ops}; "
-               f"BatchNormalization training_mode={int(exported_training)}, momentum={attrs.get('momentum')}")
+    summary = (
+        f"torch.onnx.export ({exporter}, opset {opset}): {ops}; "
+        f"BatchNormalization training_mode={int(exported_training)}, momentum={attrs.get('momentum')}"
+    )
     return Graph(model, feeds, fetches, exported_training, summary)

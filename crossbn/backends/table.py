@@ -15,9 +15,11 @@ _DTYPE = {"float64": "f64", "float32": "f32", "float16": "f16", "bfloat16": "bf1
 
 
 def markdown(module_files: tuple[str, ...] = ()) -> str:
-    rows = ["| backend | framework | devices | dtypes | momentum weighs | running var | eps, momentum "
-            "| default eps | channel axis | frozen layer | gradients | documented at |",
-            "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    rows = [
+        "| backend | framework | devices | dtypes | momentum weighs | running var | eps, momentum "
+        "| default eps | channel axis | frozen layer | gradients | documented at |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for name, spec in discover(module_files).items():
         b = load(spec)
         missing = set(CONVENTION_KEYS) - set(b.conventions) - set(CANONICAL_CONVENTIONS)
@@ -26,9 +28,11 @@ def markdown(module_files: tuple[str, ...] = ()) -> str:
         c = {k: b.conventions.get(k) or CANONICAL_CONVENTIONS.get(k, "") for k in CONVENTION_KEYS}
         gradients = "no" if b.no_gradients else "yes"
         frozen = "none" if b.no_frozen else b.convention("frozen")  # none: no way to freeze (unsupported)
-        rows.append(f"| `{name}` | {b.packages[0] if b.packages else ''} | {', '.join(b.devices)} "
-                    f"| {' '.join(_DTYPE[d] for d in b.dtypes)} | {c['momentum']} | {c['running_var']} | {c['hyperparameters']} "
-                    f"| {c['default_eps']} | {c['channel_axis']} | {frozen} | {gradients} | [docs]({c['doc']}) |")
+        rows.append(
+            f"| `{name}` | {b.packages[0] if b.packages else ''} | {', '.join(b.devices)} "
+            f"| {' '.join(_DTYPE[d] for d in b.dtypes)} | {c['momentum']} | {c['running_var']} | {c['hyperparameters']} "
+            f"| {c['default_eps']} | {c['channel_axis']} | {frozen} | {gradients} | [docs]({c['doc']}) |"
+        )
     return "\n".join(rows)
 
 

@@ -65,10 +65,10 @@ def _fused_shape(case) -> tuple[tuple[int, ...], str]:
     """The 4-D/5-D shape (a reshape of the stored array) and data format the
     fused op sees."""
     shape = case.array_shape
-    if case.rank == 2:                      # (N, C)
+    if case.rank == 2:  # (N, C)
         return (shape[0], 1, 1, shape[1]), "NHWC"
     if case.rank == 3:
-        if case.channel_axis == 1:          # (N, C, L)
+        if case.channel_axis == 1:  # (N, C, L)
             return (*shape, 1), "NCHW"
         return (shape[0], shape[1], 1, shape[2]), "NHWC"  # (N, L, C)
     return shape, tf_data_format(case.rank, case.channel_axis != 1)
@@ -87,8 +87,10 @@ class TfOpsBackend(Backend):
     # Whether the case's track_running_stats=False is expressible.
     batch_stats_only: bool = False
     model_framework = "tf"  # crossbn/backends/networks/tf.py: the network in TF ops, BN as this backend's op
-    no_frozen = ("a raw op has no layer to freeze: the caller chooses the statistics (training or not), "
-                 "and those choices are the training and eval steps")
+    no_frozen = (
+        "a raw op has no layer to freeze: the caller chooses the statistics (training or not), "
+        "and those choices are the training and eval steps"
+    )
 
     def supports(self, case) -> str | None:
         why = no_running_stats_variants(case, self.name)
@@ -136,8 +138,9 @@ class TfOpsBackend(Backend):
             step_fn = self._compile(tf, one_step)
             for k, step in enumerate(case.steps):
                 training = step != "eval"
-                y, stats, running, g = step_fn(tf.constant(inputs[f"x{k}"]), tf.constant(inputs[f"dy{k}"]),
-                                               state.get("running"), training)
+                y, stats, running, g = step_fn(
+                    tf.constant(inputs[f"x{k}"]), tf.constant(inputs[f"dy{k}"]), state.get("running"), training
+                )
                 if running is not None:
                     state["running"] = running
                 out[f"{step}.y"] = numpy(y)
@@ -182,9 +185,16 @@ def fused_batch_stats(tf, x, data_format, device) -> dict:
     (reserve_space_2) as FusedBatchNormV3 computes them; float32."""
     c = x.shape[1 if data_format.startswith("NC") else -1]
     r = tf.raw_ops.FusedBatchNormV3(
-        x=x, scale=tf.ones([c], tf.float32), offset=tf.zeros([c], tf.float32),
-        mean=tf.constant([], tf.float32), variance=tf.constant([], tf.float32),
-        epsilon=0.0, exponential_avg_factor=1.0, data_format=data_format, is_training=True)
+        x=x,
+        scale=tf.ones([c], tf.float32),
+        offset=tf.zeros([c], tf.float32),
+        mean=tf.constant([], tf.float32),
+        variance=tf.constant([], tf.float32),
+        epsilon=0.0,
+        exponential_avg_factor=1.0,
+        data_format=data_format,
+        is_training=True,
+    )
     return _reserve_stats(r, device)
 
 
@@ -207,8 +217,11 @@ class TfNn(TfOpsBackend):
     name = "tf-nn"
     batch_stats_only = True
     conventions = {
-        "momentum": "old", "running_var": "biased", "hyperparameters": "exact",
-        "default_eps": "none (required)", "channel_axis": "any",
+        "momentum": "old",
+        "running_var": "biased",
+        "hyperparameters": "exact",
+        "default_eps": "none (required)",
+        "channel_axis": "any",
         "doc": "https://www.tensorflow.org/api_docs/python/tf/nn/batch_normalization",
     }
 
@@ -231,8 +244,9 @@ class TfNn(TfOpsBackend):
             if training:
                 stats = {"batch_mean": mean, "batch_var": var}
                 if "running" in state:
-                    state["running"] = tuple(self._update(tf, case, old, new)
-                                             for old, new in zip(state["running"], (mean, var)))
+                    state["running"] = tuple(
+                        self._update(tf, case, old, new) for old, new in zip(state["running"], (mean, var))
+                    )
         else:
             mean, var = state["running"]
 
@@ -263,7 +277,10 @@ class TfFusedOp(TfOpsBackend):
     batch_stats_only = True
     dtypes = FUSED_DTYPES
     conventions = {
-        "momentum": "new", "running_var": "unbiased", "hyperparameters": "float32", "default_eps": "1e-4",
+        "momentum": "new",
+        "running_var": "unbiased",
+        "hyperparameters": "float32",
+        "default_eps": "1e-4",
         "channel_axis": "any",
         "doc": "https://www.tensorflow.org/api_docs/python/tf/raw_ops/FusedBatchNormV3",
     }
@@ -274,11 +291,16 @@ class TfFusedOp(TfOpsBackend):
         return super().supports(case)
 
     def _setup(self, tf, case, inputs, device):
-        f32 = (lambda a: tf.constant(a.astype("float32")))
+        f32 = lambda a: tf.constant(a.astype("float32"))
         c = case.channels
         shape, fmt = _fused_shape(case)
-        state = {"shape4": shape, "format": fmt, "device": device,
-                 "scale": tf.ones([c], tf.float32), "offset": tf.zeros([c], tf.float32)}
+        state = {
+            "shape4": shape,
+            "format": fmt,
+            "device": device,
+            "scale": tf.ones([c], tf.float32),
+            "offset": tf.zeros([c], tf.float32),
+        }
         if case.affine:
             state["scale"], state["offset"] = tf.Variable(f32(inputs["gamma"])), tf.Variable(f32(inputs["beta"]))
         if case.track_running_stats:
@@ -290,16 +312,23 @@ class TfFusedOp(TfOpsBackend):
 
     def _forward(self, tf, case, state, x, training):
         running = state.get("running")
-        if running is None:       # track_running_stats=False: batch statistics, no state
+        if running is None:  # track_running_stats=False: batch statistics, no state
             mean = var = tf.constant([], tf.float32)
             is_training, factor = True, 1.0
         else:
             (mean, var), is_training = running, training
             factor = 1.0 - case.momentum if training else 1.0
         r = tf.raw_ops.FusedBatchNormV3(
-            x=tf.reshape(x, state["shape4"]), scale=state["scale"], offset=state["offset"], mean=mean,
-            variance=var, epsilon=case.eps, exponential_avg_factor=factor, data_format=state["format"],
-            is_training=is_training)
+            x=tf.reshape(x, state["shape4"]),
+            scale=state["scale"],
+            offset=state["offset"],
+            mean=mean,
+            variance=var,
+            epsilon=case.eps,
+            exponential_avg_factor=factor,
+            data_format=state["format"],
+            is_training=is_training,
+        )
         stats = {}
         if training:
             stats = _reserve_stats(r, state["device"])

@@ -75,10 +75,16 @@ class _TfKerasLayer(TfOpsBackend):
             raise
         layer.trainable = not case.frozen
         if bool(layer.fused) != self.fused:
-            raise Unsupported(f"tf_keras built the layer with fused={layer.fused!r} for shape "
-                              f"{case.array_shape} (silent fallback), not the fused={self.fused} path")
-        for name, var in (("gamma", "gamma"), ("beta", "beta"),
-                          ("running_mean", "moving_mean"), ("running_var", "moving_variance")):
+            raise Unsupported(
+                f"tf_keras built the layer with fused={layer.fused!r} for shape "
+                f"{case.array_shape} (silent fallback), not the fused={self.fused} path"
+            )
+        for name, var in (
+            ("gamma", "gamma"),
+            ("beta", "beta"),
+            ("running_mean", "moving_mean"),
+            ("running_var", "moving_variance"),
+        ):
             if name in inputs:
                 getattr(layer, var).assign(inputs[name].astype(getattr(layer, var).dtype.as_numpy_dtype))
         return {"layer": layer, "device": device}
@@ -104,8 +110,12 @@ class TfKeras(_TfKerasLayer):
     name = "tf-keras"
     fused = False
     conventions = {
-        "momentum": "old", "running_var": "biased", "hyperparameters": "exact", "default_eps": "1e-3",
-        "channel_axis": "any", "frozen": "inference",
+        "momentum": "old",
+        "running_var": "biased",
+        "hyperparameters": "exact",
+        "default_eps": "1e-3",
+        "channel_axis": "any",
+        "frozen": "inference",
         "doc": "https://www.tensorflow.org/versions/r2.15/api_docs/python/tf/keras/layers/BatchNormalization",
     }
 
@@ -120,20 +130,28 @@ class TfKerasFused(_TfKerasLayer):
     fused = True
     dtypes = FUSED_DTYPES
     conventions = {
-        "momentum": "old", "running_var": "unbiased", "hyperparameters": "float32", "default_eps": "1e-3",
-        "channel_axis": "any", "frozen": "inference",
+        "momentum": "old",
+        "running_var": "unbiased",
+        "hyperparameters": "float32",
+        "default_eps": "1e-3",
+        "channel_axis": "any",
+        "frozen": "inference",
         # _fused_batch_norm: "the variance computed by fused batch norm is with Bessel's correction"
         "doc": "https://github.com/keras-team/tf-keras/blob/master/tf_keras/layers/normalization/"
-               "batch_normalization.py",
+        "batch_normalization.py",
     }
 
     def supports(self, case) -> str | None:
         if case.dtype == "float64":
-            return ("tf_keras BatchNormalization(fused=True) raises ValueError: only supported when the "
-                    f"compute dtype is float16, bfloat16, or float32 ({FUSED_FLOAT64})")
+            return (
+                "tf_keras BatchNormalization(fused=True) raises ValueError: only supported when the "
+                f"compute dtype is float16, bfloat16, or float32 ({FUSED_FLOAT64})"
+            )
         if case.rank not in (4, 5):
-            return ("tf_keras BatchNormalization(fused=True) raises ValueError: only 4D or 5D input "
-                    f"tensors (rank {case.rank})")
+            return (
+                "tf_keras BatchNormalization(fused=True) raises ValueError: only 4D or 5D input "
+                f"tensors (rank {case.rank})"
+            )
         return super().supports(case)
 
     def _stats(self, tf, case, layer, x, device) -> dict:

@@ -34,8 +34,9 @@ from crossbn.backends.tf_backend import TfFusedOp, TfNn
 from crossbn.spec.subset import PER_STRATUM
 
 XLA = "XLA: tf.function(jit_compile=True)"  # how the version strings name the compiled path
-_NO_NETWORK = ("its network adapter runs eagerly; the compiled path is judged on the BatchNorm suite, "
-               "not yet on networks")
+_NO_NETWORK = (
+    "its network adapter runs eagerly; the compiled path is judged on the BatchNorm suite, not yet on networks"
+)
 
 
 class _Xla:

@@ -71,7 +71,10 @@ class TorchBackend(Backend):
     extra = "torch"
     devices = ("cpu", "cuda")
     conventions = {
-        "momentum": "new", "running_var": "unbiased", "default_eps": "1e-5", "channel_axis": "first",
+        "momentum": "new",
+        "running_var": "unbiased",
+        "default_eps": "1e-5",
+        "channel_axis": "first",
         # torch.nn.functional.batch_norm: "Expected more than 1 value per channel when training"
         "single_value": "error",
         # ATen batch_norm / _batch_norm_impl_index (aten/src/ATen/native/Normalization.cpp): an input
@@ -110,8 +113,12 @@ class TorchBackend(Backend):
 
         bn, call = self._module(torch, case, device)
         with torch.no_grad():
-            for name, attr in (("gamma", "weight"), ("beta", "bias"),
-                               ("running_mean", "running_mean"), ("running_var", "running_var")):
+            for name, attr in (
+                ("gamma", "weight"),
+                ("beta", "bias"),
+                ("running_mean", "running_mean"),
+                ("running_var", "running_var"),
+            ):
                 if name in inputs:
                     getattr(bn, attr).copy_(to_torch(torch, inputs[name], device))
 
@@ -147,11 +154,17 @@ class TorchBackend(Backend):
     def _intermediates(torch, bn, x, step) -> dict:
         """Batch mean and inverse std as the kernel computed them (copies of the
         running state, so the module's own update is not disturbed)."""
-        clone = (lambda t: None if t is None else t.detach().clone())
+        clone = lambda t: None if t is None else t.detach().clone()
         try:
             _, mean, invstd = torch.ops.aten.native_batch_norm(
-                x, clone(bn.weight), clone(bn.bias), clone(bn.running_mean), clone(bn.running_var),
-                True, 0.0, bn.eps,
+                x,
+                clone(bn.weight),
+                clone(bn.bias),
+                clone(bn.running_mean),
+                clone(bn.running_var),
+                True,
+                0.0,
+                bn.eps,
             )
         except (RuntimeError, ValueError):
             return {}

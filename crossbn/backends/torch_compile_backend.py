@@ -55,8 +55,18 @@ class TorchCompile(TorchBackend):
         torch._dynamo.config.recompile_limit = UNBOUNDED
         torch._dynamo.config.accumulated_recompile_limit = UNBOUNDED
         torch._dynamo.config.fail_on_recompile_limit_hit = True
-        key = (case.rank, case.channels, case.dtype, device, case.eps, case.momentum, case.cumulative,
-               case.affine, case.track_running_stats, case.frozen)
+        key = (
+            case.rank,
+            case.channels,
+            case.dtype,
+            device,
+            case.eps,
+            case.momentum,
+            case.cumulative,
+            case.affine,
+            case.track_running_stats,
+            case.frozen,
+        )
         if key not in self._compiled:
             bn, _ = super()._module(torch, case, device)
             self._compiled[key] = (bn, torch.compile(bn, fullgraph=True))
@@ -112,4 +122,3 @@ class Timed:
             self._info["graphs_compiled"] += compiled_now
             self._info["compile_seconds"] += time.perf_counter() - start
         return y
-

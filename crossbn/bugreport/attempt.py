@@ -28,12 +28,12 @@ class LabError(ValueError):
 
 @dataclass
 class Attempt:
-    case: object                 # the Case that was run
-    record: dict                 # its result record
-    inputs: dict | None = None   # the generated inputs (None when nothing ran)
-    target: str | None = None    # first public output a scalar-tolerance check sees departing
-    tolerance: object = None     # crossbn's per-element bounds for `target` (an array), or None
-    judged: object = None        # the outputs held against the oracle (judge._Judged), when they came back
+    case: object  # the Case that was run
+    record: dict  # its result record
+    inputs: dict | None = None  # the generated inputs (None when nothing ran)
+    target: str | None = None  # first public output a scalar-tolerance check sees departing
+    tolerance: object = None  # crossbn's per-element bounds for `target` (an array), or None
+    judged: object = None  # the outputs held against the oracle (judge._Judged), when they came back
 
     @property
     def signature(self) -> tuple[str, str]:
@@ -91,20 +91,22 @@ def round_up(bound: np.ndarray) -> np.ndarray:
 class Lab:
     """One backend's worker, kept warm across the cases it is asked to run."""
 
-    def __init__(self, backend: str, device: str = "cpu", backend_modules: tuple[str, ...] = (),
-                 timeout: float | None = None):
+    def __init__(
+        self, backend: str, device: str = "cpu", backend_modules: tuple[str, ...] = (), timeout: float | None = None
+    ):
         from crossbn.backends import BackendError, choose, discover, instantiate
         from crossbn.execution.runner import DEFAULT_TIMEOUT, WorkerPool
 
         modules = tuple(backend_modules) + tuple(
-            p for p in os.environ.get("CROSSBN_BACKEND_MODULE", "").split(os.pathsep) if p)
+            p for p in os.environ.get("CROSSBN_BACKEND_MODULE", "").split(os.pathsep) if p
+        )
         try:
             specs, backends = instantiate(choose(backend, discover(modules)), discover(modules))
         except BackendError as e:
             raise LabError(str(e)) from e
         if len(backends) != 1:
             raise LabError(f"name one backend, got {backend!r}")
-        (self.name, self.backend), = backends.items()
+        ((self.name, self.backend),) = backends.items()
         self.device, self.modules = device, modules
         self.timeout = DEFAULT_TIMEOUT if timeout is None else timeout
         self.pool = WorkerPool(specs, backends)

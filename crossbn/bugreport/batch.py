@@ -35,12 +35,17 @@ def write_all(out: Path, budget: float, *, known_file: str | None = None, backen
     from crossbn.spec.case import Case
     from crossbn.spec.verdicts import FAILING
 
-    records = [r for r in read(out / "results.jsonl") if r.get("verdict") in FAILING and not r.get("known")
-               and "network" not in (r.get("case") or {})]
+    records = [
+        r
+        for r in read(out / "results.jsonl")
+        if r.get("verdict") in FAILING and not r.get("known") and "network" not in (r.get("case") or {})
+    ]
     groups = group(records)
     known = known_mod.load(known_file) if known_file else []
-    say(f"crossbn run: bug reports for {len(records)} new finding(s), {len(groups)} root cause(s), "
-        f"up to {budget:g} s of shrinking each")
+    say(
+        f"crossbn run: bug reports for {len(records)} new finding(s), {len(groups)} root cause(s), "
+        f"up to {budget:g} s of shrinking each"
+    )
     labs: dict[tuple, Lab] = {}
     mapping = index(out)
     written = 0
@@ -51,11 +56,22 @@ def write_all(out: Path, budget: float, *, known_file: str | None = None, backen
             if where not in labs:
                 labs[where] = Lab(backend_spec(rec, rec["backend"]), rec["device"], tuple(backend_modules))
             ratio = "" if g.worst_ratio is None else f"{g.worst_ratio:.3g}"
-            made = make(Case.from_dict(rec["case"]), labs[where], out / "bug-reports", budget, slug=slug(rec),
-                        known=known, count=g.count, dtypes=", ".join(g.dtypes), worst=ratio,
-                        original_name=rec.get("pytest_id", ""))
-            say(f"  {g.count:4d} x {g.backend}/{g.device} {g.stage or g.kind} | {g.fingerprint or '-'}: "
-                f"{made.status}" + (f" -> {made.folder}" if made.folder else f" ({made.message.splitlines()[0]})"))
+            made = make(
+                Case.from_dict(rec["case"]),
+                labs[where],
+                out / "bug-reports",
+                budget,
+                slug=slug(rec),
+                known=known,
+                count=g.count,
+                dtypes=", ".join(g.dtypes),
+                worst=ratio,
+                original_name=rec.get("pytest_id", ""),
+            )
+            say(
+                f"  {g.count:4d} x {g.backend}/{g.device} {g.stage or g.kind} | {g.fingerprint or '-'}: "
+                f"{made.status}" + (f" -> {made.folder}" if made.folder else f" ({made.message.splitlines()[0]})")
+            )
             if made.folder is not None:
                 written += 1
                 mapping.update({slug(r): made.folder.name for r in g.records})
@@ -64,6 +80,5 @@ def write_all(out: Path, budget: float, *, known_file: str | None = None, backen
             lab.close()
     if mapping:
         (out / "bug-reports").mkdir(parents=True, exist_ok=True)
-        (out / "bug-reports" / INDEX).write_text(json.dumps(mapping, indent=1, sort_keys=True) + "\n",
-                                                 encoding="utf-8")
+        (out / "bug-reports" / INDEX).write_text(json.dumps(mapping, indent=1, sort_keys=True) + "\n", encoding="utf-8")
     return written

@@ -12,9 +12,26 @@ import json
 import math
 
 # The fields written, in the order a reader wants them (suite and group are the file's).
-FIELDS = ("shape", "layout", "dtype", "eps", "momentum", "cumulative", "affine", "track_running_stats", "frozen",
-          "train_steps", "eval_step", "gradients", "distribution", "scale", "offset_ratio", "specials",
-          "running_stats", "seed")
+FIELDS = (
+    "shape",
+    "layout",
+    "dtype",
+    "eps",
+    "momentum",
+    "cumulative",
+    "affine",
+    "track_running_stats",
+    "frozen",
+    "train_steps",
+    "eval_step",
+    "gradients",
+    "distribution",
+    "scale",
+    "offset_ratio",
+    "specials",
+    "running_stats",
+    "seed",
+)
 
 
 def _value(v) -> str:

@@ -12,33 +12,48 @@ DEFAULT_BUDGET = "2m"
 
 
 def add_parsers(sub) -> None:
-    bg = sub.add_parser("bugs", help="a run's findings grouped by root cause, each with its smallest case",
-                        description="One line per root cause: findings that share backend, device, first "
-                                    "departing stage and fingerprint (crash/error/timeout: the exception), "
-                                    "with their count, worst error/bound, smallest case and its rerun command.")
+    bg = sub.add_parser(
+        "bugs",
+        help="a run's findings grouped by root cause, each with its smallest case",
+        description="One line per root cause: findings that share backend, device, first "
+        "departing stage and fingerprint (crash/error/timeout: the exception), "
+        "with their count, worst error/bound, smallest case and its rerun command.",
+    )
     bg.add_argument("results", nargs="?", help="results.jsonl or run folder (default: the newest under reports/)")
     bg.add_argument("--backend", default="*", help="only backends matching this glob")
     bg.add_argument("--show", type=int, default=30, help="how many groups to list (default: 30)")
     bg.set_defaults(func=bugs)
-    rp = sub.add_parser("repro", help="minimize a finding and write a verified repro.py and ISSUE.md",
-                        description="FINDING is CASE--BACKEND--DEVICE as the report names its finding pages "
-                                    "(CASE: a case id or pytest id). The case is shrunk with Hypothesis while "
-                                    "the same finding (verdict, first departing stage) persists, repro.py is "
-                                    "run in a fresh process, and only when it reproduces are repro.py, "
-                                    "ISSUE.md, case.toml and finding.json written. Exit 0 when written, 1 when "
-                                    "the finding does not reproduce, 2 for bad usage.")
+    rp = sub.add_parser(
+        "repro",
+        help="minimize a finding and write a verified repro.py and ISSUE.md",
+        description="FINDING is CASE--BACKEND--DEVICE as the report names its finding pages "
+        "(CASE: a case id or pytest id). The case is shrunk with Hypothesis while "
+        "the same finding (verdict, first departing stage) persists, repro.py is "
+        "run in a fresh process, and only when it reproduces are repro.py, "
+        "ISSUE.md, case.toml and finding.json written. Exit 0 when written, 1 when "
+        "the finding does not reproduce, 2 for bad usage.",
+    )
     rp.add_argument("finding")
-    rp.add_argument("--results", help="the run the finding is from (default: the newest under reports/; "
-                                      "otherwise the case is looked up in --suite)")
+    rp.add_argument(
+        "--results",
+        help="the run the finding is from (default: the newest under reports/; "
+        "otherwise the case is looked up in --suite)",
+    )
     rp.add_argument("--suite", default="default", help="catalogue to find the case in (default: default)")
-    rp.add_argument("--budget", default=DEFAULT_BUDGET,
-                    help=f"time for shrinking, e.g. 90s, 10m; 0 writes the case unshrunk (default: {DEFAULT_BUDGET})")
+    rp.add_argument(
+        "--budget",
+        default=DEFAULT_BUDGET,
+        help=f"time for shrinking, e.g. 90s, 10m; 0 writes the case unshrunk (default: {DEFAULT_BUDGET})",
+    )
     rp.add_argument("--out", help="folder for <slug>/ (default: <run>/bug-reports, else bug-reports)")
     rp.add_argument("--known", metavar="FILE", help="known-differences file whose links ISSUE.md cites")
     rp.add_argument("--backend-module", action="append", default=[], help="a .py file with extra backends")
-    rp.add_argument("--interpreter", metavar="PYTHON",
-                    help="side by side: the other release's interpreter the finding ran under; a results file "
-                         "is data, so the interpreter it names is run only when given here too")
+    rp.add_argument(
+        "--interpreter",
+        metavar="PYTHON",
+        help="side by side: the other release's interpreter the finding ran under; a results file "
+        "is data, so the interpreter it names is run only when given here too",
+    )
     rp.set_defaults(func=repro)
     from crossbn.bugreport.fuzz import add_parser
 
@@ -62,14 +77,18 @@ def bugs(args) -> int:
         print(f"crossbn bugs: {e}", file=sys.stderr)
         return 2
     groups = group(records)
-    print(f"crossbn bugs: {sum(g.count for g in groups)} finding(s) in {path}, {len(groups)} root cause(s) "
-          "(backend, device, first departing stage, fingerprint)")
+    print(
+        f"crossbn bugs: {sum(g.count for g in groups)} finding(s) in {path}, {len(groups)} root cause(s) "
+        "(backend, device, first departing stage, fingerprint)"
+    )
     run_info = environment.read(path.parent)
-    for n, g in enumerate(groups[:args.show], 1):
+    for n, g in enumerate(groups[: args.show], 1):
         worst = "" if g.worst_ratio is None else f", worst error/bound {g.worst_ratio:.3g}"
-        print(f"{n:4d}. {g.count:5d} x {g.backend}/{g.device} {'/'.join(g.verdicts)}: {g.stage or '-'} | "
-              f"{g.fingerprint or '-'}"
-              f"  [{', '.join(g.dtypes)}{worst}]")
+        print(
+            f"{n:4d}. {g.count:5d} x {g.backend}/{g.device} {'/'.join(g.verdicts)}: {g.stage or '-'} | "
+            f"{g.fingerprint or '-'}"
+            f"  [{', '.join(g.dtypes)}{worst}]"
+        )
         print(f"        smallest: {g.smallest.get('pytest_id') or g.smallest['case_id']}")
         print(f"        rerun:    {rerun_command(g.smallest, run_info)}")
     if len(groups) > args.show:
@@ -92,8 +111,10 @@ def _trusted_interpreter(record: dict | None, given: str | None) -> None:
     if not named:
         return
     if given is None or Path(given).resolve() != Path(named).resolve():
-        raise ValueError(f"the finding ran under another interpreter, {named!r}; a results file does not "
-                         f"choose what crossbn runs: pass --interpreter {named} to run it there again")
+        raise ValueError(
+            f"the finding ran under another interpreter, {named!r}; a results file does not "
+            f"choose what crossbn runs: pass --interpreter {named} to run it there again"
+        )
 
 
 def repro(args) -> int:
@@ -114,15 +135,26 @@ def repro(args) -> int:
         print(f"crossbn repro: {e}", file=sys.stderr)
         return 2
     out = Path(args.out) if args.out else (where.run / "bug-reports" if where.run else Path("bug-reports"))
-    name = slug(where.record or {"pytest_id": where.case.pytest_id, "case_id": where.case.id,
-                                 "backend": where.backend, "device": where.device})
-    print(f"crossbn repro: {where.case.pytest_id} on {where.backend}/{where.device}, shrinking for up to "
-          f"{budget:g} s", flush=True)
+    name = slug(
+        where.record
+        or {
+            "pytest_id": where.case.pytest_id,
+            "case_id": where.case.id,
+            "backend": where.backend,
+            "device": where.device,
+        }
+    )
+    print(
+        f"crossbn repro: {where.case.pytest_id} on {where.backend}/{where.device}, shrinking for up to {budget:g} s",
+        flush=True,
+    )
     with lab:
         made = make(where.case, lab, out, budget, slug=name, known=known, original_name=where.case.pytest_id)
     if made.minimized is not None:
-        print(f"  minimized to {made.minimized.pytest_id} (shape {made.minimized.shape}, steps "
-              f"{list(made.minimized.steps)}) after {made.tried} smaller case(s)")
+        print(
+            f"  minimized to {made.minimized.pytest_id} (shape {made.minimized.shape}, steps "
+            f"{list(made.minimized.steps)}) after {made.tried} smaller case(s)"
+        )
     print(f"crossbn repro: {made.status}: {made.message}")
     if made.status == "written" and where.run:
         print(f"  the report links it once rebuilt: crossbn report {where.run}")

@@ -52,24 +52,35 @@ def cases(draw, dtypes=DTYPES) -> Case:
     track = draw(st.booleans())
     train_steps = draw(st.integers(0, 3))
     return Case(
-        suite="fuzz", group="fuzz", shape=tuple(shape), layout=draw(st.sampled_from(LAYOUTS)),
+        suite="fuzz",
+        group="fuzz",
+        shape=tuple(shape),
+        layout=draw(st.sampled_from(LAYOUTS)),
         dtype=draw(st.sampled_from(tuple(dtypes))),
         eps=draw(st.sampled_from((1e-5, 1e-3, 0.1, 1e-8, 0.0))),
         momentum=draw(st.sampled_from((0.9, 0.99, 0.5, 0.1, 0.0, 1.0))),
-        cumulative=track and draw(st.booleans()), affine=draw(st.booleans()), track_running_stats=track,
-        train_steps=train_steps, eval_step=train_steps == 0 or draw(st.booleans()), gradients=draw(st.booleans()),
+        cumulative=track and draw(st.booleans()),
+        affine=draw(st.booleans()),
+        track_running_stats=track,
+        train_steps=train_steps,
+        eval_step=train_steps == 0 or draw(st.booleans()),
+        gradients=draw(st.booleans()),
         distribution=draw(st.sampled_from(DISTRIBUTIONS)),
         scale=draw(st.sampled_from((1.0, 1e-3, 1e3, 1e-2, 1e2))),
         offset_ratio=draw(st.sampled_from((0.0, 1.0, 10.0, 100.0, -100.0, 1e3, 1e4))),
-        seed=draw(st.integers(0, 2 ** 16)))
+        seed=draw(st.integers(0, 2**16)),
+    )
 
 
 def add_parser(sub) -> None:
-    fz = sub.add_parser("fuzz", help="search for new findings with Hypothesis; save them in crossbn/cases/found/",
-                        description="Generated cases run on each backend; hypothesis.target steers towards the "
-                                    "worst error/bound ratios. Each new root cause is shrunk, saved as a "
-                                    "regression case (crossbn/cases/found/, included by the default suite) and, where "
-                                    "repro.py reproduces it, given a bug report. Exit 0; 2 for bad usage.")
+    fz = sub.add_parser(
+        "fuzz",
+        help="search for new findings with Hypothesis; save them in crossbn/cases/found/",
+        description="Generated cases run on each backend; hypothesis.target steers towards the "
+        "worst error/bound ratios. Each new root cause is shrunk, saved as a "
+        "regression case (crossbn/cases/found/, included by the default suite) and, where "
+        "repro.py reproduces it, given a bug report. Exit 0; 2 for bad usage.",
+    )
     fz.add_argument("--backends", required=True, help="comma-separated backend names")
     fz.add_argument("--device", default="cpu", help="device (default: cpu)")
     fz.add_argument("--budget", default="10m", help="wall-clock cap on the search, e.g. 90s, 10m (default: 10m)")
@@ -78,7 +89,9 @@ def add_parser(sub) -> None:
     fz.add_argument("--seed", type=int, default=0, help="Hypothesis's seed: the same seed, the same search")
     fz.add_argument("--shrink-budget", default="60s", help="time to shrink each new finding (default: 60s)")
     fz.add_argument("--known", metavar="FILE", help="known differences: findings they match are not new")
-    fz.add_argument("--found", help="where regression cases go (default: crossbn/cases/found in crossbn's cases folder)")
+    fz.add_argument(
+        "--found", help="where regression cases go (default: crossbn/cases/found in crossbn's cases folder)"
+    )
     fz.add_argument("--out", help="records and bug reports (default: reports/fuzz-<time>)")
     fz.add_argument("--backend-module", action="append", default=[], help="a .py file with extra backends")
     fz.set_defaults(func=run)
@@ -95,8 +108,13 @@ def search(labs, *, examples: int, budget: float, seed: int, known, sink, dtypes
     deadline = time.monotonic() + budget
 
     @hypothesis_seed(seed)
-    @settings(max_examples=examples, deadline=None, database=None, phases=[Phase.generate, Phase.target],
-              suppress_health_check=list(HealthCheck))
+    @settings(
+        max_examples=examples,
+        deadline=None,
+        database=None,
+        phases=[Phase.generate, Phase.target],
+        suppress_health_check=list(HealthCheck),
+    )
     @given(cases(dtypes))
     def explore(case):
         if time.monotonic() > deadline:
@@ -139,8 +157,11 @@ def run(args) -> int:
         if args.examples < 1:
             raise ValueError(f"--examples {args.examples}: must be at least 1")
         known = known_mod.load(args.known) if args.known else []
-        labs = [Lab(name.strip(), args.device, tuple(args.backend_module))
-                for name in args.backends.split(",") if name.strip()]
+        labs = [
+            Lab(name.strip(), args.device, tuple(args.backend_module))
+            for name in args.backends.split(",")
+            if name.strip()
+        ]
         if not labs:
             raise ValueError("--backends: name at least one backend")
     except (LabError, ValueError, known_mod.KnownError) as e:
@@ -150,28 +171,47 @@ def run(args) -> int:
     found = Path(args.found) if args.found else CASES_DIR / "found"
     out.mkdir(parents=True, exist_ok=True)
     found.mkdir(parents=True, exist_ok=True)
-    print(f"crossbn fuzz: {', '.join(lab.name for lab in labs)} on {args.device}, seed {args.seed}, up to "
-          f"{args.examples} cases or {budget:g} s; records -> {out / 'fuzz.jsonl'}", flush=True)
+    print(
+        f"crossbn fuzz: {', '.join(lab.name for lab in labs)} on {args.device}, seed {args.seed}, up to "
+        f"{args.examples} cases or {budget:g} s; records -> {out / 'fuzz.jsonl'}",
+        flush=True,
+    )
     start = time.perf_counter()
     try:
         with (out / "fuzz.jsonl").open("a", encoding="utf-8") as sink:
-            new, ran = search(labs, examples=args.examples, budget=budget, seed=args.seed, known=known, sink=sink,
-                              dtypes=dtypes)
-        print(f"crossbn fuzz: {ran} case(s) in {time.perf_counter() - start:.0f} s; {len(new)} new root cause(s)",
-              flush=True)
+            new, ran = search(
+                labs, examples=args.examples, budget=budget, seed=args.seed, known=known, sink=sink, dtypes=dtypes
+            )
+        print(
+            f"crossbn fuzz: {ran} case(s) in {time.perf_counter() - start:.0f} s; {len(new)} new root cause(s)",
+            flush=True,
+        )
         by_name = {lab.name: lab for lab in labs}
         for (backend, device, kind, stage, cause), rec in sorted(new.items()):
             lab = by_name[backend]
             case = Case.from_dict(rec["case"])
-            made = make(case, lab, out / "bug-reports", shrink_budget, slug=slug(rec), known=known,
-                        original_name=rec.get("pytest_id", case.pytest_id))
+            made = make(
+                case,
+                lab,
+                out / "bug-reports",
+                shrink_budget,
+                slug=slug(rec),
+                known=known,
+                original_name=rec.get("pytest_id", case.pytest_id),
+            )
             line = f"  {backend}/{device} {stage or kind} | {cause or '-'}: {made.status}"
             if made.minimized is not None:
                 saved = found / f"{backend.split('@')[0]}-{made.minimized.id}.toml"
                 if not saved.exists():
                     why = made.title or f"{backend} {rec['verdict']}: {stage or kind} | {cause}"
-                    saved.write_text(group_toml(made.minimized, f"found_{backend.split('@')[0]}_{made.minimized.id[:8]}",
-                                                f"found by crossbn fuzz --seed {args.seed}: {why}"), encoding="utf-8")
+                    saved.write_text(
+                        group_toml(
+                            made.minimized,
+                            f"found_{backend.split('@')[0]}_{made.minimized.id[:8]}",
+                            f"found by crossbn fuzz --seed {args.seed}: {why}",
+                        ),
+                        encoding="utf-8",
+                    )
                 line += f", {made.minimized.pytest_id} -> {saved}"
             if made.folder is not None:
                 line += f", report {made.folder}"

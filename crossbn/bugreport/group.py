@@ -33,9 +33,9 @@ _ARRANGEMENT = ("affine=folded", "normalize=divide", "variance=welford", "runnin
 class Group:
     backend: str
     device: str
-    kind: str                    # "finding" (a deviation or NaN/Inf mismatch), or crash/error/timeout
-    stage: str                   # first departing stage ("" for crash/error/timeout)
-    fingerprint: str             # the root cause (see `root_cause`), or the first line of the reason
+    kind: str  # "finding" (a deviation or NaN/Inf mismatch), or crash/error/timeout
+    stage: str  # first departing stage ("" for crash/error/timeout)
+    fingerprint: str  # the root cause (see `root_cause`), or the first line of the reason
     records: list[dict] = field(default_factory=list)
 
     @property

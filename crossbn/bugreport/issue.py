@@ -14,15 +14,23 @@ import numpy as np
 from crossbn.bugreport import casefile, script
 from crossbn.spec.case import Case
 
-_HOW = {"observed": "seen directly in the values crossbn reads from the framework",
-        "probe": "found by rerunning the case with one stage's inputs replaced by exact values",
-        "fit": "inferred from how the output's error is shaped per channel: not an offset or a scale, so "
-               "it arises in the normalization itself"}
+_HOW = {
+    "observed": "seen directly in the values crossbn reads from the framework",
+    "probe": "found by rerunning the case with one stage's inputs replaced by exact values",
+    "fit": "inferred from how the output's error is shaped per channel: not an offset or a scale, so "
+    "it arises in the normalization itself",
+}
 
 
 # An observable as the issue names it.
-OBSERVABLE_WORDS = {"y": "output y", "running_mean": "running mean", "running_var": "running variance",
-                    "dx": "input gradient dx", "dgamma": "gradient dgamma", "dbeta": "gradient dbeta"}
+OBSERVABLE_WORDS = {
+    "y": "output y",
+    "running_mean": "running mean",
+    "running_var": "running variance",
+    "dx": "input gradient dx",
+    "dgamma": "gradient dgamma",
+    "dbeta": "gradient dbeta",
+}
 
 
 def step_words(step: str) -> str:
@@ -43,17 +51,21 @@ def _expected(case: Case, at, backend) -> str:
         conv.append("a frozen layer's training step run as inference, as this framework documents")
     held = f" Held to the framework's documented convention: {'; '.join(conv)}." if conv else ""
     if at.record.get("verdict") == "nan-mismatch":  # positions, not magnitudes: no bound to quote
-        return (f"BatchNorm of a {case.dtype} input of shape {tuple(case.shape)} "
-                f"({case.layout.replace('_', '-')}), eps {case.eps:g}, momentum {case.momentum:g} (weight kept on "
-                f"the old running value), should give the {OBSERVABLE_WORDS[what]} {step_words(step)} as the exact result "
-                f"rounded to {case.dtype}: NaN exactly where that is NaN, and ±Inf exactly where it is infinite or "
-                f"beyond {case.dtype}'s range (the inline float64 formula in repro.py).{held}")
-    return (f"BatchNorm of a {case.dtype} input of shape {tuple(case.shape)} ({case.layout.replace('_', '-')}), "
-            f"eps {case.eps:g}, momentum {case.momentum:g} (weight kept on the old running value), should give the "
-            f"{OBSERVABLE_WORDS[what]} {step_words(step)} equal to the exact result rounded to {case.dtype}, to within "
-            f"{_span(at.tolerance)} per element: crossbn's bound on the rounding error a correct {case.dtype} implementation may "
-            f"add, summed over the formula's operations (the inline float64 formula in repro.py is far closer "
-            f"than that).{held}")
+        return (
+            f"BatchNorm of a {case.dtype} input of shape {tuple(case.shape)} "
+            f"({case.layout.replace('_', '-')}), eps {case.eps:g}, momentum {case.momentum:g} (weight kept on "
+            f"the old running value), should give the {OBSERVABLE_WORDS[what]} {step_words(step)} as the exact result "
+            f"rounded to {case.dtype}: NaN exactly where that is NaN, and ±Inf exactly where it is infinite or "
+            f"beyond {case.dtype}'s range (the inline float64 formula in repro.py).{held}"
+        )
+    return (
+        f"BatchNorm of a {case.dtype} input of shape {tuple(case.shape)} ({case.layout.replace('_', '-')}), "
+        f"eps {case.eps:g}, momentum {case.momentum:g} (weight kept on the old running value), should give the "
+        f"{OBSERVABLE_WORDS[what]} {step_words(step)} equal to the exact result rounded to {case.dtype}, to within "
+        f"{_span(at.tolerance)} per element: crossbn's bound on the rounding error a correct {case.dtype} implementation may "
+        f"add, summed over the formula's operations (the inline float64 formula in repro.py is far closer "
+        f"than that).{held}"
+    )
 
 
 def _span(bound) -> str:
@@ -71,10 +83,12 @@ def _happened(label: str, at) -> str:
     where = o.get("where")
     if o.get("verdict") == "nan-mismatch" or rec["verdict"] == "nan-mismatch":
         return f"{label}'s {at.target}: {o.get('note') or rec.get('reason') or 'NaN or Inf where the exact value is finite'}."
-    return (f"{label}'s {at.target} differs from the exact value in {o.get('n_over', '?')} of {o.get('size', '?')} "
-            f"elements, by up to {o.get('max_abs', float('nan')):.3g} ({o.get('ratio', float('nan')):.3g} times the "
-            f"bound; {o.get('max_ulp', float('nan')):.3g} units in the last place) at index {where}: "
-            f"{o.get('actual_at')!r} where {o.get('expected_at')!r} is right.")
+    return (
+        f"{label}'s {at.target} differs from the exact value in {o.get('n_over', '?')} of {o.get('size', '?')} "
+        f"elements, by up to {o.get('max_abs', float('nan')):.3g} ({o.get('ratio', float('nan')):.3g} times the "
+        f"bound; {o.get('max_ulp', float('nan')):.3g} units in the last place) at index {where}: "
+        f"{o.get('actual_at')!r} where {o.get('expected_at')!r} is right."
+    )
 
 
 def _diagnosis(rec: dict) -> str:
@@ -84,40 +98,83 @@ def _diagnosis(rec: dict) -> str:
     parts = []
     if loc.get("stage"):
         how = _HOW.get(loc.get("how"), loc.get("how") or "")
-        parts.append(f"crossbn follows the values through BatchNorm's dataflow (batch mean, batch variance, "
-                     f"inverse std, normalized values, affine output, running statistics, gradients): they first "
-                     f"depart from the exact ones at the **{_STAGE.get(loc['stage'], loc['stage'])}** "
-                     f"{step_words(loc.get('step') or 'train0')}"
-                     f"{f' ({how})' if how else ''}.")
+        parts.append(
+            f"crossbn follows the values through BatchNorm's dataflow (batch mean, batch variance, "
+            f"inverse std, normalized values, affine output, running statistics, gradients): they first "
+            f"depart from the exact ones at the **{_STAGE.get(loc['stage'], loc['stage'])}** "
+            f"{step_words(loc.get('step') or 'train0')}"
+            f"{f' ({how})' if how else ''}."
+        )
     if diag.get("formulation"):
-        fits = "explains the outputs to within its own rounding" if diag.get("explains") else \
-            "comes closest to the outputs, without explaining them fully"
-        parts.append(f"Of {diag.get('searched', 'several')} alternative formulations crossbn simulated, "
-                     f"**{diag.get('description')}** (`{diag['formulation']}`) {fits}; the documented behaviour "
-                     f"is {diag.get('documented', 'the canonical formulas')}.")
+        fits = (
+            "explains the outputs to within its own rounding"
+            if diag.get("explains")
+            else "comes closest to the outputs, without explaining them fully"
+        )
+        parts.append(
+            f"Of {diag.get('searched', 'several')} alternative formulations crossbn simulated, "
+            f"**{diag.get('description')}** (`{diag['formulation']}`) {fits}; the documented behaviour "
+            f"is {diag.get('documented', 'the canonical formulas')}."
+        )
     return " ".join(parts) or "crossbn could not localize this finding."
 
 
-def issue_text(*, lab, at, title: str, text: str, ran, tried: int, known, count: int, dtypes: str, worst: str,
-               original: str, system: dict) -> str:
+def issue_text(
+    *,
+    lab,
+    at,
+    title: str,
+    text: str,
+    ran,
+    tried: int,
+    known,
+    count: int,
+    dtypes: str,
+    worst: str,
+    original: str,
+    system: dict,
+) -> str:
     import jinja2
 
     fw = script.framework(lab.name)
     rec = at.record
-    env = jinja2.Environment(loader=jinja2.FileSystemLoader(Path(__file__).parent / "templates"),
-                             keep_trailing_newline=True, undefined=jinja2.StrictUndefined)
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(Path(__file__).parent / "templates"),
+        keep_trailing_newline=True,
+        undefined=jinja2.StrictUndefined,
+    )
     links = [f"{k.link} (crossbn's known-differences entry: {k.reason})" for k in known if k.link and k.matches(rec)]
     doc = lab.backend.conventions.get("doc")
     if doc:
         links.append(f"{doc} (the documentation crossbn holds {lab.name} to)")
-    case_rows = [(f, getattr(at.case, f)) for f in casefile.FIELDS] + \
-        ([("options", dict(at.case.options))] if at.case.options else [])
+    case_rows = [(f, getattr(at.case, f)) for f in casefile.FIELDS] + (
+        [("options", dict(at.case.options))] if at.case.options else []
+    )
     return env.get_template("ISSUE.md.j2").render(
-        title=title, versions=ran.versions, backend=lab.name, version=rec.get("version", ""), device=lab.device,
-        device_name=rec.get("device_name", ""), os=system["os"], cpu=system["cpu"], gpu=system["gpu"],
-        python=system["python"], expected_text=_expected(at.case, at, lab.backend) if rec["verdict"] != "error"
+        title=title,
+        versions=ran.versions,
+        backend=lab.name,
+        version=rec.get("version", ""),
+        device=lab.device,
+        device_name=rec.get("device_name", ""),
+        os=system["os"],
+        cpu=system["cpu"],
+        gpu=system["gpu"],
+        python=system["python"],
+        expected_text=_expected(at.case, at, lab.backend)
+        if rec["verdict"] != "error"
         else "BatchNorm of this input has a value (see the inline formula in repro.py); the framework should return it.",
-        happened_text=_happened(fw.label, at), tried=tried, original=original, case_rows=case_rows, count=count,
-        dtypes=dtypes, worst=worst, diagnosis_text=_diagnosis(rec), requirement=fw.requirement,
-        verification=f"exit {ran.returncode} in {ran.seconds:.1f} s", output=ran.output.strip(),
-        script=text.rstrip(), links=links)
+        happened_text=_happened(fw.label, at),
+        tried=tried,
+        original=original,
+        case_rows=case_rows,
+        count=count,
+        dtypes=dtypes,
+        worst=worst,
+        diagnosis_text=_diagnosis(rec),
+        requirement=fw.requirement,
+        verification=f"exit {ran.returncode} in {ran.seconds:.1f} s",
+        output=ran.output.strip(),
+        script=text.rstrip(),
+        links=links,
+    )

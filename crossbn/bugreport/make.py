@@ -31,14 +31,14 @@ CLEAR = 10.0  # error/bound: a discrepancy this far past the bound is plain to a
 
 @dataclass
 class BugReport:
-    status: str                 # written | not-reproduced | no-finding | not-visible | no-template | unsupported
+    status: str  # written | not-reproduced | no-finding | not-visible | no-template | unsupported
     message: str
-    original: object            # the Case asked about
-    minimized: object = None    # the smallest case the finding persists on
+    original: object  # the Case asked about
+    minimized: object = None  # the smallest case the finding persists on
     folder: Path | None = None  # where the report was written (status "written")
-    tried: int = 0              # smaller cases run while shrinking
+    tried: int = 0  # smaller cases run while shrinking
     record: dict | None = None  # the minimized case's result record
-    title: str = ""             # the issue's title (status "written")
+    title: str = ""  # the issue's title (status "written")
 
 
 def title(lab: Lab, at: Attempt) -> str:
@@ -54,20 +54,41 @@ def title(lab: Lab, at: Attempt) -> str:
     else:
         kind = f"is off by up to {obs.get('ratio', 0):.3g}x the {case.dtype} rounding-error bound"
     diag = (rec.get("diagnosis") or {}).get("description")
-    return f"{label} BatchNorm: {case.dtype} {OBSERVABLE_WORDS[what]} {step_words(step)} {kind}" + \
-        (f" ({diag})" if diag and diag != "the canonical formulas, computed in float64" else "")
+    return f"{label} BatchNorm: {case.dtype} {OBSERVABLE_WORDS[what]} {step_words(step)} {kind}" + (
+        f" ({diag})" if diag and diag != "the canonical formulas, computed in float64" else ""
+    )
 
 
-def make(case, lab: Lab, out_root: Path, budget: float, *, slug: str, known=(), count: int = 1,
-         dtypes: str = "", worst: str = "", original_name: str = "") -> BugReport:
+def make(
+    case,
+    lab: Lab,
+    out_root: Path,
+    budget: float,
+    *,
+    slug: str,
+    known=(),
+    count: int = 1,
+    dtypes: str = "",
+    worst: str = "",
+    original_name: str = "",
+) -> BugReport:
     first = lab.attempt(case)
     verdict = first.record["verdict"]
     if verdict not in FAILING:
-        return BugReport("no-finding", f"{lab.name}/{lab.device} gives {verdict} on this case now: no finding "
-                         "to report", case, record=first.record)
+        return BugReport(
+            "no-finding",
+            f"{lab.name}/{lab.device} gives {verdict} on this case now: no finding to report",
+            case,
+            record=first.record,
+        )
     if verdict not in (*_EXPLAINED, "error"):
-        return BugReport("unsupported", f"a {verdict} is not written as a repro.py (the script's exit code "
-                         "could not tell it apart); rerun the case to see it", case, record=first.record)
+        return BugReport(
+            "unsupported",
+            f"a {verdict} is not written as a repro.py (the script's exit code "
+            "could not tell it apart); rerun the case to see it",
+            case,
+            record=first.record,
+        )
     signature, seen = first.signature, {case.id: first}
     # A smaller case must show the finding about as plainly: its error/bound
     # ratio at least the original's, or CLEAR, whichever is less (a 1.5x
@@ -88,9 +109,15 @@ def make(case, lab: Lab, out_root: Path, budget: float, *, slug: str, known=(), 
     minimized, tried = shrink(case, holds, budget) if budget > 0 else (case, 0)
     at = seen[minimized.id]
     if verdict in _EXPLAINED and at.target is None:
-        return BugReport("not-visible", "the finding shows in crossbn's probes of the kernel (its batch "
-                         "statistics) but in no public output a script can compare", case, minimized,
-                         tried=tried, record=at.record)
+        return BugReport(
+            "not-visible",
+            "the finding shows in crossbn's probes of the kernel (its batch "
+            "statistics) but in no public output a script can compare",
+            case,
+            minimized,
+            tried=tried,
+            record=at.record,
+        )
     try:
         script.framework(lab.name)
     except script.NoTemplate as e:
@@ -99,39 +126,73 @@ def make(case, lab: Lab, out_root: Path, budget: float, *, slug: str, known=(), 
     name = title(lab, at)
     # a framework that raised left no judged outputs, so the attempt kept no inputs: the same seeded ones
     inputs = at.inputs if at.inputs is not None else generate(minimized)
-    text = script.render(case=minimized, inputs=inputs, backend_name=lab.name, backend=lab.backend,
-                         device=lab.device, version=at.record.get("version", ""), target=target,
-                         tolerance=at.tolerance if at.tolerance is not None else float("inf"), title=name,
-                         expect_error=verdict == "error")
+    text = script.render(
+        case=minimized,
+        inputs=inputs,
+        backend_name=lab.name,
+        backend=lab.backend,
+        device=lab.device,
+        version=at.record.get("version", ""),
+        target=target,
+        tolerance=at.tolerance if at.tolerance is not None else float("inf"),
+        title=name,
+        expect_error=verdict == "error",
+    )
     with tempfile.TemporaryDirectory(prefix="crossbn-repro-") as tmp:
         path = Path(tmp) / "repro.py"
         path.write_text(text, encoding="utf-8")
         ran = verify.run(path, lab.backend.interpreter)
     if not ran.reproduced:
         tail = "\n".join(ran.output.strip().splitlines()[-12:])
-        return BugReport("not-reproduced", f"repro.py did not reproduce the finding ({ran.status}, exit "
-                         f"{ran.returncode}); nothing written. Its output:\n{tail}", case, minimized, tried=tried,
-                         record=at.record)
+        return BugReport(
+            "not-reproduced",
+            f"repro.py did not reproduce the finding ({ran.status}, exit "
+            f"{ran.returncode}); nothing written. Its output:\n{tail}",
+            case,
+            minimized,
+            tried=tried,
+            record=at.record,
+        )
 
-    files = {"repro.py": text,
-             "ISSUE.md": issue_text(lab=lab, at=at, title=name, text=text, ran=ran, tried=tried, known=known,
-                                    count=count, dtypes=dtypes, worst=worst,
-                                    original=original_name or case.pytest_id, system=_system(lab)),
-             "case.toml": casefile.group_toml(minimized, f"{lab.name.split('@')[0]}_{minimized.id[:8]}",
-                                              f"{name}\nminimized by crossbn from {original_name or case.pytest_id} "
-                                              f"({case.id})"),
-             "finding.json": json.dumps(finite(at.record), indent=1, allow_nan=False) + "\n"}
+    files = {
+        "repro.py": text,
+        "ISSUE.md": issue_text(
+            lab=lab,
+            at=at,
+            title=name,
+            text=text,
+            ran=ran,
+            tried=tried,
+            known=known,
+            count=count,
+            dtypes=dtypes,
+            worst=worst,
+            original=original_name or case.pytest_id,
+            system=_system(lab),
+        ),
+        "case.toml": casefile.group_toml(
+            minimized,
+            f"{lab.name.split('@')[0]}_{minimized.id[:8]}",
+            f"{name}\nminimized by crossbn from {original_name or case.pytest_id} ({case.id})",
+        ),
+        "finding.json": json.dumps(finite(at.record), indent=1, allow_nan=False) + "\n",
+    }
     folder = out_root / slug
     folder.mkdir(parents=True, exist_ok=True)
     for file, content in files.items():
         (folder / file).write_text(content, encoding="utf-8")
-    return BugReport("written", f"reproduced ({ran.seconds:.1f} s); wrote {folder}", case, minimized, folder,
-                     tried, at.record, name)
+    return BugReport(
+        "written", f"reproduced ({ran.seconds:.1f} s); wrote {folder}", case, minimized, folder, tried, at.record, name
+    )
 
 
 def _system(lab: Lab) -> dict:
     from crossbn.records.environment import cpu_model, gpus
 
     found = gpus()
-    return {"os": platform.platform(), "cpu": cpu_model(), "python": platform.python_version(),
-            "gpu": ", ".join(found) if found else "none"}
+    return {
+        "os": platform.platform(),
+        "cpu": cpu_model(),
+        "python": platform.python_version(),
+        "gpu": ", ".join(found) if found else "none",
+    }

@@ -33,9 +33,9 @@ EMBED_LIMIT = 4096  # input elements in all: up to this many are written into th
 
 @dataclass(frozen=True)
 class Framework:
-    template: str                    # templates/frameworks/<template>.py.j2
-    label: str                       # how the framework is named in the script and the issue
-    requirement: str                 # what to pip install
+    template: str  # templates/frameworks/<template>.py.j2
+    label: str  # how the framework is named in the script and the issue
+    requirement: str  # what to pip install
     variables: dict = field(default_factory=dict)
 
 
@@ -44,27 +44,47 @@ _TORCH_MODULES = {2: "BatchNorm1d", 3: "BatchNorm1d", 4: "BatchNorm2d", 5: "Batc
 FRAMEWORKS = {
     "torch": Framework("torch", "PyTorch", "torch", {"compiled": False}),
     "torch-compile": Framework("torch", "PyTorch", "torch", {"compiled": True}),
-    **{name: Framework("keras", "Keras", f"keras and {fw}", {"keras_backend": fw, "compiled": compiled})
-       for name, fw, compiled in (("keras-jax", "jax", False), ("keras-jax-jit", "jax", True),
-                                  ("keras-tensorflow", "tensorflow", False), ("keras-tensorflow-xla", "tensorflow", True),
-                                  ("keras-torch", "torch", False))},
+    **{
+        name: Framework("keras", "Keras", f"keras and {fw}", {"keras_backend": fw, "compiled": compiled})
+        for name, fw, compiled in (
+            ("keras-jax", "jax", False),
+            ("keras-jax-jit", "jax", True),
+            ("keras-tensorflow", "tensorflow", False),
+            ("keras-tensorflow-xla", "tensorflow", True),
+            ("keras-torch", "torch", False),
+        )
+    },
     "tf-keras": Framework("tf_keras", "tf-keras", "tf-keras (and tensorflow)", {"fused": False}),
     "tf-keras-fused": Framework("tf_keras", "tf-keras", "tf-keras (and tensorflow)", {"fused": True}),
     "tf-nn": Framework("tf_nn", "TensorFlow", "tensorflow", {"xla": False}),
     "tf-nn-xla": Framework("tf_nn", "TensorFlow", "tensorflow", {"xla": True}),
     "tf-fused-op": Framework("tf_fused", "TensorFlow", "tensorflow", {"xla": False}),
     "tf-fused-op-xla": Framework("tf_fused", "TensorFlow", "tensorflow", {"xla": True}),
-    **{name: Framework("flax", "Flax", "flax (and jax)", {"api": name.split("-")[1], "jit": name.endswith("-jit")})
-       for name in ("flax-linen", "flax-linen-jit", "flax-nnx", "flax-nnx-jit")},
-    **{f"{runtime}-opset{opset}": Framework("onnx", label, req, {"runtime": runtime, "opset": opset})
-       for runtime, label, req in (("onnxruntime", "ONNX Runtime", "onnx and onnxruntime"),
-                                   ("onnx-reference", "ONNX", "onnx"))
-       for opset in (9, 14, 15)},
-    **{f"{runtime}-torch-{exporter}": Framework("onnx_torch", label, f"torch, {req}" + (", onnxscript" if dynamo else ""),
-                                                {"runtime": runtime, "dynamo": dynamo})
-       for runtime, label, req in (("onnxruntime", "ONNX Runtime", "onnx and onnxruntime"),
-                                   ("onnx-reference", "ONNX", "onnx"))
-       for exporter, dynamo in (("export", False), ("dynamo", True))},
+    **{
+        name: Framework("flax", "Flax", "flax (and jax)", {"api": name.split("-")[1], "jit": name.endswith("-jit")})
+        for name in ("flax-linen", "flax-linen-jit", "flax-nnx", "flax-nnx-jit")
+    },
+    **{
+        f"{runtime}-opset{opset}": Framework("onnx", label, req, {"runtime": runtime, "opset": opset})
+        for runtime, label, req in (
+            ("onnxruntime", "ONNX Runtime", "onnx and onnxruntime"),
+            ("onnx-reference", "ONNX", "onnx"),
+        )
+        for opset in (9, 14, 15)
+    },
+    **{
+        f"{runtime}-torch-{exporter}": Framework(
+            "onnx_torch",
+            label,
+            f"torch, {req}" + (", onnxscript" if dynamo else ""),
+            {"runtime": runtime, "dynamo": dynamo},
+        )
+        for runtime, label, req in (
+            ("onnxruntime", "ONNX Runtime", "onnx and onnxruntime"),
+            ("onnx-reference", "ONNX", "onnx"),
+        )
+        for exporter, dynamo in (("export", False), ("dynamo", True))
+    },
 }
 
 
@@ -76,8 +96,10 @@ def framework(backend: str) -> Framework:
     base = backend.split("@", 1)[0]
     found = FRAMEWORKS.get(base)
     if found is None or not (Path(__file__).parent / "templates" / "frameworks" / f"{found.template}.py.j2").is_file():
-        raise NoTemplate(f"no standalone reproducer template for backend {base!r} "
-                         f"(crossbn/bugreport/templates/frameworks/; has: {', '.join(sorted(templated()))})")
+        raise NoTemplate(
+            f"no standalone reproducer template for backend {base!r} "
+            f"(crossbn/bugreport/templates/frameworks/; has: {', '.join(sorted(templated()))})"
+        )
     return found
 
 
@@ -123,8 +145,12 @@ def environment():
     """The Jinja2 environment of the repro.py templates (no autoescape: its output is Python)."""
     import jinja2
 
-    env = jinja2.Environment(loader=jinja2.FileSystemLoader(Path(__file__).parent / "templates"),
-                             undefined=jinja2.StrictUndefined, keep_trailing_newline=True, finalize=_finalize)
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(Path(__file__).parent / "templates"),
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
+        finalize=_finalize,
+    )
     env.filters.update(py=_literal, prose=_prose)
     return env
 
@@ -148,10 +174,16 @@ def array_source(a) -> Source:
 
 def _arrays(case, inputs: dict) -> list[tuple[str, Source]]:
     steps = range(len(case.steps))
-    out = [("X", Source("[" + ",\n     ".join(array_source(inputs[f"x{k}"]) for k in steps) + "]")),
-           ("DY", Source("[" + ",\n      ".join(array_source(inputs[f"dy{k}"]) for k in steps) + "]"))]
-    for name, key in (("GAMMA", "gamma"), ("BETA", "beta"), ("RUNNING_MEAN", "running_mean"),
-                      ("RUNNING_VAR", "running_var")):
+    out = [
+        ("X", Source("[" + ",\n     ".join(array_source(inputs[f"x{k}"]) for k in steps) + "]")),
+        ("DY", Source("[" + ",\n      ".join(array_source(inputs[f"dy{k}"]) for k in steps) + "]")),
+    ]
+    for name, key in (
+        ("GAMMA", "gamma"),
+        ("BETA", "beta"),
+        ("RUNNING_MEAN", "running_mean"),
+        ("RUNNING_VAR", "running_var"),
+    ):
         out.append((name, array_source(inputs[key]) if key in inputs else Source("None")))
     return out
 
@@ -178,45 +210,87 @@ def _tolerance(bound) -> Source:
     b = np.asarray(bound, np.float64)
     if b.ndim == 0 or b.size > EMBED_LIMIT:
         return Source(_number(float(np.max(b)) if b.size else 0.0) + "  # (the largest of its per-element bounds)")
-    return Source("np.array([" + ", ".join(f"{v:.3g}" if math.isfinite(v) else _number(v) for v in b.ravel()) +
-                  f"]).reshape({tuple(b.shape)})")
+    return Source(
+        "np.array(["
+        + ", ".join(f"{v:.3g}" if math.isfinite(v) else _number(v) for v in b.ravel())
+        + f"]).reshape({tuple(b.shape)})"
+    )
 
 
 def _convention(backend) -> Source:
     if backend.convention("running_var") == "unbiased":
-        lines = ["UNBIASED_RUNNING_VAR = True  # documented: the running variance is fed the unbiased "
-                 "batch variance, var * n / (n - 1)"]
+        lines = [
+            "UNBIASED_RUNNING_VAR = True  # documented: the running variance is fed the unbiased "
+            "batch variance, var * n / (n - 1)"
+        ]
     else:
         lines = ["UNBIASED_RUNNING_VAR = False  # the running variance is fed the batch variance itself"]
     if backend.convention("hyperparameters") == "float32":
-        lines.append("FLOAT32_ATTRIBUTES = True  # documented: eps and momentum reach the computation as "
-                     "32-bit floats (the expectation uses those values)")
+        lines.append(
+            "FLOAT32_ATTRIBUTES = True  # documented: eps and momentum reach the computation as "
+            "32-bit floats (the expectation uses those values)"
+        )
     else:
         lines.append("FLOAT32_ATTRIBUTES = False  # eps and momentum are used as given")
     if backend.convention("frozen") == "inference":
-        lines.append("FROZEN_AS_INFERENCE = True  # documented: a frozen layer's training step runs as inference "
-                     "(running statistics, left unchanged)")
+        lines.append(
+            "FROZEN_AS_INFERENCE = True  # documented: a frozen layer's training step runs as inference "
+            "(running statistics, left unchanged)"
+        )
     else:
-        lines.append("FROZEN_AS_INFERENCE = False  # a frozen layer's training step still uses, and updates, "
-                     "the batch statistics")
+        lines.append(
+            "FROZEN_AS_INFERENCE = False  # a frozen layer's training step still uses, and updates, "
+            "the batch statistics"
+        )
     return Source("\n".join(lines))
 
 
-def render(*, case, inputs: dict, backend_name: str, backend, device: str, version: str, target: str,
-           tolerance, title: str, expect_error: bool = False) -> str:
+def render(
+    *,
+    case,
+    inputs: dict,
+    backend_name: str,
+    backend,
+    device: str,
+    version: str,
+    target: str,
+    tolerance,
+    title: str,
+    expect_error: bool = False,
+) -> str:
     """The text of repro.py. The strings (title, version, backend_name, device, target) are data
     from a record: the templates print them through |prose or |py."""
     fw = framework(backend_name)
     eps, momentum = _number(case.eps), _number(case.momentum)
     embedded = sum(a.size for a in inputs.values()) <= EMBED_LIMIT
     draw_x, constant_channel, constant_value = _draw_x(case)
-    text = environment().get_template(f"frameworks/{fw.template}.py.j2").render(
-        title=title, version=version, framework=fw.label, requirement=fw.requirement, backend=backend_name,
-        device=device, target=target, tolerance=_tolerance(tolerance), case=case,
-        channels_last=case.channel_axis != 1, eps=eps, momentum=momentum, convention=_convention(backend),
-        embedded=embedded, arrays=_arrays(case, inputs) if embedded else [],
-        draw_x=draw_x, constant_channel=constant_channel, constant_value=constant_value,
-        specials=Source(repr([(str(v), int(s), tuple(map(int, i))) for v, s, i in case.specials])),
-        module=_TORCH_MODULES[case.rank], expect_error=expect_error, **fw.variables)
+    text = (
+        environment()
+        .get_template(f"frameworks/{fw.template}.py.j2")
+        .render(
+            title=title,
+            version=version,
+            framework=fw.label,
+            requirement=fw.requirement,
+            backend=backend_name,
+            device=device,
+            target=target,
+            tolerance=_tolerance(tolerance),
+            case=case,
+            channels_last=case.channel_axis != 1,
+            eps=eps,
+            momentum=momentum,
+            convention=_convention(backend),
+            embedded=embedded,
+            arrays=_arrays(case, inputs) if embedded else [],
+            draw_x=draw_x,
+            constant_channel=constant_channel,
+            constant_value=constant_value,
+            specials=Source(repr([(str(v), int(s), tuple(map(int, i))) for v, s, i in case.specials])),
+            module=_TORCH_MODULES[case.rank],
+            expect_error=expect_error,
+            **fw.variables,
+        )
+    )
     compile(text, "repro.py", "exec")  # a template mistake shows here, not on a maintainer's machine
     return text

@@ -20,9 +20,9 @@ TIMEOUT = 600.0
 
 @dataclass
 class Verdict:
-    status: str          # reproduced | not-reproduced | broken | timeout
+    status: str  # reproduced | not-reproduced | broken | timeout
     returncode: int | None
-    output: str          # stdout and stderr together
+    output: str  # stdout and stderr together
     seconds: float
 
     @property
@@ -41,8 +41,9 @@ def run(script: Path, interpreter: str | None = None, timeout: float = TIMEOUT) 
     python = interpreter or sys.executable
     start = time.perf_counter()
     try:
-        done = subprocess.run([python, "-I", script.name], cwd=script.parent, capture_output=True, text=True,
-                              timeout=timeout, check=False)
+        done = subprocess.run(
+            [python, "-I", script.name], cwd=script.parent, capture_output=True, text=True, timeout=timeout, check=False
+        )
     except subprocess.TimeoutExpired as e:
         out = (e.stdout or b"").decode(errors="replace") if isinstance(e.stdout, bytes) else (e.stdout or "")
         return Verdict("timeout", None, out + f"\n(no exit within {timeout:g} s)", time.perf_counter() - start)

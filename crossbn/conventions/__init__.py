@@ -42,8 +42,13 @@ def _run_probes(backend, worker: BackendWorker, device: str, timeout: float) -> 
         else:
             inputs = probes.inputs_for(probe.name, case)
             outcome = worker.run(case, inputs, device, timeout)
-            entry.update(status=outcome.status, message=outcome.message.splitlines()[0] if outcome.message else "",
-                         case=case, seconds=outcome.seconds, facts=None)
+            entry.update(
+                status=outcome.status,
+                message=outcome.message.splitlines()[0] if outcome.message else "",
+                case=case,
+                seconds=outcome.seconds,
+                facts=None,
+            )
             if outcome.status == "ok":
                 entry["facts"] = probes.facts(probe.name, case, inputs, outcome.observables)
         ran[probe.name] = entry
@@ -54,8 +59,11 @@ def _read(key: str, backend, ran: dict) -> tuple[str, str]:
     """(observed, detail) for one property from the probes it reads."""
     sources = [ran[name] for name in infer.SOURCE[key]]
     if key == "hyperparameters":
-        usable = {name: e["facts"] for name, e in zip(infer.SOURCE[key], sources)
-                  if e["status"] == "ok" and "missing" not in e["facts"]}
+        usable = {
+            name: e["facts"]
+            for name, e in zip(infer.SOURCE[key], sources)
+            if e["status"] == "ok" and "missing" not in e["facts"]
+        }
         cases = {name: e["case"] for name, e in zip(infer.SOURCE[key], sources)}
         return infer.hyperparameters(usable.get("train"), usable.get("eps"), cases)
     e = sources[0]
@@ -78,16 +86,28 @@ def conclude(name: str, backend, description: dict, device: str, ran: dict) -> l
         observed, detail = _read(key, backend, ran)
         said = infer.declared(backend, key)
         facts = ran[infer.SOURCE[key][0]]["facts"]
-        records.append({
-            "kind": "observed-convention", "backend": name, "version": description.get("version", ""),
-            "device": device, "device_name": description.get("devices", {}).get(device, ""),
-            "property": key, "observed": observed, "declared": said,
-            "finding": infer.differs(key, observed, said, facts), "detail": detail,
-            "probe": {p: {"case_id": ran[p]["case"].id if ran[p]["case"] else None,
-                          "case": ran[p]["case"].to_dict() if ran[p]["case"] else None,
-                          **{k: ran[p][k] for k in ("purpose", "status", "message", "facts", "seconds")}}
-                      for p in infer.SOURCE[key]},
-        })
+        records.append(
+            {
+                "kind": "observed-convention",
+                "backend": name,
+                "version": description.get("version", ""),
+                "device": device,
+                "device_name": description.get("devices", {}).get(device, ""),
+                "property": key,
+                "observed": observed,
+                "declared": said,
+                "finding": infer.differs(key, observed, said, facts),
+                "detail": detail,
+                "probe": {
+                    p: {
+                        "case_id": ran[p]["case"].id if ran[p]["case"] else None,
+                        "case": ran[p]["case"].to_dict() if ran[p]["case"] else None,
+                        **{k: ran[p][k] for k in ("purpose", "status", "message", "facts", "seconds")},
+                    }
+                    for p in infer.SOURCE[key]
+                },
+            }
+        )
     return records
 
 
@@ -113,6 +133,16 @@ def observe(name: str, spec: str, backend, device: str = "cpu", timeout: float =
 
 
 def _blank(name, device, key, observed, detail) -> dict:
-    return {"kind": "observed-convention", "backend": name, "version": "", "device": device, "device_name": "",
-            "property": key, "observed": observed, "declared": None, "finding": False, "detail": detail,
-            "probe": {}}
+    return {
+        "kind": "observed-convention",
+        "backend": name,
+        "version": "",
+        "device": device,
+        "device_name": "",
+        "property": key,
+        "observed": observed,
+        "declared": None,
+        "finding": False,
+        "detail": detail,
+        "probe": {},
+    }

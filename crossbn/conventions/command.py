@@ -57,13 +57,15 @@ def run(args) -> int:
 
     try:
         # the same backend modules a run sees: the option's, then CROSSBN_BACKEND_MODULE's
-        specs = discover(tuple(args.backend_module) + tuple(
-            p for p in os.environ.get("CROSSBN_BACKEND_MODULE", "").split(os.pathsep) if p))
-        specs, backends = instantiate(choose(args.backends or os.environ.get("CROSSBN_BACKENDS", "all"), specs),
-                                      specs)
+        specs = discover(
+            tuple(args.backend_module)
+            + tuple(p for p in os.environ.get("CROSSBN_BACKEND_MODULE", "").split(os.pathsep) if p)
+        )
+        specs, backends = instantiate(choose(args.backends or os.environ.get("CROSSBN_BACKENDS", "all"), specs), specs)
         names = list(backends)
-        devices = [d.strip() for d in (args.devices or os.environ.get("CROSSBN_DEVICES", "cpu")).split(",")
-                   if d.strip()]
+        devices = [
+            d.strip() for d in (args.devices or os.environ.get("CROSSBN_DEVICES", "cpu")).split(",") if d.strip()
+        ]
         unknown = [d for d in devices if d not in DEVICES]
         if unknown:
             raise BackendError(f"--devices: unknown device(s) {', '.join(unknown)}; known: {', '.join(DEVICES)}")
@@ -87,8 +89,10 @@ def run(args) -> int:
     path = out / "conventions.jsonl"
     records: list[dict] = []
     jobs = [(n, d) for n in names for d in devices]
-    print(f"crossbn conventions: {len(names)} backend(s) on {', '.join(devices)}, -n {workers}, "
-          f"records -> {path}", flush=True)
+    print(
+        f"crossbn conventions: {len(names)} backend(s) on {', '.join(devices)}, -n {workers}, records -> {path}",
+        flush=True,
+    )
     start = time.perf_counter()
     with path.open("a", encoding="utf-8") as sink, ThreadPoolExecutor(max_workers=workers) as pool:
         futures = {pool.submit(observe, n, specs[n], backends[n], d, timeout): (n, d) for n, d in jobs}
@@ -104,8 +108,9 @@ def run(args) -> int:
     _table(records)
     findings = _findings(records)
     for r in sorted(findings, key=lambda r: (r["backend"], r["property"])):
-        print(f"finding: {r['backend']} ({r['device']}) {r['property']}: observed {r['observed']}, "
-              f"declared {r['declared']} -- {r['detail']}")
-    print(f"crossbn conventions: {len(findings)} finding(s) in {time.perf_counter() - start:.0f} s; "
-          f"records in {path}")
+        print(
+            f"finding: {r['backend']} ({r['device']}) {r['property']}: observed {r['observed']}, "
+            f"declared {r['declared']} -- {r['detail']}"
+        )
+    print(f"crossbn conventions: {len(findings)} finding(s) in {time.perf_counter() - start:.0f} s; records in {path}")
     return 1 if (args.strict and findings) else 0

@@ -25,15 +25,26 @@ PROPERTIES = {
     "reduce_bfloat16": ("bf16 sums", "accumulator dtype of bfloat16 inputs' statistics", "float32 | bfloat16"),
     "single_value": ("1 value/ch", "training on one value per channel", "error | beta | nan"),
     "eps0_zero_var": ("eps=0,var=0", "training with eps 0 on a constant channel", "nan | beta | error"),
-    "frozen": ("frozen", "a frozen layer's training step: batch statistics and running ones updated, or "
-                         "run as inference", "batch | inference"),
+    "frozen": (
+        "frozen",
+        "a frozen layer's training step: batch statistics and running ones updated, or run as inference",
+        "batch | inference",
+    ),
 }
 
 # the probe each property is read from (hyperparameters: both train and eps)
-SOURCE = {"momentum": ("train",), "running_var": ("train",), "hyperparameters": ("train", "eps"),
-          "eps_floor": ("eps",), "variance": ("variance",), "reduce_float16": ("reduce-float16",),
-          "reduce_bfloat16": ("reduce-bfloat16",), "single_value": ("single-value",),
-          "eps0_zero_var": ("eps0-zero-var",), "frozen": ("frozen",)}
+SOURCE = {
+    "momentum": ("train",),
+    "running_var": ("train",),
+    "hyperparameters": ("train", "eps"),
+    "eps_floor": ("eps",),
+    "variance": ("variance",),
+    "reduce_float16": ("reduce-float16",),
+    "reduce_bfloat16": ("reduce-bfloat16",),
+    "single_value": ("single-value",),
+    "eps0_zero_var": ("eps0-zero-var",),
+    "frozen": ("frozen",),
+}
 
 # Tolerance on w (weight kept on the old value) and c (variance factor):
 # both are read in float32 at worst, to about 1e-6; the conventions they
@@ -68,8 +79,10 @@ def _median(values) -> float:
 
 def momentum(f: dict, case, backend) -> tuple[str, str]:
     kept, m, said = _median(f["kept_on_old"]), case.momentum, declared(backend, "momentum")
-    detail = (f"kept {kept:.7g} of the old running value where the case asks {m:g} "
-              f"(the adapter passes its declared '{said}' meaning)")
+    detail = (
+        f"kept {kept:.7g} of the old running value where the case asks {m:g} "
+        f"(the adapter passes its declared '{said}' meaning)"
+    )
     if abs(kept - m) <= _CLEAR:
         return said, detail
     if abs(kept - (1 - m)) <= _CLEAR:
@@ -109,8 +122,7 @@ def hyperparameters(train: dict | None, eps: dict | None, cases: dict) -> tuple[
         kept = np.asarray(train["kept_on_old"])
         noise = float(np.ptp(kept)) / m
         # either meaning rounded: old-meaning m, or the new-meaning 1-m, stored as float32
-        parts["momentum"] = _precision_of(_median(kept), m, (float(np.float32(m)), 1 - float(np.float32(1 - m))),
-                                          noise)
+        parts["momentum"] = _precision_of(_median(kept), m, (float(np.float32(m)), 1 - float(np.float32(1 - m))), noise)
         details.append(f"momentum used {_median(kept):.17g} for {m:g}")
     if eps and cases["eps"].dtype == "float64":
         given, used = eps["eps_given"], eps["eps_used"]
@@ -135,8 +147,10 @@ def eps_floor(f: dict, case, backend) -> tuple[str, str]:
     given, used = f["eps_given"], f["eps_used"]
     detail = f"eps {given:g} given, {used:.7g} used (from y = x/sqrt(eps), {f['elements']} elements)"
     if f["spread"] > _CLEAR:  # no single eps makes y = x/sqrt(eps): something else normalizes
-        return "undetermined", (f"(x/y)² is not one value (it spreads by {f['spread']:.3g}): the given running "
-                                f"statistics (mean 0, variance 0) are not what eval normalizes with")
+        return "undetermined", (
+            f"(x/y)² is not one value (it spreads by {f['spread']:.3g}): the given running "
+            f"statistics (mean 0, variance 0) are not what eval normalizes with"
+        )
     if abs(used / given - 1) <= _CLEAR:
         return "none", detail
     if used > given:
@@ -145,8 +159,11 @@ def eps_floor(f: dict, case, backend) -> tuple[str, str]:
 
 
 def _listing(f: dict) -> str:
-    return "error/bound against the backend: " + ", ".join(
-        f"{t['formulation']} {t['score']:.3g}" for t in f["ranked"]) + f" (on {', '.join(f['observables'])})"
+    return (
+        "error/bound against the backend: "
+        + ", ".join(f"{t['formulation']} {t['score']:.3g}" for t in f["ranked"])
+        + f" (on {', '.join(f['observables'])})"
+    )
 
 
 def variance(f: dict, case, backend) -> tuple[str, str]:
@@ -157,8 +174,9 @@ def variance(f: dict, case, backend) -> tuple[str, str]:
     orders) is one-pass; anything else is other."""
     s = f["canonical_score"]
     one_pass = next(t for t in f["ranked"] if t["group"] == "one-pass")
-    detail = (f"error/bound against the exact values: {s:.3g}; E[x²]-E[x]² simulated: "
-              f"{one_pass['error']:.3g}; " + _listing(f))
+    detail = (
+        f"error/bound against the exact values: {s:.3g}; E[x²]-E[x]² simulated: {one_pass['error']:.3g}; " + _listing(f)
+    )
     if s <= 1.0:
         return "two-pass/welford", detail
     if one_pass["explains"] or 0.1 <= s / one_pass["error"] <= 10.0:
@@ -187,8 +205,10 @@ def explained_by(f: dict) -> set[str]:
 
 
 def outcome(f: dict, case, backend) -> tuple[str, str]:
-    detail = (f"y: {f['y_nan']} NaN, {f['y_inf']} inf of {f['y_size']}; first per channel "
-              f"{[round(v, 6) for v in f['y_sample']]}")
+    detail = (
+        f"y: {f['y_nan']} NaN, {f['y_inf']} inf of {f['y_size']}; first per channel "
+        f"{[round(v, 6) for v in f['y_sample']]}"
+    )
     if "running_var" in f:
         detail += f"; running variance {[round(v, 6) for v in f['running_var']]}"
     if f["y_nan"] == f["y_size"]:
@@ -204,9 +224,11 @@ def frozen(f: dict, case, backend) -> tuple[str, str]:
     near = {k: v for k, v in f["y_away"].items() if v <= _CLEAR}
     moved = f.get("running_moved")
     params = "gamma and beta got gradients" if "dgamma" in f["gradients"] else "gamma and beta got no gradients"
-    detail = (f"y within {f['y_away']['batch']:.3g} of the batch-statistics output, {f['y_away']['inference']:.3g} "
-              f"of the running-statistics one (relative); running statistics moved by "
-              f"{'nothing returned' if moved is None else format(moved, '.3g')}; {params}")
+    detail = (
+        f"y within {f['y_away']['batch']:.3g} of the batch-statistics output, {f['y_away']['inference']:.3g} "
+        f"of the running-statistics one (relative); running statistics moved by "
+        f"{'nothing returned' if moved is None else format(moved, '.3g')}; {params}"
+    )
     if set(near) == {"batch"} and (moved is None or moved > _CLEAR):
         return "batch", detail
     if set(near) == {"inference"} and (moved is None or moved == 0.0):
@@ -214,9 +236,17 @@ def frozen(f: dict, case, backend) -> tuple[str, str]:
     return "other", detail
 
 
-READERS = {"momentum": momentum, "running_var": running_var, "eps_floor": eps_floor,
-           "variance": variance, "reduce_float16": accumulator, "reduce_bfloat16": accumulator,
-           "single_value": outcome, "eps0_zero_var": outcome, "frozen": frozen}
+READERS = {
+    "momentum": momentum,
+    "running_var": running_var,
+    "eps_floor": eps_floor,
+    "variance": variance,
+    "reduce_float16": accumulator,
+    "reduce_bfloat16": accumulator,
+    "single_value": outcome,
+    "eps0_zero_var": outcome,
+    "frozen": frozen,
+}
 
 
 # properties whose observation is what the run did, an error included

@@ -67,7 +67,7 @@ CONSTANTS = (1.5, -0.5, 2.0)
 class Probe:
     name: str
     purpose: str
-    cases: tuple[Case, ...]   # candidates, first supported runs
+    cases: tuple[Case, ...]  # candidates, first supported runs
 
     def choose(self, backend) -> tuple[Case | None, str]:
         """The first candidate case the backend runs, or None and why not."""
@@ -88,37 +88,131 @@ def _cases(dtypes, shapes, **fields) -> tuple[Case, ...]:
 
 
 PROBES = (
-    Probe("train", "running statistics after one step from (0, 0): momentum direction, Bessel's correction, "
-                   "momentum precision",
-          _cases(("float64", "float32"), ((8, 3), (2, 3, 2, 2)), group="train", momentum=MOMENTUM,
-                 offset_ratio=2.0, train_steps=1, eval_step=False, gradients=False, seed=11)),
-    Probe("eps", "eval with zero running variance: y = x / sqrt(eps used)",
-          _cases(("float64", "float32"), ((8, 3), (2, 3, 2, 2)), group="eps", eps=EPS_PROBE, train_steps=0,
-                 eval_step=True, gradients=False, seed=12)),
-    Probe("variance", "a float32 batch 100 standard deviations from zero: the variance algorithm",
-          _cases(("float32",), ((16, 3, 8, 8),), group="variance", offset_ratio=100.0, momentum=MOMENTUM,
-                 train_steps=1, eval_step=False, gradients=False, seed=13)),
-    Probe("reduce-float16", "4096 float16 values per channel around 32: the accumulator dtype",
-          _cases(("float16",), ((16, 3, 16, 16),), group="reduce", offset_ratio=32.0, momentum=MOMENTUM,
-                 train_steps=1, eval_step=False, gradients=False, seed=14)),
-    Probe("reduce-bfloat16", "4096 bfloat16 values per channel around 32: the accumulator dtype",
-          _cases(("bfloat16",), ((16, 3, 16, 16),), group="reduce", offset_ratio=32.0, momentum=MOMENTUM,
-                 train_steps=1, eval_step=False, gradients=False, seed=14)),
-    Probe("single-value", "a training step on one value per channel",
-          _cases(("float32",), ((1, 3), (1, 3, 1, 1)), group="single", momentum=MOMENTUM, train_steps=1,
-                 eval_step=False, gradients=False, seed=15)),
-    Probe("frozen", "a training step of a frozen layer: the statistics it normalizes with, whether it updates "
-                    "the running ones",
-          _cases(("float64", "float32"), ((8, 3), (2, 3, 2, 2)), group="frozen", frozen=True, momentum=MOMENTUM,
-                 offset_ratio=2.0, train_steps=1, eval_step=False, gradients=True, seed=17)),
-    Probe("eps0-zero-var", "a training step with eps 0 on constant channels",
-          _cases(("float32",), ((8, 3), (2, 3, 2, 2)), group="eps0", eps=0.0, momentum=MOMENTUM,
-                 train_steps=1, eval_step=False, gradients=False, seed=16)),
+    Probe(
+        "train",
+        "running statistics after one step from (0, 0): momentum direction, Bessel's correction, momentum precision",
+        _cases(
+            ("float64", "float32"),
+            ((8, 3), (2, 3, 2, 2)),
+            group="train",
+            momentum=MOMENTUM,
+            offset_ratio=2.0,
+            train_steps=1,
+            eval_step=False,
+            gradients=False,
+            seed=11,
+        ),
+    ),
+    Probe(
+        "eps",
+        "eval with zero running variance: y = x / sqrt(eps used)",
+        _cases(
+            ("float64", "float32"),
+            ((8, 3), (2, 3, 2, 2)),
+            group="eps",
+            eps=EPS_PROBE,
+            train_steps=0,
+            eval_step=True,
+            gradients=False,
+            seed=12,
+        ),
+    ),
+    Probe(
+        "variance",
+        "a float32 batch 100 standard deviations from zero: the variance algorithm",
+        _cases(
+            ("float32",),
+            ((16, 3, 8, 8),),
+            group="variance",
+            offset_ratio=100.0,
+            momentum=MOMENTUM,
+            train_steps=1,
+            eval_step=False,
+            gradients=False,
+            seed=13,
+        ),
+    ),
+    Probe(
+        "reduce-float16",
+        "4096 float16 values per channel around 32: the accumulator dtype",
+        _cases(
+            ("float16",),
+            ((16, 3, 16, 16),),
+            group="reduce",
+            offset_ratio=32.0,
+            momentum=MOMENTUM,
+            train_steps=1,
+            eval_step=False,
+            gradients=False,
+            seed=14,
+        ),
+    ),
+    Probe(
+        "reduce-bfloat16",
+        "4096 bfloat16 values per channel around 32: the accumulator dtype",
+        _cases(
+            ("bfloat16",),
+            ((16, 3, 16, 16),),
+            group="reduce",
+            offset_ratio=32.0,
+            momentum=MOMENTUM,
+            train_steps=1,
+            eval_step=False,
+            gradients=False,
+            seed=14,
+        ),
+    ),
+    Probe(
+        "single-value",
+        "a training step on one value per channel",
+        _cases(
+            ("float32",),
+            ((1, 3), (1, 3, 1, 1)),
+            group="single",
+            momentum=MOMENTUM,
+            train_steps=1,
+            eval_step=False,
+            gradients=False,
+            seed=15,
+        ),
+    ),
+    Probe(
+        "frozen",
+        "a training step of a frozen layer: the statistics it normalizes with, whether it updates the running ones",
+        _cases(
+            ("float64", "float32"),
+            ((8, 3), (2, 3, 2, 2)),
+            group="frozen",
+            frozen=True,
+            momentum=MOMENTUM,
+            offset_ratio=2.0,
+            train_steps=1,
+            eval_step=False,
+            gradients=True,
+            seed=17,
+        ),
+    ),
+    Probe(
+        "eps0-zero-var",
+        "a training step with eps 0 on constant channels",
+        _cases(
+            ("float32",),
+            ((8, 3), (2, 3, 2, 2)),
+            group="eps0",
+            eps=0.0,
+            momentum=MOMENTUM,
+            train_steps=1,
+            eval_step=False,
+            gradients=False,
+            seed=16,
+        ),
+    ),
 )
 BY_NAME = {p.name: p for p in PROBES}
 
 
 # ---- inputs -------------------------------------------------------------------------------------
+
 
 def _per_channel(case: Case, values) -> np.ndarray:
     return np.asarray(values, dtype=np.float64).astype(numpy_dtype(case.dtype))
@@ -132,8 +226,9 @@ def inputs_for(probe: str, case: Case) -> dict:
         inputs["running_mean"] = np.zeros(c, dt)
         inputs["running_var"] = np.zeros(c, dt)
     elif probe == "eps":
-        inputs.update(running_mean=np.zeros(c, dt), running_var=np.zeros(c, dt),
-                      gamma=np.ones(c, dt), beta=np.zeros(c, dt))
+        inputs.update(
+            running_mean=np.zeros(c, dt), running_var=np.zeros(c, dt), gamma=np.ones(c, dt), beta=np.zeros(c, dt)
+        )
     elif probe == "eps0-zero-var":
         constant = np.empty(case.shape)
         for ch in range(c):
@@ -143,6 +238,7 @@ def inputs_for(probe: str, case: Case) -> dict:
 
 
 # ---- facts ----------------------------------------------------------------------------------------
+
 
 def _f64(a) -> np.ndarray:
     return np.asarray(a, dtype=np.float64)
@@ -160,10 +256,13 @@ def train_facts(case: Case, inputs: dict, out: dict) -> dict:
     mean, var = x.mean(axis=1), x.var(axis=1)
     rm, rv = _f64(out["train0.running_mean"]), _f64(out["train0.running_var"])
     with np.errstate(all="ignore"):
-        kept = 1.0 - rm / mean          # weight kept on the old (zero) running value
+        kept = 1.0 - rm / mean  # weight kept on the old (zero) running value
         correction = rv * mean / (rm * var)  # the factor on the biased variance fed in
-    return {"kept_on_old": [float(v) for v in kept], "var_factor": [float(v) for v in correction],
-            "n": case.reduction_size}
+    return {
+        "kept_on_old": [float(v) for v in kept],
+        "var_factor": [float(v) for v in correction],
+        "n": case.reduction_size,
+    }
 
 
 def eps_facts(case: Case, inputs: dict, out: dict) -> dict:
@@ -177,22 +276,30 @@ def eps_facts(case: Case, inputs: dict, out: dict) -> dict:
         return {"missing": "no finite, nonzero y to read eps from", "y_finite": int(np.isfinite(y).sum())}
     used = (x[usable] / y[usable]) ** 2
     mid = float(np.median(used))
-    return {"eps_given": case.eps, "eps_used": mid,
-            "spread": float(np.max(np.abs(used / mid - 1.0))), "elements": int(usable.sum())}
+    return {
+        "eps_given": case.eps,
+        "eps_used": mid,
+        "spread": float(np.max(np.abs(used / mid - 1.0))),
+        "elements": int(usable.sum()),
+    }
 
 
 # Two-pass and Welford are both accurate to O(u): they differ by rounding
 # only, in an order no two implementations share, so no run tells them apart
 # by more than noise; one-pass E[x²]-E[x]² loses bits to the offset.
-VARIANCE_CANDIDATES = {"two-pass/welford": (Formulation(), Formulation(variance="welford")),
-                       "one-pass": (Formulation(variance="one-pass"),)}
+VARIANCE_CANDIDATES = {
+    "two-pass/welford": (Formulation(), Formulation(variance="welford")),
+    "one-pass": (Formulation(variance="one-pass"),),
+}
 
 
 def _reduce_candidates(dtype: str) -> dict:
     # grouped by the accumulator dtype: "float32" (the sums kept in float32,
     # elementwise work in float32 or in the half dtype) or the half dtype
-    return {"float32": (Formulation(), Formulation(compute=dtype, reduce="float32")),
-            dtype: (Formulation(reduce=dtype), Formulation(compute=dtype))}
+    return {
+        "float32": (Formulation(), Formulation(compute=dtype, reduce="float32")),
+        dtype: (Formulation(reduce=dtype), Formulation(compute=dtype)),
+    }
 
 
 def _statistics_observables(out: dict) -> list[str]:
@@ -213,8 +320,7 @@ def formulation_facts(case: Case, inputs: dict, out: dict, groups: dict) -> dict
     for t in ranked:
         t["group"] = label_of[t["formulation"]]
     keys = ("group", "formulation", "score", "ulps", "explains", "error")
-    return {"ranked": [{k: t[k] for k in keys} for t in ranked], "canonical_score": canonical,
-            "observables": names}
+    return {"ranked": [{k: t[k] for k in keys} for t in ranked], "canonical_score": canonical, "observables": names}
 
 
 def outcome_facts(case: Case, inputs: dict, out: dict) -> dict:
@@ -232,9 +338,13 @@ def outcome_facts(case: Case, inputs: dict, out: dict) -> dict:
     u = float(np.finfo(numpy_dtype(case.dtype)).eps)
     folded = np.abs(gamma)[:, None] * np.abs(_rows(case, inputs["x0"])) / np.sqrt(case.eps) if case.eps > 0 else 0
     tol = 8 * u * (np.abs(beta)[:, None] + folded)
-    facts = {"y_nan": int(np.isnan(y).sum()), "y_inf": int(np.isinf(y).sum()), "y_size": int(y.size),
-             "y_is_beta": bool(finite.all() and (np.abs(y - beta[:, None]) <= tol).all()),
-             "y_sample": [float(v) for v in y[:, 0]]}
+    facts = {
+        "y_nan": int(np.isnan(y).sum()),
+        "y_inf": int(np.isinf(y).sum()),
+        "y_size": int(y.size),
+        "y_is_beta": bool(finite.all() and (np.abs(y - beta[:, None]) <= tol).all()),
+        "y_sample": [float(v) for v in y[:, 0]],
+    }
     if "train0.running_var" in out:
         rv = _f64(out["train0.running_var"])
         facts["running_var"] = [float(v) for v in rv]
@@ -254,8 +364,10 @@ def frozen_facts(case: Case, inputs: dict, out: dict) -> dict:
     for reading in FROZEN:
         exp, _ = simulate(case, inputs, frozen=reading)
         away[reading] = float(np.max(np.abs(y - exp["train0.y"]))) / scale
-    facts = {"y_away": away, "gradients": sorted(k.split(".", 1)[1] for k in out if k.endswith(
-        (".dx", ".dgamma", ".dbeta")))}
+    facts = {
+        "y_away": away,
+        "gradients": sorted(k.split(".", 1)[1] for k in out if k.endswith((".dx", ".dgamma", ".dbeta"))),
+    }
     if "train0.running_mean" in out and "train0.running_var" in out:
         before = np.concatenate([_f64(inputs["running_mean"]), _f64(inputs["running_var"])])
         after = np.concatenate([_f64(out["train0.running_mean"]), _f64(out["train0.running_var"])])

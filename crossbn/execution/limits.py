@@ -50,8 +50,9 @@ def _workers_at_once() -> int:
 def _size(text: str, option: str, unit: int) -> int:
     m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([KMGT]?)(?:i?B)?\s*", str(text), re.IGNORECASE)
     if not m:
-        raise LimitError(f"{option}: {text!r} is not a size (a number, optionally with K, M, G or T; "
-                         f"'auto'; or 0 for no limit)")
+        raise LimitError(
+            f"{option}: {text!r} is not a size (a number, optionally with K, M, G or T; 'auto'; or 0 for no limit)"
+        )
     value = float(m.group(1)) * (_UNITS[m.group(2).upper()] if m.group(2) else unit)
     if not math.isfinite(value):
         raise LimitError(f"{option}: {text!r} is too large")
@@ -60,8 +61,8 @@ def _size(text: str, option: str, unit: int) -> int:
 
 @dataclass(frozen=True)
 class Limits:
-    max_case_bytes: int | None     # refuse a case estimated above this; None: no limit
-    worker_max_bytes: int | None   # recycle a backend's worker holding more than this; None: never
+    max_case_bytes: int | None  # refuse a case estimated above this; None: no limit
+    worker_max_bytes: int | None  # recycle a backend's worker holding more than this; None: never
 
     @classmethod
     def parse(cls, max_case: str, worker_max_mb: str) -> Limits:
@@ -83,9 +84,11 @@ class Limits:
         need = estimate(case)
         if need <= self.max_case_bytes:
             return None
-        return (f"refused: estimated {human(need)} for {math.prod(case.shape):,} elements x {steps(case)} step(s) "
-                f"({BYTES_PER_ELEMENT_STEP} bytes per element per step), over --crossbn-max-case-bytes "
-                f"{human(self.max_case_bytes)}")
+        return (
+            f"refused: estimated {human(need)} for {math.prod(case.shape):,} elements x {steps(case)} step(s) "
+            f"({BYTES_PER_ELEMENT_STEP} bytes per element per step), over --crossbn-max-case-bytes "
+            f"{human(self.max_case_bytes)}"
+        )
 
 
 def steps(case) -> int:

@@ -35,19 +35,20 @@ DEFAULT_TIMEOUT = 300.0
 
 @dataclass
 class Outcome:
-    status: str                       # ok | unsupported | error | crash | timeout
+    status: str  # ok | unsupported | error | crash | timeout
     observables: dict = field(default_factory=dict)
     message: str = ""
     seconds: float = 0.0
     description: dict = field(default_factory=dict)  # reply to "describe"
-    info: dict = field(default_factory=dict)         # the backend's `run_info` (JSON data)
+    info: dict = field(default_factory=dict)  # the backend's `run_info` (JSON data)
 
 
 class BackendWorker:
     """A lazily started worker process serving one backend."""
 
-    def __init__(self, name: str, spec: str, env: dict[str, str], python: str | None = None,
-                 max_bytes: int | None = None):
+    def __init__(
+        self, name: str, spec: str, env: dict[str, str], python: str | None = None, max_bytes: int | None = None
+    ):
         self.name, self.spec, self.env, self.python = name, spec, dict(env), python or sys.executable
         self.max_bytes = max_bytes
         self.recycled = 0
@@ -89,8 +90,14 @@ class BackendWorker:
             self.stop()  # what the framework kept goes with the process; the next request starts afresh
             self.recycled += 1
             info["worker_recycled_mb"] = round(rss / 2**20)
-        return Outcome(status, wire.decode(reply.get("observables", {})), message,
-                       reply.get("seconds", 0.0), reply.get("describe", {}), info)
+        return Outcome(
+            status,
+            wire.decode(reply.get("observables", {})),
+            message,
+            reply.get("seconds", 0.0),
+            reply.get("describe", {}),
+            info,
+        )
 
     def describe(self, timeout: float = DEFAULT_TIMEOUT) -> dict:
         """{"version": ..., "devices": {device: name}, "python": ...}, or
@@ -107,13 +114,15 @@ class BackendWorker:
         return self._description
 
     def run(self, case, inputs: dict, device: str, timeout: float = DEFAULT_TIMEOUT) -> Outcome:
-        return self.request({"op": "run", "case": case.to_dict(), "device": device,
-                             "inputs": wire.encode(inputs)}, timeout)
+        return self.request(
+            {"op": "run", "case": case.to_dict(), "device": device, "inputs": wire.encode(inputs)}, timeout
+        )
 
     def run_model(self, model_case, inputs: dict, device: str, timeout: float = DEFAULT_TIMEOUT) -> Outcome:
         """The models suite: every layer's hidden state per step, as `observables`."""
-        return self.request({"op": "run_model", "case": model_case.to_dict(), "device": device,
-                             "inputs": wire.encode(inputs)}, timeout)
+        return self.request(
+            {"op": "run_model", "case": model_case.to_dict(), "device": device, "inputs": wire.encode(inputs)}, timeout
+        )
 
 
 class WorkerPool:
@@ -127,8 +136,7 @@ class WorkerPool:
     def worker(self, name: str) -> BackendWorker:
         if name not in self._workers:
             b = self._backends[name]
-            self._workers[name] = BackendWorker(name, self._specs[name], b.worker_env, b.interpreter,
-                                                self._max_bytes)
+            self._workers[name] = BackendWorker(name, self._specs[name], b.worker_env, b.interpreter, self._max_bytes)
         return self._workers[name]
 
     def has(self, name: str) -> bool:

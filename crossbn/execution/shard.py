@@ -19,7 +19,7 @@ class ShardError(ValueError):
 
 
 def parse_shard(text: str | None) -> tuple[int, int] | None:
-    """"K/N" as (K, N), 1 <= K <= N; None for no sharding."""
+    """ "K/N" as (K, N), 1 <= K <= N; None for no sharding."""
     if text is None or str(text).strip() in ("", "all"):
         return None
     m = re.fullmatch(r"\s*(\d+)\s*/\s*(\d+)\s*", str(text))
@@ -34,5 +34,5 @@ def parse_shard(text: str | None) -> tuple[int, int] | None:
 def in_shard(test_id: str, k: int, n: int) -> bool:
     """Whether the test `test_id` (its parametrized name) is in shard k of n."""
     bracket = test_id.find("[")
-    key = test_id[bracket + 1:-1] if bracket >= 0 and test_id.endswith("]") else test_id
+    key = test_id[bracket + 1 : -1] if bracket >= 0 and test_id.endswith("]") else test_id
     return int.from_bytes(hashlib.sha256(key.encode()).digest()[:8], "big") % n == k - 1

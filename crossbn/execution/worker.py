@@ -43,8 +43,11 @@ def serve(channel):
         try:
             if op == "describe":
                 missing = backend.available()  # this interpreter's packages decide
-                reply = {"status": "unsupported", "message": missing} if missing else \
-                    {"status": "ok", "describe": {**backend.describe(), "python": sys.version.split()[0]}}
+                reply = (
+                    {"status": "unsupported", "message": missing}
+                    if missing
+                    else {"status": "ok", "describe": {**backend.describe(), "python": sys.version.split()[0]}}
+                )
             elif op == "run":
                 case = Case.from_dict(request["case"])
                 backend.run_info = {}
@@ -54,16 +57,16 @@ def serve(channel):
                 from crossbn.spec.network_case import ModelCase
 
                 backend.run_info = {}
-                observed = backend.run_model(ModelCase.from_dict(request["case"]), wire.decode(request["inputs"]),
-                                             request["device"])
+                observed = backend.run_model(
+                    ModelCase.from_dict(request["case"]), wire.decode(request["inputs"]), request["device"]
+                )
                 reply = {"status": "ok", "observables": wire.encode(observed), "info": dict(backend.run_info)}
             else:
                 reply = {"status": "error", "message": f"unknown request {op!r}"}
         except Unsupported as e:
             reply = {"status": "unsupported", "message": str(e)}
         except Exception as e:  # the framework raised: report it, keep serving
-            reply = {"status": "error", "message": f"{type(e).__name__}: {e}",
-                     "traceback": traceback.format_exc()}
+            reply = {"status": "error", "message": f"{type(e).__name__}: {e}", "traceback": traceback.format_exc()}
         reply["seconds"] = time.perf_counter() - start
         reply["rss"] = resident_bytes()  # the runner recycles a worker grown past --crossbn-worker-max-mb
         channel.send(reply)

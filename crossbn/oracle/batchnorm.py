@@ -40,10 +40,21 @@ import math
 import numpy as np
 
 __all__ = [
-    "reduction_axes", "channel_count", "to_channel_shape",
-    "batch_mean", "batch_var", "unbiased_var", "inverse_std",
-    "normalize", "affine", "running_update", "cumulative_update",
-    "train_forward", "eval_forward", "train_backward", "eval_backward",
+    "reduction_axes",
+    "channel_count",
+    "to_channel_shape",
+    "batch_mean",
+    "batch_var",
+    "unbiased_var",
+    "inverse_std",
+    "normalize",
+    "affine",
+    "running_update",
+    "cumulative_update",
+    "train_forward",
+    "eval_forward",
+    "train_backward",
+    "eval_backward",
 ]
 
 # NaN/Inf are legitimate inputs whose IEEE propagation we *want*; silence the
@@ -62,6 +73,7 @@ def _axis(ndim: int, channel_axis: int) -> int:
 
 
 # ---- Shape helpers ----
+
 
 def reduction_axes(ndim: int, channel_axis: int) -> tuple[int, ...]:
     """All axes of an ``ndim``-array except the channel axis, ascending."""
@@ -87,6 +99,7 @@ def to_channel_shape(v, ndim: int, channel_axis: int) -> np.ndarray:
 
 
 # ---- Error-free transformations and the per-channel sum ----
+
 
 def _two_sum(a, b):
     """Knuth's TwoSum: ``s + e == a + b`` exactly, ``s = fl(a + b)``."""
@@ -124,7 +137,7 @@ def _sum(*terms, channel_axis: int) -> np.ndarray:
     err = np.zeros(c)
     while v.shape[1] > 1:
         h = v.shape[1] // 2
-        s, e = _two_sum(v[:, :h], v[:, h:2 * h])
+        s, e = _two_sum(v[:, :h], v[:, h : 2 * h])
         err += np.sum(e, axis=1)
         if v.shape[1] % 2:  # odd count: fold the leftover column in exactly
             s[:, -1], e = _two_sum(s[:, -1], v[:, -1])
@@ -134,6 +147,7 @@ def _sum(*terms, channel_axis: int) -> np.ndarray:
 
 
 # ---- Statistics ----
+
 
 def batch_mean(x, *, channel_axis: int = 1) -> np.ndarray:
     """Per-channel mean: ``m0 = sum(x) / n``, then one refinement step.
@@ -211,8 +225,8 @@ def inverse_std(var, eps: float) -> np.ndarray:
     with np.errstate(**_QUIET):
         wh, wl = _two_sum(var, np.float64(eps))
         r = 1.0 / np.sqrt(wh)
-        p, pe = _two_prod(r, r)      # r**2 = p + pe
-        q, qe = _two_prod(wh, p)     # wh * p = q + qe, q ~ 1 so 1 - q is exact
+        p, pe = _two_prod(r, r)  # r**2 = p + pe
+        q, qe = _two_prod(wh, p)  # wh * p = q + qe, q ~ 1 so 1 - q is exact
         resid = (1.0 - q) - qe - wh * pe - wl * p
         out = r + r * resid / 2.0
         # w = +-0/inf/nan: keep plain IEEE (the step would turn inf into nan).
@@ -220,6 +234,7 @@ def inverse_std(var, eps: float) -> np.ndarray:
 
 
 # ---- Elementwise stages ----
+
 
 def normalize(x, mean, invstd, *, channel_axis: int = 1) -> np.ndarray:
     """``x_hat = (x - mean) * invstd`` with per-channel mean and invstd.
@@ -229,8 +244,7 @@ def normalize(x, mean, invstd, *, channel_axis: int = 1) -> np.ndarray:
     """
     x = _f64(x)
     with np.errstate(**_QUIET):
-        return (x - to_channel_shape(mean, x.ndim, channel_axis)) * to_channel_shape(
-            invstd, x.ndim, channel_axis)
+        return (x - to_channel_shape(mean, x.ndim, channel_axis)) * to_channel_shape(invstd, x.ndim, channel_axis)
 
 
 def affine(x_hat, gamma, beta, *, channel_axis: int = 1) -> np.ndarray:
@@ -245,6 +259,7 @@ def affine(x_hat, gamma, beta, *, channel_axis: int = 1) -> np.ndarray:
 
 
 # ---- Running statistics ----
+
 
 def running_update(running, batch_stat, momentum: float) -> np.ndarray:
     """Canonical EMA: ``momentum * running + (1 - momentum) * batch_stat``.
@@ -275,13 +290,13 @@ def cumulative_update(running, batch_stat, count: int) -> np.ndarray:
         raise ValueError(f"count must be >= 1, got {count}")
     running, batch_stat = _f64(running), _f64(batch_stat)
     if count == 1:
-        return np.broadcast_to(batch_stat, np.broadcast_shapes(
-            running.shape, batch_stat.shape)).copy()
+        return np.broadcast_to(batch_stat, np.broadcast_shapes(running.shape, batch_stat.shape)).copy()
     with np.errstate(**_QUIET):
         return running + (batch_stat - running) / np.float64(count)
 
 
 # ---- Whole layer ----
+
 
 def train_forward(x, gamma, beta, eps, *, channel_axis: int = 1) -> dict:
     """Training forward with the batch's own (biased) statistics.
@@ -293,8 +308,7 @@ def train_forward(x, gamma, beta, eps, *, channel_axis: int = 1) -> dict:
     invstd = inverse_std(var, eps)
     x_hat = normalize(x, mean, invstd, channel_axis=channel_axis)
     y = affine(x_hat, gamma, beta, channel_axis=channel_axis)
-    return {"batch_mean": mean, "batch_var": var, "invstd": invstd,
-            "x_hat": x_hat, "y": y}
+    return {"batch_mean": mean, "batch_var": var, "invstd": invstd, "x_hat": x_hat, "y": y}
 
 
 def eval_forward(x, mean, var, gamma, beta, eps, *, channel_axis: int = 1) -> dict:
@@ -310,8 +324,7 @@ def _param_grads(dy, x_hat, channel_axis):
     """(dbeta, dgamma) = (sum(dy), sum(dy * x_hat)), products split exactly."""
     with np.errstate(**_QUIET):
         p, e = _two_prod(dy, x_hat)
-        return (_sum(dy, channel_axis=channel_axis),
-                _sum(p, e, channel_axis=channel_axis))
+        return (_sum(dy, channel_axis=channel_axis), _sum(p, e, channel_axis=channel_axis))
 
 
 def train_backward(dy, x_hat, invstd, gamma, *, channel_axis: int = 1) -> dict:
@@ -338,9 +351,8 @@ def train_backward(dy, x_hat, invstd, gamma, *, channel_axis: int = 1) -> dict:
     with np.errstate(**_QUIET):
         scale = g * _f64(invstd) / n
         dx = to_channel_shape(scale, nd, channel_axis) * (
-            n * dy
-            - to_channel_shape(dbeta, nd, channel_axis)
-            - x_hat * to_channel_shape(dgamma, nd, channel_axis))
+            n * dy - to_channel_shape(dbeta, nd, channel_axis) - x_hat * to_channel_shape(dgamma, nd, channel_axis)
+        )
     return {"dx": dx, "dgamma": dgamma, "dbeta": dbeta}
 
 

@@ -42,25 +42,25 @@ from crossbn.spec.dtypes import numpy_dtype
 class StepTrace:
     """The oracle's float64 values for one step."""
 
-    step: str              # "train0", ..., "eval"
-    training: bool         # batch statistics (True) or running ones (False)
-    x: np.ndarray          # the input, upcast
-    mean: np.ndarray       # (C,) statistics used to normalize
-    var: np.ndarray        # (C,) biased variance used to normalize
+    step: str  # "train0", ..., "eval"
+    training: bool  # batch statistics (True) or running ones (False)
+    x: np.ndarray  # the input, upcast
+    mean: np.ndarray  # (C,) statistics used to normalize
+    var: np.ndarray  # (C,) biased variance used to normalize
     invstd: np.ndarray
     x_hat: np.ndarray
     y: np.ndarray
     gamma: np.ndarray | None
     beta: np.ndarray | None
     dy: np.ndarray | None = None
-    grads: dict | None = None            # dx, dgamma, dbeta
+    grads: dict | None = None  # dx, dgamma, dbeta
     running_before: tuple | None = None  # (mean, var) before this step's update
-    running_after: tuple | None = None   # (mean, var) after it
-    factor: float = 0.0                  # weight given to the new batch statistic
-    var_fed: np.ndarray | None = None    # the batch variance fed into running_var
-    var_fed_factor: float = 1.0          # var_fed / var: n/(n-1) when unbiased, else 1
-    running_kept: bool = False           # an empty batch left the running statistics as they were
-                                         # (empty_batch="skip"): running_after is running_before
+    running_after: tuple | None = None  # (mean, var) after it
+    factor: float = 0.0  # weight given to the new batch statistic
+    var_fed: np.ndarray | None = None  # the batch variance fed into running_var
+    var_fed_factor: float = 1.0  # var_fed / var: n/(n-1) when unbiased, else 1
+    running_kept: bool = False  # an empty batch left the running statistics as they were
+    # (empty_batch="skip"): running_after is running_before
 
 
 def _f64(a):
@@ -76,8 +76,9 @@ EMPTY_BATCH = ("nan", "skip")
 FROZEN = ("batch", "inference")
 
 
-def simulate(case: Case, inputs: dict, *, running_var: str = "biased",
-             empty_batch: str = "nan", frozen: str = "batch") -> tuple[dict, list[StepTrace]]:
+def simulate(
+    case: Case, inputs: dict, *, running_var: str = "biased", empty_batch: str = "nan", frozen: str = "batch"
+) -> tuple[dict, list[StepTrace]]:
     if empty_batch not in EMPTY_BATCH:
         raise ValueError(f"empty_batch must be one of {EMPTY_BATCH}, not {empty_batch!r}")
     if frozen not in FROZEN:
@@ -98,8 +99,9 @@ def simulate(case: Case, inputs: dict, *, running_var: str = "biased",
         else:
             mean, var = running
             fwd = ref.eval_forward(x, mean, var, gamma, beta, case.eps, channel_axis=ax)
-        t = StepTrace(step, use_batch and step != "eval", x, mean, var, fwd["invstd"], fwd["x_hat"], fwd["y"],
-                      gamma, beta)
+        t = StepTrace(
+            step, use_batch and step != "eval", x, mean, var, fwd["invstd"], fwd["x_hat"], fwd["y"], gamma, beta
+        )
         expected[f"{step}.y"] = t.y
         if as_inference:  # a frozen layer run as inference: the state is read, never written
             t.running_before = t.running_after = running
@@ -121,12 +123,16 @@ def simulate(case: Case, inputs: dict, *, running_var: str = "biased",
                 t.running_kept = True
             elif case.cumulative:
                 t.factor = 1.0 / (k + 1)
-                running = (ref.cumulative_update(running[0], mean, k + 1),
-                           ref.cumulative_update(running[1], t.var_fed, k + 1))
+                running = (
+                    ref.cumulative_update(running[0], mean, k + 1),
+                    ref.cumulative_update(running[1], t.var_fed, k + 1),
+                )
             else:
                 t.factor = 1.0 - case.momentum
-                running = (ref.running_update(running[0], mean, case.momentum),
-                           ref.running_update(running[1], t.var_fed, case.momentum))
+                running = (
+                    ref.running_update(running[0], mean, case.momentum),
+                    ref.running_update(running[1], t.var_fed, case.momentum),
+                )
             # The state is stored in the case dtype: the best any implementation
             # can hold is the correctly rounded value (±Inf past the range),
             # and that is what the next step and eval read back.

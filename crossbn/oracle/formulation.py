@@ -22,27 +22,30 @@ from crossbn.spec.dtypes import numpy_dtype
 
 @dataclass(frozen=True)
 class Formulation:
-    compute: str = ""             # arithmetic dtype; "" = the case's (float32 for float16/bfloat16)
-    reduce: str = ""              # accumulator dtype of the reductions (sums rounded to compute after); "" = compute
-    variance: str = "two-pass"    # "two-pass" | "one-pass" (E[x²]-E[x]²) | "welford"
-    normalize: str = "multiply"   # (x-mean)*rsqrt(var+eps) | "divide": (x-mean)/sqrt(var+eps)
-    eps_in_root: bool = True      # False: 1/(sqrt(var)+eps)
-    norm_var: str = "biased"      # variance used to normalize: "biased" | "unbiased" (n/(n-1))
-    affine: str = "separate"      # gamma*x_hat+beta | "folded": x*a+b
-    running_var: str = "biased"   # variance fed to the running variance: "biased" | "unbiased"
-    momentum: str = "old"         # what the case's momentum weighs: "old" (canonical) | "new"
-    eps_floor: float = 0.0        # eps is clamped to at least this
+    compute: str = ""  # arithmetic dtype; "" = the case's (float32 for float16/bfloat16)
+    reduce: str = ""  # accumulator dtype of the reductions (sums rounded to compute after); "" = compute
+    variance: str = "two-pass"  # "two-pass" | "one-pass" (E[x²]-E[x]²) | "welford"
+    normalize: str = "multiply"  # (x-mean)*rsqrt(var+eps) | "divide": (x-mean)/sqrt(var+eps)
+    eps_in_root: bool = True  # False: 1/(sqrt(var)+eps)
+    norm_var: str = "biased"  # variance used to normalize: "biased" | "unbiased" (n/(n-1))
+    affine: str = "separate"  # gamma*x_hat+beta | "folded": x*a+b
+    running_var: str = "biased"  # variance fed to the running variance: "biased" | "unbiased"
+    momentum: str = "old"  # what the case's momentum weighs: "old" (canonical) | "new"
+    eps_floor: float = 0.0  # eps is clamped to at least this
     hyperparameters: str = "exact"  # eps and momentum "exact" or rounded to "float32"
-    empty_batch: str = "nan"      # an empty batch's running update: "nan" (folds its NaN statistics in,
-                                  # canonical) | "skip" (keeps the running statistics); see expected.py
-    frozen: str = "batch"         # a frozen layer's training step: "batch" (canonical) | "inference"
-                                  # (running statistics, left unchanged); see expected.py
+    empty_batch: str = "nan"  # an empty batch's running update: "nan" (folds its NaN statistics in,
+    # canonical) | "skip" (keeps the running statistics); see expected.py
+    frozen: str = "batch"  # a frozen layer's training step: "batch" (canonical) | "inference"
+    # (running statistics, left unchanged); see expected.py
 
     def changes(self, base: Formulation | None = None) -> dict:
         """The aspects where this formulation differs from `base` (the canonical one)."""
         base = base or Formulation()
-        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
-                if getattr(self, f.name) != getattr(base, f.name)}
+        return {
+            f.name: getattr(self, f.name)
+            for f in dataclasses.fields(self)
+            if getattr(self, f.name) != getattr(base, f.name)
+        }
 
     def describe(self, case, base: Formulation | None = None) -> str:
         words = {
@@ -50,13 +53,19 @@ class Formulation:
             "normalize": {"divide": "division by sqrt(var+eps)"},
             "norm_var": {"unbiased": "unbiased variance in the normalization"},
             "affine": {"folded": "folded affine x·a+b"},
-            "running_var": {"unbiased": "running variance with Bessel's correction",
-                            "biased": "running variance without Bessel's correction"},
+            "running_var": {
+                "unbiased": "running variance with Bessel's correction",
+                "biased": "running variance without Bessel's correction",
+            },
             "momentum": {"new": "momentum weighing the new batch statistic"},
-            "frozen": {"inference": "a frozen layer's training step run as inference",
-                       "batch": "a frozen layer's training step run with the batch statistics"},
-            "empty_batch": {"skip": "running statistics left unchanged by an empty batch",
-                            "nan": "running statistics updated with an empty batch's NaN statistics"},
+            "frozen": {
+                "inference": "a frozen layer's training step run as inference",
+                "batch": "a frozen layer's training step run with the batch statistics",
+            },
+            "empty_batch": {
+                "skip": "running statistics left unchanged by an empty batch",
+                "nan": "running statistics updated with an empty batch's NaN statistics",
+            },
         }
         parts = []
         for k, v in self.changes(base).items():
@@ -74,8 +83,9 @@ class Formulation:
                 parts.append("eps and momentum rounded to float32")
         if parts:
             return ", ".join(parts)
-        return ("as documented" if base and base != Formulation() else "the canonical formulas") + \
-            f", computed in {self.compute_dtype(case)}"
+        return (
+            "as documented" if base and base != Formulation() else "the canonical formulas"
+        ) + f", computed in {self.compute_dtype(case)}"
 
     def compute_dtype(self, case) -> str:
         if self.compute:
@@ -122,8 +132,9 @@ def simulate_with_spread(case, inputs: dict, f: Formulation) -> tuple[dict, dict
     spread = {}
     for k, d in diff.items():
         kind = k.split(".", 1)[1]
-        spread[k] = (np.broadcast_to(pooled[kind] * scale[k], d.shape) if kind in ("y", "dx")
-                     else np.full(d.shape, pooled[kind]))
+        spread[k] = (
+            np.broadcast_to(pooled[kind] * scale[k], d.shape) if kind in ("y", "dx") else np.full(d.shape, pooled[kind])
+        )
     return first, spread
 
 
@@ -179,12 +190,16 @@ def simulate(case, inputs: dict, f: Formulation) -> dict:
             if n == 0 and f.empty_batch == "skip":
                 pass  # an empty batch: the state is kept
             elif case.cumulative:
-                running = (var.cumulative_update(running[0], mean, k + 1, cd),
-                           var.cumulative_update(running[1], fed, k + 1, cd))
+                running = (
+                    var.cumulative_update(running[0], mean, k + 1, cd),
+                    var.cumulative_update(running[1], fed, k + 1, cd),
+                )
             else:
                 direction = "old" if f.momentum == "old" else "new"
-                running = (var.running_update(running[0], mean, momentum, cd, weight_on=direction),
-                           var.running_update(running[1], fed, momentum, cd, weight_on=direction))
+                running = (
+                    var.running_update(running[0], mean, momentum, cd, weight_on=direction),
+                    var.running_update(running[1], fed, momentum, cd, weight_on=direction),
+                )
             running = (store(running[0]), store(running[1]))
             out[f"{step}.running_mean"], out[f"{step}.running_var"] = running
         if as_inference:  # the state, read and kept

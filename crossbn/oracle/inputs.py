@@ -104,8 +104,12 @@ def summarize(inputs: dict[str, np.ndarray]) -> dict[str, dict]:
     for name, arr in inputs.items():
         a = np.asarray(arr, dtype=np.float64)
         fin = a[np.isfinite(a)]
-        stats = dict(min=float(fin.min()), max=float(fin.max()), mean=float(fin.mean()), std=float(fin.std())) \
-            if fin.size else dict(min=None, max=None, mean=None, std=None)
-        out[name] = dict(shape=list(a.shape), dtype=np.asarray(arr).dtype.name, **stats,
-                         nonfinite=int(a.size - fin.size))
+        stats = (
+            dict(min=float(fin.min()), max=float(fin.max()), mean=float(fin.mean()), std=float(fin.std()))
+            if fin.size
+            else dict(min=None, max=None, mean=None, std=None)
+        )
+        out[name] = dict(
+            shape=list(a.shape), dtype=np.asarray(arr).dtype.name, **stats, nonfinite=int(a.size - fin.size)
+        )
     return out

@@ -26,8 +26,8 @@ import numpy as np
 
 from crossbn.spec.network_case import ModelCase
 
-_X_STREAM = 100           # + step
-_PARAM_STREAM = 1000      # + 16 * layer index + parameter number
+_X_STREAM = 100  # + step
+_PARAM_STREAM = 1000  # + 16 * layer index + parameter number
 _PARAMS = ("weight", "bias", "gamma", "beta", "running_mean", "running_var")
 
 

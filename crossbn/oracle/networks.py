@@ -37,9 +37,9 @@ from crossbn.spec.networks import INPUT, KERNEL, POOL
 
 @dataclass
 class OracleRun:
-    states: dict[str, np.ndarray] = field(default_factory=dict)   # "<step>.<layer>" -> float64 canonical
-    gains: dict[str, float] = field(default_factory=dict)         # "<step>.<layer>" -> mean-abs gain
-    local: dict[str, float] = field(default_factory=dict)         # "<step>.<layer>" -> rounding / u
+    states: dict[str, np.ndarray] = field(default_factory=dict)  # "<step>.<layer>" -> float64 canonical
+    gains: dict[str, float] = field(default_factory=dict)  # "<step>.<layer>" -> mean-abs gain
+    local: dict[str, float] = field(default_factory=dict)  # "<step>.<layer>" -> rounding / u
 
 
 def conv2d(x, w, b=None) -> np.ndarray:
@@ -54,7 +54,7 @@ def conv2d(x, w, b=None) -> np.ndarray:
 def maxpool(x) -> np.ndarray:
     n, c, h, w = x.shape
     h, w = h // POOL, w // POOL  # floor, as every framework's VALID pooling
-    return x[:, :, :h * POOL, :w * POOL].reshape(n, c, h, POOL, w, POOL).max(axis=(3, 5))
+    return x[:, :, : h * POOL, : w * POOL].reshape(n, c, h, POOL, w, POOL).max(axis=(3, 5))
 
 
 def dense(x, w, b=None) -> np.ndarray:
@@ -86,7 +86,7 @@ def forward(case: ModelCase, inputs: dict, running_var: str = "biased", hyperpar
     eps, momentum = case.eps, case.momentum
     if hyperparameters == "float32":  # the formats that store them as 32-bit floats
         eps, momentum = float(np.float32(eps)), float(np.float32(momentum))
-    f64 = (lambda name: np.asarray(inputs[name], np.float64))
+    f64 = lambda name: np.asarray(inputs[name], np.float64)
     running = {bn: {s: f64(f"{bn}.{s}") for s in ("running_mean", "running_var")} for bn in net.batchnorms}
     run = OracleRun()
     for k, step in enumerate(case.steps):
@@ -103,8 +103,9 @@ def forward(case: ModelCase, inputs: dict, running_var: str = "biased", hyperpar
                 run.gains[key] = _mean_abs_gain(w)
                 run.local[key] = (rho(fan_in) + 1) * float(np.mean(fn(np.abs(x), np.abs(w), np.abs(b))))
             elif layer.op == "bn":
-                y = _batchnorm(case, layer.name, x, f64, running[layer.name], training, eps, momentum,
-                               running_var, run, key)
+                y = _batchnorm(
+                    case, layer.name, x, f64, running[layer.name], training, eps, momentum, running_var, run, key
+                )
             elif layer.op == "relu":
                 y = np.maximum(x, 0.0)
                 run.gains[key], run.local[key] = 1.0, 0.0

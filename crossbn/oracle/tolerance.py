@@ -61,6 +61,7 @@ from crossbn.spec.dtypes import UNIT_ROUNDOFF, name_of, overflow_threshold
 LAMBDA = 4.0
 SAFETY = 2.0
 
+
 def unit_roundoff(dtype) -> float:
     return UNIT_ROUNDOFF[name_of(dtype)]
 
@@ -129,9 +130,12 @@ def model_bounds(case, traces, compute_dtype: str | None = None) -> dict[str, np
             dr = _invstd_error(v, dv, case.eps, u)
             g = np.ones_like(mu) if t.gamma is None else t.gamma
             b = np.zeros_like(mu) if t.beta is None else t.beta
-            dxhat = (per_elem(t.invstd * dmu) + np.abs(t.x - per_elem(mu)) * per_elem(dr)
-                     + 2 * u * per_elem(t.invstd) * (np.abs(t.x) + per_elem(np.abs(mu)))
-                     + u * np.abs(t.x_hat))
+            dxhat = (
+                per_elem(t.invstd * dmu)
+                + np.abs(t.x - per_elem(mu)) * per_elem(dr)
+                + 2 * u * per_elem(t.invstd) * (np.abs(t.x) + per_elem(np.abs(mu)))
+                + u * np.abs(t.x_hat)
+            )
             s = t.step
             out[f"{s}.y"] = per_elem(np.abs(g)) * dxhat + u * (np.abs(per_elem(g) * t.x_hat) + per_elem(np.abs(b)))
             if t.training:
@@ -146,9 +150,13 @@ def model_bounds(case, traces, compute_dtype: str | None = None) -> dict[str, np
                 # the fed variance is v or v*n/(n-1): its error scales the same way
                 dfed = t.var_fed_factor * dv + 2 * u * np.abs(t.var_fed)
                 d_running = (
-                    (1 - f) * d_running[0] + f * dmu + 3 * u * ((1 - f) * np.abs(old_m) + f * np.abs(mu))
+                    (1 - f) * d_running[0]
+                    + f * dmu
+                    + 3 * u * ((1 - f) * np.abs(old_m) + f * np.abs(mu))
                     + u_store * np.abs(new_m),
-                    (1 - f) * d_running[1] + f * dfed + 3 * u * ((1 - f) * np.abs(old_v) + f * np.abs(t.var_fed))
+                    (1 - f) * d_running[1]
+                    + f * dfed
+                    + 3 * u * ((1 - f) * np.abs(old_v) + f * np.abs(t.var_fed))
                     + u_store * np.abs(new_v),
                 )
                 out[f"{s}.running_mean"], out[f"{s}.running_var"] = d_running
@@ -168,10 +176,15 @@ def _backward_bounds(case, t, dxhat, dr, g, u, r_n, n, per_elem) -> dict:
     dx = t.grads["dx"]
     if t.training or not case.track_running_stats:
         T = n * dy - per_elem(sum_dy) - xh * per_elem(sum_dyx)
-        dT = (per_elem(d_sum_dy) + np.abs(xh) * per_elem(d_sum_dyx) + dxhat * per_elem(np.abs(sum_dyx))
-              + 3 * u * (n * np.abs(dy) + per_elem(np.abs(sum_dy)) + np.abs(xh * per_elem(sum_dyx))))
-        out[f"{s}.dx"] = (per_elem(np.abs(g) * r / n) * dT + per_elem(np.abs(g) * dr / n) * np.abs(T)
-                          + 3 * u * np.abs(dx))
+        dT = (
+            per_elem(d_sum_dy)
+            + np.abs(xh) * per_elem(d_sum_dyx)
+            + dxhat * per_elem(np.abs(sum_dyx))
+            + 3 * u * (n * np.abs(dy) + per_elem(np.abs(sum_dy)) + np.abs(xh * per_elem(sum_dyx)))
+        )
+        out[f"{s}.dx"] = (
+            per_elem(np.abs(g) * r / n) * dT + per_elem(np.abs(g) * dr / n) * np.abs(T) + 3 * u * np.abs(dx)
+        )
     else:
         out[f"{s}.dx"] = np.abs(dy) * per_elem(np.abs(g) * dr) + 2 * u * np.abs(dx)
     return out

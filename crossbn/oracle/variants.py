@@ -43,9 +43,19 @@ from __future__ import annotations
 import numpy as np
 
 __all__ = [
-    "rounder", "tree_sum", "mean", "var_two_pass", "var_one_pass", "var_welford",
-    "inverse_std", "normalize", "affine", "running_update", "cumulative_update",
-    "train_backward", "eval_backward",
+    "rounder",
+    "tree_sum",
+    "mean",
+    "var_two_pass",
+    "var_one_pass",
+    "var_welford",
+    "inverse_std",
+    "normalize",
+    "affine",
+    "running_update",
+    "cumulative_update",
+    "train_backward",
+    "eval_backward",
 ]
 
 _QUIET = dict(invalid="ignore", divide="ignore", over="ignore")
@@ -60,6 +70,7 @@ def rounder(dtype):
     def r(a):
         with np.errstate(**_QUIET):
             return np.asarray(a, dtype=np.float64).astype(dt).astype(np.float64)
+
     return r
 
 
@@ -89,15 +100,15 @@ def tree_sum(x, channel_axis, dtype):
                 # NumPy's float32/float16 addition of two such values is the
                 # correctly rounded sum, as rounding their exact float64 sum is:
                 # the same bits, without two conversions per addition.
-                s = r(v[:, :h] + v[:, h:2 * h]).astype(dtype)
+                s = r(v[:, :h] + v[:, h : 2 * h]).astype(dtype)
                 if v.shape[1] % 2:
                     s[:, -1] = r(s[:, -1].astype(np.float64) + v[:, -1])
             elif v.dtype != np.float64:
-                s = v[:, :h] + v[:, h:2 * h]
+                s = v[:, :h] + v[:, h : 2 * h]
                 if v.shape[1] % 2:
                     s[:, -1] = s[:, -1] + v[:, -1]
             else:
-                s = r(v[:, :h] + v[:, h:2 * h])
+                s = r(v[:, :h] + v[:, h : 2 * h])
                 if v.shape[1] % 2:
                     s[:, -1] = r(s[:, -1] + v[:, -1])
             v = s
@@ -153,12 +164,12 @@ def var_welford(x, channel_axis, dtype):
     with np.errstate(**_QUIET):
         while m.shape[1] > 1:
             h = m.shape[1] // 2
-            na, nb = cnt[:, :h], cnt[:, h:2 * h]
-            ma, mb = m[:, :h], m[:, h:2 * h]
+            na, nb = cnt[:, :h], cnt[:, h : 2 * h]
+            ma, mb = m[:, :h], m[:, h : 2 * h]
             n = na + nb
             delta = r(mb - ma)
             new_m = r(ma + r(delta * r(nb / n)))
-            new_m2 = r(r(m2[:, :h] + m2[:, h:2 * h]) + r(r(delta * delta) * r(na * nb / n)))
+            new_m2 = r(r(m2[:, :h] + m2[:, h : 2 * h]) + r(r(delta * delta) * r(na * nb / n)))
             if m.shape[1] % 2:  # fold the leftover column into the last pair
                 na, ma, mm2 = n[:, -1], new_m[:, -1], new_m2[:, -1]
                 nb, mb = cnt[:, -1], m[:, -1]
@@ -225,8 +236,7 @@ def cumulative_update(old, batch, count, dtype):
         return r(old + r(r(batch - old) / count))
 
 
-def train_backward(dy, x_hat, invstd, gamma, channel_axis, dtype, *, var_term: float | np.ndarray = 1.0,
-                   acc=None):
+def train_backward(dy, x_hat, invstd, gamma, channel_axis, dtype, *, var_term: float | np.ndarray = 1.0, acc=None):
     """dx = g*r/n * (n*dy - sum(dy) - k * x_hat * sum(dy*x_hat)), dgamma, dbeta.
 
     ``var_term`` k is the derivative of the formulation's invstd with respect

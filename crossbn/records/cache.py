@@ -60,12 +60,14 @@ def resolve(value: str | None) -> Path | None:
 def compiler_env(root: Path) -> dict[str, str]:
     """Environment that puts the frameworks' own compilation caches under
     `root` (inherited by every worker process a run starts)."""
-    return {"JAX_COMPILATION_CACHE_DIR": str(root / "jax"),
-            # every compilation, not only those over JAX's default second:
-            # eager JAX compiles each primitive for each shape
-            "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0",
-            "JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES": "0",
-            "TORCHINDUCTOR_CACHE_DIR": str(root / "inductor")}
+    return {
+        "JAX_COMPILATION_CACHE_DIR": str(root / "jax"),
+        # every compilation, not only those over JAX's default second:
+        # eager JAX compiles each primitive for each shape
+        "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0",
+        "JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES": "0",
+        "TORCHINDUCTOR_CACHE_DIR": str(root / "inductor"),
+    }
 
 
 def source_digest() -> str:
@@ -86,8 +88,11 @@ _SOURCE: str | None = None
 
 
 def key(*, case, backend: str, device: str, description: dict, mode: str, inputs: dict, outputs: dict) -> str:
-    payload = json.dumps([SCHEMA, source_digest(), case.to_dict(), backend, device, description, mode, inputs,
-                          outputs], sort_keys=True, default=str)
+    payload = json.dumps(
+        [SCHEMA, source_digest(), case.to_dict(), backend, device, description, mode, inputs, outputs],
+        sort_keys=True,
+        default=str,
+    )
     return hashlib.sha256(payload.encode()).hexdigest()
 
 
@@ -113,7 +118,11 @@ class Judgements:
             return self._corrupt(path, f"cannot be read ({e})")
         try:
             entry = json.loads(gzip.decompress(data))
-            if not isinstance(entry, dict) or entry.get("schema") != SCHEMA or not isinstance(entry.get("record"), dict):
+            if (
+                not isinstance(entry, dict)
+                or entry.get("schema") != SCHEMA
+                or not isinstance(entry.get("record"), dict)
+            ):
                 raise ValueError(f"not a crossbn cache entry of schema {SCHEMA}")
         except (ValueError, EOFError, OSError, zlib.error) as e:  # gzip.BadGzipFile is an OSError
             return self._corrupt(path, f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else 'unreadable'}")

@@ -35,8 +35,9 @@ def summarize(records: list[dict], device: str) -> dict[str, dict]:
     "reasons": Counter}} for the records on `device`. "cross" counts each
     cross_device verdict under its column name (CROSS_COLUMNS), anything else
     (the CPU run crashed, say) under its own verdict."""
-    rows: dict[str, dict] = defaultdict(lambda: {"results": 0, "judged": 0, "verdicts": Counter(),
-                                                 "cross": Counter(), "reasons": Counter()})
+    rows: dict[str, dict] = defaultdict(
+        lambda: {"results": 0, "judged": 0, "verdicts": Counter(), "cross": Counter(), "reasons": Counter()}
+    )
     for r in records:
         if r.get("device") != device:
             continue
@@ -58,15 +59,20 @@ def lines(rows: dict[str, dict], device: str, suite_of: dict[str, str] | None = 
     if not rows:
         return [f"no results on {device}"]
     verdicts = [v for v in SEVERITY if any(row["verdicts"][v] for row in rows.values())]
-    cross = [*CROSS_COLUMNS.values(), *sorted({k for row in rows.values() for k in row["cross"]}
-                                              - set(CROSS_COLUMNS.values()))]
+    cross = [
+        *CROSS_COLUMNS.values(),
+        *sorted({k for row in rows.values() for k in row["cross"]} - set(CROSS_COLUMNS.values())),
+    ]
     w = max(len("backend"), *map(len, rows)) + 2
     against_cpu = device != "cpu"  # the CPU has no CPU result to be held against
     head = f"{'backend':{w}s}{'results':>9s}{'judged':>8s}" + "".join(f"{v:>13s}" for v in verdicts)
     if against_cpu:
         head += "  | against its CPU result: " + ", ".join(cross)
-    out = [f"on {device}: results and verdicts" + (f", and each {device} result against the same backend's "
-                                                   f"CPU result" if against_cpu else ""), head]
+    out = [
+        f"on {device}: results and verdicts"
+        + (f", and each {device} result against the same backend's CPU result" if against_cpu else ""),
+        head,
+    ]
     for name, row in rows.items():
         line = f"{name:{w}s}{row['results']:>9d}{row['judged']:>8d}"
         line += "".join(f"{row['verdicts'][v]:>13d}" for v in verdicts)
@@ -81,7 +87,17 @@ def lines(rows: dict[str, dict], device: str, suite_of: dict[str, str] | None = 
 
 
 def as_json(rows: dict[str, dict]) -> str:
-    return json.dumps({name: {"results": row["results"], "judged": row["judged"],
-                              "verdicts": dict(row["verdicts"]), "vs_cpu": dict(row["cross"]),
-                              "not_judged": dict(row["reasons"])} for name, row in rows.items()},
-                      indent=1, sort_keys=True)
+    return json.dumps(
+        {
+            name: {
+                "results": row["results"],
+                "judged": row["judged"],
+                "verdicts": dict(row["verdicts"]),
+                "vs_cpu": dict(row["cross"]),
+                "not_judged": dict(row["reasons"]),
+            }
+            for name, row in rows.items()
+        },
+        indent=1,
+        sort_keys=True,
+    )

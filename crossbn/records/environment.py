@@ -66,8 +66,11 @@ def crossbn_version() -> tuple[str, str]:
         v = "unknown"
     # only when crossbn itself is the checkout (not a venv inside someone else's repository)
     top = _quiet(["git", "-C", str(_ROOT), "rev-parse", "--show-toplevel"])
-    commit = _quiet(["git", "-C", str(_ROOT), "rev-parse", "--short=12", "HEAD"]) \
-        if top and Path(top).resolve() == _ROOT else ""
+    commit = (
+        _quiet(["git", "-C", str(_ROOT), "rev-parse", "--short=12", "HEAD"])
+        if top and Path(top).resolve() == _ROOT
+        else ""
+    )
     if commit and _quiet(["git", "-C", str(_ROOT), "status", "--porcelain", "--untracked-files=no"]):
         commit += "-dirty"
     return v, commit
@@ -76,10 +79,21 @@ def crossbn_version() -> tuple[str, str]:
 def describe(**run: object) -> dict:
     """The machine and crossbn, plus the run's own fields (`suite`, `backends`, ...)."""
     v, commit = crossbn_version()
-    return {"schema": SCHEMA, "crossbn": v, "commit": commit, "platform": platform.platform(),
-            "python": sys.version.split()[0], "cpu": f"{cpu_model()} ({os.cpu_count() or 1} cores)", "gpus": gpus(),
-            **run, "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "finished": None, "wall_seconds": None,
-            "exit_status": None, "complete": False}
+    return {
+        "schema": SCHEMA,
+        "crossbn": v,
+        "commit": commit,
+        "platform": platform.platform(),
+        "python": sys.version.split()[0],
+        "cpu": f"{cpu_model()} ({os.cpu_count() or 1} cores)",
+        "gpus": gpus(),
+        **run,
+        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "finished": None,
+        "wall_seconds": None,
+        "exit_status": None,
+        "complete": False,
+    }
 
 
 def write(out: Path, info: dict) -> None:
@@ -91,8 +105,13 @@ def write(out: Path, info: dict) -> None:
 
 
 def finish(out: Path, info: dict, *, started: float, exit_status: int, complete: bool) -> dict:
-    info = {**info, "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-            "wall_seconds": round(time.monotonic() - started, 3), "exit_status": exit_status, "complete": complete}
+    info = {
+        **info,
+        "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "wall_seconds": round(time.monotonic() - started, 3),
+        "exit_status": exit_status,
+        "complete": complete,
+    }
     write(out, info)
     return info
 
@@ -106,7 +125,21 @@ def read(out: Path) -> dict | None:
     if not isinstance(info, dict):
         return None
     # a partial or older file: the fields it lacks read as unknown
-    blank = {"crossbn": "", "commit": "", "platform": "", "python": "", "cpu": "", "gpus": [], "suite": "",
-             "backends": [], "backend_modules": [], "devices": [], "started": None, "finished": None,
-             "wall_seconds": None, "exit_status": None, "complete": False}
+    blank = {
+        "crossbn": "",
+        "commit": "",
+        "platform": "",
+        "python": "",
+        "cpu": "",
+        "gpus": [],
+        "suite": "",
+        "backends": [],
+        "backend_modules": [],
+        "devices": [],
+        "started": None,
+        "finished": None,
+        "wall_seconds": None,
+        "exit_status": None,
+        "complete": False,
+    }
     return {**blank, **info}

@@ -1,6 +1,7 @@
 """Known differences: findings a user has looked at and accepted, by pattern.
 
-A TOML file (`--known FILE`, `--crossbn-known FILE`) of entries:
+A TOML file (`--known FILE`, `--crossbn-known FILE`; a bare name such as
+`frameworks` is a built-in file of crossbn/known/) of entries:
 
     [[known]]
     backend = "keras-torch"        # required; a glob (fnmatch) on the backend name
@@ -36,8 +37,19 @@ from pathlib import Path
 
 from crossbn.spec.verdicts import FAILING
 
-_FIELDS = {"backend", "case", "device", "observable", "verdict", "dtype", "stage", "formulation", "version",
-           "reason", "link"}
+_FIELDS = {
+    "backend",
+    "case",
+    "device",
+    "observable",
+    "verdict",
+    "dtype",
+    "stage",
+    "formulation",
+    "version",
+    "reason",
+    "link",
+}
 
 
 class KnownError(ValueError):
@@ -46,7 +58,7 @@ class KnownError(ValueError):
 
 @dataclass(frozen=True)
 class Known:
-    index: int           # 1-based position in the file (how messages name it)
+    index: int  # 1-based position in the file (how messages name it)
     backend: str
     reason: str
     case: str = "*"
@@ -66,10 +78,12 @@ class Known:
             return False
         if not fnmatch.fnmatchcase(rec.get("device", ""), self.device):
             return False
-        for pattern, value in ((self.dtype, (rec.get("case") or {}).get("dtype")),
-                               (self.stage, (rec.get("localization") or {}).get("stage")),
-                               (self.formulation, (rec.get("diagnosis") or {}).get("formulation")),
-                               (self.version, rec.get("version"))):
+        for pattern, value in (
+            (self.dtype, (rec.get("case") or {}).get("dtype")),
+            (self.stage, (rec.get("localization") or {}).get("stage")),
+            (self.formulation, (rec.get("diagnosis") or {}).get("formulation")),
+            (self.version, rec.get("version")),
+        ):
             if pattern != "*" and not fnmatch.fnmatchcase(value or "", pattern):
                 return False
         ids = (rec.get("pytest_id") or "", rec.get("case_id") or "")
@@ -81,21 +95,36 @@ class Known:
         return any(fnmatch.fnmatchcase(n, self.observable) for n in failing)
 
     def label(self) -> str:
-        given = ", ".join(f"{f}={getattr(self, f)}" for f in ("case", "device", "dtype", "observable", "verdict",
-                                                                "stage", "formulation", "version")
-                          if getattr(self, f) not in ("*", ""))
+        given = ", ".join(
+            f"{f}={getattr(self, f)}"
+            for f in ("case", "device", "dtype", "observable", "verdict", "stage", "formulation", "version")
+            if getattr(self, f) not in ("*", "")
+        )
         return f"#{self.index} (backend={self.backend}{', ' + given if given else ''})"
 
 
-def load(path: str | Path) -> list[Known]:
+# the known-differences files that come with crossbn (package data)
+BUILT_IN = Path(__file__).resolve().parents[1] / "known"
+
+
+def resolve(path: str | Path) -> Path:
+    """A path as given; a bare name that is no file here ("frameworks") is a built-in file."""
     p = Path(path)
+    if not p.exists() and p.name == str(path) and p.suffix == "" and (BUILT_IN / f"{p}.toml").is_file():
+        return BUILT_IN / f"{p}.toml"
+    return p
+
+
+def load(path: str | Path) -> list[Known]:
+    p = resolve(path)
     try:
         data = tomllib.loads(p.read_text(encoding="utf-8"))
     except OSError as e:
         raise KnownError(f"{p}: cannot read ({e.strerror})") from e
     except UnicodeDecodeError as e:
-        raise KnownError(f"{p}: not UTF-8 text (byte {e.object[e.start]:#04x} at offset {e.start}); "
-                         "a known-differences file is TOML") from e
+        raise KnownError(
+            f"{p}: not UTF-8 text (byte {e.object[e.start]:#04x} at offset {e.start}); a known-differences file is TOML"
+        ) from e
     except tomllib.TOMLDecodeError as e:
         raise KnownError(f"{p}: not valid TOML ({e})") from e
     extra = set(data) - {"known"}
@@ -111,8 +140,9 @@ def load(path: str | Path) -> list[Known]:
             raise KnownError(f"{where}: not a table")
         unknown = set(e) - _FIELDS
         if unknown:
-            raise KnownError(f"{where}: unknown field(s) {', '.join(sorted(unknown))}; known: "
-                             f"{', '.join(sorted(_FIELDS))}")
+            raise KnownError(
+                f"{where}: unknown field(s) {', '.join(sorted(unknown))}; known: {', '.join(sorted(_FIELDS))}"
+            )
         for field in ("backend", "reason"):
             if not e.get(field):
                 raise KnownError(f"{where}: '{field}' is required")
@@ -120,8 +150,7 @@ def load(path: str | Path) -> list[Known]:
             if not isinstance(value, str):
                 raise KnownError(f"{where}: '{field}' must be a string, got {type(value).__name__}")
         if e.get("verdict") and e["verdict"] not in FAILING:
-            raise KnownError(f"{where}: verdict {e['verdict']!r} is not a finding; one of "
-                             f"{', '.join(sorted(FAILING))}")
+            raise KnownError(f"{where}: verdict {e['verdict']!r} is not a finding; one of {', '.join(sorted(FAILING))}")
         out.append(Known(index=i, **e))
     return out
 
@@ -149,5 +178,10 @@ def check(entries: list[Known], records) -> tuple[dict[int, int], list[dict]]:
 
 def group_key(rec: dict) -> tuple[str, ...]:
     """What an entry would be written for: backend, verdict, dtype, stage, fingerprint."""
-    return (rec.get("backend", ""), rec.get("verdict", ""), (rec.get("case") or {}).get("dtype", ""),
-            (rec.get("localization") or {}).get("stage") or "", (rec.get("diagnosis") or {}).get("formulation") or "")
+    return (
+        rec.get("backend", ""),
+        rec.get("verdict", ""),
+        (rec.get("case") or {}).get("dtype", ""),
+        (rec.get("localization") or {}).get("stage") or "",
+        (rec.get("diagnosis") or {}).get("formulation") or "",
+    )

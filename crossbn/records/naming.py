@@ -32,6 +32,8 @@ def rerun_command(rec: dict, run: dict | None) -> str:
     backend = rec["backend"]
     if rec.get("interpreter"):  # side by side: the release under its own interpreter, by the same name
         backend = f"{backend}={rec['interpreter']}"
-    return (f"crossbn run --suite {shlex.quote(str(suite))} {modules}--backends {shlex.quote(backend)} "
-            f"--devices {shlex.quote(rec['device'])} -n 0 --no-conventions "
-            f"-- -k {shlex.quote(rec.get('pytest_id') or rec['case_id'])}")
+    return (
+        f"crossbn run --suite {shlex.quote(str(suite))} {modules}--backends {shlex.quote(backend)} "
+        f"--devices {shlex.quote(rec['device'])} -n 0 --no-conventions "
+        f"-- -k {shlex.quote(rec.get('pytest_id') or rec['case_id'])}"
+    )

@@ -95,37 +95,72 @@ def judged(rec: dict) -> tuple[float | None, str]:
     return observable_ratio(obs[name]), name
 
 
-def make_record(*, case, backend: str, device: str, verdict: str, version: str = "", device_name: str = "",
-                reason: str = "", comparison=None, seconds: float = 0.0, backend_seconds: float = 0.0,
-                cross_device: dict | None = None, backend_info: dict | None = None,
-                localization: dict | None = None, diagnosis: dict | None = None,
-                inputs: dict | None = None, digests: dict | None = None, interpreter: str | None = None,
-                cross_version: dict | None = None, timings: dict | None = None) -> dict:
+def make_record(
+    *,
+    case,
+    backend: str,
+    device: str,
+    verdict: str,
+    version: str = "",
+    device_name: str = "",
+    reason: str = "",
+    comparison=None,
+    seconds: float = 0.0,
+    backend_seconds: float = 0.0,
+    cross_device: dict | None = None,
+    backend_info: dict | None = None,
+    localization: dict | None = None,
+    diagnosis: dict | None = None,
+    inputs: dict | None = None,
+    digests: dict | None = None,
+    interpreter: str | None = None,
+    cross_version: dict | None = None,
+    timings: dict | None = None,
+) -> dict:
     observables, worst, not_exposed, unexpected = {}, None, [], []
     if comparison is not None:
         observables = {k: o.to_dict() for k, o in comparison.observables.items()}
         w = comparison.worst_observable
         worst = None if w is None else {"observable": w.name, "ratio": w.ratio, "verdict": w.verdict}
         not_exposed, unexpected = comparison.not_exposed, comparison.unexpected
-    return finite({
-        "schema": SCHEMA, "case_id": case.id, "pytest_id": case.pytest_id, "suite": case.suite,
-        "group": case.group, "case": case.to_dict(), "backend": backend, "version": version,
-        "device": device, "device_name": device_name, "verdict": verdict, "reason": reason,
-        "worst": worst, "observables": observables, "not_exposed": not_exposed, "unexpected": unexpected,
-        "unjudged": sum(o["n_unjudged"] for o in observables.values()),
-        "localization": localization, "diagnosis": diagnosis, "inputs": inputs,
-        "digests": digests or {},
-        "cross_device": cross_device, "interpreter": interpreter, "cross_version": cross_version,
-        "backend_info": backend_info or {},
-        "seconds": round(seconds, 6), "backend_seconds": round(backend_seconds, 6),
-        "timings": timings or {},
-        "worker": worker_id(),
-        "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-    })
+    return finite(
+        {
+            "schema": SCHEMA,
+            "case_id": case.id,
+            "pytest_id": case.pytest_id,
+            "suite": case.suite,
+            "group": case.group,
+            "case": case.to_dict(),
+            "backend": backend,
+            "version": version,
+            "device": device,
+            "device_name": device_name,
+            "verdict": verdict,
+            "reason": reason,
+            "worst": worst,
+            "observables": observables,
+            "not_exposed": not_exposed,
+            "unexpected": unexpected,
+            "unjudged": sum(o["n_unjudged"] for o in observables.values()),
+            "localization": localization,
+            "diagnosis": diagnosis,
+            "inputs": inputs,
+            "digests": digests or {},
+            "cross_device": cross_device,
+            "interpreter": interpreter,
+            "cross_version": cross_version,
+            "backend_info": backend_info or {},
+            "seconds": round(seconds, 6),
+            "backend_seconds": round(backend_seconds, 6),
+            "timings": timings or {},
+            "worker": worker_id(),
+            "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        }
+    )
 
 
 def worker_id() -> str:
-    """"main" in a plain or controller process, "gw0", "gw1", ... in xdist workers."""
+    """ "main" in a plain or controller process, "gw0", "gw1", ... in xdist workers."""
     return os.environ.get("PYTEST_XDIST_WORKER", "main")
 
 
@@ -154,8 +189,9 @@ def read(path: Path) -> list[dict]:
                 # is begun, it is one a killed writer cut short: skip it.
                 if not line.endswith(b"\n") and line.lstrip().startswith(b"{"):
                     break
-                raise ResultsError(f"{path}:{n}: not a JSON record ({e}); a results file holds one JSON "
-                                   "object per line") from e
+                raise ResultsError(
+                    f"{path}:{n}: not a JSON record ({e}); a results file holds one JSON object per line"
+                ) from e
             out.append(_record(f"{path}:{n}", value))
     return out
 
@@ -203,12 +239,15 @@ def failure_message(record: dict) -> str:
         if not o["where"]:  # nothing to locate: NaN/Inf positions or shape differ
             lines.append(f"  {name}: {o['verdict']}: {o['note']}")
             continue
-        lines.append((
-            f"  {name}: error/bound = {float(o['ratio']):.3g}; {o['n_over']}/{o['size']} elements over bound; "
-            f"max abs {float(o['max_abs']):.3g}, max rel {float(o['max_rel']):.3g}, "
-            f"{float(o['max_ulp']):.3g} ulp ({o['dtype']}); worst at {o['where']}: "
-            f"expected {o['expected_at']!r}, got {o['actual_at']!r}, bound {float(o['bound_at']):.3g}"
-        ) + (f" ({o['note']})" if o["note"] else ""))
+        lines.append(
+            (
+                f"  {name}: error/bound = {float(o['ratio']):.3g}; {o['n_over']}/{o['size']} elements over bound; "
+                f"max abs {float(o['max_abs']):.3g}, max rel {float(o['max_rel']):.3g}, "
+                f"{float(o['max_ulp']):.3g} ulp ({o['dtype']}); worst at {o['where']}: "
+                f"expected {o['expected_at']!r}, got {o['actual_at']!r}, bound {float(o['bound_at']):.3g}"
+            )
+            + (f" ({o['note']})" if o["note"] else "")
+        )
     if record.get("unjudged"):
         lines.append(f"  ({record['unjudged']} element(s) not judged: {UNJUDGED})")
     return "\n".join(lines)

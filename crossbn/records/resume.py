@@ -34,12 +34,16 @@ def run_options(folder: Path) -> dict:
         raise ResumeError(f"--resume {folder}: no such folder")
     info = environment.read(folder)
     if info is None:
-        raise ResumeError(f"--resume {folder}: no run.json there (not a crossbn run folder, or the run was "
-                          f"killed before it started: run it again without --resume)")
+        raise ResumeError(
+            f"--resume {folder}: no run.json there (not a crossbn run folder, or the run was "
+            f"killed before it started: run it again without --resume)"
+        )
     options = info.get("options")
     if not isinstance(options, dict):
-        raise ResumeError(f"--resume {folder}: its run.json records no options (written by an older crossbn); "
-                          f"run it again without --resume")
+        raise ResumeError(
+            f"--resume {folder}: its run.json records no options (written by an older crossbn); "
+            f"run it again without --resume"
+        )
     return options
 
 

@@ -28,10 +28,10 @@ class ReportError(Exception):
 
 @dataclass
 class Source:
-    path: Path                   # the results.jsonl file
+    path: Path  # the results.jsonl file
     records: list[dict]
-    run: dict | None             # run.json beside it, if any
-    conventions: list[dict]      # conventions.jsonl beside it, if any
+    run: dict | None  # run.json beside it, if any
+    conventions: list[dict]  # conventions.jsonl beside it, if any
 
     @property
     def label(self) -> str:
@@ -42,8 +42,8 @@ class Source:
 @dataclass
 class Sources:
     sources: list[Source]
-    records: list[dict] = field(default_factory=list)       # merged, sorted by key
-    conventions: list[dict] = field(default_factory=list)   # merged by (backend, device, property)
+    records: list[dict] = field(default_factory=list)  # merged, sorted by key
+    conventions: list[dict] = field(default_factory=list)  # merged by (backend, device, property)
     # results a later source replaced: (earlier source's label, later source's label, how many);
     # e.g. two machines that both ran the same backend on "cpu"
     replaced: list[tuple[str, str, int]] = field(default_factory=list)
@@ -98,8 +98,9 @@ def load(args) -> Sources:
             raise ReportError(str(e)) from e
         for n, rec in enumerate(records, 1):
             if not isinstance(rec, dict) or not {"case_id", "backend", "device", "verdict"} <= rec.keys():
-                raise ReportError(f"{path}: record {n} is not a crossbn result (needs case_id, backend, "
-                                  f"device, verdict)")
+                raise ReportError(
+                    f"{path}: record {n} is not a crossbn result (needs case_id, backend, device, verdict)"
+                )
         loaded.append(Source(path, records, environment.read(path.parent), _read_conventions(path.parent)))
     merged: dict[tuple, dict] = {}
     owner: dict[tuple, str] = {}
@@ -121,8 +122,14 @@ def load(args) -> Sources:
         found = _json(src.path.parent / SIDE_BY_SIDE_FILE)
         if isinstance(found, dict) and isinstance(found.get("comparisons"), list):
             side_by_side += [c for c in found["comparisons"] if isinstance(c, dict)]
-    return Sources(loaded, [merged[k] for k in sorted(merged)], [conventions[k] for k in sorted(conventions)],
-                   [(a, b, n) for (a, b), n in replaced.items()], comparison, side_by_side)
+    return Sources(
+        loaded,
+        [merged[k] for k in sorted(merged)],
+        [conventions[k] for k in sorted(conventions)],
+        [(a, b, n) for (a, b), n in replaced.items()],
+        comparison,
+        side_by_side,
+    )
 
 
 def _json(path: Path):

@@ -107,7 +107,7 @@ class LiveResults:
                     data = f.read()
             except FileNotFoundError:
                 continue
-            whole = data[:data.rfind(b"\n") + 1]  # a line still being written waits for the next sync
+            whole = data[: data.rfind(b"\n") + 1]  # a line still being written waits for the next sync
             if whole:
                 chunks.append(whole)
                 self._offsets[part] = start + len(whole)

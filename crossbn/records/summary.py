@@ -56,25 +56,35 @@ class Summary:
         w = max(len("backend"), *map(len, self.counts)) + 1
         out = [f"{'backend':{w}s}" + "".join(f"{v:>13s}" for v in verdicts) + "  version"]
         for backend in sorted(self.counts):
-            out.append(f"{backend:{w}s}" + "".join(f"{self.counts[backend][v]:>13d}" for v in verdicts)
-                       + f"  {self.versions.get(backend, '')}")
+            out.append(
+                f"{backend:{w}s}"
+                + "".join(f"{self.counts[backend][v]:>13d}" for v in verdicts)
+                + f"  {self.versions.get(backend, '')}"
+            )
         if self.cross_device:
             out.append("each device against the same backend's CPU outputs:")
             for where in sorted(self.cross_device):
-                out.append(f"  {where:{w + 4}s} " + ", ".join(f"{n} {v}" for v, n in sorted(self.cross_device[where].items())))
+                out.append(
+                    f"  {where:{w + 4}s} " + ", ".join(f"{n} {v}" for v, n in sorted(self.cross_device[where].items()))
+                )
         if self.cross_version:
             out.append("side by side, each release against the other's outputs (bitwise: identical bits):")
             for pair in sorted(self.cross_version):
-                out.append(f"  {pair:{w + 4}s} " + ", ".join(f"{n} {v}" for v, n in sorted(self.cross_version[pair].items())))
+                out.append(
+                    f"  {pair:{w + 4}s} " + ", ".join(f"{n} {v}" for v, n in sorted(self.cross_version[pair].items()))
+                )
         if self.unjudged:
             out.append(f"not judged ({UNJUDGED}): elements (results)")
-            out.append("  " + ", ".join(f"{b} {self.unjudged[b]} ({self.unjudged_results[b]})"
-                                        for b in sorted(self.unjudged)))
+            out.append(
+                "  " + ", ".join(f"{b} {self.unjudged[b]} ({self.unjudged_results[b]})" for b in sorted(self.unjudged))
+            )
         if self.cached:
             out.append(f"cache: {self.cached} of {self.judged} results' judgements reused (their outputs unchanged)")
         if self.diagnosed:
-            out.append(f"diagnosis: {self.diagnosed['own']} searched in full, {self.diagnosed['confirmed']} confirmed "
-                       f"against a representative of their root cause")
+            out.append(
+                f"diagnosis: {self.diagnosed['own']} searched in full, {self.diagnosed['confirmed']} confirmed "
+                f"against a representative of their root cause"
+            )
         if self.skip_reasons:
             out.append("skipped (unsupported), most common reasons:")
             for backend in sorted(self.skip_reasons):

@@ -40,17 +40,21 @@ def build(results, out: Path | str, *, title: str = "crossbn report") -> Path:
     sources = load(list(results))
     folders = [src.path.parent.resolve() for src in sources.sources]
     if len(folders) > 1 and out.resolve() in folders:
-        raise ReportError(f"--out {out} is one of the sources' folders: a merged report goes into a folder "
-                          f"of its own (its results.jsonl would no longer be that run's)")
+        raise ReportError(
+            f"--out {out} is one of the sources' folders: a merged report goes into a folder "
+            f"of its own (its results.jsonl would no longer be that run's)"
+        )
     out.mkdir(parents=True, exist_ok=True)
     if all(src.path.parent.resolve() != out.resolve() for src in sources.sources):
         merge([src.path for src in sources.sources], out / "results.jsonl")
         if sources.conventions:
-            (out / CONVENTIONS_FILE).write_text("".join(json.dumps(c) + "\n" for c in sources.conventions),
-                                                encoding="utf-8")
+            (out / CONVENTIONS_FILE).write_text(
+                "".join(json.dumps(c) + "\n" for c in sources.conventions), encoding="utf-8"
+            )
     try:
         return write(sources, out, title=title)
     except (TypeError, ValueError, AttributeError, KeyError, jinja2.TemplateError) as e:
         # a record of the right keys but wrong types: name it rather than a traceback
-        raise ReportError(f"cannot render these results ({type(e).__name__}: {e}); "
-                          f"are they crossbn results of this version?") from e
+        raise ReportError(
+            f"cannot render these results ({type(e).__name__}: {e}); are they crossbn results of this version?"
+        ) from e

@@ -17,9 +17,17 @@ from crossbn.spec.verdicts import FAILING, SEVERITY
 from crossbn.verdict.localize import STAGES
 
 # observable -> the dataflow stage whose value it is (y is the affine output)
-OBSERVABLE_STAGE = {"batch_mean": "batch mean", "batch_var": "batch variance", "invstd": "inverse std",
-                    "y": "affine output", "running_mean": "running mean", "running_var": "running variance",
-                    "dbeta": "dbeta", "dgamma": "dgamma", "dx": "dx"}
+OBSERVABLE_STAGE = {
+    "batch_mean": "batch mean",
+    "batch_var": "batch variance",
+    "invstd": "inverse std",
+    "y": "affine output",
+    "running_mean": "running mean",
+    "running_var": "running variance",
+    "dbeta": "dbeta",
+    "dgamma": "dgamma",
+    "dx": "dx",
+}
 FINDINGS_DIR = "findings"
 BUG_REPORTS_DIR = "bug-reports"  # <report>/bug-reports/<page slug>/{ISSUE.md,repro.py} (crossbn repro)
 
@@ -42,6 +50,7 @@ def page_href(rec: dict) -> str:
 
 
 # ---- root-cause groups: one page each -------------------------------------------------------
+
 
 def root_cause_key(rec: dict) -> tuple:
     """What `crossbn bugs` and a known-differences entry group by (backend,
@@ -75,12 +84,24 @@ def members(group: list[dict], out: Path) -> list[dict]:
     for rec in group:
         line = finding_line(rec)
         diag, source = rec.get("diagnosis") or {}, (rec.get("diagnosis") or {}).get("source") or {}
-        how = ("its own search" if source.get("how") == "own" else
-               f"confirmed against {source.get('representative_test')}" if source.get("how") == "confirmed" else "")
+        how = (
+            "its own search"
+            if source.get("how") == "own"
+            else f"confirmed against {source.get('representative_test')}"
+            if source.get("how") == "confirmed"
+            else ""
+        )
         own = rec is group[0] or adds_to_its_group(rec, out)
-        rows.append({**line, "anchor": f"member-{slug(rec)}", "page": f"{slug(rec)}.html" if own else None,
-                     "diagnosed": how, "score": diag.get("score"),
-                     "max_ulp": ((rec.get("observables") or {}).get(line["observable"] or "") or {}).get("max_ulp")})
+        rows.append(
+            {
+                **line,
+                "anchor": f"member-{slug(rec)}",
+                "page": f"{slug(rec)}.html" if own else None,
+                "diagnosed": how,
+                "score": diag.get("score"),
+                "max_ulp": ((rec.get("observables") or {}).get(line["observable"] or "") or {}).get("max_ulp"),
+            }
+        )
     return rows
 
 
@@ -89,6 +110,7 @@ def backend_row(rec: dict) -> str:
 
 
 # ---- the index ------------------------------------------------------------------------------
+
 
 def verdict_counts(records) -> dict[str, int]:
     c = Counter(r["verdict"] for r in records)
@@ -129,13 +151,22 @@ def finding_line(rec: dict) -> dict:
     else:
         fingerprint = ""
     ratio, observable = judged(rec)
-    return {"verdict": rec["verdict"], "ratio": ratio, "case": rec.get("pytest_id") or rec["case_id"],
-            "case_id": rec["case_id"], "backend": rec["backend"], "device": rec["device"],
-            # the sort key of the ratio column (no ratio: first, as the worst)
-            "sort_key": "1e308" if ratio is None or ratio != ratio or ratio > 1e308 else repr(ratio),
-            "observable": observable, "stage": loc.get("stage") or "",
-            "fingerprint": fingerprint, "reason": (rec.get("reason") or "").splitlines()[0:1],
-            "known": rec.get("known"), "href": page_href(rec)}
+    return {
+        "verdict": rec["verdict"],
+        "ratio": ratio,
+        "case": rec.get("pytest_id") or rec["case_id"],
+        "case_id": rec["case_id"],
+        "backend": rec["backend"],
+        "device": rec["device"],
+        # the sort key of the ratio column (no ratio: first, as the worst)
+        "sort_key": "1e308" if ratio is None or ratio != ratio or ratio > 1e308 else repr(ratio),
+        "observable": observable,
+        "stage": loc.get("stage") or "",
+        "fingerprint": fingerprint,
+        "reason": (rec.get("reason") or "").splitlines()[0:1],
+        "known": rec.get("known"),
+        "href": page_href(rec),
+    }
 
 
 def _rank_key(line: dict):
@@ -151,10 +182,15 @@ def findings(records) -> list[dict]:
 def group_lines(records) -> list[dict]:
     """The index's findings table: a row per root-cause group (its worst
     member, and how many it has), and one per network result."""
-    lines = [{**finding_line(g[0]), "members": len(g), "known_members": sum(1 for r in g if r.get("known"))}
-             for g in root_cause_groups(records)]
-    lines += [{**finding_line(r), "members": 1, "known_members": int(bool(r.get("known")))}
-              for r in records if is_finding(r) and is_network(r)]
+    lines = [
+        {**finding_line(g[0]), "members": len(g), "known_members": sum(1 for r in g if r.get("known"))}
+        for g in root_cause_groups(records)
+    ]
+    lines += [
+        {**finding_line(r), "members": 1, "known_members": int(bool(r.get("known")))}
+        for r in records
+        if is_finding(r) and is_network(r)
+    ]
     return sorted(lines, key=_rank_key)
 
 
@@ -176,10 +212,13 @@ def conventions_table(conventions: list[dict]) -> dict | None:
     for c in conventions:
         rows[(c["backend"], c["device"])][c["property"]] = c
     props = [(k, header, what) for k, (header, what, _) in PROPERTIES.items()]
-    return {"properties": props,
-            "rows": [{"name": f"{b}/{d}", "cells": [cells.get(k) for k, _, _ in props]}
-                     for (b, d), cells in sorted(rows.items())],
-            "findings": sum(1 for c in conventions if c.get("finding"))}
+    return {
+        "properties": props,
+        "rows": [
+            {"name": f"{b}/{d}", "cells": [cells.get(k) for k, _, _ in props]} for (b, d), cells in sorted(rows.items())
+        ],
+        "findings": sum(1 for c in conventions if c.get("finding")),
+    }
 
 
 def environment(sources) -> list[dict]:
@@ -189,13 +228,22 @@ def environment(sources) -> list[dict]:
         backends = {}
         for r in src.records:
             if r.get("version") or backend_row(r) not in backends:
-                backends[backend_row(r)] = {"name": backend_row(r), "version": r.get("version") or "",
-                                            "device_name": r.get("device_name") or "",
-                                            "interpreter": r.get("interpreter") or ""}
+                backends[backend_row(r)] = {
+                    "name": backend_row(r),
+                    "version": r.get("version") or "",
+                    "device_name": r.get("device_name") or "",
+                    "interpreter": r.get("interpreter") or "",
+                }
         # a folder's name, never an absolute path: the report may be moved or attached
         run = dict(src.run, suite=suite_name(str(src.run.get("suite", "")))) if src.run else None
-        out.append({"label": src.label, "run": run,
-                    "records": len(src.records), "backends": sorted(backends.values(), key=lambda b: b["name"])})
+        out.append(
+            {
+                "label": src.label,
+                "run": run,
+                "records": len(src.records),
+                "backends": sorted(backends.values(), key=lambda b: b["name"]),
+            }
+        )
     return out
 
 
@@ -205,19 +253,24 @@ def index(sources) -> dict:
     known = sum(line["known_members"] for line in lines)
     n_findings = sum(line["members"] for line in lines)
     return {
-        "totals": verdict_counts(records), "n_records": len(records),
+        "totals": verdict_counts(records),
+        "n_records": len(records),
         "environments": environment(sources),
         "incomplete": [e["label"] for e in environment(sources) if e["run"] and not e["run"].get("complete")],
-        "replaced": sources.replaced, "comparison": sources.comparison,
+        "replaced": sources.replaced,
+        "comparison": sources.comparison,
         "side_by_side": sources.side_by_side,
-        "matrix": matrix(records), "conventions": conventions_table(sources.conventions),
-        "findings": lines, "n_findings": n_findings,
+        "matrix": matrix(records),
+        "conventions": conventions_table(sources.conventions),
+        "findings": lines,
+        "n_findings": n_findings,
         "known_split": {"known": known, "new": n_findings - known} if known else None,
         "distribution": svg.ratio_distribution(distribution(records)),
     }
 
 
 # ---- a finding's page ---------------------------------------------------------------------
+
 
 def stage_verdicts(rec: dict) -> dict[str, str]:
     """Each dataflow stage's verdict at the step where the result departs."""
@@ -240,8 +293,9 @@ def channel_series(rec: dict) -> list[tuple[str, list]]:
     ratio is kept."""
     obs = rec.get("observables") or {}
     with_channels = {n: o for n, o in obs.items() if o.get("per_channel")}
-    off = [n for n, o in with_channels.items() if o.get("verdict") in ("deviation", "nan-mismatch")] \
-        or [n for n, o in with_channels.items() if o.get("verdict") == "convention"]
+    off = [n for n, o in with_channels.items() if o.get("verdict") in ("deviation", "nan-mismatch")] or [
+        n for n, o in with_channels.items() if o.get("verdict") == "convention"
+    ]
     off.sort(key=lambda n: -ratio_rank(observable_ratio(obs[n])))
     return [(n, [number(v) for v in with_channels[n]["per_channel"]]) for n in off[:6]]
 
@@ -257,8 +311,11 @@ def bug_reports(rec: dict, out: Path) -> list[dict]:
     folder = out / BUG_REPORTS_DIR / name
     if not name or not folder.is_dir():
         return []
-    return [{"name": p.name, "href": f"../{BUG_REPORTS_DIR}/{name}/{p.name}"}
-            for p in sorted(folder.iterdir()) if p.is_file()]
+    return [
+        {"name": p.name, "href": f"../{BUG_REPORTS_DIR}/{name}/{p.name}"}
+        for p in sorted(folder.iterdir())
+        if p.is_file()
+    ]
 
 
 def finding(rec: dict, run: dict | None, out: Path, group: list[dict] | None = None) -> dict:
@@ -269,12 +326,16 @@ def finding(rec: dict, run: dict | None, out: Path, group: list[dict] | None = N
     highlighted = {stage} if stage else set()
     series = channel_series(rec)
     return {
-        "rec": rec, "line": finding_line(rec), "command": rerun_command(rec, run),
+        "rec": rec,
+        "line": finding_line(rec),
+        "command": rerun_command(rec, run),
         "case_fields": list((rec.get("case") or {}).items()),
         "inputs": rec.get("inputs") or {},
-        "observables": [{"name": n, **o, "ratio": number(o.get("ratio"))}
-                        for n, o in (rec.get("observables") or {}).items()],
-        "localization": loc, "diagnosis": rec.get("diagnosis"),
+        "observables": [
+            {"name": n, **o, "ratio": number(o.get("ratio"))} for n, o in (rec.get("observables") or {}).items()
+        ],
+        "localization": loc,
+        "diagnosis": rec.get("diagnosis"),
         "dataflow": diagrams.dataflow(stage_verdicts(rec), highlighted=highlighted),
         "channels": svg.channel_errors(series) if series else None,
         "bug_reports": bug_reports(rec, out),
@@ -283,6 +344,7 @@ def finding(rec: dict, run: dict | None, out: Path, group: list[dict] | None = N
 
 
 # ---- a network's page (models suite) ------------------------------------------------------
+
 
 def network(rec: dict, run: dict | None, out: Path) -> dict:
     from crossbn.spec.networks import INPUT, NETWORKS
@@ -297,20 +359,46 @@ def network(rec: dict, run: dict | None, out: Path) -> dict:
             # backend's declared conventions, where it declares any
             e = {**layers.get(name, {}), **(layers.get(name, {}).get("convention") or {})}
             layer = spec.layer(name) if spec else None
-            drawn.append({"name": name, "op": layer.op if layer else "?",
-                          "inputs": list(layer.inputs) if layer else [INPUT],
-                          "delta": _maybe(e.get("delta")), "R": _maybe(e.get("R")),
-                          "R_threshold": _maybe(e.get("R_threshold")), "introduces": bool(e.get("introduces"))})
+            drawn.append(
+                {
+                    "name": name,
+                    "op": layer.op if layer else "?",
+                    "inputs": list(layer.inputs) if layer else [INPUT],
+                    "delta": _maybe(e.get("delta")),
+                    "R": _maybe(e.get("R")),
+                    "R_threshold": _maybe(e.get("R_threshold")),
+                    "introduces": bool(e.get("introduces")),
+                }
+            )
         introducing = {d["name"] for d in drawn if d["introduces"]}
-        steps.append({"step": step, "graph": diagrams.network_graph(drawn, highlighted=introducing),
-                      "layers": [{**layers.get(d["name"], {}), **(layers.get(d["name"], {}).get("convention") or {}),
-                                  "name": d["name"], "op": d["op"]} for d in drawn],
-                      "introducing": sorted(introducing, key=order.index)})
+        steps.append(
+            {
+                "step": step,
+                "graph": diagrams.network_graph(drawn, highlighted=introducing),
+                "layers": [
+                    {
+                        **layers.get(d["name"], {}),
+                        **(layers.get(d["name"], {}).get("convention") or {}),
+                        "name": d["name"],
+                        "op": d["op"],
+                    }
+                    for d in drawn
+                ],
+                "introducing": sorted(introducing, key=order.index),
+            }
+        )
     conventions = any("convention" in e for layers in (rec.get("layers") or {}).values() for e in layers.values())
-    return {"rec": rec, "line": finding_line(rec), "command": rerun_command(rec, run),
-            "case_fields": list((rec.get("case") or {}).items()), "against_conventions": conventions,
-            "description": spec.description if spec else "", "steps": steps,
-            "localization": rec.get("localization") or {}, "bug_reports": bug_reports(rec, out)}
+    return {
+        "rec": rec,
+        "line": finding_line(rec),
+        "command": rerun_command(rec, run),
+        "case_fields": list((rec.get("case") or {}).items()),
+        "against_conventions": conventions,
+        "description": spec.description if spec else "",
+        "steps": steps,
+        "localization": rec.get("localization") or {},
+        "bug_reports": bug_reports(rec, out),
+    }
 
 
 def _maybe(x):

@@ -39,12 +39,19 @@ def _exact(x) -> str:
 
 
 def environment() -> jinja2.Environment:
-    env = jinja2.Environment(loader=jinja2.FileSystemLoader(_TEMPLATES), autoescape=True,
-                             undefined=jinja2.ChainableUndefined, trim_blocks=True, lstrip_blocks=True,
-                             keep_trailing_newline=True)
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(_TEMPLATES),
+        autoescape=True,
+        undefined=jinja2.ChainableUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+    )
     env.filters.update(fmt=_fmt, exact=_exact, tojson_compact=lambda v: json.dumps(v, sort_keys=True))
-    env.globals.update(inline_css=(_TEMPLATES / "report.css").read_text(encoding="utf-8"),
-                       inline_js=(_TEMPLATES / "report.js").read_text(encoding="utf-8"))
+    env.globals.update(
+        inline_css=(_TEMPLATES / "report.css").read_text(encoding="utf-8"),
+        inline_js=(_TEMPLATES / "report.js").read_text(encoding="utf-8"),
+    )
     return env
 
 
@@ -76,18 +83,27 @@ def write(sources, out: Path, title: str = "crossbn report") -> Path:
     for group in pages.root_cause_groups(sources.records):
         for rec in group:
             if rec is group[0] or pages.adds_to_its_group(rec, out):
-                html = finding_t.render(title=title, generated=generated,
-                                        **pages.finding(rec, run(rec), out, group if rec is group[0] else None))
+                html = finding_t.render(
+                    title=title,
+                    generated=generated,
+                    **pages.finding(rec, run(rec), out, group if rec is group[0] else None),
+                )
                 (out / pages.page_href(rec)).write_text(html, encoding="utf-8")
     comparison_t = env.get_template("comparison.html.j2")
-    for page, comparisons, side in (("comparison.html", [sources.comparison] if sources.comparison else [], False),
-                                    ("side-by-side.html", sources.side_by_side, True)):
+    for page, comparisons, side in (
+        ("comparison.html", [sources.comparison] if sources.comparison else [], False),
+        ("side-by-side.html", sources.side_by_side, True),
+    ):
         if comparisons:
-            (out / page).write_text(comparison_t.render(title=title, generated=generated, comparisons=comparisons,
-                                                        side_by_side=side), encoding="utf-8")
+            (out / page).write_text(
+                comparison_t.render(title=title, generated=generated, comparisons=comparisons, side_by_side=side),
+                encoding="utf-8",
+            )
     index = out / "index.html"
     tmp = out / "index.html.tmp"
-    tmp.write_text(env.get_template("index.html.j2").render(title=title, generated=generated,
-                                                            **pages.index(sources)), encoding="utf-8")
+    tmp.write_text(
+        env.get_template("index.html.j2").render(title=title, generated=generated, **pages.index(sources)),
+        encoding="utf-8",
+    )
     tmp.replace(index)
     return index

@@ -323,16 +323,21 @@ def _validate(c: Case) -> None:
         if not (isinstance(special, tuple) and len(special) == 3 and isinstance(special[2], tuple)):
             raise bad("specials", f"entry {special!r} must be (value, step, (index, ...))")
         value, step, index = special
-        if not isinstance(step, int) or isinstance(step, bool) or not all(
-                isinstance(i, int) and not isinstance(i, bool) for i in index):
+        if (
+            not isinstance(step, int)
+            or isinstance(step, bool)
+            or not all(isinstance(i, int) and not isinstance(i, bool) for i in index)
+        ):
             raise bad("specials", f"step and index of {special!r} must be integers")
         if value not in SPECIAL_VALUES:
             raise bad("specials", f"value {value!r} must be one of {SPECIAL_VALUES}")
         if not 0 <= step < len(c.steps):
             raise bad("specials", f"step {step} is not one of the case's {len(c.steps)} steps")
         if len(index) != len(c.shape):
-            raise bad("specials", f"index {tuple(index)} has {len(index)} coordinate(s), the shape "
-                                  f"{c.shape} has {len(c.shape)}")
+            raise bad(
+                "specials",
+                f"index {tuple(index)} has {len(index)} coordinate(s), the shape {c.shape} has {len(c.shape)}",
+            )
         if not all(0 <= i < s for i, s in zip(index, c.shape)):
             raise bad("specials", f"index {tuple(index)} is outside shape {c.shape}")
     if not isinstance(c.seed, int) or isinstance(c.seed, bool) or c.seed < 0:

@@ -80,7 +80,9 @@ def _load(path: Path, cases: dict[str, Case], seen: tuple[Path, ...]) -> None:
     data = read_toml(path)
     unknown = set(data) - {"include", "defaults", "group"}
     if unknown:
-        raise CatalogueError(f"{where}: unknown top-level key(s) {sorted(unknown)}; expected include, defaults, [[group]]")
+        raise CatalogueError(
+            f"{where}: unknown top-level key(s) {sorted(unknown)}; expected include, defaults, [[group]]"
+        )
     for inc in _as_list(data.get("include", []), f"{where}: 'include'"):
         _load(_include(path, inc), cases, seen + (path.resolve(),))
     defaults = data.get("defaults", {})
@@ -103,8 +105,9 @@ def read_toml(path: Path) -> dict:
     except OSError as e:
         raise CatalogueError(f"{path}: cannot read ({e.strerror})") from e
     except UnicodeDecodeError as e:
-        raise CatalogueError(f"{path}: not UTF-8 text (byte {e.object[e.start]:#04x} at offset {e.start}); "
-                             "a catalogue is a TOML file") from e
+        raise CatalogueError(
+            f"{path}: not UTF-8 text (byte {e.object[e.start]:#04x} at offset {e.start}); a catalogue is a TOML file"
+        ) from e
     try:
         return tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
@@ -144,8 +147,18 @@ def _expand(group, defaults: dict, suite: str, where: str) -> list[Case]:
     return expand_entry(group, defaults, suite, where, make=Case.from_dict, errors=(CaseError,))
 
 
-def expand_entry(entry, defaults: dict, suite: str, where: str, *, make, errors: tuple, fields=_FIELDS,
-                 kind: str = "Case", table: str = "group") -> list:
+def expand_entry(
+    entry,
+    defaults: dict,
+    suite: str,
+    where: str,
+    *,
+    make,
+    errors: tuple,
+    fields=_FIELDS,
+    kind: str = "Case",
+    table: str = "group",
+) -> list:
     """One [[group]] (or [[model]]) entry -> its cases: the cartesian product
     of its [axes] over its fixed fields and the defaults, each built by
     `make(fields)`; a field that `make` rejects (raising one of `errors`) is

@@ -14,7 +14,7 @@ NAMES = ("float64", "float32", "float16", "bfloat16")
 
 # Significand bits including the implicit one: unit roundoff is 2**-bits.
 MANTISSA_BITS = {"float64": 53, "float32": 24, "float16": 11, "bfloat16": 8}
-UNIT_ROUNDOFF = {name: 2.0 ** -bits for name, bits in MANTISSA_BITS.items()}
+UNIT_ROUNDOFF = {name: 2.0**-bits for name, bits in MANTISSA_BITS.items()}
 
 
 def numpy_dtype(name: str) -> np.dtype:

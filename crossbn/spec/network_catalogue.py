@@ -44,8 +44,9 @@ def load(path: Path) -> list[ModelCase]:
     data = read_toml(path)
     unknown = set(data) - {"defaults", "model"}
     if unknown:
-        raise CatalogueError(f"{where}: unknown top-level key(s) {sorted(unknown)} in a model catalogue; "
-                             "expected defaults, [[model]]")
+        raise CatalogueError(
+            f"{where}: unknown top-level key(s) {sorted(unknown)} in a model catalogue; expected defaults, [[model]]"
+        )
     defaults = data.get("defaults", {})
     if not isinstance(defaults, dict):
         raise CatalogueError(f"{where}: [defaults] must be a table")
@@ -55,8 +56,16 @@ def load(path: Path) -> list[ModelCase]:
         raise CatalogueError(f"{where}: 'model' must be an array of tables ([[model]])")
     cases: dict[str, ModelCase] = {}
     for i, entry in enumerate(entries):
-        for case in expand_entry(entry, defaults, Path(path).stem, f"{where} [[model]] #{i + 1}",
-                                 make=lambda d: ModelCase(**d), errors=(ModelCaseError,), fields=FIELDS,
-                                 kind="model case", table="model"):
+        for case in expand_entry(
+            entry,
+            defaults,
+            Path(path).stem,
+            f"{where} [[model]] #{i + 1}",
+            make=lambda d: ModelCase(**d),
+            errors=(ModelCaseError,),
+            fields=FIELDS,
+            kind="model case",
+            table="model",
+        ):
             cases.setdefault(case.id, case)
     return list(cases.values())

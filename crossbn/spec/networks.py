@@ -28,21 +28,21 @@ import numpy as np
 INPUT = "input"
 OPS = ("conv", "bn", "relu", "maxpool", "dense", "add")
 KERNEL = 3  # conv kernel size; padding KERNEL // 2 keeps H and W
-POOL = 2    # maxpool window and stride
+POOL = 2  # maxpool window and stride
 
 
 @dataclass(frozen=True)
 class Layer:
-    name: str                  # unique within the network; a hidden state is "<step>.<name>"
-    op: str                    # one of OPS
-    inputs: tuple[str, ...]    # predecessor layers (or INPUT); two for "add", one otherwise
-    units: int = 0             # conv: output channels; dense: output features; else unused
+    name: str  # unique within the network; a hidden state is "<step>.<name>"
+    op: str  # one of OPS
+    inputs: tuple[str, ...]  # predecessor layers (or INPUT); two for "add", one otherwise
+    units: int = 0  # conv: output channels; dense: output features; else unused
 
 
 @dataclass(frozen=True)
 class Network:
     name: str
-    input_shape: tuple[int, int, int]   # one sample, (C, H, W)
+    input_shape: tuple[int, int, int]  # one sample, (C, H, W)
     layers: tuple[Layer, ...]
     description: str = ""
 
@@ -122,14 +122,18 @@ def _check(net: Network) -> Network:
         if layer.name in seen or "." in layer.name:
             raise ValueError(f"network {net.name}: layer name {layer.name!r} is repeated or contains '.'")
         if len(layer.inputs) != (2 if layer.op == "add" else 1) or not set(layer.inputs) <= seen:
-            raise ValueError(f"network {net.name}: layer {layer.name} reads {layer.inputs}, "
-                             f"which are not earlier layers (or the wrong number of them)")
+            raise ValueError(
+                f"network {net.name}: layer {layer.name} reads {layer.inputs}, "
+                f"which are not earlier layers (or the wrong number of them)"
+            )
         seen.add(layer.name)
     shapes = net.shapes(1)
     for layer in net.layers:
         if layer.op == "add" and shapes[layer.inputs[0]] != shapes[layer.inputs[1]]:
-            raise ValueError(f"network {net.name}: add {layer.name} of shapes "
-                             f"{shapes[layer.inputs[0]]} and {shapes[layer.inputs[1]]}")
+            raise ValueError(
+                f"network {net.name}: add {layer.name} of shapes "
+                f"{shapes[layer.inputs[0]]} and {shapes[layer.inputs[1]]}"
+            )
     return net
 
 
@@ -143,37 +147,73 @@ def _chain(*specs) -> tuple[Layer, ...]:
     return tuple(out)
 
 
-NETWORKS: dict[str, Network] = {n.name: _check(n) for n in (
-    Network(
-        "conv_bn_relu_pool_dense", (3, 8, 8),
-        _chain(("conv1", "conv", 6), ("bn1", "bn"), ("relu1", "relu"), ("pool1", "maxpool"),
-               ("dense1", "dense", 10)),
-        "the textbook block: conv -> BN -> ReLU -> 2x2 max pool -> dense classifier",
-    ),
-    Network(
-        "residual_block", (3, 8, 8),
-        _chain(("conv0", "conv", 4), ("bn0", "bn"), ("relu0", "relu"),
-               ("conv1", "conv", 4), ("bn1", "bn"), ("relu1", "relu"),
-               ("conv2", "conv", 4), ("bn2", "bn"))
-        + (Layer("add", "add", ("bn2", "relu0")), Layer("relu2", "relu", ("add",))),
-        "a stem (conv-BN-ReLU) and a ResNet basic block whose second BN feeds the skip addition",
-    ),
-    Network(
-        "bn_before_relu", (3, 8, 8),
-        _chain(("conv1", "conv", 6), ("bn1", "bn"), ("relu1", "relu"),
-               ("conv2", "conv", 6), ("bn2", "bn"), ("relu2", "relu")),
-        "BN between the convolution and its activation (the original BatchNorm placement)",
-    ),
-    Network(
-        "bn_after_relu", (3, 8, 8),
-        _chain(("conv1", "conv", 6), ("relu1", "relu"), ("bn1", "bn"),
-               ("conv2", "conv", 6), ("relu2", "relu"), ("bn2", "bn")),
-        "BN after the activation: it normalizes non-negative, half-zero inputs",
-    ),
-    Network(
-        "bn_chain", (3, 8, 8),
-        _chain(("conv1", "conv", 6), ("bn1", "bn"), ("bn2", "bn"), ("bn3", "bn"), ("relu1", "relu"),
-               ("pool1", "maxpool"), ("dense1", "dense", 8), ("bn4", "bn")),
-        "three BNs in a row (each normalizes an already normalized input), then a BN over dense features",
-    ),
-)}
+NETWORKS: dict[str, Network] = {
+    n.name: _check(n)
+    for n in (
+        Network(
+            "conv_bn_relu_pool_dense",
+            (3, 8, 8),
+            _chain(
+                ("conv1", "conv", 6), ("bn1", "bn"), ("relu1", "relu"), ("pool1", "maxpool"), ("dense1", "dense", 10)
+            ),
+            "the textbook block: conv -> BN -> ReLU -> 2x2 max pool -> dense classifier",
+        ),
+        Network(
+            "residual_block",
+            (3, 8, 8),
+            _chain(
+                ("conv0", "conv", 4),
+                ("bn0", "bn"),
+                ("relu0", "relu"),
+                ("conv1", "conv", 4),
+                ("bn1", "bn"),
+                ("relu1", "relu"),
+                ("conv2", "conv", 4),
+                ("bn2", "bn"),
+            )
+            + (Layer("add", "add", ("bn2", "relu0")), Layer("relu2", "relu", ("add",))),
+            "a stem (conv-BN-ReLU) and a ResNet basic block whose second BN feeds the skip addition",
+        ),
+        Network(
+            "bn_before_relu",
+            (3, 8, 8),
+            _chain(
+                ("conv1", "conv", 6),
+                ("bn1", "bn"),
+                ("relu1", "relu"),
+                ("conv2", "conv", 6),
+                ("bn2", "bn"),
+                ("relu2", "relu"),
+            ),
+            "BN between the convolution and its activation (the original BatchNorm placement)",
+        ),
+        Network(
+            "bn_after_relu",
+            (3, 8, 8),
+            _chain(
+                ("conv1", "conv", 6),
+                ("relu1", "relu"),
+                ("bn1", "bn"),
+                ("conv2", "conv", 6),
+                ("relu2", "relu"),
+                ("bn2", "bn"),
+            ),
+            "BN after the activation: it normalizes non-negative, half-zero inputs",
+        ),
+        Network(
+            "bn_chain",
+            (3, 8, 8),
+            _chain(
+                ("conv1", "conv", 6),
+                ("bn1", "bn"),
+                ("bn2", "bn"),
+                ("bn3", "bn"),
+                ("relu1", "relu"),
+                ("pool1", "maxpool"),
+                ("dense1", "dense", 8),
+                ("bn4", "bn"),
+            ),
+            "three BNs in a row (each normalizes an already normalized input), then a BN over dense features",
+        ),
+    )
+}

@@ -45,5 +45,7 @@ def stratified(cases, k: int | None) -> frozenset[str] | None:
 
 
 def reason(name: str, k: int) -> str:
-    return (f"outside {name}'s stratified subset ({k} case(s) per group and dtype, to bound compile time; "
-            f"{ENV}=all runs every case)")
+    return (
+        f"outside {name}'s stratified subset ({k} case(s) per group and dtype, to bound compile time; "
+        f"{ENV}=all runs every case)"
+    )

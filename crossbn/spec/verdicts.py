@@ -27,7 +27,8 @@ class Verdict(StrEnum):
 # Severity order, mildest first: a result's verdict is its worst observable's.
 SEVERITY: tuple[Verdict, ...] = tuple(Verdict)
 FAILING: frozenset[Verdict] = frozenset(
-    {Verdict.DEVIATION, Verdict.NAN_MISMATCH, Verdict.ERROR, Verdict.TIMEOUT, Verdict.CRASH})
+    {Verdict.DEVIATION, Verdict.NAN_MISMATCH, Verdict.ERROR, Verdict.TIMEOUT, Verdict.CRASH}
+)
 # Why an element has no finite bound (oracle/tolerance.py: 0*inf conditioning,
 # or a sum past the compute dtype's range).
 UNJUDGED = "beyond the error model (ill-conditioned, or its statistics past the compute dtype's range)"

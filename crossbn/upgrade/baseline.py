@@ -36,7 +36,7 @@ CLASSES = ("regressed", "fixed", "improved", "changed", "unchanged", "new", "rem
 # what each class means, for the table and the docs
 MEANING = {
     "regressed": "a new finding (passed in the baseline, fails now), or still failing with error/bound "
-                 "grown more than 2x",
+    "grown more than 2x",
     "fixed": "failed in the baseline, passes now",
     "improved": "still failing, error/bound shrunk more than 2x",
     "changed": "within the same verdict class, outputs differ in their bits (or match <-> convention)",
@@ -55,11 +55,18 @@ def _entry(rec: dict) -> dict:
     from crossbn.records.results import judged, observable_ratio
 
     ratio, where = judged(rec)
-    return {"case_id": rec["case_id"], "backend": rec["backend"], "device": rec["device"],
-            "pytest_id": rec.get("pytest_id", ""), "verdict": rec["verdict"], "version": rec.get("version", ""),
-            "ratio": None if ratio is None else _num(ratio), "observable": where,
-            "ratios": {n: _num(observable_ratio(o)) for n, o in (rec.get("observables") or {}).items()},
-            "digests": rec.get("digests") or {}}
+    return {
+        "case_id": rec["case_id"],
+        "backend": rec["backend"],
+        "device": rec["device"],
+        "pytest_id": rec.get("pytest_id", ""),
+        "verdict": rec["verdict"],
+        "version": rec.get("version", ""),
+        "ratio": None if ratio is None else _num(ratio),
+        "observable": where,
+        "ratios": {n: _num(observable_ratio(o)) for n, o in (rec.get("observables") or {}).items()},
+        "digests": rec.get("digests") or {},
+    }
 
 
 def _num(x: float):
@@ -86,9 +93,14 @@ def save(name: str, results, root: Path = BASELINES) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     lines = "".join(json.dumps(e, sort_keys=True) + "\n" for e in entries)
     (folder / "baseline.jsonl").write_text(lines, encoding="utf-8")
-    meta = {"schema": SCHEMA, "name": name, "source": str(path), "saved": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-            "backends": {f"{e['backend']}/{e['device']}": e["version"] for e in entries},
-            "run": environment.read(path.parent)}
+    meta = {
+        "schema": SCHEMA,
+        "name": name,
+        "source": str(path),
+        "saved": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "backends": {f"{e['backend']}/{e['device']}": e["version"] for e in entries},
+        "run": environment.read(path.parent),
+    }
     (folder / "meta.json").write_text(json.dumps(meta, indent=1, sort_keys=True) + "\n", encoding="utf-8")
     return folder
 
@@ -126,8 +138,10 @@ def _entries(path: Path) -> list[dict]:
         try:
             e = _entry(rec)
         except (KeyError, TypeError, AttributeError, ValueError) as err:
-            raise BaselineError(f"{path}: record {n}: not a crossbn result (needs {', '.join(_NEEDED)} and "
-                                f"well-formed observables): {type(err).__name__}: {err}") from err
+            raise BaselineError(
+                f"{path}: record {n}: not a crossbn result (needs {', '.join(_NEEDED)} and "
+                f"well-formed observables): {type(err).__name__}: {err}"
+            ) from err
         if not all(isinstance(e[k], str) for k in _NEEDED):
             raise BaselineError(f"{path}: record {n}: {', '.join(_NEEDED)} must be strings")
         out.append(e)
@@ -167,8 +181,9 @@ def _baseline_entries(path: Path) -> list[dict]:
                 cut = "" if line.endswith(b"\n") else "; the file ends mid-line: truncated?"
                 raise BaselineError(f"{where}: not JSON ({err}){cut}") from err
             if not isinstance(e, dict) or not all(isinstance(e.get(k), str) for k in _NEEDED):
-                raise BaselineError(f"{where}: not a baseline entry (an object with string fields "
-                                    f"{', '.join(_NEEDED)})")
+                raise BaselineError(
+                    f"{where}: not a baseline entry (an object with string fields {', '.join(_NEEDED)})"
+                )
             out.append(e)
     return out
 
@@ -238,11 +253,26 @@ def summarize(rows: list[dict], base: str, new: str) -> dict:
     from collections import Counter
 
     counts = Counter(r["class"] for r in rows)
-    return {"schema": SCHEMA, "base": str(base), "new": str(new), "factor": REGRESSION_FACTOR,
-            "counts": {c: counts[c] for c in CLASSES if counts[c]},
-            "rows": [{"case_id": r["key"][0], "backend": r["key"][1], "device": r["key"][2], "class": r["class"],
-                      "line": describe(r), "base": r["base"], "new": r["new"]}
-                     for r in rows if r["class"] != "unchanged"]}
+    return {
+        "schema": SCHEMA,
+        "base": str(base),
+        "new": str(new),
+        "factor": REGRESSION_FACTOR,
+        "counts": {c: counts[c] for c in CLASSES if counts[c]},
+        "rows": [
+            {
+                "case_id": r["key"][0],
+                "backend": r["key"][1],
+                "device": r["key"][2],
+                "class": r["class"],
+                "line": describe(r),
+                "base": r["base"],
+                "new": r["new"],
+            }
+            for r in rows
+            if r["class"] != "unchanged"
+        ],
+    }
 
 
 def _write(out: Path, name: str, data: dict) -> dict:
@@ -266,6 +296,7 @@ def side_by_side(results, pairs: list[tuple[str, str]]) -> list[dict]:
     entries = list(load(results).values())
     out = []
     for ref, other in pairs:
+
         def side(name):
             return {(e["case_id"], other, e["device"]): e for e in entries if e["backend"] == name}
 

@@ -29,34 +29,34 @@ from crossbn.oracle.tolerance import SAFETY, unit_roundoff
 from crossbn.spec.dtypes import MANTISSA_BITS, overflow_threshold, smallest_subnormal
 from crossbn.spec.verdicts import SEVERITY, UNJUDGED, worst
 
-WORST_ELEMENTS = 5    # worst elements kept per observable
-MAX_CHANNELS = 1024   # per-channel ratios kept up to this many channels (a record stays small)
+WORST_ELEMENTS = 5  # worst elements kept per observable
+MAX_CHANNELS = 1024  # per-channel ratios kept up to this many channels (a record stays small)
 
 
 @dataclass
 class ObservableResult:
-    name: str                   # "<step>.<observable>", e.g. "train0.y"
+    name: str  # "<step>.<observable>", e.g. "train0.y"
     verdict: str
-    ratio: float                # max over elements of error / bound (canonical semantics)
-    max_abs: float              # largest |actual - expected|
-    max_rel: float              # largest |actual - expected| / |expected| (expected != 0)
-    max_ulp: float              # largest error in ulps of the output dtype at the expected value
-    where: list[int]            # index of the element with the worst ratio
-    expected_at: float          # oracle value there
-    actual_at: float            # backend value there
-    bound_at: float             # the bound there
-    n_over: int                 # elements over their bound
+    ratio: float  # max over elements of error / bound (canonical semantics)
+    max_abs: float  # largest |actual - expected|
+    max_rel: float  # largest |actual - expected| / |expected| (expected != 0)
+    max_ulp: float  # largest error in ulps of the output dtype at the expected value
+    where: list[int]  # index of the element with the worst ratio
+    expected_at: float  # oracle value there
+    actual_at: float  # backend value there
+    bound_at: float  # the bound there
+    n_over: int  # elements over their bound
     size: int
-    dtype: str                  # dtype the backend returned
+    dtype: str  # dtype the backend returned
     convention_ratio: float | None = None  # ratio against the declared convention, when it differs
-    n_unjudged: int = 0         # elements with no finite bound (ill-conditioned), left out of the ratio
+    n_unjudged: int = 0  # elements with no finite bound (ill-conditioned), left out of the ratio
     note: str = ""
     # Kept for observables that do not match (the report shows them; for a
     # match they would only make every record larger):
     worst_elements: list[dict] = field(default_factory=list)  # the WORST_ELEMENTS largest ratios, worst
-                                # first: {where, expected, actual, bound, ratio} (the report's table)
+    # first: {where, expected, actual, bound, ratio} (the report's table)
     per_channel: list[float] | None = None  # max ratio per channel (None: a match, not per-channel, or
-                                # over MAX_CHANNELS channels); what the report's channel chart draws
+    # over MAX_CHANNELS channels); what the report's channel chart draws
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -80,14 +80,18 @@ def full_bound(model_bound, expected: np.ndarray, out_dtype: str) -> np.ndarray:
 
 
 def _nonfinite_mismatch(a: np.ndarray, e: np.ndarray) -> str:
-    for label, fa, fe in (("NaN", np.isnan(a), np.isnan(e)),
-                          ("+Inf", np.isposinf(a), np.isposinf(e)),
-                          ("-Inf", np.isneginf(a), np.isneginf(e))):
+    for label, fa, fe in (
+        ("NaN", np.isnan(a), np.isnan(e)),
+        ("+Inf", np.isposinf(a), np.isposinf(e)),
+        ("-Inf", np.isneginf(a), np.isneginf(e)),
+    ):
         diff = fa != fe
         if diff.any():
             first = tuple(int(i) for i in np.argwhere(diff)[0])
-            return (f"{int(diff.sum())} element(s) differ in {label} position; first at {list(first)}: "
-                    f"expected {e[first]!r}, got {a[first]!r}")
+            return (
+                f"{int(diff.sum())} element(s) differ in {label} position; first at {list(first)}: "
+                f"expected {e[first]!r}, got {a[first]!r}"
+            )
     return ""
 
 
@@ -112,8 +116,15 @@ def _worst_elements(ratio, a, e, bound) -> list[dict]:
     out = []
     for i in top:
         at = np.unravel_index(int(i), ratio.shape)
-        out.append({"where": [int(j) for j in at], "expected": float(e[at]), "actual": float(a[at]),
-                    "bound": float(bound[at]), "ratio": float(ratio[at])})
+        out.append(
+            {
+                "where": [int(j) for j in at],
+                "expected": float(e[at]),
+                "actual": float(a[at]),
+                "bound": float(bound[at]),
+                "ratio": float(ratio[at]),
+            }
+        )
     return out
 
 
@@ -144,9 +155,14 @@ def _convention_ratio(a, convention, out_dtype: str) -> float:
     return float(cratio.max(initial=0.0))
 
 
-def compare_observable(name: str, actual: np.ndarray, expected: np.ndarray, model_bound: np.ndarray,
-                       convention: tuple[np.ndarray, np.ndarray] | None = None,
-                       channel_axis: int | None = None) -> ObservableResult:
+def compare_observable(
+    name: str,
+    actual: np.ndarray,
+    expected: np.ndarray,
+    model_bound: np.ndarray,
+    convention: tuple[np.ndarray, np.ndarray] | None = None,
+    channel_axis: int | None = None,
+) -> ObservableResult:
     """`model_bound` is tolerance.model_bounds' entry; `convention` is the
     (expected, bound) pair under the backend's declared convention, if any;
     `channel_axis`, the channel axis of batch-shaped observables (for the
@@ -154,9 +170,20 @@ def compare_observable(name: str, actual: np.ndarray, expected: np.ndarray, mode
     out_dtype = np.dtype(actual.dtype).name
     a = np.asarray(actual, dtype=np.float64)
     e = np.asarray(expected, dtype=np.float64)
-    blank = dict(name=name, ratio=float("inf"), max_abs=float("nan"), max_rel=float("nan"),
-                 max_ulp=float("nan"), where=[], expected_at=float("nan"), actual_at=float("nan"),
-                 bound_at=float("nan"), n_over=int(e.size), size=int(e.size), dtype=out_dtype)
+    blank = dict(
+        name=name,
+        ratio=float("inf"),
+        max_abs=float("nan"),
+        max_rel=float("nan"),
+        max_ulp=float("nan"),
+        where=[],
+        expected_at=float("nan"),
+        actual_at=float("nan"),
+        bound_at=float("nan"),
+        n_over=int(e.size),
+        size=int(e.size),
+        dtype=out_dtype,
+    )
     if a.shape != e.shape:
         return ObservableResult(verdict="deviation", note=f"shape {list(a.shape)}, expected {list(e.shape)}", **blank)
     # The correctly rounded result of a value beyond the output dtype's range
@@ -179,10 +206,17 @@ def compare_observable(name: str, actual: np.ndarray, expected: np.ndarray, mode
         conv_ratio = _convention_ratio(placed, convention, out_dtype) if convention is not None else None
         if conv_ratio is not None and conv_ratio <= 1.0:
             at = tuple(int(i) for i in np.argwhere(~((np.isnan(placed) & np.isnan(e)) | (placed == e)))[0])
-            return ObservableResult(verdict="convention", note=f"{mismatch}{why}; as the backend's documented "
-                                    "convention predicts", **{**blank, "convention_ratio": conv_ratio,
-                                                              "where": list(at), "expected_at": float(e[at]),
-                                                              "actual_at": float(a[at])})
+            return ObservableResult(
+                verdict="convention",
+                note=f"{mismatch}{why}; as the backend's documented convention predicts",
+                **{
+                    **blank,
+                    "convention_ratio": conv_ratio,
+                    "where": list(at),
+                    "expected_at": float(e[at]),
+                    "actual_at": float(a[at]),
+                },
+            )
         return ObservableResult(verdict="nan-mismatch", note=mismatch + why, **blank)
 
     bound = np.where(unbounded, np.inf, full_bound(model_bound, e, out_dtype))
@@ -192,8 +226,7 @@ def compare_observable(name: str, actual: np.ndarray, expected: np.ndarray, mode
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         rel = np.where((e != 0) & np.isfinite(e), err / np.abs(e), 0.0)  # NaN/Inf: compared by position
         ulps = err / ulp(e, out_dtype)
-    notes = [f"{int(unbounded.sum())} element(s) not judged: {UNJUDGED}"] \
-        if unbounded.any() else []
+    notes = [f"{int(unbounded.sum())} element(s) not judged: {UNJUDGED}"] if unbounded.any() else []
     verdict, conv_ratio = ("match" if max_ratio <= 1.0 else "deviation"), None
     if convention is not None:
         # The backend is held to its own documented semantics first: within
@@ -208,15 +241,22 @@ def compare_observable(name: str, actual: np.ndarray, expected: np.ndarray, mode
             if max_ratio <= 1.0:
                 notes.append("agrees with the canonical semantics, not with the backend's documented convention")
     return ObservableResult(
-        name=name, verdict=verdict, ratio=max_ratio,
-        max_abs=float(err.max(initial=0.0)), max_rel=float(rel.max(initial=0.0)),
+        name=name,
+        verdict=verdict,
+        ratio=max_ratio,
+        max_abs=float(err.max(initial=0.0)),
+        max_rel=float(rel.max(initial=0.0)),
         max_ulp=float(ulps.max(initial=0.0)),
         where=[int(i) for i in worst_at],
         expected_at=float(e[worst_at]) if e.size else float("nan"),
         actual_at=float(a[worst_at]) if a.size else float("nan"),
         bound_at=float(bound[worst_at]) if e.size else float("nan"),
-        n_over=int((ratio > 1.0).sum()), size=int(e.size), dtype=out_dtype, convention_ratio=conv_ratio,
-        n_unjudged=int(unbounded.sum()), note="; ".join(notes),
+        n_over=int((ratio > 1.0).sum()),
+        size=int(e.size),
+        dtype=out_dtype,
+        convention_ratio=conv_ratio,
+        n_unjudged=int(unbounded.sum()),
+        note="; ".join(notes),
         worst_elements=[] if verdict == "match" else _worst_elements(ratio, a, e, bound),
         per_channel=None if verdict == "match" else _per_channel(ratio, channel_axis),
     )
@@ -227,7 +267,7 @@ class Comparison:
     verdict: str
     observables: dict[str, ObservableResult] = field(default_factory=dict)
     not_exposed: list[str] = field(default_factory=list)  # expected but not returned by the backend
-    unexpected: list[str] = field(default_factory=list)   # returned by the backend but not expected
+    unexpected: list[str] = field(default_factory=list)  # returned by the backend but not expected
     note: str = ""
 
     @property
@@ -245,8 +285,13 @@ def _dataflow_key(name: str, expected: dict) -> tuple:
     return (steps.index(step), OBSERVABLES.index(obs) if obs in OBSERVABLES else len(OBSERVABLES))
 
 
-def compare(actual: dict, expected: dict, bounds: dict,
-            convention: tuple[dict, dict] | None = None, channel_axis: int | None = None) -> Comparison:
+def compare(
+    actual: dict,
+    expected: dict,
+    bounds: dict,
+    convention: tuple[dict, dict] | None = None,
+    channel_axis: int | None = None,
+) -> Comparison:
     """Compare every expected observable the backend returned, in dataflow order."""
     result = Comparison(verdict="match")
     for name, exp in sorted(expected.items(), key=lambda kv: _dataflow_key(kv[0], expected)):

@@ -58,8 +58,7 @@ def _single_changes(case, base: Formulation) -> list[Formulation]:
     """Every formulation one aspect away from `base` that can matter for `case`."""
     trains = case.train_steps > 0
     running = trains and case.track_running_stats
-    changes = [dict(variance="one-pass"), dict(variance="welford"), dict(normalize="divide"),
-               dict(eps_in_root=False)]
+    changes = [dict(variance="one-pass"), dict(variance="welford"), dict(normalize="divide"), dict(eps_in_root=False)]
     if case.reduction_size > 1:
         changes.append(dict(norm_var="unbiased"))
     if case.affine:
@@ -73,8 +72,9 @@ def _single_changes(case, base: Formulation) -> list[Formulation]:
         if case.frozen:  # what a frozen layer's training step computes
             changes.append(dict(frozen="inference" if base.frozen == "batch" else "batch"))
     changes += [dict(eps_floor=floor) for floor in EPS_FLOORS if case.eps < floor]
-    if base.hyperparameters == "exact" and (np.float32(case.eps) != case.eps or np.float32(case.momentum)
-                                            != case.momentum):
+    if base.hyperparameters == "exact" and (
+        np.float32(case.eps) != case.eps or np.float32(case.momentum) != case.momentum
+    ):
         changes.append(dict(hyperparameters="float32"))
     if case.dtype == "float64":
         changes.append(dict(compute="float32"))
@@ -112,8 +112,9 @@ def _ratio(actual: np.ndarray, target: np.ndarray, bound: np.ndarray, out_dtype:
     return float(min(np.fmax.reduce(r, axis=None, initial=0.0), _CAP))
 
 
-def score(actual: dict, target: dict, exact: dict, bounds: dict, spread: dict | None = None,
-          cache: dict | None = None) -> float:
+def score(
+    actual: dict, target: dict, exact: dict, bounds: dict, spread: dict | None = None, cache: dict | None = None
+) -> float:
     """Worst error/bound of `actual` against `target` over the compared
     observables; `spread` (the target's rounding spread) widens the bound by
     NOISE_FACTOR times itself. `cache` keeps each observable's full bound
@@ -124,7 +125,7 @@ def score(actual: dict, target: dict, exact: dict, bounds: dict, spread: dict | 
         if name not in actual:
             continue
         if name not in target:  # the formulation has no such output (a frozen step run as inference
-            return _CAP         # computes no batch statistics): it cannot explain one
+            return _CAP  # computes no batch statistics): it cannot explain one
         a = actual[name]
         out_dtype = np.dtype(a.dtype).name if hasattr(a, "dtype") else "float64"
         key = (id(bounds), name, out_dtype)
@@ -188,8 +189,7 @@ def _better(cand: dict, cur: dict) -> bool:
     exactly (an empty batch's few values, say), no change is kept for a tie."""
     if cand["score"] * IMPROVEMENT <= cur["score"] and cur["score"] > 0:
         return True
-    return (cand["score"] <= max(cur["score"], 1.0) and cand["ulps"] * IMPROVEMENT <= cur["ulps"]
-            and cur["ulps"] > 0)
+    return cand["score"] <= max(cur["score"], 1.0) and cand["ulps"] * IMPROVEMENT <= cur["ulps"] and cur["ulps"] > 0
 
 
 class Trials:
@@ -211,13 +211,15 @@ class Trials:
                 model = model_bounds(self.case, self.traces, compute_dtype=p)
                 self.bounds_at[p] = {k: model[k] for k in self.names if k in model}
             target, spread = simulate_with_spread(self.case, self.inputs, f)
-            self.tried[f.label()] = {"formulation": f.label(), "description": f.describe(self.case),
-                                     "score": score(self.actual, target, self.exact, self.bounds_at[p], spread,
-                                                    self.full_bounds),
-                                     "ulps": ulp_distance(self.actual, target, self.names),
-                                     # how far the formulation itself lands from the exact values
-                                     "error": score(target, self.exact, self.exact, self.bounds, cache=self.full_bounds),
-                                     "_f": f}
+            self.tried[f.label()] = {
+                "formulation": f.label(),
+                "description": f.describe(self.case),
+                "score": score(self.actual, target, self.exact, self.bounds_at[p], spread, self.full_bounds),
+                "ulps": ulp_distance(self.actual, target, self.names),
+                # how far the formulation itself lands from the exact values
+                "error": score(target, self.exact, self.exact, self.bounds, cache=self.full_bounds),
+                "_f": f,
+            }
         return self.tried[f.label()]
 
 
@@ -233,22 +235,43 @@ def rank_formulations(case, inputs: dict, actual: dict, candidates, observables)
     bounds = {k: model[k] for k in observables if k in model and k in actual}
     trial = Trials(case, inputs, actual, exact, bounds, traces)
     ranked = sorted((trial(f) for f in candidates), key=_rank)
-    return ([{k: v for k, v in t.items() if k != "_f"} | {"explains": t["score"] <= 1.0} for t in ranked],
-            score(actual, exact, exact, bounds))
+    return (
+        [{k: v for k, v in t.items() if k != "_f"} | {"explains": t["score"] <= 1.0} for t in ranked],
+        score(actual, exact, exact, bounds),
+    )
 
 
-def base_formulation(case, *, running_var: str = "biased", hyperparameters: str = "exact",
-                     empty_batch: str = "nan", frozen: str = "batch") -> Formulation:
+def base_formulation(
+    case,
+    *,
+    running_var: str = "biased",
+    hyperparameters: str = "exact",
+    empty_batch: str = "nan",
+    frozen: str = "batch",
+) -> Formulation:
     """The backend's documented semantics as a formulation: where the search
     starts, and what a diagnosis describes its changes against."""
-    return Formulation(running_var=running_var, hyperparameters=hyperparameters,
-                       empty_batch=empty_batch if case.reduction_size == 0 else "nan",
-                       frozen=frozen if case.frozen and case.train_steps else "batch")
+    return Formulation(
+        running_var=running_var,
+        hyperparameters=hyperparameters,
+        empty_batch=empty_batch if case.reduction_size == 0 else "nan",
+        frozen=frozen if case.frozen and case.train_steps else "batch",
+    )
 
 
-def diagnose(case, inputs: dict, actual: dict, exact: dict, bounds: dict, traces, *,
-             running_var: str = "biased", hyperparameters: str = "exact", empty_batch: str = "nan",
-             frozen: str = "batch") -> dict:
+def diagnose(
+    case,
+    inputs: dict,
+    actual: dict,
+    exact: dict,
+    bounds: dict,
+    traces,
+    *,
+    running_var: str = "biased",
+    hyperparameters: str = "exact",
+    empty_batch: str = "nan",
+    frozen: str = "batch",
+) -> dict:
     """The formulation that best explains `actual`, with the evidence.
 
     `exact`/`bounds`/`traces`: the oracle's canonical observables, model
@@ -261,8 +284,9 @@ def diagnose(case, inputs: dict, actual: dict, exact: dict, bounds: dict, traces
     stray as far as float32 rounding allows, and no further. The search
     simulates at most BUDGET elements in all (large cases try fewer changes)."""
     canonical = score(actual, exact, exact, bounds)
-    base = base_formulation(case, running_var=running_var, hyperparameters=hyperparameters,
-                            empty_batch=empty_batch, frozen=frozen)
+    base = base_formulation(
+        case, running_var=running_var, hyperparameters=hyperparameters, empty_batch=empty_batch, frozen=frozen
+    )
     trial = Trials(case, inputs, actual, exact, bounds, traces)
     tried = trial.tried
     cost = 2 * len(case.steps) * int(np.prod(case.shape))

@@ -31,12 +31,17 @@ from crossbn.verdict.root_causes import OWN, RootCauses, confirm, confirmed_loca
 EXPLAINED = frozenset({"deviation", "nan-mismatch", "convention"})
 
 
-def _expectation(case, inputs, running_var: str = "biased", hyperparameters: str = "exact",
-                 empty_batch: str = "nan", frozen: str = "batch"):
+def _expectation(
+    case,
+    inputs,
+    running_var: str = "biased",
+    hyperparameters: str = "exact",
+    empty_batch: str = "nan",
+    frozen: str = "batch",
+):
     if hyperparameters == "float32":  # the case as a format with 32-bit attributes stores it
         case = dataclasses.replace(case, eps=float(np.float32(case.eps)), momentum=float(np.float32(case.momentum)))
-    exp, traces = expected_mod.simulate(case, inputs, running_var=running_var, empty_batch=empty_batch,
-                                        frozen=frozen)
+    exp, traces = expected_mod.simulate(case, inputs, running_var=running_var, empty_batch=empty_batch, frozen=frozen)
     return exp, model_bounds(case, traces), traces
 
 
@@ -81,29 +86,37 @@ class _Judged:
             self.notes.append(f"gradients not compared: {backend.no_gradients}")
         with clock("compare"):
             self.broken = output_problem(case, observables, self.exp)
-            self.comparison = None if self.broken else compare(observables, self.exp, self.bounds,
-                                                               self.convention, case.channel_axis)
+            self.comparison = (
+                None if self.broken else compare(observables, self.exp, self.bounds, self.convention, case.channel_axis)
+            )
 
     def full_bounds(self) -> dict:
-        return {k: full_bound(self.bounds[k], self.exp[k], np.dtype(self.actual[k].dtype).name)
-                for k in self.exp if k in self.actual}
+        return {
+            k: full_bound(self.bounds[k], self.exp[k], np.dtype(self.actual[k].dtype).name)
+            for k in self.exp
+            if k in self.actual
+        }
 
 
 def _empty_batch_note(case, backend) -> str:
     """What an empty batch (N = 0) is held to, said on its every result."""
-    note = ("an empty batch (N = 0): y and dx are empty, dgamma and dbeta are 0 (sums over no elements)")
+    note = "an empty batch (N = 0): y and dx are empty, dgamma and dbeta are 0 (sums over no elements)"
     if case.train_steps:
         note += ", the batch mean and variance of no values are NaN"
         if case.track_running_stats:
             kept = backend.convention("empty_batch") == "skip"
-            note += (f", and {backend.name} declares that such a batch leaves the running statistics unchanged "
-                     "(empty_batch=skip; canonical: updated with the NaN statistics)" if kept else
-                     ", so the running statistics become NaN")
+            note += (
+                f", and {backend.name} declares that such a batch leaves the running statistics unchanged "
+                "(empty_batch=skip; canonical: updated with the NaN statistics)"
+                if kept
+                else ", so the running statistics become NaN"
+            )
     return note
 
 
-def _explain(judged: _Judged, backend, name: str, device, worker, timeout, clock: Clock,
-             causes: RootCauses | None) -> tuple[dict, dict, str | None]:
+def _explain(
+    judged: _Judged, backend, name: str, device, worker, timeout, clock: Clock, causes: RootCauses | None
+) -> tuple[dict, dict, str | None]:
     """Localization and fingerprint: confirmed against a representative of
     the finding's root cause where one explains it (root_causes.py), else
     the full search, which then represents its group. The third value is
@@ -115,14 +128,19 @@ def _explain(judged: _Judged, backend, name: str, device, worker, timeout, clock
         sig = signature(judged.case, name, device, c)
         for rep in causes.representatives(sig):
             with clock("diagnose"):
-                diagnosis = confirm(rep, judged.case, judged.inputs, compared, judged.exp, judged.bounds,
-                                    judged.traces, semantics)
+                diagnosis = confirm(
+                    rep, judged.case, judged.inputs, compared, judged.exp, judged.bounds, judged.traces, semantics
+                )
             if diagnosis is not None:
                 where = confirmed_localization(rep, judged.case, c)
                 if causes.mode == "audit":  # the member's own diagnosis too, to hold the grouping to it
                     own_where, own = _full_explain(judged, compared, backend, device, worker, timeout, Clock())
-                    diagnosis["audit"] = {"formulation": own["formulation"], "explains": own["explains"],
-                                          "score": own["score"], "stage": own_where["stage"]}
+                    diagnosis["audit"] = {
+                        "formulation": own["formulation"],
+                        "explains": own["explains"],
+                        "score": own["score"],
+                        "stage": own_where["stage"],
+                    }
                 return where, diagnosis, sig
     where, diagnosis = _full_explain(judged, compared, backend, device, worker, timeout, clock)
     if sig is not None:
@@ -132,6 +150,7 @@ def _explain(judged: _Judged, backend, name: str, device, worker, timeout, clock
 
 def _full_explain(judged: _Judged, compared: dict, backend, device, worker, timeout, clock: Clock):
     """Localization (with probes on the same backend) and the fingerprint search."""
+
     def run_probe(name, pcase, pinputs):
         why = backend.supports(pcase)
         if why is not None:
@@ -144,11 +163,13 @@ def _full_explain(judged: _Judged, compared: dict, backend, device, worker, time
 
     c = judged.comparison
     with clock("localize"):  # probes included: their backend runs, oracles and comparisons
-        where = localize(judged.case, judged.inputs, c, c.verdict, judged.actual, judged.traces,
-                         judged.full_bounds(), run_probe)
+        where = localize(
+            judged.case, judged.inputs, c, c.verdict, judged.actual, judged.traces, judged.full_bounds(), run_probe
+        )
     with clock("diagnose"):
-        diagnosis = diagnose(judged.case, judged.inputs, compared, judged.exp, judged.bounds, judged.traces,
-                             **backend.semantics())
+        diagnosis = diagnose(
+            judged.case, judged.inputs, compared, judged.exp, judged.bounds, judged.traces, **backend.semantics()
+        )
     where["source"] = OWN
     return where, diagnosis
 
@@ -173,14 +194,27 @@ def _versus(case, inputs, observables, bounds, device, backend, name, pool, time
         return description
     ran = other.run(case, inputs, device, timeout)
     if ran.status != "ok":
-        return {"against": other.name, "version": description["version"], "verdict": ran.status,
-                "note": (ran.message.splitlines() or [""])[0]}
+        return {
+            "against": other.name,
+            "version": description["version"],
+            "verdict": ran.status,
+            "note": (ran.message.splitlines() or [""])[0],
+        }
     return {**compare_runs(observables, ran.observables, bounds, name, other.name), "version": description["version"]}
 
 
-def judge(case, backend_name: str, backend, device: str, pool: WorkerPool,
-          timeout: float = DEFAULT_TIMEOUT, keep: dict | None = None, limits=None,
-          causes: RootCauses | None = None, cache: Judgements | None = None) -> dict:
+def judge(
+    case,
+    backend_name: str,
+    backend,
+    device: str,
+    pool: WorkerPool,
+    timeout: float = DEFAULT_TIMEOUT,
+    keep: dict | None = None,
+    limits=None,
+    causes: RootCauses | None = None,
+    cache: Judgements | None = None,
+) -> dict:
     """Return the result record (see results.make_record). `keep`, when
     given, receives the inputs and the `_Judged` outputs held against the
     oracle (crossbn/bugreport reads the arrays a record only summarizes).
@@ -203,8 +237,11 @@ def judge(case, backend_name: str, backend, device: str, pool: WorkerPool,
     if problem is not None:
         return done(verdict=problem[0], reason=problem[1])
     record.update(version=description["version"], device_name=description["devices"].get(device, ""))
-    why = backend.supports(case) if backend.applies(case) else \
-        f"the case sets {', '.join(sorted(case.option_families))} switches, which {backend_name} does not have"
+    why = (
+        backend.supports(case)
+        if backend.applies(case)
+        else f"the case sets {', '.join(sorted(case.option_families))} switches, which {backend_name} does not have"
+    )
     if why is None:
         why = device_problem(backend_name, device, description)
     if why is not None:
@@ -215,40 +252,58 @@ def judge(case, backend_name: str, backend, device: str, pool: WorkerPool,
     with clock("backend"):  # the round trip: encoding, the worker's own time (backend_seconds), decoding
         outcome = worker.run(case, inputs, device, timeout)
     if outcome.status != "ok":
-        return done(verdict=outcome.status, reason=outcome.message, backend_info=outcome.info,
-                    backend_seconds=outcome.seconds)
+        return done(
+            verdict=outcome.status, reason=outcome.message, backend_info=outcome.info, backend_seconds=outcome.seconds
+        )
     entry_key = None
     if cache is not None and keep is None and device == "cpu" and not backend.compare_with:
         # (another device or release is compared live: such a result is not cached)
         with clock("cache"):
-            entry_key = cache_key(case=case, backend=backend_name, device=device, description=description,
-                                  mode=causes.mode if causes is not None else "each", inputs=digests(inputs),
-                                  outputs=digests(outcome.observables))
+            entry_key = cache_key(
+                case=case,
+                backend=backend_name,
+                device=device,
+                description=description,
+                mode=causes.mode if causes is not None else "each",
+                inputs=digests(inputs),
+                outputs=digests(outcome.observables),
+            )
             entry = cache.get(entry_key)
         if entry is not None:
             cached = entry["record"]
             if causes is not None and entry.get("signature") and (cached.get("diagnosis") or {}).get("source") == OWN:
                 causes.add(entry["signature"], case, cached["diagnosis"], cached["localization"], backend.semantics())
-            fresh = make_record(**record, verdict=cached["verdict"], seconds=time.perf_counter() - start,
-                                timings=clock.rounded(), backend_info=outcome.info, backend_seconds=outcome.seconds)
+            fresh = make_record(
+                **record,
+                verdict=cached["verdict"],
+                seconds=time.perf_counter() - start,
+                timings=clock.rounded(),
+                backend_info=outcome.info,
+                backend_seconds=outcome.seconds,
+            )
             return {**cached, **{k: fresh[k] for k in FRESH}, "cached": True}
     judged = _Judged(case, inputs, outcome.observables, backend, clock)
     if keep is not None:
         keep.update(inputs=inputs, judged=judged)
     if judged.broken:
-        return done(verdict="error", reason=f"{backend_name} returned malformed outputs: {judged.broken}",
-                    backend_info=outcome.info, backend_seconds=outcome.seconds)
+        return done(
+            verdict="error",
+            reason=f"{backend_name} returned malformed outputs: {judged.broken}",
+            backend_info=outcome.info,
+            backend_seconds=outcome.seconds,
+        )
     comparison = judged.comparison
     cross = None
     with clock("cross"):
         if device != "cpu" and "cpu" in description["devices"]:
             # within one framework, this device against its own CPU path
             on_cpu = worker.run(case, inputs, "cpu", timeout)
-            cross = (compare_runs(outcome.observables, on_cpu.observables, judged.bounds, device, "cpu")
-                     if on_cpu.status == "ok"
-                     else {"against": "cpu", "verdict": on_cpu.status, "note": on_cpu.message.splitlines()[0]})
-        versus = _versus(case, inputs, outcome.observables, judged.bounds, device, backend, backend_name, pool,
-                         timeout)
+            cross = (
+                compare_runs(outcome.observables, on_cpu.observables, judged.bounds, device, "cpu")
+                if on_cpu.status == "ok"
+                else {"against": "cpu", "verdict": on_cpu.status, "note": on_cpu.message.splitlines()[0]}
+            )
+        versus = _versus(case, inputs, outcome.observables, judged.bounds, device, backend, backend_name, pool, timeout)
     where = diagnosis = sig = None
     if comparison.verdict in EXPLAINED:
         where, diagnosis, sig = _explain(judged, backend, backend_name, device, worker, timeout, clock, causes)
@@ -257,9 +312,19 @@ def judge(case, backend_name: str, backend, device: str, pool: WorkerPool,
         summary, digest = inputs_mod.summarize(inputs), digests(outcome.observables)
         for name, d in digests(inputs).items():  # the same case gives these bits on every run (determinism)
             summary[name]["digest"] = d
-    rec = done(verdict=comparison.verdict, comparison=comparison, reason=reason, inputs=summary, digests=digest,
-               cross_device=cross, cross_version=versus, localization=where, diagnosis=diagnosis,
-               backend_info=outcome.info, backend_seconds=outcome.seconds)
+    rec = done(
+        verdict=comparison.verdict,
+        comparison=comparison,
+        reason=reason,
+        inputs=summary,
+        digests=digest,
+        cross_device=cross,
+        cross_version=versus,
+        localization=where,
+        diagnosis=diagnosis,
+        backend_info=outcome.info,
+        backend_seconds=outcome.seconds,
+    )
     if entry_key is not None:
         cache.put(entry_key, rec, signature=sig)
     return rec

@@ -33,11 +33,30 @@ import numpy as np
 from crossbn.oracle import batchnorm as ref
 from crossbn.spec.verdicts import FAILING
 
-STAGES = ("batch mean", "batch variance", "batch statistics", "inverse std", "normalized", "affine output",
-          "running mean", "running variance", "eval statistics", "dbeta", "dgamma", "dx")
-DIRECT = {"batch_mean": "batch mean", "batch_var": "batch variance", "invstd": "inverse std",
-           "running_mean": "running mean", "running_var": "running variance",
-           "dbeta": "dbeta", "dgamma": "dgamma", "dx": "dx"}
+STAGES = (
+    "batch mean",
+    "batch variance",
+    "batch statistics",
+    "inverse std",
+    "normalized",
+    "affine output",
+    "running mean",
+    "running variance",
+    "eval statistics",
+    "dbeta",
+    "dgamma",
+    "dx",
+)
+DIRECT = {
+    "batch_mean": "batch mean",
+    "batch_var": "batch variance",
+    "invstd": "inverse std",
+    "running_mean": "running mean",
+    "running_var": "running variance",
+    "dbeta": "dbeta",
+    "dgamma": "dgamma",
+    "dx": "dx",
+}
 
 
 def first_off(comparison, verdict: str):
@@ -50,14 +69,23 @@ def first_off(comparison, verdict: str):
 
 # ---- probes: (case, inputs) pairs derived from the case ---------------------------------------
 
+
 def _step_index(case, step: str) -> int:
     return case.steps.index(step)
 
 
 def probe_momentum0(case, inputs, step):
     k = _step_index(case, step)
-    p = dataclasses.replace(case, momentum=0.0, cumulative=False, track_running_stats=True, train_steps=1,
-                            eval_step=False, gradients=False, specials=())
+    p = dataclasses.replace(
+        case,
+        momentum=0.0,
+        cumulative=False,
+        track_running_stats=True,
+        train_steps=1,
+        eval_step=False,
+        gradients=False,
+        specials=(),
+    )
     new = {"x0": inputs[f"x{k}"], **_params(case, inputs)}
     new.update(_initial_running(case, inputs))
     return p, new
@@ -65,11 +93,16 @@ def probe_momentum0(case, inputs, step):
 
 def probe_eval_given_stats(case, inputs, step, exact_mean, exact_var):
     k = _step_index(case, step)
-    p = dataclasses.replace(case, cumulative=False, track_running_stats=True, train_steps=0, eval_step=True,
-                            gradients=False, specials=())
+    p = dataclasses.replace(
+        case, cumulative=False, track_running_stats=True, train_steps=0, eval_step=True, gradients=False, specials=()
+    )
     dt = inputs[f"x{k}"].dtype
-    new = {"x0": inputs[f"x{k}"], "running_mean": np.asarray(exact_mean).astype(dt),
-           "running_var": np.asarray(exact_var).astype(dt), **_params(case, inputs)}
+    new = {
+        "x0": inputs[f"x{k}"],
+        "running_mean": np.asarray(exact_mean).astype(dt),
+        "running_var": np.asarray(exact_var).astype(dt),
+        **_params(case, inputs),
+    }
     return p, new
 
 
@@ -96,6 +129,7 @@ def _initial_running(case, inputs):
 
 # ---- the per-channel fit of the y error ------------------------------------------------------
 
+
 def channel_fit(case, actual_y, expected_y, x_hat, gamma, bound) -> dict:
     """Fit (y - beta)/gamma = s * x_hat + t per channel (least squares).
     `structured` says the fitted s, t explain the error to within the bound:
@@ -118,16 +152,24 @@ def channel_fit(case, actual_y, expected_y, x_hat, gamma, bound) -> dict:
         resid = np.abs(gb * (da - slope * x_hat - offset))
         ratio = np.where(resid == 0, 0.0, resid / bound)
     if not np.all(np.isfinite(ratio)):
-        return {"structured": False, "scale": float("nan"), "offset": float("nan"), "residual_ratio": float("inf"),
-                "x_hat_max": float("nan")}
-    return {"structured": bool(ratio.max(initial=0.0) <= 1.0),
-            "scale": float(np.abs(slope).max(initial=0.0)),
-            "offset": float(np.abs(offset).max(initial=0.0)),
-            "residual_ratio": float(ratio.max(initial=0.0)),
-            "x_hat_max": float(np.abs(x_hat).max(initial=0.0))}
+        return {
+            "structured": False,
+            "scale": float("nan"),
+            "offset": float("nan"),
+            "residual_ratio": float("inf"),
+            "x_hat_max": float("nan"),
+        }
+    return {
+        "structured": bool(ratio.max(initial=0.0) <= 1.0),
+        "scale": float(np.abs(slope).max(initial=0.0)),
+        "offset": float(np.abs(offset).max(initial=0.0)),
+        "residual_ratio": float(ratio.max(initial=0.0)),
+        "x_hat_max": float(np.abs(x_hat).max(initial=0.0)),
+    }
 
 
 # ---- the decision ---------------------------------------------------------------------------
+
 
 def localize(case, inputs, comparison, verdict: str, actual: dict, traces, full_bounds: dict, run_probe) -> dict:
     """Where the result first departs from the oracle.
@@ -152,8 +194,11 @@ def localize(case, inputs, comparison, verdict: str, actual: dict, traces, full_
             entry.update(ran=False, why=res)
             probes.append(entry)
             return None
-        entry.update(ran=True, verdict=res.verdict,
-                     observables={k: {"verdict": o.verdict, "ratio": o.ratio} for k, o in res.observables.items()})
+        entry.update(
+            ran=True,
+            verdict=res.verdict,
+            observables={k: {"verdict": o.verdict, "ratio": o.ratio} for k, o in res.observables.items()},
+        )
         probes.append(entry)
         return res
 

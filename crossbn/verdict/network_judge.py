@@ -43,19 +43,50 @@ from crossbn.records.results import finite, make_record
 from crossbn.verdict import network_metrics as metrics
 
 
-def model_record(*, case, backend: str, device: str, verdict: str, reason: str = "", layers: dict | None = None,
-                 worst: dict | None = None, localization: dict | None = None, not_exposed=(), unexpected=(),
-                 version: str = "", device_name: str = "", seconds: float = 0.0, backend_seconds: float = 0.0,
-                 cross_device: dict | None = None, backend_info: dict | None = None,
-                 interpreter: str | None = None, cross_version: dict | None = None) -> dict:
+def model_record(
+    *,
+    case,
+    backend: str,
+    device: str,
+    verdict: str,
+    reason: str = "",
+    layers: dict | None = None,
+    worst: dict | None = None,
+    localization: dict | None = None,
+    not_exposed=(),
+    unexpected=(),
+    version: str = "",
+    device_name: str = "",
+    seconds: float = 0.0,
+    backend_seconds: float = 0.0,
+    cross_device: dict | None = None,
+    backend_info: dict | None = None,
+    interpreter: str | None = None,
+    cross_version: dict | None = None,
+) -> dict:
     """A result record for a model case: make_record's fields, the models
     suite's worst / localization / not_exposed / unexpected, and `layers`."""
-    rec = make_record(case=case, backend=backend, device=device, verdict=verdict, version=version,
-                      device_name=device_name, reason=reason, seconds=seconds, backend_seconds=backend_seconds,
-                      cross_device=cross_device, backend_info=backend_info, localization=localization,
-                      interpreter=interpreter, cross_version=cross_version)
-    rec.update(finite({"worst": worst, "not_exposed": list(not_exposed), "unexpected": list(unexpected),
-                        "layers": layers or {}}))
+    rec = make_record(
+        case=case,
+        backend=backend,
+        device=device,
+        verdict=verdict,
+        version=version,
+        device_name=device_name,
+        reason=reason,
+        seconds=seconds,
+        backend_seconds=backend_seconds,
+        cross_device=cross_device,
+        backend_info=backend_info,
+        localization=localization,
+        interpreter=interpreter,
+        cross_version=cross_version,
+    )
+    rec.update(
+        finite(
+            {"worst": worst, "not_exposed": list(not_exposed), "unexpected": list(unexpected), "layers": layers or {}}
+        )
+    )
     return rec
 
 
@@ -85,8 +116,10 @@ def _describe(hits: list[str], layers: dict, limit: int = 4) -> str:
     for key in hits[:limit]:
         step, name = key.split(".")
         e = layers[step][name]
-        parts.append(f"{key} (δ {e['delta']:.3g}, δ_pre {e['delta_pre']:.3g}, R {e['R']:.3g} > "
-                     f"{e['R_threshold']:.3g}, δ/bound {e['ratio']:.3g})")
+        parts.append(
+            f"{key} (δ {e['delta']:.3g}, δ_pre {e['delta_pre']:.3g}, R {e['R']:.3g} > "
+            f"{e['R_threshold']:.3g}, δ/bound {e['ratio']:.3g})"
+        )
     more = f" and {len(hits) - limit} more" if len(hits) > limit else ""
     return ", ".join(parts) + more
 
@@ -112,24 +145,32 @@ def localize(case, states: dict, inputs: dict, backend) -> tuple[str, str, dict,
         conventions = f"running_var={running_var}, hyperparameters={hyper}"
         if still:
             verdict, basis = "deviation", declared
-            reason = (f"inconsistency introduced at {_describe(still, declared)} "
-                      f"(held to its declared conventions: {conventions})")
+            reason = (
+                f"inconsistency introduced at {_describe(still, declared)} "
+                f"(held to its declared conventions: {conventions})"
+            )
         elif hits:
             verdict = "convention"
-            reason = (f"differs from the canonical oracle at {_describe(hits, layers)}, "
-                      f"as its declared conventions ({conventions}) predict: none introduced under them")
+            reason = (
+                f"differs from the canonical oracle at {_describe(hits, layers)}, "
+                f"as its declared conventions ({conventions}) predict: none introduced under them"
+            )
     elif hits:
         verdict, reason = "deviation", f"inconsistency introduced at {_describe(hits, layers)}"
     name, entry = metrics.worst(basis, case)
-    worst = {"observable": name, "ratio": entry["ratio"],
-             "verdict": verdict if entry["introduces"] else "match"}
+    worst = {"observable": name, "ratio": entry["ratio"], "verdict": verdict if entry["introduces"] else "match"}
     where = None
     if verdict != "match":  # in localize.py's form: the first layer that departs
         first = metrics.introducing(basis)
         step, layer = first[0].split(".")
-        where = {"stage": layer, "step": step, "observable": first[0], "layers": first,
-                 "how": "per-layer δ and R (CRADLE): the first layer, in step and execution order, "
-                        "whose R is above its threshold (δ beyond bound)"}
+        where = {
+            "stage": layer,
+            "step": step,
+            "observable": first[0],
+            "layers": first,
+            "how": "per-layer δ and R (CRADLE): the first layer, in step and execution order, "
+            "whose R is above its threshold (δ beyond bound)",
+        }
     return verdict, reason, layers, worst, where
 
 
@@ -137,7 +178,7 @@ def judge_model(case, backend_name: str, backend, device: str, pool, timeout: fl
     """Return the result record of one model case on one backend and device."""
     start = time.perf_counter()
     record = dict(case=case, backend=backend_name, device=device, interpreter=backend.interpreter)
-    elapsed = (lambda: time.perf_counter() - start)
+    elapsed = lambda: time.perf_counter() - start
     worker, description, problem = open_worker(backend_name, backend, pool, timeout)
     if problem is not None:
         return model_record(**record, verdict=problem[0], reason=problem[1], seconds=elapsed())
@@ -153,19 +194,43 @@ def judge_model(case, backend_name: str, backend, device: str, pool, timeout: fl
         return model_record(**record, **run, verdict=outcome.status, reason=outcome.message, seconds=elapsed())
     broken, not_exposed, unexpected = _problem(case, outcome.observables)
     if broken:
-        return model_record(**record, **run, verdict="error", reason=f"{backend_name} returned malformed hidden "
-                            f"states: {broken}", not_exposed=not_exposed, unexpected=unexpected, seconds=elapsed())
+        return model_record(
+            **record,
+            **run,
+            verdict="error",
+            reason=f"{backend_name} returned malformed hidden states: {broken}",
+            not_exposed=not_exposed,
+            unexpected=unexpected,
+            seconds=elapsed(),
+        )
     verdict, reason, layers, worst, where = localize(case, outcome.observables, inputs, backend)
     cross = None
     if device != "cpu" and "cpu" in description["devices"]:
         cross = _cross_device(case, outcome.observables, worker.run_model(case, inputs, "cpu", timeout), inputs)
     other, said = other_release(backend, device, pool, timeout)  # side by side: the other release
-    versus = said if other is None else \
-        {**_cross_device(case, outcome.observables, other.run_model(case, inputs, device, timeout), inputs,
-                         other.name), "version": said["version"]}
-    return model_record(**record, **run, verdict=verdict, reason=reason, layers=layers, worst=worst,
-                        localization=where, unexpected=unexpected, cross_device=cross, cross_version=versus,
-                        seconds=elapsed())
+    versus = (
+        said
+        if other is None
+        else {
+            **_cross_device(
+                case, outcome.observables, other.run_model(case, inputs, device, timeout), inputs, other.name
+            ),
+            "version": said["version"],
+        }
+    )
+    return model_record(
+        **record,
+        **run,
+        verdict=verdict,
+        reason=reason,
+        layers=layers,
+        worst=worst,
+        localization=where,
+        unexpected=unexpected,
+        cross_device=cross,
+        cross_version=versus,
+        seconds=elapsed(),
+    )
 
 
 def _cross_device(case, states: dict, on_cpu, inputs: dict, against: str = "cpu") -> dict:
@@ -180,5 +245,10 @@ def _cross_device(case, states: dict, on_cpu, inputs: dict, against: str = "cpu"
     layers = metrics.compare_backends(case, states, on_cpu.observables, inputs)
     hits = metrics.introducing(layers)
     name, entry = metrics.worst(layers, case)
-    return {"against": against, "verdict": "disagree" if hits else "agree", "introducing": hits,
-            "worst": name, "ratio": entry["ratio"]}
+    return {
+        "against": against,
+        "verdict": "disagree" if hits else "agree",
+        "introducing": hits,
+        "worst": name,
+        "ratio": entry["ratio"],
+    }

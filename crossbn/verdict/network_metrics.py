@@ -80,8 +80,8 @@ from crossbn.spec.dtypes import UNIT_ROUNDOFF
 from crossbn.spec.network_case import ModelCase
 from crossbn.spec.networks import INPUT
 
-EPS_R = 1e-7                 # CRADLE's ε in R
-SAFETY = MODEL_SAFETY        # see the module docstring
+EPS_R = 1e-7  # CRADLE's ε in R
+SAFETY = MODEL_SAFETY  # see the module docstring
 EXACT_OPS = ("relu", "maxpool")  # no rounding of their own
 
 
@@ -142,9 +142,16 @@ def layer_map(case: ModelCase, actual: dict, expected: dict, oracle: OracleRun, 
             with np.errstate(invalid="ignore", divide="ignore"):
                 diff = np.abs(a.astype(np.float64) - e.astype(np.float64))
             entries[layer.name] = {
-                "delta": d, "delta_pre": d_pre, "R": rate(d, d_pre), "R_threshold": math.nan, "bound": bound,
+                "delta": d,
+                "delta_pre": d_pre,
+                "R": rate(d, d_pre),
+                "R_threshold": math.nan,
+                "bound": bound,
                 "ratio": d / bound if bound > 0 else (0.0 if d == 0 else math.inf),
-                "introduces": False, "q3": False, "dtype": a.dtype.name, "shape": list(a.shape),
+                "introduces": False,
+                "q3": False,
+                "dtype": a.dtype.name,
+                "shape": list(a.shape),
                 "max_abs": float(np.max(diff)) if diff.size else 0.0,
             }
         _judge(entries)
@@ -153,7 +160,7 @@ def layer_map(case: ModelCase, actual: dict, expected: dict, oracle: OracleRun, 
 
 
 def introducing(layers: dict) -> list[str]:
-    """"<step>.<layer>" of every introducing layer, in step and execution order."""
+    """ "<step>.<layer>" of every introducing layer, in step and execution order."""
     return [f"{step}.{name}" for step, entries in layers.items() for name, e in entries.items() if e["introduces"]]
 
 

@@ -62,8 +62,10 @@ def compare_runs(out: dict, other: dict, bounds: dict, name: str, against: str) 
         a, b = out[key], other[key]
         if a.shape != b.shape:
             bitwise = False
-            observables[key] = {"verdict": "deviation", "note": f"{name} {a.dtype}{list(a.shape)} vs "
-                                                                 f"{against} {b.dtype}{list(b.shape)}"}
+            observables[key] = {
+                "verdict": "deviation",
+                "note": f"{name} {a.dtype}{list(a.shape)} vs {against} {b.dtype}{list(b.shape)}",
+            }
             continue
         note = ""
         if a.dtype != b.dtype:  # e.g. an intermediate one release returns in float32, the other in float64
@@ -72,10 +74,20 @@ def compare_runs(out: dict, other: dict, bounds: dict, name: str, against: str) 
         same = not note and np.array_equal(a.view(np.uint8), b.view(np.uint8))
         bitwise &= same
         r = compare_observable(key, a, b, 2.0 * np.asarray(bounds[key]))
-        observables[key] = {"verdict": "deviation" if note else r.verdict, "ratio": r.ratio, "max_abs": r.max_abs,
-                            "max_ulp": r.max_ulp, "where": r.where, "bitwise": bool(same),
-                            "note": "; ".join(n for n in (note, r.note) if n)}
+        observables[key] = {
+            "verdict": "deviation" if note else r.verdict,
+            "ratio": r.ratio,
+            "max_abs": r.max_abs,
+            "max_ulp": r.max_ulp,
+            "where": r.where,
+            "bitwise": bool(same),
+            "note": "; ".join(n for n in (note, r.note) if n),
+        }
     verdict = worst(o["verdict"] for o in observables.values())
-    return {"against": against, "verdict": "bitwise" if bitwise and observables else
-            {"match": "agree", "deviation": "disagree"}.get(verdict, verdict),
-            "observables": observables}
+    return {
+        "against": against,
+        "verdict": "bitwise"
+        if bitwise and observables
+        else {"match": "agree", "deviation": "disagree"}.get(verdict, verdict),
+        "observables": observables,
+    }

@@ -58,10 +58,28 @@ def signature(case, backend: str, device: str, comparison) -> str:
     kinds = sorted({(name.split(".", 1)[1], v) for name, v in failing} - {(g, v) for g in _GRADIENTS for v in wanted})
     hyper32 = np.float32(case.eps) == case.eps and np.float32(case.momentum) == case.momentum
     trains = case.train_steps > 0
-    return json.dumps([backend, device, case.dtype, comparison.verdict, failing[0], kinds, case.affine,
-                       trains and case.track_running_stats, case.cumulative, case.momentum == 0.5, case.frozen,
-                       case.reduction_size == 0, case.eps < max(EPS_FLOORS), bool(hyper32), case.running_stats,
-                       bool(case.specials), list(case.options)], default=str)
+    return json.dumps(
+        [
+            backend,
+            device,
+            case.dtype,
+            comparison.verdict,
+            failing[0],
+            kinds,
+            case.affine,
+            trains and case.track_running_stats,
+            case.cumulative,
+            case.momentum == 0.5,
+            case.frozen,
+            case.reduction_size == 0,
+            case.eps < max(EPS_FLOORS),
+            bool(hyper32),
+            case.running_stats,
+            bool(case.specials),
+            list(case.options),
+        ],
+        default=str,
+    )
 
 
 @dataclass
@@ -95,12 +113,22 @@ class RootCauses:
         reps = self.groups.setdefault(sig, [])
         if len(reps) < MAX_REPRESENTATIVES:
             f = dataclasses.replace(base_formulation(case, **semantics), **diagnosis["changes"])
-            reps.append(Representative(case.id, case.pytest_id, f, localization, bool(diagnosis["explains"]),
-                                       bool(diagnosis.get("search_complete", True)), number(diagnosis["score"])))
+            reps.append(
+                Representative(
+                    case.id,
+                    case.pytest_id,
+                    f,
+                    localization,
+                    bool(diagnosis["explains"]),
+                    bool(diagnosis.get("search_complete", True)),
+                    number(diagnosis["score"]),
+                )
+            )
 
 
-def confirm(rep: Representative, case, inputs, actual: dict, exact: dict, bounds: dict, traces,
-            semantics: dict) -> dict | None:
+def confirm(
+    rep: Representative, case, inputs, actual: dict, exact: dict, bounds: dict, traces, semantics: dict
+) -> dict | None:
     """The member's diagnosis taken from `rep` (one formulation simulated), or
     None when rep's formulation does not confirm the member (see above)."""
     t = Trials(case, inputs, actual, exact, bounds, traces)(rep.formulation)
@@ -113,11 +141,20 @@ def confirm(rep: Representative, case, inputs, actual: dict, exact: dict, bounds
     base = base_formulation(case, **semantics)
     f = rep.formulation
     return {
-        "formulation": f.label(), "description": f.describe(case, base), "changes": f.changes(base),
-        "documented": base.describe(case), "explains": rep.explains, "score": t["score"], "ulps": t["ulps"],
-        "canonical_score": canonical, "margin": margin,
-        "runner_up": None, "evidence": [{k: v for k, v in t.items() if k != "_f"}], "searched": 1,
-        "search_complete": True, "source": _source(rep),
+        "formulation": f.label(),
+        "description": f.describe(case, base),
+        "changes": f.changes(base),
+        "documented": base.describe(case),
+        "explains": rep.explains,
+        "score": t["score"],
+        "ulps": t["ulps"],
+        "canonical_score": canonical,
+        "margin": margin,
+        "runner_up": None,
+        "evidence": [{k: v for k, v in t.items() if k != "_f"}],
+        "searched": 1,
+        "search_complete": True,
+        "source": _source(rep),
     }
 
 
@@ -127,8 +164,14 @@ def confirmed_localization(rep: Representative, case, comparison) -> dict:
     confirmation saves); an observable read directly is the member's own."""
     first = first_off(comparison, comparison.verdict)
     step, obs = first.name.split(".", 1)
-    out = {"stage": rep.localization.get("stage"), "step": step, "observable": first.name,
-           "how": rep.localization.get("how"), "probes": [], "source": _source(rep)}
+    out = {
+        "stage": rep.localization.get("stage"),
+        "step": step,
+        "observable": first.name,
+        "how": rep.localization.get("how"),
+        "probes": [],
+        "source": _source(rep),
+    }
     if obs in DIRECT:
         out.update(stage=DIRECT[obs], how="observed")
     return out
@@ -139,7 +182,6 @@ OWN = {"how": "own"}
 
 def _source(rep: Representative) -> dict:
     return {"how": "confirmed", "representative": rep.case_id, "representative_test": rep.pytest_id}
-
 
 
 def audit(records) -> dict:
@@ -157,8 +199,13 @@ def audit(records) -> dict:
         out["confirmed"] += 1
         own = diag.get("audit")
         if own is None:
-            out["differences"].append(_difference(rec, "no own diagnosis recorded (not an audit run)",
-                                                  ["no own diagnosis recorded (not an audit run)"]))
+            out["differences"].append(
+                _difference(
+                    rec,
+                    "no own diagnosis recorded (not an audit run)",
+                    ["no own diagnosis recorded (not an audit run)"],
+                )
+            )
             continue
         stage = (rec.get("localization") or {}).get("stage")
         reasons, kinds = [], []
@@ -166,21 +213,29 @@ def audit(records) -> dict:
             ours, theirs = number(diag["score"]), number(own["score"])
             if not diag["explains"]:
                 kinds.append("nothing explains it: the closest formulations differ")
-                reasons.append(f"nothing tried explains it: the representative's closest formulation, "
-                               f"{diag['formulation']} ({ours:.3g}), against the own search's closest, "
-                               f"{own['formulation']} ({theirs:.3g})")
+                reasons.append(
+                    f"nothing tried explains it: the representative's closest formulation, "
+                    f"{diag['formulation']} ({ours:.3g}), against the own search's closest, "
+                    f"{own['formulation']} ({theirs:.3g})"
+                )
             elif own["explains"]:
                 kinds.append("both formulations explain it within rounding: the own search ranked the other first")
-                reasons.append(f"both explain the outputs within rounding (confirmed {ours:.3g}, own {theirs:.3g}), "
-                               f"the own search ranked {own['formulation']} first by ulp distance")
+                reasons.append(
+                    f"both explain the outputs within rounding (confirmed {ours:.3g}, own {theirs:.3g}), "
+                    f"the own search ranked {own['formulation']} first by ulp distance"
+                )
             else:
                 kinds.append("the representative's formulation explains it: the own greedy search did not reach it")
-                reasons.append(f"the representative's {diag['formulation']} explains the outputs ({ours:.3g}), the "
-                               f"own greedy search stopped at {own['formulation']} ({theirs:.3g})")
+                reasons.append(
+                    f"the representative's {diag['formulation']} explains the outputs ({ours:.3g}), the "
+                    f"own greedy search stopped at {own['formulation']} ({theirs:.3g})"
+                )
         if own["stage"] != stage:
             kinds.append("stage lent by the representative: the own probes or fit say another")
-            reasons.append(f"stage {stage} taken from the representative (its probes and fit not rerun), "
-                           f"the own localization says {own['stage']}")
+            reasons.append(
+                f"stage {stage} taken from the representative (its probes and fit not rerun), "
+                f"the own localization says {own['stage']}"
+            )
         if reasons:
             out["differences"].append(_difference(rec, "; ".join(reasons), kinds))
         else:
@@ -190,6 +245,12 @@ def audit(records) -> dict:
 
 def _difference(rec: dict, reason: str, kinds: list[str]) -> dict:
     diag = rec["diagnosis"]
-    return {"backend": rec["backend"], "case": rec["pytest_id"], "representative": diag["source"].get(
-        "representative_test"), "formulation": diag["formulation"], "own": (diag.get("audit") or {}).get(
-        "formulation"), "reason": reason, "kinds": kinds}
+    return {
+        "backend": rec["backend"],
+        "case": rec["pytest_id"],
+        "representative": diag["source"].get("representative_test"),
+        "formulation": diag["formulation"],
+        "own": (diag.get("audit") or {}).get("formulation"),
+        "reason": reason,
+        "kinds": kinds,
+    }

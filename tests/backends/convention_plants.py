@@ -19,8 +19,7 @@ class Float32Hyperparameters(Planted):
     name = "planted-float32-hyperparameters"
 
     def run(self, case, inputs, device):
-        rounded = dataclasses.replace(case, eps=float(np.float32(case.eps)),
-                                      momentum=float(np.float32(case.momentum)))
+        rounded = dataclasses.replace(case, eps=float(np.float32(case.eps)), momentum=float(np.float32(case.momentum)))
         return super().run(rounded, inputs, device)
 
 

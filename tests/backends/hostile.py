@@ -13,8 +13,10 @@ from numpy_variants import OnePass  # noqa: E402
 
 # A test may plant markup of its own (tests/test_security.py: payloads that set
 # window.__pwned if they ever run); worker processes inherit the variable.
-MARKUP = os.environ.get("CROSSBN_HOSTILE_MARKUP") or \
-    "<script>alert('x')</script> & <img src=x onerror=alert(1)> &amp; \"' onmouseover=\"alert(2)"
+MARKUP = (
+    os.environ.get("CROSSBN_HOSTILE_MARKUP")
+    or "<script>alert('x')</script> & <img src=x onerror=alert(1)> &amp; \"' onmouseover=\"alert(2)"
+)
 
 
 class Hostile(OnePass):

@@ -82,15 +82,15 @@ class OnePass(_NumpyBackend):
 
 # seed -> what numpy-faulty does instead of computing
 FAULTS = {
-    13: "abort",        # SIGABRT, as a failed C++ assertion does
-    14: "hang",         # never replies
-    15: "raise",        # a Python exception inside the framework
-    16: "segfault",     # SIGSEGV: reads address 0
-    17: "exit",         # sys.exit(3) inside the framework
-    18: "hard-exit",    # os._exit(4): no cleanup, no exception
+    13: "abort",  # SIGABRT, as a failed C++ assertion does
+    14: "hang",  # never replies
+    15: "raise",  # a Python exception inside the framework
+    16: "segfault",  # SIGSEGV: reads address 0
+    17: "exit",  # sys.exit(3) inside the framework
+    18: "hard-exit",  # os._exit(4): no cleanup, no exception
     19: "wrong-shape",  # y transposed
     20: "wrong-dtype",  # y in float64 for a float32 case
-    21: "not-arrays",   # y as a list of strings
+    21: "not-arrays",  # y as a list of strings
 }
 
 

@@ -38,8 +38,10 @@ def _welford(v, dt):
         m2 = np.where(ok, (m2 + d * (xj - mean)).astype(dt), m2)
     while mean.shape[1] > 1:
         if mean.shape[1] % 2:
-            cnt, mean, m2 = (np.concatenate([a, z], axis=1) for a, z in
-                             ((cnt, np.zeros((c, 1))), (mean, np.zeros((c, 1), dt)), (m2, np.zeros((c, 1), dt))))
+            cnt, mean, m2 = (
+                np.concatenate([a, z], axis=1)
+                for a, z in ((cnt, np.zeros((c, 1))), (mean, np.zeros((c, 1), dt)), (m2, np.zeros((c, 1), dt)))
+            )
         na, nb = cnt[:, 0::2], cnt[:, 1::2]
         tot = np.maximum(na + nb, 1)
         d = (mean[:, 1::2] - mean[:, 0::2]).astype(dt)
@@ -54,7 +56,7 @@ def _pairwise_adjacent(v, dt):
     v = v.astype(dt)
     while v.shape[1] > 1:
         odd = v[:, -1:] if v.shape[1] % 2 else None
-        s = (v[:, 0:v.shape[1] - 1:2].astype(np.float64) + v[:, 1::2].astype(np.float64)).astype(dt)
+        s = (v[:, 0 : v.shape[1] - 1 : 2].astype(np.float64) + v[:, 1::2].astype(np.float64)).astype(dt)
         v = s if odd is None else np.concatenate([s, odd], axis=1)
     return v[:, 0]
 
@@ -66,10 +68,10 @@ class Planted(Backend):
     packages = ("numpy",)
     modules = ("numpy",)
     fault = None
-    hide = False          # return no batch_mean / batch_var / invstd
-    compute = None        # compute dtype; None = the case's (float32 for halves)
-    no_frozen = None      # a frozen layer: no parameter gradients; its training steps as `frozen_as` says
-    frozen_as = "batch"   # "batch" (canonical) or "inference" (running statistics, kept)
+    hide = False  # return no batch_mean / batch_var / invstd
+    compute = None  # compute dtype; None = the case's (float32 for halves)
+    no_frozen = None  # a frozen layer: no parameter gradients; its training steps as `frozen_as` says
+    frozen_as = "batch"  # "batch" (canonical) or "inference" (running statistics, kept)
 
     def supports(self, case):
         if case.cumulative:
@@ -192,8 +194,9 @@ class Planted(Backend):
                     if f == "eps-outside":
                         sd = np.sqrt(v_norm).astype(cd)
                         k = np.where(sd > 0, (sd + eps) / np.where(sd > 0, sd, one), one).astype(cd)
-                    dx = b(g * invstd / cd.type(n)) * (cd.type(n) * dy - b(total(dy))
-                                                       - x_hat * b(k * total(dy * x_hat)))
+                    dx = b(g * invstd / cd.type(n)) * (
+                        cd.type(n) * dy - b(total(dy)) - x_hat * b(k * total(dy * x_hat))
+                    )
                 else:
                     dx = dy * b(g * invstd)
                 if f == "dx":
@@ -238,7 +241,9 @@ FAULTS = {
 }
 
 for _label, (_fault, _hide, _compute) in FAULTS.items():
-    _cls = type(f"Planted_{_label.replace('-', '_')}", (Planted,),
-                {"name": f"planted-{_label}", "fault": _fault, "hide": _hide, "compute": _compute,
-                 "__module__": __name__})
+    _cls = type(
+        f"Planted_{_label.replace('-', '_')}",
+        (Planted,),
+        {"name": f"planted-{_label}", "fault": _fault, "hide": _hide, "compute": _compute, "__module__": __name__},
+    )
     globals()[_cls.__name__] = _cls

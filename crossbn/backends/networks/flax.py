@@ -58,14 +58,28 @@ def _net(case):
         def __call__(self, x, train: bool):
             def parametric(layer, a):
                 if layer.op == "conv":
-                    return nn.Conv(layer.units, (KERNEL, KERNEL), padding="SAME", dtype=case.dtype,
-                                   param_dtype=case.dtype, name=layer.name)(a)
+                    return nn.Conv(
+                        layer.units,
+                        (KERNEL, KERNEL),
+                        padding="SAME",
+                        dtype=case.dtype,
+                        param_dtype=case.dtype,
+                        name=layer.name,
+                    )(a)
                 if layer.op == "bn":
-                    return nn.BatchNorm(use_running_average=not train, axis=-1, momentum=case.momentum,
-                                        epsilon=case.eps, dtype=case.dtype, param_dtype=case.dtype,
-                                        name=layer.name)(a)
-                return nn.Dense(layer.units, dtype=case.dtype, param_dtype=case.dtype,
-                                name=layer.name)(a.reshape(a.shape[0], -1))
+                    return nn.BatchNorm(
+                        use_running_average=not train,
+                        axis=-1,
+                        momentum=case.momentum,
+                        epsilon=case.eps,
+                        dtype=case.dtype,
+                        param_dtype=case.dtype,
+                        name=layer.name,
+                    )(a)
+                return nn.Dense(layer.units, dtype=case.dtype, param_dtype=case.dtype, name=layer.name)(
+                    a.reshape(a.shape[0], -1)
+                )
+
             return _walk(spec, x, parametric)
 
     return Net()
@@ -76,7 +90,7 @@ def variables(case, inputs: dict) -> dict:
     shapes = case.spec.shapes(case.batch)
     params, stats = {}, {}
     for layer in case.spec.layers:
-        p = (lambda name: inputs[f"{layer.name}.{name}"])
+        p = lambda name: inputs[f"{layer.name}.{name}"]
         if layer.op == "conv":
             params[layer.name] = {"kernel": p("weight").transpose(2, 3, 1, 0), "bias": p("bias")}
         elif layer.op == "dense":
@@ -98,8 +112,9 @@ def step_fn(case, jit: bool):
 
         def step(params, batch_stats, x, train):
             if train:
-                states, updates = model.apply({"params": params, "batch_stats": batch_stats}, x, train=True,
-                                              mutable=["batch_stats"])
+                states, updates = model.apply(
+                    {"params": params, "batch_stats": batch_stats}, x, train=True, mutable=["batch_stats"]
+                )
                 return states, updates["batch_stats"]
             return model.apply({"params": params, "batch_stats": batch_stats}, x, train=False), batch_stats
 
@@ -139,6 +154,7 @@ def _nnx_net(case, inputs: dict, put):
                 if layer.op == "bn":
                     return module(a, use_running_average=not train)
                 return module(a.reshape(a.shape[0], -1) if layer.op == "dense" else a)
+
             return _walk(spec, x, parametric)
 
     return Net()

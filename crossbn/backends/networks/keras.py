@@ -47,7 +47,7 @@ def build(K, case, inputs: dict, fused=None) -> dict:
     for layer in net.layers:
         src = shapes[layer.inputs[0]]
         src_last = (None, *src[2:], src[1]) if len(src) == 4 else (None, src[1])
-        p = (lambda name: inputs[f"{layer.name}.{name}"])
+        p = lambda name: inputs[f"{layer.name}.{name}"]
         if layer.op == "conv":
             m = K.layers.Conv2D(layer.units, KERNEL, padding="same", dtype=dt)
             m.build(src_last)
@@ -62,8 +62,9 @@ def build(K, case, inputs: dict, fused=None) -> dict:
                     raise
                 raise Unsupported(f"tf_keras BatchNormalization(fused=True) refuses {layer.name}: {e}") from e
             if fused is not None and bool(m.fused) != fused:
-                raise Unsupported(f"tf_keras built {layer.name} with fused={m.fused!r} (silent fallback), "
-                                  f"not the fused={fused} path")
+                raise Unsupported(
+                    f"tf_keras built {layer.name} with fused={m.fused!r} (silent fallback), not the fused={fused} path"
+                )
             m.set_weights([p("gamma"), p("beta"), p("running_mean"), p("running_var")])
         elif layer.op == "dense":
             m = K.layers.Dense(layer.units, dtype=dt)
@@ -105,8 +106,8 @@ def run(backend, case, inputs: dict, device: str) -> dict:
         import tensorflow as tf
 
         scope = tf.device(f"/{'GPU' if device == 'cuda' else 'CPU'}:0")
-        to_numpy = (lambda t: t.numpy())
-        to_tensor = (lambda a: tf.constant(a))
+        to_numpy = lambda t: t.numpy()
+        to_tensor = lambda a: tf.constant(a)
         fused = getattr(backend, "fused", None)
     else:
         assert K.backend.backend() == backend.keras_backend, K.backend.backend()

@@ -53,19 +53,34 @@ def export(case, inputs: dict, opset: int | None):
     kwargs = {} if opset is None else {"opset_version": opset}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the legacy exporter says it is deprecated, several times
-        torch.onnx.export(model, (torch.from_numpy(inputs["x0"]),), buf, dynamo=False,
-                          training=torch.onnx.TrainingMode.EVAL, do_constant_folding=False,
-                          input_names=["x"], output_names=list(net.names), **kwargs)
+        torch.onnx.export(
+            model,
+            (torch.from_numpy(inputs["x0"]),),
+            buf,
+            dynamo=False,
+            training=torch.onnx.TrainingMode.EVAL,
+            do_constant_folding=False,
+            input_names=["x"],
+            output_names=list(net.names),
+            **kwargs,
+        )
     proto = onnx.load_from_string(buf.getvalue())
     ops = [n.op_type for n in proto.graph.node]
     if ops.count("BatchNormalization") != len(net.batchnorms):
-        raise RuntimeError(f"torch.onnx.export of {net.name} gave {ops.count('BatchNormalization')} "
-                           f"BatchNormalization nodes for {len(net.batchnorms)} BN layers: {ops}")
+        raise RuntimeError(
+            f"torch.onnx.export of {net.name} gave {ops.count('BatchNormalization')} "
+            f"BatchNormalization nodes for {len(net.batchnorms)} BN layers: {ops}"
+        )
     proto.ir_version = helper.find_min_ir_version_for(list(proto.opset_import))
     onnx.checker.check_model(proto, full_check=True)
     version = max(i.version for i in proto.opset_import if i.domain in ("", "ai.onnx"))
-    return Graph(proto, {"x": "x"}, {n: n for n in net.names}, training=False,
-                 summary=f"{net.name} exported by torch.onnx.export at opset {version}")
+    return Graph(
+        proto,
+        {"x": "x"},
+        {n: n for n in net.names},
+        training=False,
+        summary=f"{net.name} exported by torch.onnx.export at opset {version}",
+    )
 
 
 def run(backend, case, inputs: dict, device: str) -> dict:
@@ -82,8 +97,9 @@ def run(backend, case, inputs: dict, device: str) -> dict:
             # onnxruntime's documented refusal: no kernel for an op in this dtype
             if "NOT_IMPLEMENTED" not in str(e):
                 raise
-            raise Unsupported(f"{backend.name} cannot run {graph.summary} in {case.dtype}: "
-                              f"{str(e).splitlines()[0][:300]}") from e
+            raise Unsupported(
+                f"{backend.name} cannot run {graph.summary} in {case.dtype}: {str(e).splitlines()[0][:300]}"
+            ) from e
     graph, call = _CACHE[key]
     names = list(case.spec.names)
     got = call(names, {"x": inputs["x0"]})

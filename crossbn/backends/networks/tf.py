@@ -45,9 +45,16 @@ def _batchnorm_fused(case, state, x, training):
     shape = x.shape
     x4 = x if shape.rank == 4 else tf.reshape(x, [shape[0], 1, 1, shape[1]])
     r = tf.raw_ops.FusedBatchNormV3(
-        x=x4, scale=state["gamma"], offset=state["beta"], mean=state["mean"], variance=state["var"],
-        epsilon=case.eps, exponential_avg_factor=1.0 - case.momentum if training else 1.0,
-        data_format="NHWC", is_training=training)
+        x=x4,
+        scale=state["gamma"],
+        offset=state["beta"],
+        mean=state["mean"],
+        variance=state["var"],
+        epsilon=case.eps,
+        exponential_avg_factor=1.0 - case.momentum if training else 1.0,
+        data_format="NHWC",
+        is_training=training,
+    )
     if training:
         state["mean"], state["var"] = r.batch_mean, r.batch_variance
     return tf.reshape(r.y, shape)
@@ -61,15 +68,22 @@ def run(backend, case, inputs: dict, device: str) -> dict:
     shapes = spec.shapes(case.batch)
     out = {}
     with tf.device("/GPU:0" if device == "cuda" else "/CPU:0"):
-        c = (lambda name: tf.constant(inputs[name]))
-        bn = {layer.name: {"gamma": c(f"{layer.name}.gamma"), "beta": c(f"{layer.name}.beta"),
-                           "mean": c(f"{layer.name}.running_mean"), "var": c(f"{layer.name}.running_var")}
-              for layer in spec.layers if layer.op == "bn"}
+        c = lambda name: tf.constant(inputs[name])
+        bn = {
+            layer.name: {
+                "gamma": c(f"{layer.name}.gamma"),
+                "beta": c(f"{layer.name}.beta"),
+                "mean": c(f"{layer.name}.running_mean"),
+                "var": c(f"{layer.name}.running_var"),
+            }
+            for layer in spec.layers
+            if layer.op == "bn"
+        }
         for k, step in enumerate(case.steps):
             h = {INPUT: tf.constant(to_channels_last(inputs[f"x{k}"]))}
             for layer in spec.layers:
                 a = h[layer.inputs[0]]
-                w = (lambda name: inputs[f"{layer.name}.{name}"])
+                w = lambda name: inputs[f"{layer.name}.{name}"]
                 if layer.op == "conv":
                     y = tf.nn.bias_add(tf.nn.conv2d(a, w("weight").transpose(2, 3, 1, 0), 1, "SAME"), w("bias"))
                 elif layer.op == "bn":

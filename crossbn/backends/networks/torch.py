@@ -72,8 +72,11 @@ class Net(nn.Module):
         return tuple(h[name] for name in self.spec.names)
 
 
-_PARAMS = {"conv": {"weight": "weight", "bias": "bias"}, "dense": {"weight": "weight", "bias": "bias"},
-           "bn": {"gamma": "weight", "beta": "bias", "running_mean": "running_mean", "running_var": "running_var"}}
+_PARAMS = {
+    "conv": {"weight": "weight", "bias": "bias"},
+    "dense": {"weight": "weight", "bias": "bias"},
+    "bn": {"gamma": "weight", "beta": "bias", "running_mean": "running_mean", "running_var": "running_var"},
+}
 
 
 def build(case: ModelCase, inputs: dict, device: str = "cpu") -> Net:
