@@ -1,7 +1,7 @@
 """The planted faults, where each is planted, and what localization must say.
 
 Used by tests/test_localize.py (one test per plant) and runnable on its own
-for README's score table:
+for the score table in docs/localization.md:
 
     .venv/bin/python tests/localization_score.py
 """

@@ -295,7 +295,7 @@ def test_empty_batch_is_a_case(tmp_path, shape):
     ran = _oracle_runs(case)
     assert ran["inputs"]["x0"].shape == tuple(shape)
     exp = ran["expected"]
-    # README "An empty batch": the statistics of no values are NaN, and the
+    # docs/cases.md, "An empty batch": the statistics of no values are NaN, and the
     # running statistics updated with them too; y and dx are empty; dgamma
     # and dbeta are sums over nothing, 0; eval reads NaN running statistics
     for step in ("train0", "train1"):
@@ -360,7 +360,7 @@ def _judge_outputs(case, backend_name, change=None):
 def test_empty_batch_judged_without_a_framework(tmp_path, shape):
     """Every stage after the backend (compare, tolerance, localize, the
     formulation fingerprint) on an empty batch: a verdict, never an internal
-    error, and the one the README's semantics give."""
+    error, and the one the semantics of docs/cases.md give."""
     case = _only(tmp_path, f"shape = {shape}")
 
     # a backend with canonical conventions returning the canonical result: a match

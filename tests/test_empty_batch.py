@@ -1,6 +1,6 @@
 """An empty batch (N = 0) on real frameworks, in their worker processes.
 
-What each result must be follows from the semantics in README.md ("An empty
+What each result must be follows from the semantics in docs/cases.md ("An empty
 batch") and each framework's source, not from a run:
 
 - eval only: nothing is read from the batch, y and dx are empty, dgamma and

@@ -1,4 +1,4 @@
-"""The README's custom-backend example, run as a user would run it."""
+"""The custom-backend example (examples/numpy_backend.py, docs/backends.md), run as a user would run it."""
 
 import subprocess
 import sys

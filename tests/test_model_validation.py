@@ -6,8 +6,8 @@
 2. float32, well-conditioned cases: every backend stays below its bound.
 
 Keras 3 on JAX and on PyTorch compute a float64 layer in float32 (their
-`backend.result_type("float64", "float32")` is float32; see README,
-"Findings"): those two are expected to fail part 1 and are marked xfail, so
+`backend.result_type("float64", "float32")` is float32; see docs/findings.md):
+those two are expected to fail part 1 and are marked xfail, so
 the day Keras fixes it the suite reports XPASS.
 """
 

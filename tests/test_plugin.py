@@ -17,7 +17,7 @@ FOUR = ["torch", "keras-tensorflow", "keras-jax", "keras-torch"]
 # Runs compared field for field with other runs of the same tests split
 # otherwise (shards) diagnose each finding on its own: grouped, a finding's
 # diagnosis depends on which of its root cause's findings its process saw
-# first (README, *One diagnosis per root cause*).
+# first (docs/localization.md, *One diagnosis per root cause*).
 EACH = ("--diagnosis", "each")
 
 

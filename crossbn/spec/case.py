@@ -63,7 +63,7 @@ class Case:
     shape: tuple[int, ...] = (8, 3)
     # Logical shape in channels-first order (N, C, *spatial); rank 2 to 5.
     # Independent of `layout`, so the same numbers mean the same case.
-    # N may be 0 (an empty batch: statistics NaN, y empty; see the README).
+    # N may be 0 (an empty batch: statistics NaN, y empty; see docs/cases.md, "An empty batch").
     layout: str = "channels_first"
     # How the array is stored and handed to the framework: "channels_first"
     # puts C at axis 1, "channels_last" at axis -1 (rank 2 is the same for both).
@@ -274,8 +274,8 @@ def _content_hash(case: Case) -> str:
 
 def _check_shape(shape, bad) -> None:
     """(N, C, *spatial), the wrong one named. N may be 0: an empty batch is a
-    case (the oracle's meaning of it is in crossbn/oracle/batchnorm.py and the
-    README); channels and spatial sizes must be >= 1."""
+    case (the oracle's meaning of it is in crossbn/oracle/batchnorm.py and$
+    docs/cases.md, "An empty batch"); channels and spatial sizes must be >= 1."""
     if not isinstance(shape, tuple) or not all(isinstance(s, int) and not isinstance(s, bool) for s in shape):
         raise bad("shape", "must be a list of integers (N, C, *spatial)")
     if not 2 <= len(shape) <= 5:
