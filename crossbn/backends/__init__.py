@@ -27,10 +27,12 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from crossbn.backends.base import OBSERVABLES, Backend, Unsupported
+from crossbn.backends.base import OBSERVABLES, Backend, ConventionError, Conventions, Unsupported
 
 __all__ = [
     "Backend",
+    "Conventions",
+    "ConventionError",
     "Unsupported",
     "OBSERVABLES",
     "BackendError",
@@ -112,9 +114,13 @@ def load(spec: str) -> Backend:
     target, _, attr = spec.rpartition(":")
     try:
         module = _import_file(target) if target.endswith(".py") else importlib.import_module(target)
-        return getattr(module, attr)()
+        backend = getattr(module, attr)()
+        _ = backend.declared  # its conventions checked now: a wrong one is a usage error, before any work
+        return backend
     except BackendError:
         raise
+    except ConventionError as e:
+        raise BackendError(f"backend spec {spec!r}: {e}") from e
     except Exception as e:  # a broken third-party entry point: name it, don't crash
         raise BackendError(f"backend spec {spec!r} cannot be loaded: {type(e).__name__}: {e}") from e
 

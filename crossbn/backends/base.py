@@ -14,8 +14,12 @@ absent; a case it cannot express at all raises `Unsupported`.
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import importlib.metadata
 import importlib.util
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import ClassVar
 
 # Observables in dataflow order: localization and reports read them in this order.
@@ -74,6 +78,76 @@ OPTIONAL_CONVENTION_KEYS = {
     "single_value": "training on one value per channel: 'error' (raises), 'beta' (y = beta) or 'nan'",
     "eps0_zero_var": "training with eps 0 on a constant channel: 'nan', 'beta' or 'error'",
 }
+
+
+class ConventionError(ValueError):
+    """A backend's `conventions` name an unknown key or an impossible value; the message names the backend."""
+
+
+# The values each convention can take; a key absent here takes any string, and
+# "<number>" any decimal number (an eps).
+_VALUES: dict[str, tuple[str, ...]] = {
+    "momentum": ("old", "new"),
+    "running_var": ("biased", "unbiased"),
+    "hyperparameters": ("exact", "float32"),
+    "empty_batch": ("nan", "skip"),
+    "frozen": ("batch", "inference"),
+    "default_eps": ("<number>", "none (required)"),
+    "channel_axis": ("first", "last", "any"),
+    "eps_floor": ("none", "<number>"),
+    "variance": ("two-pass/welford", "one-pass"),
+    "half_reductions": ("float32", "float16", "bfloat16"),
+    "single_value": ("error", "beta", "nan"),
+    "eps0_zero_var": ("nan", "beta", "error"),
+}
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+@dataclass(frozen=True)
+class Conventions:
+    """A backend's declared semantics, checked: the canonical ones where it
+    declares none; None for an optional key it leaves undeclared."""
+
+    momentum: str = "old"
+    running_var: str = CANONICAL_CONVENTIONS["running_var"]
+    hyperparameters: str = CANONICAL_CONVENTIONS["hyperparameters"]
+    empty_batch: str = CANONICAL_CONVENTIONS["empty_batch"]
+    frozen: str = CANONICAL_CONVENTIONS["frozen"]
+    default_eps: str = ""
+    channel_axis: str = ""
+    doc: str = ""
+    eps_floor: str | None = None
+    variance: str | None = None
+    half_reductions: str | None = None
+    single_value: str | None = None
+    eps0_zero_var: str | None = None
+
+    @classmethod
+    def of(cls, backend: str, declared: Mapping[str, object]) -> Conventions:
+        """`declared` checked key by key (ConventionError naming `backend` and the key)."""
+        known = [f.name for f in dataclasses.fields(cls)]
+        if not isinstance(declared, Mapping):
+            raise ConventionError(
+                f"backend {backend}: conventions must be a dict of strings, not {type(declared).__name__}"
+            )
+        for key, value in declared.items():
+            if key not in known:
+                raise ConventionError(f"backend {backend}: unknown convention {key!r}; known: {', '.join(known)}")
+            if not isinstance(value, str):
+                raise ConventionError(f"backend {backend}: convention {key} = {value!r} must be a string")
+            allowed = _VALUES.get(key)
+            if allowed and value not in allowed and not ("<number>" in allowed and _is_number(value)):
+                raise ConventionError(
+                    f"backend {backend}: convention {key} = {value!r}; expected one of {', '.join(allowed)}"
+                )
+        return cls(**declared)  # type: ignore[arg-type]
 
 
 class Unsupported(Exception):
@@ -151,8 +225,14 @@ class Backend:
                 out[pkg] = "not installed"
         return out
 
+    @functools.cached_property
+    def declared(self) -> Conventions:
+        """`conventions`, checked (ConventionError); `backends.load` checks it when the backend loads."""
+        return Conventions.of(self.name, self.conventions)
+
     def convention(self, key: str) -> str:
-        return self.conventions.get(key, CANONICAL_CONVENTIONS[key])
+        """A canonical convention's value for this backend (CANONICAL_CONVENTIONS' keys)."""
+        return getattr(self.declared, key)
 
     def differs_from_canonical(self) -> bool:
         return any(self.convention(k) != v for k, v in CANONICAL_CONVENTIONS.items())

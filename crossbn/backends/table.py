@@ -25,7 +25,7 @@ def markdown(module_files: tuple[str, ...] = ()) -> str:
         missing = set(CONVENTION_KEYS) - set(b.conventions) - set(CANONICAL_CONVENTIONS)
         if missing:
             raise ValueError(f"backend {name} does not declare {sorted(missing)} in its conventions")
-        c = {k: b.conventions.get(k) or CANONICAL_CONVENTIONS.get(k, "") for k in CONVENTION_KEYS}
+        c = {k: getattr(b.declared, k) for k in CONVENTION_KEYS}
         gradients = "no" if b.no_gradients else "yes"
         frozen = "none" if b.no_frozen else b.convention("frozen")  # none: no way to freeze (unsupported)
         rows.append(

@@ -144,7 +144,7 @@ def issue_text(
         undefined=jinja2.StrictUndefined,
     )
     links = [f"{k.link} (crossbn's known-differences entry: {k.reason})" for k in known if k.link and k.matches(rec)]
-    doc = lab.backend.conventions.get("doc")
+    doc = lab.backend.declared.doc
     if doc:
         links.append(f"{doc} (the documentation crossbn holds {lab.name} to)")
     case_rows = [(f, getattr(at.case, f)) for f in casefile.FIELDS] + (

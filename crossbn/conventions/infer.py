@@ -59,18 +59,14 @@ def declared(backend, key: str) -> str | None:
     canonical semantics, and DESIGN.md: a backend that clamps eps reports a
     finding); the others are declared only where the framework documents
     them (backends/base.py OPTIONAL_CONVENTION_KEYS)."""
-    c = backend.conventions
-    if key == "momentum":
-        return c.get("momentum", "old")
+    c = backend.declared
     if key == "frozen" and backend.no_frozen:
         return None  # no frozen layer to declare anything of
-    if key in ("running_var", "hyperparameters", "frozen"):
-        return backend.convention(key)
     if key == "eps_floor":
-        return c.get("eps_floor", "none")
+        return c.eps_floor or "none"
     if key in ("reduce_float16", "reduce_bfloat16"):
-        return c.get("half_reductions")
-    return c.get(key)
+        return c.half_reductions
+    return getattr(c, key)
 
 
 def _median(values) -> float:
