@@ -164,3 +164,13 @@ def test_a_clean_package_has_no_problems():
         "crossbn.verdict.judge": "from crossbn.spec.case import Case\n",
     }
     assert problems(clean) == []
+
+
+def test_module_docstrings_say_what_the_module_is_for_in_a_few_lines():
+    """Design notes live in docs/ (docs/internals/); a module's docstring stays short."""
+    long = {}
+    for path in sorted(PACKAGE.rglob("*.py")):
+        doc = ast.get_docstring(ast.parse(path.read_text()), clean=False)
+        if doc and len(doc.strip().splitlines()) > 15:
+            long[str(path.relative_to(PACKAGE.parent))] = len(doc.strip().splitlines())
+    assert long == {}

@@ -1,43 +1,18 @@
-"""The `crossbn` command.
+"""The `crossbn` command: `main(argv)` parses the arguments (`build_parser`) and runs one subcommand.
 
-  crossbn run [--suite S] [--backends A,B|all] [--devices cpu,cuda] [--out DIR] [-n N]
-              [--progress auto|rich|plain|off] [-- PYTEST ARGS]
-  crossbn run --resume DIR [-n N]          finish an interrupted run: only what DIR lacks runs
-  crossbn backends [--backend-module F] [--markdown]
-                                           list backends, their versions and availability
-                                           (--markdown: their declared devices and conventions)
-  crossbn suites                           list the case catalogues and their sizes
-  crossbn baseline save NAME [RESULTS]     store results as baselines/NAME (diff-friendly JSON Lines)
-  crossbn compare BASE NEW                 classify every result against a baseline; exit 1 on regressions
-  crossbn known FILE [RESULTS]             which findings a known-differences file covers; exit 1 on new ones
-  crossbn bugs [RESULTS]                   the findings grouped by root cause, each with its smallest case
-  crossbn repro FINDING [--budget 2m]      shrink a finding; write a verified repro.py and ISSUE.md
-  crossbn fuzz --backends A,B [--budget 10m] [--seed N]
-                                           search for findings with Hypothesis; save them in crossbn/cases/found/
-  crossbn report RESULTS... [--out DIR]    render results.jsonl files or run folders (merged) into
-                                           DIR/index.html plus one page per root cause
-  crossbn cache info|clear [--dir DIR]     what crossbn's cache holds (judgements, JAX's and
-                                           Inductor's compilation caches); clear empties it
-  crossbn conventions [--backends A,B|all] [--devices cpu,cuda] [--out DIR] [-n N] [--strict]
-                                           observe each backend's conventions from targeted
-                                           runs; table on stdout, records in DIR/conventions.jsonl
+  run          run a suite (pytest underneath, pytest-xdist for -n) into a run folder; --resume DIR finishes one
+  backends     list backends, their versions and availability      suites       list the case catalogues
+  baseline     save results as a baseline                            compare      classify results against one
+  known        which findings a known-differences file covers        bugs         findings grouped by root cause
+  repro        shrink a finding into repro.py and ISSUE.md           fuzz         search for findings (Hypothesis)
+  report       render results into HTML                              cache        show or clear crossbn's cache
+  conventions  observe each backend's conventions
 
-`run` is pytest underneath (pytest-xdist for -n): the same run as
-`pytest --pyargs crossbn.conformance --crossbn-suite S ...`, with the results
-written to DIR/results.jsonl (default reports/<timestamp>/), the environment
-to DIR/run.json and the HTML report to DIR/index.html. Unless
---no-conventions, `crossbn conventions` then observes the same backends
-into DIR/conventions.jsonl and the report is written again with them.
+Exit status of `run`: 0 when the run completed and its results were written, whatever they say (findings are the
+product, not an error); 1 with --strict when a result is a deviation, nan-mismatch, crash or timeout, or with
+--compare when one regressed; 2 for bad usage; 3 for an internal error; 130 when interrupted (Ctrl-C, SIGTERM).
 
-Exit status of `conventions`: 0, or with --strict 1 when a finding; 2 for bad usage.
-
-Exit status of `run`: 0 when the run completed and its results were written,
-(with --compare: 1 when a result regressed against the baseline)
-whatever they say (findings are the product, not an error); with --strict, 1
-when any result is a deviation, nan-mismatch, crash or timeout; 2 for bad
-usage (unknown suite/backend/option, malformed catalogue); 3 for an internal
-error; 130 when interrupted (Ctrl-C, SIGTERM): what finished is in DIR, and
-`crossbn run --resume DIR` finishes it.
+Full synopsis and design notes: docs/internals/run-and-records.md.
 """
 
 from __future__ import annotations
@@ -47,6 +22,8 @@ import os
 import sys
 import time
 from pathlib import Path
+
+from crossbn.app.options import BY_NAME, OPTIONS, Option
 
 
 def _run(args: argparse.Namespace, extra: list[str]) -> int:
@@ -88,25 +65,14 @@ def _run(args: argparse.Namespace, extra: list[str]) -> int:
     # environment variables and defaults, in one place.
     if args.no_cache:
         args.cache = "off"
-    for name in (
-        "suite",
-        "backends",
-        "devices",
-        "timeout",
-        "compare",
-        "known",
-        "shard",
-        "max_case_bytes",
-        "worker_max_mb",
-        "diagnosis",
-        "cache",
-    ):
-        if getattr(args, name) is not None:
-            argv.append(f"--crossbn-{name.replace('_', '-')}={getattr(args, name)}")
-    for module in args.backend_module:
-        argv.append(f"--crossbn-backend-module={module}")
-    if args.known_skip:
-        argv.append("--crossbn-known-skip")
+    for opt in OPTIONS:
+        value = getattr(args, opt.name, None) if opt.on_run else None
+        if opt.kind == "switch" and value:
+            argv.append(opt.pytest_flag)
+        elif opt.kind == "list":
+            argv += [f"{opt.pytest_flag}={v}" for v in value or ()]
+        elif opt.kind == "value" and value is not None and opt.name not in ("out", "progress"):  # both set above
+            argv.append(f"{opt.pytest_flag}={value}")
     if args.resume:
         argv.append("--crossbn-resume")
         argv += [a for flag, value in (("-k", args.keyword), ("-m", args.markexpr)) if value for a in (flag, value)]
@@ -418,21 +384,28 @@ def _conventions(args: argparse.Namespace) -> int:
     return run(args)
 
 
+_BACKEND_OPTIONS = ("backends", "devices", "out", "timeout", "backend_module")
+
+
+def _add(parser, opt: Option, help_: str | None = None) -> None:
+    """`opt` as a `crossbn` flag: given or not (None), the plugin applies the variable and the default."""
+    text = f"{help_ or opt.help} {opt.where(run=True)}"
+    if opt.kind == "switch":
+        parser.add_argument(opt.run_flag, action="store_true", help=text)
+    elif opt.kind == "list":
+        parser.add_argument(opt.run_flag, action="append", default=[], metavar="FILE", help=text)
+    else:
+        parser.add_argument(opt.run_flag, metavar=opt.metavar, choices=opt.choices or None, help=text)
+
+
 def _backend_options(parser, output: str, *, n_default: str, n_help: str, timeout_of: str, strict: str) -> None:
     """The options `run` and `conventions` share: which backends, where, how many at once."""
-    parser.add_argument(
-        "--backends",
-        help="comma-separated backends or 'all' (env CROSSBN_BACKENDS; default: all); "
-        "NAME@/path/to/python runs one under another interpreter, beside NAME "
-        "(side by side: two releases of one framework)",
-    )
-    parser.add_argument("--devices", help="comma-separated: cpu, cuda (env CROSSBN_DEVICES; default: cpu)")
-    parser.add_argument("--out", help=f"output directory for {output} (env CROSSBN_OUT; default: reports/<timestamp>)")
+    _add(parser, BY_NAME["backends"])
+    _add(parser, BY_NAME["devices"])
+    _add(parser, BY_NAME["out"], f"the folder for {output}")
     parser.add_argument("-n", default=n_default, help=f"{n_help} (default: {n_default})")
-    parser.add_argument(
-        "--timeout", help=f"seconds per {timeout_of} before a worker is killed (env CROSSBN_TIMEOUT; default: 300)"
-    )
-    parser.add_argument("--backend-module", action="append", default=[], help="a .py file with extra backends")
+    _add(parser, BY_NAME["timeout"], f"seconds per {timeout_of} before a worker is killed")
+    _add(parser, BY_NAME["backend_module"])
     parser.add_argument("--strict", action="store_true", help=strict)
 
 
@@ -444,27 +417,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="run a suite against backends (pytest underneath)",
         description="Arguments after -- go to pytest (e.g. -- -k offset -x).",
     )
-    run.add_argument(
-        "--suite", help="catalogue in crossbn/cases/ or a .toml path (env CROSSBN_SUITE; default: default)"
-    )
-    run.add_argument(
-        "--progress",
-        choices=("auto", "rich", "plain", "off"),
-        help="live progress: rich bar on a terminal, plain lines elsewhere (auto), or off "
-        "(env CROSSBN_PROGRESS; default: auto)",
-    )
-    run.add_argument(
-        "--compare",
-        metavar="BASELINE",
-        help="compare the results with baselines/BASELINE (or results): comparison.json, a page in "
-        "the report, and exit 1 on regressions",
-    )
-    run.add_argument(
-        "--known",
-        metavar="FILE",
-        help="a TOML file of known differences: matching findings are reported as known (xfail)",
-    )
-    run.add_argument("--known-skip", action="store_true", help="known differences become skips")
+    for opt in OPTIONS:  # declared once, in crossbn/app/options.py (the plugin's --crossbn-<name> too)
+        if opt.on_run and opt.name not in _BACKEND_OPTIONS:
+            _add(run, opt)
     run.add_argument(
         "--bug-reports",
         action="store_true",
@@ -473,42 +428,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--repro-budget", default="30s", help="shrinking time per root cause (default: 30s)")
     run.add_argument(
-        "--shard",
-        metavar="K/N",
-        help="run only shard K of N (each test hashed to one shard by its id: deterministic); "
-        "merge the shards' folders with `crossbn report A B` (env CROSSBN_SHARD)",
-    )
-    run.add_argument(
         "--resume",
         metavar="DIR",
         help="finish the interrupted run in DIR with its own options (DIR/run.json): only the "
         "tests it has no record of, or a crash or timeout record, run",
-    )
-    run.add_argument(
-        "--max-case-bytes",
-        metavar="SIZE",
-        help="refuse (unsupported, with the estimate) a case estimated to need more memory: "
-        "e.g. 4G; auto: half the RAM shared by the workers; 0: no limit "
-        "(env CROSSBN_MAX_CASE_BYTES; default: auto)",
-    )
-    run.add_argument(
-        "--worker-max-mb",
-        metavar="MB",
-        help="restart a backend's worker process after a case that left it holding more "
-        "memory; auto: a quarter of the RAM shared by the workers; 0: never "
-        "(env CROSSBN_WORKER_MAX_MB; default: auto)",
-    )
-    run.add_argument(
-        "--diagnosis",
-        choices=("grouped", "each", "audit"),
-        help="grouped: findings of one root cause share a full diagnosis, each confirmed against it; "
-        "each: every finding's own search; audit: both, the differences recorded "
-        "(env CROSSBN_DIAGNOSIS; default: grouped)",
-    )
-    run.add_argument(
-        "--cache",
-        metavar="DIR",
-        help="crossbn's cache folder (env CROSSBN_CACHE; default: $XDG_CACHE_HOME/crossbn or ~/.cache/crossbn)",
     )
     run.add_argument(
         "--no-cache", action="store_true", help="neither read nor write crossbn's cache: every result judged afresh"

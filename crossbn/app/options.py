@@ -12,87 +12,178 @@ from __future__ import annotations
 
 import math
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-OPTIONS = (
-    # (name, env, default, help)
-    ("suite", "CROSSBN_SUITE", "default", "case catalogue: a name in crossbn/cases/ or a path to a .toml file"),
-    (
+
+@dataclass(frozen=True)
+class Option:
+    """One option of a run, declared once: the pytest plugin's `--crossbn-<name>`,
+    `crossbn run`'s `--<name>`, its CROSSBN_* variable and the docs' table are made from it."""
+
+    name: str
+    env: str
+    default: str | None  # the plugin's (None: not set)
+    help: str
+    metavar: str | None = None
+    choices: tuple[str, ...] = ()
+    kind: str = "value"  # value | switch (store_true) | list (repeatable; the variable os.pathsep-separated)
+    run_default: str | None = None  # `crossbn run`'s default, where it differs from the plugin's
+    on_run: bool = True  # also a `crossbn run` flag (resume is one of its own there: --resume DIR)
+
+    def __post_init__(self) -> None:
+        if not self.name.isidentifier() or not self.env.startswith("CROSSBN_"):
+            raise ValueError(f"option {self.name!r}: a Python name, with a CROSSBN_* variable (got {self.env!r})")
+        if self.kind not in ("value", "switch", "list"):
+            raise ValueError(f"option {self.name}: kind {self.kind!r} is not value, switch or list")
+        if self.choices and self.default is not None and self.default not in self.choices:
+            raise ValueError(f"option {self.name}: default {self.default!r} is not one of {self.choices}")
+
+    @property
+    def pytest_flag(self) -> str:
+        return f"--crossbn-{self.name.replace('_', '-')}"
+
+    @property
+    def run_flag(self) -> str:
+        return f"--{self.name.replace('_', '-')}"
+
+    def where(self, *, run: bool = False) -> str:
+        """ "(env X; default: Y)", as both help texts end."""
+        if self.kind == "switch":
+            return f"(env {self.env}=1)"
+        if self.kind == "list":
+            return f"(repeatable; env {self.env}, os.pathsep-separated)"
+        default = self.run_default if run and self.run_default is not None else self.default
+        return f"(env {self.env}; default: {default if default is not None else 'none'})"
+
+
+OPTIONS: tuple[Option, ...] = (
+    Option("suite", "CROSSBN_SUITE", "default", "case catalogue: a name in crossbn/cases/ or a path to a .toml file"),
+    Option(
         "backends",
         "CROSSBN_BACKENDS",
         "all",
-        "comma-separated backends, or 'all' (every installed one); "
-        "NAME@/path/to/python runs one under another interpreter",
+        "comma-separated backends, or 'all' (every installed one); NAME@/path/to/python runs one under another "
+        "interpreter, beside NAME (side by side: two releases of one framework)",
     ),
-    ("devices", "CROSSBN_DEVICES", "cpu", "comma-separated devices: cpu, cuda"),
-    ("out", "CROSSBN_OUT", None, "directory for results-<worker>.jsonl and the merged results.jsonl"),
-    ("timeout", "CROSSBN_TIMEOUT", "300", "seconds a backend may take for one case before its worker is killed"),
-    (
+    Option("devices", "CROSSBN_DEVICES", "cpu", "comma-separated devices: cpu, cuda"),
+    Option(
+        "out",
+        "CROSSBN_OUT",
+        None,
+        "the run's folder: results.jsonl, run.json and the report",
+        metavar="DIR",
+        run_default="reports/<timestamp>",
+    ),
+    Option("timeout", "CROSSBN_TIMEOUT", "300", "seconds a backend may take for one case before its worker is killed"),
+    Option(
         "compare",
         "CROSSBN_COMPARE",
         None,
-        "a baseline name under baselines/ (or results) to compare the run "
-        "with: comparison.json, the report's comparison page; regressions fail",
+        "compare the results with baselines/BASELINE (or results): comparison.json, a page in the report; "
+        "regressions fail the run",
+        metavar="BASELINE",
     ),
-    (
+    Option(
         "known",
         "CROSSBN_KNOWN",
         None,
-        "a TOML file of known differences (crossbn/records/known.py): matching findings are xfails, not failures",
+        "a TOML file of known differences (a bare name: a built-in one, e.g. frameworks): matching findings are "
+        "xfails, not failures",
+        metavar="FILE",
     ),
-    ("progress", "CROSSBN_PROGRESS", "off", "live progress: auto (rich on a terminal, else plain), rich, plain, off"),
-    (
+    Option(
+        "known_skip", "CROSSBN_KNOWN_SKIP", None, "known differences become skips rather than xfails", kind="switch"
+    ),
+    Option(
+        "progress",
+        "CROSSBN_PROGRESS",
+        "off",
+        "live progress: auto (rich on a terminal, plain lines elsewhere), rich, plain, off",
+        choices=("auto", "rich", "plain", "off"),
+        run_default="auto",
+    ),
+    Option(
         "shard",
         "CROSSBN_SHARD",
         None,
-        "K/N: run only shard K of N (1 <= K <= N), for CI sharding or several "
-        "machines; the shards' results merge with `crossbn report A B`",
+        "run only shard K of N (each test hashed to one shard by its id: deterministic), for CI sharding or "
+        "several machines; the shards' folders merge with `crossbn report A B`",
+        metavar="K/N",
     ),
-    (
+    Option(
         "max_case_bytes",
         "CROSSBN_MAX_CASE_BYTES",
         "auto",
-        "refuse (as unsupported, with the estimate) a case "
-        "estimated to need more memory than this: bytes, with "
-        "an optional K/M/G suffix; auto: half the RAM; 0: no limit",
+        "refuse (as unsupported, with the estimate) a case estimated to need more memory than this: bytes, with "
+        "an optional K/M/G suffix; auto: half the RAM shared by the workers; 0: no limit",
+        metavar="SIZE",
     ),
-    (
-        "diagnosis",
-        "CROSSBN_DIAGNOSIS",
-        "grouped",
-        "grouped: each root cause's findings share one full "
-        "diagnosis, confirmed per finding (crossbn/verdict/root_causes.py); "
-        "each: every finding searched on its own; audit: grouped, "
-        "and each confirmed finding searched on its own too",
-    ),
-    (
-        "cache",
-        "CROSSBN_CACHE",
-        "auto",
-        "the folder of crossbn's cache (judgements of unchanged outputs, JAX's "
-        "and Inductor's compilation caches); auto: $XDG_CACHE_HOME/crossbn or "
-        "~/.cache/crossbn; off: none (the frameworks keep their own defaults)",
-    ),
-    (
+    Option(
         "worker_max_mb",
         "CROSSBN_WORKER_MAX_MB",
         "auto",
-        "restart a backend's worker process after a case that "
-        "left it holding more than this many MB; auto: a quarter "
-        "of the RAM; 0: never",
+        "restart a backend's worker process after a case that left it holding more than this many MB; auto: a "
+        "quarter of the RAM shared by the workers; 0: never",
+        metavar="MB",
+    ),
+    Option(
+        "diagnosis",
+        "CROSSBN_DIAGNOSIS",
+        "grouped",
+        "grouped: each root cause's findings share one full diagnosis, confirmed per finding; each: every "
+        "finding searched on its own; audit: grouped, and each confirmed finding searched on its own too",
+        choices=("grouped", "each", "audit"),
+    ),
+    Option(
+        "cache",
+        "CROSSBN_CACHE",
+        "auto",
+        "the folder of crossbn's cache (judgements of unchanged outputs, JAX's and Inductor's compilation "
+        "caches); auto: $XDG_CACHE_HOME/crossbn or ~/.cache/crossbn; off: none",
+        metavar="DIR",
+    ),
+    Option(
+        "resume",
+        "CROSSBN_RESUME",
+        None,
+        "finish the interrupted run in --crossbn-out: only the tests it has no record of (or a crash or timeout "
+        "record) run",
+        kind="switch",
+        on_run=False,
+    ),
+    Option(
+        "backend_module", "CROSSBN_BACKEND_MODULE", None, "a .py file whose Backend subclasses are added", kind="list"
     ),
 )
+BY_NAME = {o.name: o for o in OPTIONS}
 DEVICES = ("cpu", "cuda")
 
 
 def option(config, name: str):
-    for opt, env, default, _ in OPTIONS:
-        if opt == name:
-            value = config.getoption(f"crossbn_{name}")
-            return value if value is not None else os.environ.get(env, default)
-    raise KeyError(name)
+    """An option's value: its flag, else its CROSSBN_* variable, else its default
+    (a switch: a bool; a list: the flags' values, then the variable's)."""
+    opt = BY_NAME[name]
+    given = config.getoption(f"crossbn_{name}")
+    if opt.kind == "switch":
+        return bool(given) or os.environ.get(opt.env, "") not in ("", "0")
+    if opt.kind == "list":
+        return tuple(given or ()) + tuple(p for p in os.environ.get(opt.env, "").split(os.pathsep) if p)
+    return given if given is not None else os.environ.get(opt.env, opt.default)
+
+
+def markdown() -> str:
+    """The options as the docs' table (docs/reference/cli.md)."""
+    rows = ["| `crossbn run` | pytest | variable | default | what it does |", "|---|---|---|---|---|"]
+    for o in OPTIONS:
+        run = f"`{o.run_flag}`" if o.on_run else "`--resume DIR`"
+        default = "" if o.kind != "value" else (o.default if o.default is not None else "")
+        if o.run_default is not None:
+            default = f"{default or 'none'} (`crossbn run`: {o.run_default})"
+        rows.append(f"| {run} | `{o.pytest_flag}` | `{o.env}` | {default} | {o.help.replace('|', '/')} |")
+    return "\n".join(rows)
 
 
 class State:
@@ -107,9 +198,7 @@ class State:
         from crossbn.spec.suites import load_suite
 
         self.config = config
-        modules = tuple(config.getoption("crossbn_backend_module")) + tuple(
-            p for p in os.environ.get("CROSSBN_BACKEND_MODULE", "").split(os.pathsep) if p
-        )
+        modules = option(config, "backend_module")
         self.modules = modules
         found = discover(modules)
         self.specs, self.backends = instantiate(choose(option(config, "backends"), found), found)
@@ -142,10 +231,7 @@ class State:
                 raise pytest.UsageError(str(e)) from e
         out = option(config, "out")
         self.out = Path(out) if out else None
-        self.known, self.known_skip = (
-            [],
-            bool(config.getoption("crossbn_known_skip")) or os.environ.get("CROSSBN_KNOWN_SKIP", "") not in ("", "0"),
-        )
+        self.known, self.known_skip = [], option(config, "known_skip")
         if option(config, "known"):
             from crossbn.records.known import KnownError, load as load_known
 
@@ -161,7 +247,7 @@ class State:
             raise pytest.UsageError(f"--crossbn-shard: {e}") from e
         if option(config, "compare") and self.out is None:
             raise pytest.UsageError("--crossbn-compare: needs --crossbn-out, where the results to compare are written")
-        self.resume = bool(config.getoption("crossbn_resume")) or os.environ.get("CROSSBN_RESUME", "") not in ("", "0")
+        self.resume = option(config, "resume")
         if self.resume and self.out is None:
             raise pytest.UsageError("--crossbn-resume: needs --crossbn-out, the folder of the run to finish")
         from crossbn.execution.limits import LimitError, Limits
@@ -217,3 +303,7 @@ class State:
             self._pool.close()
         if self._writer is not None:
             self._writer.close()
+
+
+if __name__ == "__main__":  # the docs' table: python -m crossbn.app.options
+    print(markdown())

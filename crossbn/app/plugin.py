@@ -1,28 +1,11 @@
 """The pytest plugin (entry point `pytest11: crossbn`): options, parametrization, hooks.
 
-Thin on purpose: it parses options, parametrizes `crossbn_target` over
-case x backend x device, hands each test to `judge.py` (a model case of the
-`models` suite to `models/judge.py`), writes the records, and on the
-controller merges the workers' files and prints the summary. Of the
-conformance test modules only the suite's kind is collected:
-test_batchnorm.py for BatchNorm catalogues, test_models.py for model ones.
-Frameworks are never imported here; only worker processes import them.
+Thin on purpose: it parses the --crossbn-* options (each with a CROSSBN_* environment fallback), parametrizes
+`crossbn_target` over case x backend x device, hands each test to `judge.py` (a model case of the `models` suite
+to `models/judge.py`), writes the records, and on the controller merges the workers' files and prints the
+summary. Frameworks are never imported here; only worker processes import them.
 
-Options (each with a CROSSBN_* environment fallback):
-  --crossbn-suite S            catalogue name in crossbn/cases/ or a .toml path   (default: default)
-  --crossbn-backends A,B|all   backends to run                          (default: all installed)
-  --crossbn-devices cpu,cuda   devices                                   (default: cpu)
-  --crossbn-out DIR            write DIR/results.jsonl, DIR/run.json and the HTML report
-                               DIR/index.html (controller only)          (default: none)
-  --crossbn-backend-module F   a .py file defining extra Backend classes (repeatable)
-  --crossbn-timeout SECONDS    per-case limit before a worker is killed  (default: 300)
-  --crossbn-progress MODE      live progress: auto|rich|plain|off        (default: off; `crossbn run`: auto)
-  --crossbn-shard K/N          run only shard K of N (crossbn/execution/shard.py)  (default: all)
-  --crossbn-resume             finish the interrupted run in --crossbn-out (crossbn/records/resume.py)
-  --crossbn-max-case-bytes B   refuse a case estimated to need more memory (crossbn/execution/limits.py)
-                                                                         (default: auto, half the RAM)
-  --crossbn-worker-max-mb M    restart a backend's worker process once it holds more
-                                                                         (default: auto, a quarter of the RAM)
+The options and design notes: docs/internals/run-and-records.md.
 """
 
 from __future__ import annotations
@@ -42,36 +25,14 @@ _SUITE_MODULES = {"batchnorm": "test_batchnorm.py", "models": "test_models.py"}
 
 def pytest_addoption(parser):
     group = parser.getgroup("crossbn", "crossbn: cross-backend BatchNorm conformance")
-    for name, env, default, help_ in _OPTIONS:
+    for opt in _OPTIONS:  # declared once, in crossbn/app/options.py
+        kind = {"switch": {"action": "store_true", "default": False}, "list": {"action": "append", "default": []}}
         group.addoption(
-            f"--crossbn-{name.replace('_', '-')}",
-            dest=f"crossbn_{name}",
-            default=None,
-            help=f"{help_} (env {env}; default {default})",
+            opt.pytest_flag,
+            dest=f"crossbn_{opt.name}",
+            help=f"{opt.help} {opt.where()}",
+            **kind.get(opt.kind, {"default": None, "metavar": opt.metavar, "choices": opt.choices or None}),
         )
-    group.addoption(
-        "--crossbn-known-skip",
-        dest="crossbn_known_skip",
-        action="store_true",
-        default=False,
-        help="known differences become skips rather than xfails (env CROSSBN_KNOWN_SKIP=1)",
-    )
-    group.addoption(
-        "--crossbn-resume",
-        dest="crossbn_resume",
-        action="store_true",
-        default=False,
-        help="finish the interrupted run in --crossbn-out: only the tests it has no record of "
-        "(or a crash or timeout record) run (env CROSSBN_RESUME=1)",
-    )
-    group.addoption(
-        "--crossbn-backend-module",
-        dest="crossbn_backend_module",
-        action="append",
-        default=[],
-        help="a .py file whose Backend subclasses are added (repeatable; env CROSSBN_BACKEND_MODULE, "
-        "os.pathsep-separated)",
-    )
 
 
 def _state(config) -> _State:
@@ -93,7 +54,7 @@ def _wants_conformance(config) -> bool:
     """True for a conformance run (a --crossbn-* option, or crossbn.conformance
     among the arguments); crossbn's own tests and other projects' sessions
     are left alone even when CROSSBN_* variables are exported."""
-    if any(config.getoption(f"crossbn_{name}") for name, *_ in _OPTIONS):
+    if any(config.getoption(f"crossbn_{o.name}") for o in _OPTIONS if o.kind == "value"):
         return True
     return any("conformance" in str(a) for a in config.args)
 

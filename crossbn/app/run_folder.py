@@ -1,23 +1,15 @@
-"""The controller's side of a run folder (`--crossbn-out DIR`): what a run
-writes around its records, from the first moment to the last.
+"""The controller's side of a run folder (`--crossbn-out DIR`): what a run writes around its records, from the
+first moment to the last.
 
-- begin: a new run clears an earlier run's files from DIR, or (resume)
-  gathers them into `results-earlier.jsonl` (resume.py); run.json is
-  written with `complete: false` and the options a resume needs; SIGTERM is
-  made to end the run the way Ctrl-C does (pytest's KeyboardInterrupt:
-  the results merged, run.json and the report written), not mid-stride.
-- sync: the part files' new records mirrored into DIR/results.jsonl
-  (store.LiveResults), at most every SYNC_SECONDS.
-- finish: the parts merged into DIR/results.jsonl, run.json completed
-  (`complete` only when the session ended normally and no xdist worker
-  died under a test), then the HTML report.
+- begin: clear an earlier run's files (or, resuming, gather them), write run.json with `complete: false`, and
+  make SIGTERM end the run the way Ctrl-C does.
+- sync: mirror the part files' new records into DIR/results.jsonl, at most every SYNC_SECONDS.
+- finish: merge the parts into DIR/results.jsonl, complete run.json, write the HTML report.
 
-Temporary files: the run gets a folder of its own under the system's,
-`crossbn-run-<pid>-<random>`, made the TMPDIR of the controller and, by
-inheritance, of every xdist worker and backend worker it starts; finish
-removes it, whatever the run's end. A run killed with SIGKILL cannot remove
-it: the next run removes every such folder whose process is gone. (PyTorch's
-compile cache, a cache rather than a temporary file, stays where it was.)
+The run gets a temporary folder of its own (`crossbn-run-<pid>-<random>`, the TMPDIR of every process it
+starts), which finish removes.
+
+Design notes: docs/internals/run-and-records.md.
 """
 
 from __future__ import annotations

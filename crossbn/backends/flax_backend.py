@@ -1,49 +1,15 @@
 """Flax `linen.BatchNorm` and `nnx.BatchNorm`, each eager and under jit.
 
-Four backends, four worker processes: `flax-linen` and `flax-nnx` run the
-layer op by op (JAX's eager dispatch: every primitive its own small XLA
-computation); `flax-linen-jit` and `flax-nnx-jit` run the very same step
-function under `jax.jit` / `nnx.jit`, where XLA fuses and may reassociate
-the reductions. One training or eval step is one function: forward, the
-updated running statistics and, with `case.gradients`, the VJP for dy.
+Four backends, four worker processes: `flax-linen` and `flax-nnx` run the layer op by op (JAX's eager dispatch);
+`flax-linen-jit` and `flax-nnx-jit` run the very same step function under `jax.jit` / `nnx.jit`. One training or
+eval step is one function: forward, the updated running statistics and, with `case.gradients`, the VJP for dy.
 
-Translation from the canonical case:
-- momentum and eps pass through unchanged (Flax's `momentum` is the weight on
-  the old running value, crossbn's convention); `axis` is the case's channel
-  axis; affine off is use_scale=False, use_bias=False; `dtype` and
-  `param_dtype` are the case dtype.
-- state: scale/bias are the case's gamma/beta in the case dtype. The running
-  statistics are handed to Flax in the dtype Flax itself allocates them in,
-  float32 (linen with force_float32_reductions=False: param_dtype), widened to
-  float64 for float64 cases: Flax's initializer would allocate float32 even
-  then and round the given statistics, where a restored float64 checkpoint
-  would not. Returned running statistics are cast to the case dtype.
-- training: linen `apply(..., use_running_average=False,
-  mutable=["batch_stats"])`, gradients by `jax.vjp` over (x, params); nnx
-  `layer(x, use_running_average=False)`, gradients by `jax.vjp` over
-  `nnx.split`/`nnx.merge` of (x, Param state, BatchStat state), the new
-  BatchStat state written back with `nnx.update`. eval: use_running_average=True.
-- switches (`option_family = "flax"`): `flax.use_fast_variance` (variance as
-  E[x²] − E[x]², the default, or two-pass E[(x − E[x])²]) and
-  `flax.force_float32_reductions` (half inputs reduced in float32) are passed
-  to the constructor; a switch the installed release's constructor lacks
-  (nnx.BatchNorm has no force_float32_reductions in flax 0.12) makes the case
-  unsupported when set off its default.
-- Flax has no cumulative average and no track_running_stats=False: those
-  cases are unsupported, not approximated.
-- declared convention: the running variance is fed the BIASED batch variance
-  (normalization.py: `ra_var = momentum * ra_var + (1 - momentum) * var`,
-  with var from `_compute_stats`), default epsilon 1e-5; eps and momentum are
-  Python floats (weakly typed): they enter the computation at its own
-  precision, float64 in float64 cases ("exact").
+momentum and eps pass through unchanged (Flax's momentum is crossbn's convention); the running statistics are
+handed to Flax in the dtype Flax allocates them in (float32; float64 for float64 cases). The switches
+`flax.use_fast_variance` and `flax.force_float32_reductions` go to the constructor. Cumulative averages and
+track_running_stats=False are unsupported. float64 needs 64-bit JAX: the worker runs with JAX_ENABLE_X64=1.
 
-Intermediates: the adapter calls the same `_compute_stats` helper the layer
-calls (linen's or nnx's), with the same arguments, on the same input, inside
-the same eager/jit regime, to expose the batch mean and variance (float32 for
-half inputs, as Flax holds them).
-
-float64 needs 64-bit JAX: the worker runs with JAX_ENABLE_X64=1 (float32
-inputs stay float32 under it; Python-scalar momentum stays weakly typed).
+Design notes: docs/internals/backends.md.
 """
 
 from __future__ import annotations

@@ -1,19 +1,17 @@
 """Keras 3 `layers.BatchNormalization` on each of its backends.
 
-Keras fixes its backend when it is first imported (KERAS_BACKEND), so each of
-`keras-tensorflow`, `keras-jax` and `keras-torch` is its own backend with its
-own worker process. The layer is the same; only the gradient machinery differs
-(GradientTape, jax.vjp over `stateless_call`, torch autograd).
+Keras fixes its backend when it is first imported (KERAS_BACKEND), so each of `keras-tensorflow`, `keras-jax` and
+`keras-torch` is its own backend with its own worker process (`keras-jax-jit` runs keras-jax's layer under
+jax.jit). The layer is the same; only the gradient machinery differs (GradientTape, jax.vjp over `stateless_call`,
+torch autograd).
 
-Translation from the canonical case: momentum and eps pass through unchanged
-(Keras shares crossbn's momentum convention); `axis` is 1 or -1 from the
-layout; affine off is center=False, scale=False; the layer dtype policy is the
-case dtype. Keras has no cumulative average and no track_running_stats=False:
-those cases are unsupported, not approximated.
+Translation from the canonical case: momentum and eps pass through unchanged (Keras shares crossbn's momentum
+convention); `axis` is 1 or -1 from the layout; affine off is center=False, scale=False; the layer dtype policy is
+the case dtype. Keras has no cumulative average and no track_running_stats=False: those cases are unsupported, not
+approximated.
 
-Intermediates: in training the layer calls `keras.ops.moments` on the input
-upcast to at least float32; the adapter calls the same op on the same tensor
-to expose the batch mean and variance.
+Intermediates: in training the layer calls `keras.ops.moments` on the input upcast to at least float32; the
+adapter calls the same op on the same tensor to expose the batch mean and variance.
 """
 
 from __future__ import annotations

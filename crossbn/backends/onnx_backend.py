@@ -1,82 +1,17 @@
 """ONNX `BatchNormalization` graphs on onnxruntime and on the onnx reference evaluator.
 
-Eight backends: a graph source times a runtime.
-  graph sources  `*-opset9`, `*-opset14`, `*-opset15`: one BatchNormalization
-                 node written with onnx.helper at that opset; `*-torch-export`:
-                 the `torch` backend's nn.BatchNorm{1,2,3}d exported by
-                 torch.onnx.export (see onnx_graphs.py for both)
-  runtimes       `onnxruntime-*`: onnxruntime.InferenceSession (CPUExecutionProvider,
-                 or CUDAExecutionProvider with no CPU fallback when that
-                 provider is installed); `onnx-reference-*`:
-                 onnx.reference.ReferenceEvaluator (NumPy, cpu only)
+Ten backends: a graph source times a runtime. Graph sources: `*-opset9`, `*-opset14`, `*-opset15` (one
+BatchNormalization node written with onnx.helper at that opset) and `*-torch-export` / `*-torch-dynamo` (the
+`torch` backend's nn.BatchNorm{1,2,3}d exported by torch.onnx.export, TorchScript or dynamo exporter); the graphs
+are built in onnx_graphs.py. Runtimes: `onnxruntime-*` (onnxruntime.InferenceSession, CPU or CUDA provider) and
+`onnx-reference-*` (onnx.reference.ReferenceEvaluator, NumPy, cpu only).
 
-Translation from the canonical case:
-- momentum is ONNX's own (the weight on the old running value) and, like eps,
-  a FLOAT attribute: the graph holds both rounded to float32. A float64 case
-  is therefore run with eps = float32(eps) and momentum = float32(momentum)
-  (0.9 -> 0.89999998); that is what ONNX can express, and the oracle, which
-  uses the exact values, shows it.
-- layout: BatchNormalization is channels-first by specification (N, C, D1..Dn).
-  Channels-last arrays are transposed in NumPy before the graph and back after
-  it; rank 2 (N, C) is valid ONNX input as it is.
-- eval steps run the inference graph on the running statistics. Training steps
-  run the training graph and feed its updated running statistics into the next
-  step: opset 14/15 `training_mode=1` (outputs Y, running_mean, running_var);
-  opset 9 has no training_mode attribute, and its five-output form (Y, mean,
-  var, saved_mean, saved_var) is training mode. onnxruntime's pip build runs
-  all of them (measured: 1.31.1). The reference evaluator's opset-9 kernel
-  computes Y alone, so its five-output graph cannot run: those cases are
-  unsupported with the evaluator's own error as the reason.
-- what a runtime returns beyond Y: opset 9's saved_mean is the batch mean;
-  its saved_var is "saved variance" in the specification, and onnxruntime
-  fills it with the inverse standard deviation 1/sqrt(var + eps) (measured),
-  so it is exposed as `invstd` there and as `batch_var` where a runtime
-  follows the specification's word (`saved_var_is`).
-- track_running_stats=False (normalize with the batch statistics in eval too):
-  an inference graph cannot compute batch statistics, so every step of such a
-  case runs the training graph, with placeholder running statistics (0, 1)
-  whose updated values are discarded. The torch export does the same on its
-  own: the exporter writes ReduceMean ops for the batch statistics and a
-  training_mode=1 node, in EVAL and TRAINING mode alike.
-- cumulative averages (PyTorch's momentum=None) are unsupported: a node has
-  one fixed momentum.
-- affine=False: the opset graphs are fed scale = 1 and B = 0 (exact); the
-  torch export carries its own constant ones and zeros.
-- dtypes: everything (X, scale, B, mean, var) is in the case dtype, also at
-  opset 15, which would allow float32 statistics for float16 X: the running
-  statistics are stored in the case dtype as in every other backend.
-  onnxruntime's CPU provider runs float16 by casting the node to float32
-  (its InsertCastTransformer; measured) and has no bfloat16 kernel at all;
-  opset 9 does not allow bfloat16. The reference evaluator computes in NumPy
-  in the input dtype.
-- gradients: none (an ONNX graph is a forward computation; see no_gradients).
+eps and momentum are FLOAT attributes, so the graph holds them rounded to float32; channels-last arrays are
+transposed to channels-first around the graph; training steps run the training graph and feed its updated running
+statistics into the next step. Cumulative averages are unsupported, and there are no gradients (an ONNX graph is
+a forward computation).
 
-What the runtimes do (measured, onnxruntime 1.31.1, onnx 1.23.2), reported by
-the suite rather than worked around:
-- the reference evaluator's BatchNormalization_9 normalizes a one-output
-  (inference) graph with momentum*input + (1-momentum)*batch statistics, not
-  with the given mean and var;
-- it holds FLOAT attributes as np.float32, so `1 - momentum` is also rounded
-  to float32 in float64 graphs;
-- it computes float16/bfloat16 in the input dtype (NumPy), against the
-  specification's "ReduceMean and ReduceVar use float for float16": the
-  variance's float16 sums overflow to +Inf once they pass 65504.
-
-The torch export (`*-torch-export`, torch 2.13): the TorchScript exporter
-(`dynamo=False`, deprecated but present) at its default opset 20 writes one
-BatchNormalization (version 15) node: training_mode=0 for TrainingMode.EVAL;
-training_mode=1 with three outputs for TrainingMode.TRAINING, with momentum
-1 - torch momentum. Its running variance therefore follows the ONNX
-specification (population variance, "biased"), not PyTorch eager's unbiased
-n/(n-1) update: the exported graph does not keep the module's convention.
-`*-torch-dynamo`: the dynamo-based exporter (`dynamo=True`, torch's default
-since 2.9) of the module in the mode it is in, as users call it. For a module
-in training mode it writes an inference node (onnxscript's torchlib sets
-`training = False` in `_native_batch_norm_legit_functional`, "a temporary
-fix"): y normalizes with the running statistics and the graph returns none,
-so the adapter runs the graph it got and reports that (the running
-statistics are not exposed, and stay as fed). Exported graphs are cached per
-(shape, dtype, affine, track_running_stats, mode, eps, momentum) in the worker.
+Design notes: docs/internals/backends.md.
 """
 
 from __future__ import annotations

@@ -1,27 +1,17 @@
 """ONNX graphs for the ONNX backends (`onnx_backend.py`): built, never run, here.
 
-Two sources of a graph, both channels-first, both with the statistics and
-parameters as graph inputs so that one graph serves every case of its shape:
+Two sources of a graph, both channels-first, both with the statistics and parameters as graph inputs so that one
+graph serves every case of its shape:
 
-- `opset_graph`: one BatchNormalization node written with `onnx.helper` at
-  opset 9, 14 or 15. Inference graphs have one output, Y. Training graphs are
-  opset 14/15 `training_mode=1` (outputs Y, running_mean, running_var) and, at
-  opset 9, which has no training_mode attribute, the five-output form
-  (Y, mean, var, saved_mean, saved_var) whose extra outputs mean "training".
-- `torch_export_graph`: `torch.onnx.export` of the `nn.BatchNorm{1,2,3}d`
-  module the `torch` backend builds, with the TorchScript exporter
-  (`dynamo=False`) or the dynamo-based one (`dynamo=True`, torch's default
-  since 2.9), then two edits that change no computation: the exported
-  initializers weight, bias, running_mean and running_var become graph
-  inputs, and in a training export the BatchNormalization node's running
-  statistics outputs, which the exporter leaves dangling, become graph outputs.
+- `opset_graph`: one BatchNormalization node written with `onnx.helper` at opset 9, 14 or 15;
+- `torch_export_graph`: `torch.onnx.export` of the `nn.BatchNorm{1,2,3}d` module the `torch` backend builds
+  (TorchScript or dynamo exporter), with its initializers made graph inputs.
 
-Every model gets the IR version that goes with its opset (the lowest that can
-carry it: current onnx writes an IR version newer than onnxruntime reads) and
-passes `onnx.checker.check_model(full_check=True)`.
+Every model gets the IR version that goes with its opset and passes `onnx.checker.check_model(full_check=True)`.
+Graphs are described by `Graph`: the model plus which graph input takes which case array and which graph output
+is which observable.
 
-Graphs are described by `Graph`: the model plus which graph input takes which
-case array and which graph output is which observable.
+Design notes: docs/internals/backends.md.
 """
 
 from __future__ import annotations

@@ -1,51 +1,15 @@
-"""TensorFlow's own BatchNorm ops, tf.nn and FusedBatchNormV3, and the
-driver the Keras 2 layers (`tf_keras_backend.py`) share with them.
+"""TensorFlow's own BatchNorm ops, tf.nn and FusedBatchNormV3, and the driver the Keras 2 layers share with them.
 
-All run eagerly, gradients by `tf.GradientTape` with the case's dy as output
-gradient (dx, and dgamma/dbeta when the case is affine).
+- `tf-nn`: `tf.nn.moments` + `tf.nn.batch_normalization` in the case dtype, as a user writes them, the running
+  statistics updated by the canonical `momentum * running + (1 - momentum) * batch` in TF ops (biased variance).
+- `tf-fused-op`: `tf.raw_ops.FusedBatchNormV3` directly, with `exponential_avg_factor = 1 - momentum`; float32
+  scale, offset and statistics for every x dtype; 4-D/5-D input (rank 2 and 3 are reshaped to 4-D); the kernel
+  applies Bessel's correction to the running variance; no float64.
 
-- `tf-nn`: `tf.nn.moments` + `tf.nn.batch_normalization` in the case dtype,
-  as a user writes them, with the running statistics updated by the canonical
-  formula `momentum * running + (1 - momentum) * batch` in TF ops (biased
-  variance, stored in the case dtype; the update, the adapter's own
-  arithmetic, runs in float32 for half dtypes). Nothing else is upcast:
-  `tf.nn.moments` itself reduces float16 in float32 and rounds the statistics
-  back to float16; bfloat16 is reduced in bfloat16; `batch_normalization`
-  computes in the input dtype. `track_running_stats=False` is expressible
-  (eval normalizes with the batch moments) and is supported.
-- `tf-fused-op`: `tf.raw_ops.FusedBatchNormV3` directly. Training steps:
-  `is_training=True, exponential_avg_factor=1 - momentum`, the running
-  statistics as `mean`/`variance`; eval: `is_training=False`;
-  `track_running_stats=False`: `is_training=True`, factor 1 and empty
-  mean/variance in every step (the op's stateless batch normalization).
-  Scale, offset, mean and variance are float32 (the op's U) for every x dtype;
-  they stay float32 between steps, as in tf_keras, and come back rounded to
-  the case dtype. The op takes 4-D (NHWC/NCHW) and 5-D (NDHWC/NCDHW) input;
-  the CPU kernel runs both channel positions, NCHW by transposing to NHWC
-  inside the kernel (fused_batch_norm_op.cc), so channels_first is the
-  framework's own path. Rank 2 and 3 are RESHAPED to 4-D, what users do,
-  never transposed: (N, C) -> (N, 1, 1, C) NHWC; (N, C, L) -> (N, C, L, 1)
-  NCHW; (N, L, C) -> (N, L, 1, C) NHWC. The kernel applies Bessel's
-  correction n/max(n-1, 1) to the running variance only (declared
-  "unbiased"). No float64: the op's T is {half, bfloat16, float}.
+`TfOpsBackend` is the driver the Keras 2 layers (`tf_keras_backend.py`) share: every step runs eagerly, gradients
+by `tf.GradientTape` with the case's dy as output gradient (dx, and dgamma/dbeta when the case is affine).
 
-Intermediates: tf-nn's `batch_mean`, `batch_var` from `tf.nn.moments` (the
-case dtype); FusedBatchNormV3's reserve spaces: `reserve_space_1` is the
-batch mean, and on CPU `reserve_space_2` is the BIASED batch variance
-(measured: the Bessel factor is applied only to the running-variance
-output). On a GPU (cuDNN) `reserve_space_2` is the saved inverse variance,
-so there only the batch mean is exposed. float32 for every x dtype. An empty
-batch (N = 0) exposes neither: the kernel never writes the reserve spaces then.
-
-Declared conventions: tf-nn's momentum is the weight on the old value (the
-adapter's update, TF's moving-average convention); FusedBatchNormV3's
-`exponential_avg_factor` weighs the NEW statistic (declared "new"; the
-adapter passes 1 - momentum). Default epsilons: 1e-4 for the raw op's
-`epsilon` attr (the v1 Python wrapper `tf.compat.v1.nn.fused_batch_norm`
-defaults to 1e-3), none for `tf.nn.batch_normalization` (variance_epsilon is
-required). Hyperparameters: FusedBatchNormV3's `epsilon` and
-`exponential_avg_factor` are 32-bit float attrs ("float32"); tf-nn takes eps
-as given ("exact"). No backend has a cumulative average.
+Design notes: docs/internals/backends.md.
 """
 
 from __future__ import annotations

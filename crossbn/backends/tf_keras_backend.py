@@ -1,35 +1,17 @@
 """Keras 2 BatchNormalization through the `tf_keras` package, unfused and fused.
 
-`tf.keras` is Keras 3 in TensorFlow >= 2.16 (that is `keras-tensorflow`);
-Keras 2 lives on as the `tf_keras` package, imported directly here. The
-driver (steps, GradientTape, outputs) is `tf_backend.TfOpsBackend`.
+`tf.keras` is Keras 3 in TensorFlow >= 2.16 (that is `keras-tensorflow`); Keras 2 lives on as the `tf_keras`
+package, imported directly here. The driver (steps, GradientTape, outputs) is `tf_backend.TfOpsBackend`.
 
-- `tf-keras`: `tf_keras.layers.BatchNormalization(fused=False)`. Statistics
-  from `tf.nn.moments` on the input cast to the parameter dtype (float32 for
-  float16/bfloat16, whose layer keeps float32 variables), output by
-  `tf.nn.batch_normalization`, running statistics by `assign_sub((var -
-  batch) * (1 - momentum))`, fed the BIASED batch variance. (The decay
-  1 - momentum is made a float32 tensor first, also for a float64 layer: a
-  finding, not a documented convention, so it is not declared away.)
-- `tf-keras-fused`: the same layer with `fused=True`, which calls
-  `FusedBatchNormV3` with `exponential_avg_factor = 1 - momentum` and stores
-  the op's running statistics as they come: the kernel applies Bessel's
-  correction n/max(n-1, 1), so the running variance is fed the UNBIASED batch
-  variance, the biased one for n = 1 (declared; tf_keras's source says so:
-  "the variance computed by fused batch norm is with Bessel's correction").
-  `fused=True` raises ValueError for what it cannot fuse (rank other than
-  4/5, float64 compute dtype); those are `unsupported` with that message.
-  tf_keras would also fall back to the non-fused path SILENTLY for a rank-5
-  input with the channel axis in the middle; the adapter checks `layer.fused`
-  after build and reports any fallback as unsupported, since the backend's
-  name promises the kernel. Its epsilon and decay reach the kernel as 32-bit
-  attrs (declared "float32").
+- `tf-keras`: `tf_keras.layers.BatchNormalization(fused=False)`; its running variance is fed the BIASED batch
+  variance.
+- `tf-keras-fused`: the same layer with `fused=True` (FusedBatchNormV3); its running variance is fed the UNBIASED
+  batch variance. What it cannot fuse, or would silently run unfused, is unsupported.
 
-The layers always keep running statistics (no track_running_stats=False) and
-have no cumulative average. Default eps 1e-3. Intermediates: `batch_mean`,
-`batch_var` from `tf.nn.moments` on the same tensor the unfused layer reduces,
-and, for the fused layer (which discards them), from the same kernel on the
-same input and data format.
+The layers always keep running statistics (no track_running_stats=False) and have no cumulative average.
+Default eps 1e-3.
+
+Design notes: docs/internals/backends.md.
 """
 
 from __future__ import annotations

@@ -1,19 +1,16 @@
 """PyTorch eager `nn.BatchNorm{1,2,3}d`.
 
 Translation from the canonical case:
-- momentum: PyTorch weights the NEW batch statistic, so it gets 1 - momentum;
-  `cumulative` becomes momentum=None.
-- channels_last: the stored (N, *spatial, C) array is viewed as (N, C, *spatial)
-  with `movedim`, which for rank 4/5 is exactly PyTorch's channels_last(_3d)
-  memory format: the module sees the framework's own channels-last path.
-- declared convention: the running variance is fed the UNBIASED batch variance,
-  and an empty batch (N = 0) leaves the running statistics unchanged.
-- a frozen layer is the fine-tuning recipe: weight and bias `requires_grad_(False)`,
-  the module left in train mode (so, canonically, it still normalizes with
-  the batch statistics and updates the running ones); its parameters then
-  have no `.grad`.
-- intermediates: `aten.native_batch_norm` (the CPU kernel the module calls)
-  returns the batch mean and inverse std it computed, on a copy of the state.
+- momentum: PyTorch weights the NEW batch statistic, so it gets 1 - momentum; `cumulative` becomes momentum=None.
+- channels_last: the stored (N, *spatial, C) array is viewed as (N, C, *spatial) with `movedim`, which for rank 4/5
+  is exactly PyTorch's channels_last(_3d) memory format: the module sees the framework's own channels-last path.
+- declared convention: the running variance is fed the UNBIASED batch variance, and an empty batch (N = 0) leaves
+  the running statistics unchanged.
+- a frozen layer is the fine-tuning recipe: weight and bias `requires_grad_(False)`, the module left in train mode
+  (so, canonically, it still normalizes with the batch statistics and updates the running ones); its parameters
+  then have no `.grad`.
+- intermediates: `aten.native_batch_norm` (the CPU kernel the module calls) returns the batch mean and inverse std
+  it computed, on a copy of the state.
 """
 
 from __future__ import annotations

@@ -1,33 +1,14 @@
 """`torch.compile` (TorchInductor, default options) of the same `nn.BatchNorm` module.
 
-Everything about the case translates as for eager PyTorch (`torch_backend.py`);
-what differs is that the module's forward, and its backward through
-AOTAutograd, run as generated code. Compiled and eager kernels reduce in
-different orders and may fuse the normalization differently, so this is a row
-of its own.
+Everything about the case translates as for eager PyTorch (`torch_backend.py`); what differs is that the module's
+forward, and its backward through AOTAutograd, run as generated code, so this is a row of its own.
 
-Compiled graphs are reused across cases. The worker keeps one compiled module
-per configuration that dynamo guards on (rank, channels, dtype, device, eps,
-momentum, affine, track_running_stats); a case overwrites its parameters and
-buffers in place, which keeps the graph valid. Cases that differ only in batch
-or spatial sizes share it: after the first size change dynamo recompiles once
-with dynamic sizes ("automatic dynamic shapes") and serves every later size.
+The worker keeps one compiled module per configuration that dynamo guards on and reuses it across cases. The
+module is compiled with `fullgraph=True` and a raised `recompile_limit` whose hitting is an error, so that no
+case silently tests eager PyTorch. The backend runs the stratified subset of a suite (crossbn/spec/subset.py);
+each result's `backend_info` records `compile_seconds` and `graphs_compiled`. Intermediates: none.
 
-Two things would silently test eager PyTorch instead of compiled code, and
-both are ruled out: dynamo falls back to eager after `recompile_limit`
-recompiles of one frame (every BatchNorm module shares the code of
-`forward`), so the limit is raised and hitting it is made an error; and a
-graph break would run part of the module eagerly, so the module is compiled
-with `fullgraph=True`.
-
-Cost: the first compilation took ~12 s here and later recompilations 2-5 s
-(less once Inductor's on-disk cache is warm), so the backend runs the
-stratified subset of a suite that every compiled backend runs (two cases
-of each group and dtype; smoke whole; crossbn/spec/subset.py). Each result's
-`backend_info` records the wall time of the calls that compiled
-(`compile_seconds`) and the number of graphs compiled (`graphs_compiled`).
-
-Intermediates: none; the batch statistics live inside the compiled graph.
+Design notes: docs/internals/backends.md.
 """
 
 from __future__ import annotations

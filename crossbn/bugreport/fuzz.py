@@ -1,22 +1,12 @@
 """`crossbn fuzz`: search the case space with Hypothesis for new findings.
 
-Every generated case runs on every chosen backend (one warm worker each, as
-in a run). `hypothesis.target` is given each backend's error/bound ratio
-(log10), so Hypothesis's targeting phase mutates the cases that came
-closest towards larger disagreements. A finding is new when no entry of the
-known-differences file (--known) matches it and no earlier finding of this
-search shares its root cause (backend, device, first departing stage,
-fingerprint: group.py). After the search each new root cause's first case is
-shrunk (shrink.py), saved as a one-case catalogue in crossbn/cases/found/ (which
-the `default` suite includes) and, where repro.py reproduces it, given a
-bug report.
+`search` runs every generated case (`cases`) on every chosen backend and steers Hypothesis towards larger
+disagreements; `run` is the subcommand. A new root cause's first case is shrunk (shrink.py), saved in
+crossbn/cases/found/ and, where repro.py reproduces it, given a bug report. Deterministic: the same `--seed` and
+`--examples` give the same cases, findings and saved files; `--budget` caps the search's wall-clock time. Every
+record is appended to <out>/fuzz.jsonl as it is made.
 
-Deterministic: `--seed` fixes Hypothesis's random choices, and the
-backends' results (which steer the targeting) are deterministic on the CPU,
-so the same seed and `--examples` give the same cases, findings and saved
-files. `--budget` is a wall-clock cap on the search; a search it cuts short
-is a prefix of the uncut one. Every record is appended to
-<out>/fuzz.jsonl as it is made, so an interrupted search loses nothing.
+Design notes: docs/internals/run-and-records.md.
 """
 
 from __future__ import annotations

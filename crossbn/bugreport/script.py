@@ -1,22 +1,12 @@
 """`repro.py`: a standalone reproducer that needs only NumPy and one framework.
 
-The script is rendered from `templates/repro.py.j2` (the case, the inputs,
-the inline float64 NumPy expectation, the comparison) extended by one
-framework's template under `templates/frameworks/`, which defines
-`framework_version()` and `framework_outputs()`: the framework's BatchNorm
-run step by step the way crossbn's backend runs it, every output as a float64
-array in the stored layout, keyed "<step>.<output>" like crossbn's observables.
+`render` writes the script from `templates/repro.py.j2` extended by one framework's template under
+`templates/frameworks/` (`framework` finds it). Inputs are embedded as exact values when the case is small, and
+otherwise regenerated from the same NumPy seeds crossbn draws them with. Nothing in the script is taken from a
+string that could run: a finding's strings go in as data (`|py`, `|prose`), and source script.py wrote itself is
+marked `Source`.
 
-Inputs are embedded as exact values (each a value of the case dtype written
-in float64, which round-trips) when the case is small, and otherwise
-regenerated in the script from the same NumPy seeds crossbn draws them with.
-Nothing in the script is taken from a string that could run: numbers are
-written by `repr(float)`, names come from crossbn's own tables, and a
-finding's strings (version, backend label, device, title, target) go in as
-data: `|py` writes a Python string literal (repr), `|prose` one line for the
-docstring with nothing that could end it. A string printed without either
-that could end a literal, the docstring or a comment stops the rendering
-(`_finalize`); source script.py wrote itself is marked `Source`.
+Design notes: docs/internals/run-and-records.md.
 """
 
 from __future__ import annotations

@@ -1,21 +1,11 @@
 """Minimize a case while its finding persists, with Hypothesis's shrinker.
 
-A case is redrawn from a strategy of "smaller versions of the original":
-batch, channels and every spatial size from 1 up to the original's, fewer
-spatial dimensions (lower rank), fewer training steps, no eval step, no
-gradients, no affine parameters, channels-first, normal values of spread 1
-and no offset, a smaller seed, fewer planted non-finite values. Hypothesis
-shrinks every draw towards its simplest value (1, 0, False), so the minimal
-case it returns is the smallest one the predicate still holds for.
+`shrink(case, holds, budget)` redraws the case from a strategy of "smaller versions of the original" and returns
+the smallest one the predicate `holds` still holds for. The original is handed to Hypothesis as the first example
+to replay, through an in-memory example database: the one place crossbn leans on how Hypothesis keeps examples
+(`hypothesis.database.choices_to_bytes`, pinned in constraints.txt).
 
-Hypothesis normally finds its first failing example by random generation;
-here the failing example is known, so it is handed over as the first example
-to replay: its choice sequence (the original's value for every draw) is put
-in an in-memory example database under the search's secondary key, which
-Hypothesis replays before generating anything and then shrinks. That is the
-one place crossbn leans on how Hypothesis keeps examples
-(`hypothesis.database.choices_to_bytes`, pinned in constraints.txt);
-tests/test_repro.py checks that the replay happens.
+Design notes: docs/internals/run-and-records.md.
 """
 
 from __future__ import annotations

@@ -1,23 +1,15 @@
 """Observed conventions: what each backend actually does, from targeted runs.
 
-`crossbn conventions` runs the probes of `probes.py` on each backend, in its
-own worker process (runner.BackendWorker, the same as the suite), reads each
-convention off the outputs (`infer.py`) and sets it beside the backend's
-declaration (its `conventions`). Nothing is taken from documentation: an
-observation that differs from the declaration is a finding.
+`crossbn conventions` runs the probes of `probes.py` on each backend, in its own worker process
+(runner.BackendWorker, the same as the suite), reads each convention off the outputs (`infer.py`)
+and sets it beside the backend's declaration (its `conventions`). Nothing is taken from
+documentation: an observation that differs from the declaration is a finding.
 
-One record per (backend, device, property), appended to
-`<out>/conventions.jsonl` as soon as the backend is done:
+One record (kind "observed-convention") per (backend, device, property) is appended to
+`<out>/conventions.jsonl` as soon as the backend is done: the property, what was observed and
+declared, whether they differ (`finding`), and the probes and numbers it was read from.
 
-  kind        "observed-convention"
-  backend, version, device, device_name
-  property    a key of infer.PROPERTIES
-  observed    what the runs show (its vocabulary: infer.PROPERTIES)
-  declared    the backend's declaration, or null where it declares none
-  finding     true when declared and observed differ
-  detail      the numbers it was read from, in words
-  probe       the probe(s) it was read from, each with its case, status,
-              message and facts
+Design notes: docs/internals/oracle-and-verdict.md.
 """
 
 from __future__ import annotations

@@ -1,47 +1,18 @@
 """Targeted runs and what each one shows about a backend's conventions.
 
-A probe is a small case built so that one convention shows in the outputs
-as a number, with inputs chosen for it:
+A probe is a small case whose inputs make one convention show in the outputs as a number:
 
-  train        one training step from running statistics (0, 0), momentum 0.1
-               (weight kept on the old value, canonical): the running mean is
-               (1 - w) * mean, so w, the weight the backend kept on the old
-               value, is read off; the running variance is (1 - w) * c * var,
-               so c (1: biased, n/(n-1): unbiased) is read off independently
-               of w. n = 8 values per channel makes n/(n-1) = 1.14. In
-               float64 w also shows whether momentum was rounded to float32.
-  eps          eval with running mean 0, running variance 0, gamma 1, beta 0
-               and eps 1.1e-10: y = x / sqrt(eps_used), so eps_used = (x/y)^2
-               shows a clamp (a floor far above 1.1e-10) and, in float64, a
-               float32 eps (1.1e-10 rounds to float32 with a relative change
-               of 2.0e-8, far above float64's resolution).
-  variance     one float32 training step whose mean is 100 standard
-               deviations from zero: E[x^2] - E[x]^2 then loses about
-               log2(100^2) = 13 of float32's 24 bits, so the one-pass,
-               two-pass and Welford formulations are told apart by the
-               fingerprint scorer (fingerprint.rank_formulations).
-  reduce-float16 / reduce-bfloat16
-               one training step in the half dtype, 4096 values per channel
-               around 32 (sigma 1): their sum, 1.3e5, overflows float16
-               (max 65504), so float16 accumulators give Inf/NaN; bfloat16
-               ones lose the mean to about 0.1 (8-bit significand, 12 levels
-               of sums), ten times y's output rounding; float32 ones neither.
-  single-value one training step on one value per channel.
-  frozen       one training step of a frozen layer (Case.frozen: Keras
-               trainable = False, PyTorch requires_grad_(False)) whose
-               running statistics (seeded, mean 2 sigma away from the
-               batch's) are far from the batch statistics: y shows which
-               statistics normalized, the running statistics whether they
-               were updated, and the gradients whether gamma and beta got any.
-  eps0-zero-var
-               one training step with eps 0 on channels that are constant
-               (values with few significant bits and n a power of two, so the
-               mean is exact and the variance exactly 0): canonical IEEE
-               arithmetic gives 0 * inf = NaN; a clamp or a guard gives beta.
+  train          momentum direction and biased/unbiased running variance (and float32 momentum)
+  eps            the eps used: a clamp, or a float32 eps in float64
+  variance       one-pass, two-pass or Welford variance (a float32 mean 100 sigma from zero)
+  reduce-float16 / reduce-bfloat16   the accumulator dtype of half-precision reductions
+  single-value   one training step on one value per channel
+  frozen         which statistics a frozen layer normalizes with and updates, and its gradients
+  eps0-zero-var  eps 0 on constant channels: NaN (IEEE) or beta (a clamp or a guard)
 
-Each probe lists its candidate cases (dtype, shape) in order of preference;
-the first one the backend supports runs. `facts(...)` turns the outputs into
-the numbers the conventions are read from.
+Each probe lists its candidate cases (dtype, shape) in order of preference; the first one the
+backend supports runs. `facts(...)` turns the outputs into the numbers the conventions are read
+from. Design notes: docs/internals/oracle-and-verdict.md.
 """
 
 from __future__ import annotations

@@ -1,19 +1,11 @@
 """Memory limits: refuse a case up front, recycle a worker that grew.
 
-A case that would exhaust memory must be refused with its estimate, not
-killed by the kernel half way (that loses the worker, and under -n the
-other tests in flight). The estimate is a model, calibrated on the scale
-benchmark (benchmarks/README.md, "Scale", torch, float32, a training and an
-evaluation step with gradients): the crossbn process grew by 333 and 301
-bytes per element at 1e6 and 1e7 elements, the backend's worker by 79 and
-76, so 206 and 189 bytes per element per step. `BYTES_PER_ELEMENT_STEP`
-is that rounded up by a quarter and a bit: 256.
+`Limits.parse` reads --crossbn-max-case-bytes and --crossbn-worker-max-mb (`auto`: a share of the RAM);
+`Limits.refuse(case)` refuses a case whose `estimate` (`BYTES_PER_ELEMENT_STEP` bytes per element per step) is
+over the limit, with its estimate, rather than let the kernel kill it half way. A backend's worker past its limit
+is stopped and the next request starts a fresh one (runner.BackendWorker).
 
-A backend's worker process keeps what its framework caches (kernels,
-graphs, allocator pools): across the default suite the largest grew to
-3.5 GB against 0.9 GB on the suite's largest cases alone. After each
-request the worker reports its resident memory; past the limit it is
-stopped, and the next request starts a fresh one (runner.BackendWorker).
+Calibration and design notes: docs/internals/run-and-records.md.
 """
 
 from __future__ import annotations

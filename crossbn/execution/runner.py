@@ -1,22 +1,11 @@
 """Backends in isolated worker processes, through execnet.
 
-One worker process per backend (per pytest process): Keras fixes its backend
-at import, a framework may segfault or hang, and a backend may live in another
-interpreter. execnet (the library pytest-xdist itself runs on) does the process
-plumbing; arrays cross as named dtype + bytes (`wire.py`), never pickled.
+One worker process per backend (per pytest process, `BackendWorker`, kept in a `WorkerPool`); arrays cross as
+named dtype + bytes (`wire.py`), never pickled. A call returns an `Outcome` (ok, unsupported, error, crash or
+timeout); it never raises for the framework's sake, and a worker that crashed, timed out or grew past its memory
+limit is replaced by a fresh one for the next call.
 
-A call returns an `Outcome`; it never raises for the framework's sake:
-  ok           observables came back
-  unsupported  the adapter declined the case, with its reason
-  error        the framework raised (an `error` verdict with the exception
-               and its traceback; the worker survives)
-  crash        the worker process died; it is restarted for the next call
-  timeout      no reply within the limit; the worker is killed and restarted
-
-After each request the worker reports its resident memory; past
-`max_bytes` (--crossbn-worker-max-mb, crossbn/execution/limits.py) the worker is
-stopped and the next request starts a fresh one, noted in the outcome's
-`info` (the record's backend_info) as `worker_recycled_mb`.
+Design notes: docs/internals/run-and-records.md.
 """
 
 from __future__ import annotations

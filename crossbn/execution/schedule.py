@@ -1,21 +1,10 @@
-"""Under pytest-xdist (-n N), each backend's tests go to one worker as one
-unit of work, not test by test.
+"""Under pytest-xdist (-n N), each backend's tests go to one worker as one unit of work, not test by test.
 
-Test by test (xdist's `load`), every worker meets every backend: each
-framework is started, imported and warmed up (jit, compile) once per worker,
-and each worker keeps one process per framework alive to the end. As one
-unit per backend, each framework is paid once per run and a worker holds one
-framework's process at a time (plugin.pytest_runtest_teardown closes it when
-the backend changes). Measured: benchmarks/README.md.
+So each framework is started and warmed up once per run, and a worker holds one framework's process at a time.
+`BackendScheduling` is xdist's LoadScopeScheduling with the scope (`scope_of`) read from the test id, which ends
+in "-<backend>-<device>]"; tests that are not crossbn's keep one scope each.
 
-The unit is xdist's LoadScopeScheduling with the scope read from the test
-id, which ends in "-<backend>-<device>]": on the controller, from the ids
-the workers collected, so nothing depends on the workers marking their
-tests. (xdist's own `--dist loadgroup` with xdist_group marks does not group
-under pytest 9.2: its workers' nodeid suffix no longer takes effect,
-pytest-dev/pytest-xdist#1386; seen here with xdist 3.8.) Tests that are not crossbn's keep one scope
-each, which is `load`. With more workers than backends, xdist shuts the
-idle ones down.
+Design notes: docs/internals/run-and-records.md.
 """
 
 from __future__ import annotations

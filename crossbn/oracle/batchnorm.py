@@ -1,36 +1,15 @@
 """Exact-enough NumPy reference for BatchNorm, one function per stage.
 
-In the style of JAX's ``lax_reference.py``: plain NumPy, no framework code,
-every input converted to float64 first (``np.asarray(x, dtype=np.float64)``,
-which also accepts ``ml_dtypes.bfloat16``), every result float64.
+In the style of JAX's ``lax_reference.py``: plain NumPy, no framework code, every input converted
+to float64 first (``ml_dtypes.bfloat16`` included), every result float64. "Exact enough": the
+frameworks under test round at 2**-24 or worse; each stage here loses only a few float64
+roundings (2**-53), about nine orders of magnitude below the tolerances the oracle judges with.
 
-Why float64 is "exact" here: the frameworks under test work in float32,
-float16 or bfloat16 (unit roundoff 2**-24 or worse); their inputs are exact in
-float64, and each stage below loses only a few float64 roundings (u = 2**-53),
-about nine orders of magnitude below the tolerances the oracle judges with.
+``channel_axis`` may be negative; every other axis is reduced (``n = x.size // C`` per channel).
+NaN and Inf propagate per channel as IEEE arithmetic does. An empty batch (n = 0) gives NaN
+statistics, empty ``x_hat``/``y``/``dx`` and zero ``dgamma``/``dbeta``.
 
-Conventions shared by all functions:
-
-* ``channel_axis`` may be negative; every other axis is reduced, so a
-  per-channel quantity is a 1-D array of length ``C = x.shape[channel_axis]``
-  and ``n = x.size // C`` elements are reduced per channel.
-* Per-channel sums are pairwise and compensated (see ``_sum``): nearly
-  correctly rounded, all in vectorised NumPy.
-* NaN and Inf propagate as IEEE arithmetic does: a NaN anywhere in a channel
-  makes that channel's statistics and outputs NaN, other channels are
-  untouched.  The floating-point warnings this produces are suppressed.
-* An empty batch (n = 0, e.g. x of shape (0, C, H, W)) is an input like any
-  other, and the formulas are applied as written: the mean and variance of
-  no values are 0/0 = NaN, so ``batch_mean``, ``batch_var`` and
-  ``inverse_std`` are NaN, ``x_hat``, ``y`` and ``dx`` are empty arrays of
-  x's shape, and ``running_update`` folds the NaN statistics in (the running
-  statistics become NaN, as the plain EMA formula, ONNX's definition and
-  TensorFlow's fused kernel give).  ``dbeta = sum(dy)`` and ``dgamma =
-  sum(dy * x_hat)`` are sums over no elements: exactly 0, whatever the NaN
-  statistics.  Eval mode reads no batch statistics: ``y`` and ``dx`` are
-  empty, ``dgamma``/``dbeta`` are 0.  (Frameworks that leave the running
-  statistics unchanged instead, like PyTorch, declare that as a convention:
-  ``crossbn/oracle/expected.py``'s ``empty_batch="skip"``.)
+Design notes: docs/internals/oracle-and-verdict.md.
 """
 
 from __future__ import annotations

@@ -1,30 +1,15 @@
 """What a case should produce: the oracle run step by step, in float64.
 
-`simulate` drives `crossbn/oracle/` through a case's steps (training steps that
-update the running statistics, then eval) and returns both the expected
-observables and a per-step trace of every intermediate, which the error-bound
-model (`tolerance.py`) needs for its conditioning terms.
+`simulate` drives `crossbn/oracle/` through a case's steps (training steps that update the running
+statistics, then eval) and returns both the expected observables and a per-step trace of every
+intermediate, which the error-bound model (`tolerance.py`) needs for its conditioning terms.
 
-`running_var` selects which batch variance feeds the running variance:
-"biased" is crossbn's canonical convention; "unbiased" (n/(n-1)) is PyTorch's
-documented one. Computing both lets `compare.py` tell a documented convention
-difference from a deviation.
+Its options are conventions, canonical first: `running_var` ("biased" | "unbiased", PyTorch's
+n/(n-1)), `empty_batch` ("nan" | "skip": the running statistics after an N = 0 training step) and
+`frozen` ("batch" | "inference": what a frozen layer's training step computes). Computing both
+lets `compare.py` tell a documented convention difference from a deviation.
 
-`empty_batch` says what a training step on an empty batch (N = 0) does to the
-running statistics: "nan" (canonical) folds the batch's NaN statistics in, as
-the EMA formula itself does (ONNX's definition; TensorFlow's fused kernel
-sets them to NaN explicitly); "skip" leaves them unchanged, as PyTorch's
-ATen batch_norm does (it returns before any statistic is computed when the
-input has no elements). Either way y and dx are empty and dgamma, dbeta are
-0 (sums over no elements).
-
-`frozen` says what a training step of a frozen layer (`Case.frozen`)
-computes: "batch" (canonical: only the parameters are frozen, so the step
-normalizes with the batch statistics and updates the running ones, as
-PyTorch's `requires_grad_(False)` does) or "inference" (the step runs as
-inference: the running statistics normalize and are left unchanged, as
-Keras documents for `trainable = False`). Either way a frozen layer's
-parameters have no gradients: dgamma and dbeta are not expected of it.
+Design notes: docs/internals/oracle-and-verdict.md.
 """
 
 from __future__ import annotations

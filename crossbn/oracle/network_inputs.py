@@ -1,21 +1,16 @@
 """Seeded weights and inputs of a model case, in canonical layout.
 
 As in crossbn/oracle/inputs.py: every array has its own stream,
-`numpy.random.default_rng([case.seed, stream])`, drawn in float64 and rounded
-once to the case dtype, so its bytes depend only on the case, never on draw
-order, worker or machine; the oracle reads those rounded values back in
-float64. Layout is canonical (NCHW images, OIHW conv kernels, (out, in) dense
-weights); each framework adapter converts to its own.
+`numpy.random.default_rng([case.seed, stream])`, drawn in float64 and rounded once to the case
+dtype, so its bytes depend only on the case; the oracle reads those rounded values back in float64.
+Layout is canonical (NCHW images, OIHW conv kernels, (out, in) dense weights); each framework
+adapter converts to its own.
 
 Keys: "x<k>" (the input batch of step k), "<layer>.weight", "<layer>.bias",
 "<bn>.gamma", "<bn>.beta", "<bn>.running_mean", "<bn>.running_var" (initial).
+Values keep every hidden state near unit scale.
 
-Values keep every hidden state near unit scale, so that one absolute
-rounding budget per layer (metrics.py) means the same thing in every layer:
-He-normal kernels (std sqrt(2 / fan_in)), small biases, gamma in [0.5, 1.5],
-beta ~ N(0, 0.5), initial running statistics off the data's own (mean
-~ N(0, 0.2), var in [0.5, 2]) so that the momentum-weighted old value shows
-in the eval step, and standard-normal inputs.
+Design notes: docs/internals/oracle-and-verdict.md.
 """
 
 from __future__ import annotations

@@ -1,26 +1,14 @@
 """The float64 NumPy oracle of a model case: every layer's hidden state, every step.
 
-The network runs layer by layer in float64 on the case's own (rounded) weights
-and inputs, BatchNorm through `crossbn/oracle/` (train_forward with the batch's
-statistics, eval_forward with the running ones, running_update between steps),
-convolution and dense layers as float64 dot products. Hidden states come back
-as {"<step>.<layer>": array} in canonical layout (NCHW, or (N, features)).
+The network runs layer by layer in float64 on the case's own (rounded) weights and inputs,
+BatchNorm through `crossbn/oracle/` (train_forward, eval_forward, running_update between steps),
+convolution and dense layers as float64 dot products. Hidden states come back as
+{"<step>.<layer>": array} in canonical layout (NCHW, or (N, features)), with, per hidden state,
+the `gain` and `local` numbers crossbn/verdict/network_metrics.py needs to tell an inconsistency
+from rounding. Declared conventions are options, as in crossbn/oracle/expected.py:
+`running_var="unbiased"` and `hyperparameters="float32"`.
 
-It also returns, per hidden state, the two numbers metrics.py needs to tell
-an inconsistency from rounding (derivations in metrics.py's docstring):
-  gain   how much a correct layer may grow the mean absolute deviation of its
-         inputs (the layer's Lipschitz constant in mean-abs terms)
-  local  the layer's own rounding in units of the unit roundoff u: growth
-         factor of its operations (a reduction of n terms: tolerance.rho(n))
-         times the magnitude the rounding is relative to (Σ|w||x| for a dot
-         product, |γ|·invstd·(|x|+|μ|) for BatchNorm, not the possibly
-         cancelled output)
-
-Conventions a backend declares (see backends/base.py) are options, as in
-crossbn/oracle/expected.py: `running_var="unbiased"` feeds n/(n-1) times the batch
-variance into the running variance (PyTorch, fused Keras 2);
-`hyperparameters="float32"` rounds eps and momentum to float32 first (ONNX
-attributes).
+Design notes: docs/internals/oracle-and-verdict.md.
 """
 
 from __future__ import annotations

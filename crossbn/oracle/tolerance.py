@@ -1,54 +1,16 @@
 """The error-bound model: how far a correct implementation may stray.
 
-There is no global rtol. For each observable element the model gives an
-absolute bound B on |backend − exact| that a correct implementation computing
-in the case's dtype must meet; compare.py reports error/B, so one number ranks
-findings across dtypes and shapes (ratio <= 1: within rounding; > 1: deviation).
+There is no global rtol. For each observable element the model gives an absolute bound B on
+|backend − exact| that a correct implementation computing in the case's dtype must meet;
+compare.py reports error/B, so one number ranks findings across dtypes and shapes (ratio <= 1:
+within rounding; > 1: deviation). `model_bounds` propagates first-order errors stage by stage
+(batch statistics, inverse std, x̂, y, running statistics, gradients) from the unit roundoff of
+the compute dtype (float32 for float16/bfloat16: `compute_roundoff`) and the growth of a sum of
+n terms, `rho(n) = log2(n) + LAMBDA*sqrt(n)`. A sum that overflows the compute dtype makes the
+bound infinite (the element is not judged). compare.py adds the output's own rounding and
+multiplies by SAFETY = 2.
 
-Notation, per channel: n elements reduced, u = unit roundoff of the compute
-dtype (the case dtype, but float32 for float16/bfloat16: see compute_roundoff; u_store,
-the case dtype's own, is charged where a value is stored: running statistics),
-A = mean|x|, mu and v the exact mean and biased variance, r = 1/sqrt(v+eps).
-
-  reductions   rho(n) = log2(n) + LAMBDA*sqrt(n)
-               A sum of n terms in precision u errs by at most (n-1)u·Σ|t|
-               (Higham), but real kernels (pairwise, blocked, tree) stay near
-               the probabilistic bound LAMBDA*sqrt(n)*u (Higham & Mary 2019;
-               LAMBDA = 4 holds with probability > 0.999 per sum); log2(n)
-               covers pairwise summation's worst case at small n.
-  batch mean   dmu = rho*u*A + u*|mu|
-  batch var    dv  = dmu² + (rho+3)*u*(v + dmu²)   (two-pass with the computed
-               mean: E[(x-mû)²] = v + (mu-mû)²; squares and the division round)
-  invstd       dr  = the exact interval of (v+eps ± ds2)^(-1/2) around r, with
-               ds2 = dv + u*(v+eps), plus 2u*r for sqrt and division
-  x̂           dx̂ = r*dmu + |x-mu|*dr + 2u*r*(|x|+|mu|) + u*|x̂|
-               (the 2u*r*(|x|+|mu|) term is the unavoidable cost of holding the
-               mean, or a folded x*a+b, in precision u: it is what large
-               |mu|/sigma makes large)
-  y            dy  = |g|*dx̂ + u*(|g*x̂| + |b|)
-  running stat d_new = (1-f)*d_old + f*d_batch + 3u*((1-f)|old| + f|batch|) + u*|new|
-               (f = weight on the new batch statistic; the last term,
-               with u_store, is storing the statistic in the case dtype); eval then uses the
-               running statistics with these d as dmu and dv. An empty batch
-               (n = 0) has NaN statistics, so the canonical d_new is NaN (no
-               finite element to judge); under empty_batch="skip" the state is
-               kept and so is its d.
-  range        a sum a correct implementation forms must fit the compute
-               dtype: the mean's n*A, the two-pass variance's n*v (its sum
-               of squared deviations). Where one does not (float32 data with
-               sigma past about 1e18), the statistic's bound, and every bound
-               derived from it, is infinite: those elements are not judged
-               (counted, never passed). NaN or Inf where the exact value is
-               finite stays a finding: no formula needs it.
-  dbeta        rho*u*Σ|dy|
-  dgamma       rho*u*Σ|dy*x̂| + Σ|dy|*dx̂
-  dx (train)   from dx = g*r/n*(n*dy - Σdy - x̂*Σ(dy*x̂)), each term's error
-               propagated, plus 3u*|dx|; (eval) |dy*g|*dr + 2u*|dx|
-
-compare.py adds the rounding of the output itself (u_out*|expected|, with
-u_out the unit roundoff of the array the backend returned) and a floor of the
-output dtype's smallest subnormal, then multiplies everything by SAFETY = 2
-for the second-order terms this first-order model drops.
+Design notes: docs/internals/oracle-and-verdict.md.
 """
 
 from __future__ import annotations

@@ -1,41 +1,15 @@
 """Variant BatchNorm formulations seen in real implementations, in a chosen dtype.
 
-The oracle (``batchnorm.py``) answers "what is the exact value"; this module
-answers "what would an implementation that computes it *this way* return".
-Each function is one way of computing one stage, evaluated with the rounding
-of a given dtype: every operation is carried out in float64 and rounded to
-``dtype`` at once, which for +, -, *, / and sqrt is exactly the correctly
-rounded operation in ``dtype`` (53 >= 2p + 2 bits, so the double rounding is
-innocuous).  Inputs and results are float64 arrays holding ``dtype`` values;
-``dtype`` is a NumPy dtype (``ml_dtypes.bfloat16`` for bfloat16).
+The oracle (``batchnorm.py``) answers "what is the exact value"; this module answers "what would
+an implementation that computes it *this way* return". Each function is one way of computing one
+stage (mean; two-pass, one-pass or Welford variance; inverse std; normalize; affine; running
+update), every operation done in float64 and rounded to ``dtype`` at once. Inputs and results are
+float64 arrays holding ``dtype`` values; ``dtype`` is a NumPy dtype (``ml_dtypes.bfloat16`` for
+bfloat16). Reductions are pairwise trees rounded at every level to their accumulator dtype ``acc``
+(default: ``dtype``), so a variant matches a framework to within rounding noise, not bit for bit.
+``crossbn/verdict/fingerprint.py`` combines them.
 
-Reductions are pairwise trees rounded at every level to their accumulator
-dtype ``acc`` (default: ``dtype``; the sum is divided by n in ``acc``, then
-rounded to ``dtype``), vectorised per level:
-the order of a blocked or tree reduction, not of a sequential loop.  Their
-order differs from any framework's, so a variant reproduces a framework's
-result to within rounding noise, not bit for bit; that is all a fingerprint
-needs, because the variants differ from each other by far more than that
-where it matters (cancellation, low precision, changed conventions).
-
-The formulations (what ``crossbn/verdict/fingerprint.py`` combines):
-  mean              sum(x) / n
-  var_two_pass      sum((x - mean)**2) / n
-  var_one_pass      sum(x**2) / n - mean**2, clamped at 0   (E[x²] - E[x]²)
-  var_welford       Welford's update, merged pairwise (Chan et al.), as
-                    GPU kernels reduce it: count, mean and M2 per element,
-                    combined in a tree
-  inverse_std       1/sqrt(var + eps), or 1/(sqrt(var) + eps) (eps outside)
-  normalize         (x - mean) * invstd, or (x - mean) / sqrt(var + eps)
-  affine            gamma * x_hat + beta, or folded x * a + b with
-                    a = gamma * invstd, b = beta - mean * a
-  running_update    momentum * old + (1 - momentum) * batch (the weight on
-                    the old value) or the flipped direction
-
-An empty batch (n = 0) follows the oracle's meaning (``batchnorm.py``): the
-mean and variance of no values are NaN in every formulation (Welford's
-included: count 0, mean NaN, M2 0, M2/0 = NaN), the elementwise stages return
-empty arrays, and sums over no elements are 0.
+Design notes: docs/internals/oracle-and-verdict.md.
 """
 
 from __future__ import annotations

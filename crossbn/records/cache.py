@@ -1,23 +1,11 @@
 """crossbn's cache: what a rerun on unchanged releases would compute again.
 
-One folder (`--crossbn-cache DIR`; default $XDG_CACHE_HOME/crossbn or
-~/.cache/crossbn; `off`, or `crossbn run --no-cache`: none, and the
-frameworks keep their own defaults) holds:
+One folder (`--crossbn-cache DIR`; default $XDG_CACHE_HOME/crossbn or ~/.cache/crossbn; `off`, or
+`crossbn run --no-cache`: none) holds judgements/ (`Judgements`: one file per result, keyed by everything it was
+computed from, `key`), jax/ and inductor/ (the frameworks' compilation caches, `compiler_env`). `info` and `clear`
+back `crossbn cache`. The cache is never needed for a right answer: a missing or unreadable entry is computed.
 
-  judgements/  one gzip'd JSON file per result: the record's judgement (verdict,
-               comparison, localization with its probes, diagnosis), keyed
-               by everything it was computed from: the case's content, the
-               backend, the device, the framework's description (versions),
-               crossbn's own source, the diagnosis mode, the inputs' and the
-               outputs' digests. The backend still runs on every case: an
-               output that changed by one bit has another key and is judged
-               afresh; an unchanged one is not judged again.
-  jax/         JAX's persistent compilation cache (every compilation kept)
-  inductor/    torch.compile's (Inductor's) own cache
-
-The cache is never needed for a right answer: a missing entry is computed,
-and an entry that cannot be read (truncated, not JSON, another schema) is
-warned about once per file, ignored and overwritten.
+Design notes: docs/internals/run-and-records.md.
 """
 
 from __future__ import annotations

@@ -1,31 +1,13 @@
 """Known differences: findings a user has looked at and accepted, by pattern.
 
-A TOML file (`--known FILE`, `--crossbn-known FILE`; a bare name such as
-`frameworks` is a built-in file of crossbn/known/) of entries:
+A TOML file (`--known FILE`, `--crossbn-known FILE`; a bare name such as `frameworks` is a built-in file of
+crossbn/known/) of [[known]] entries, each a set of globs (backend, case, device, observable, verdict, dtype,
+stage, formulation, version) and a required reason. Every given field must hold. `load` reads a file into `Known`
+entries (a `KnownError` for a mistake), `first_match` finds a record's entry and `check` matches a run's records.
+A matched failing result is reported as known (an xfail with the reason); the file is data only: nothing in it is
+executed.
 
-    [[known]]
-    backend = "keras-torch"        # required; a glob (fnmatch) on the backend name
-    case = "*offset*"              # glob on the test's case id (pytest id) or case hash; default "*"
-    device = "cpu"                 # glob; default "*"
-    observable = "*.batch_var"     # glob one of the result's failing observables must match; default "*"
-    verdict = "deviation"          # the verdict it must have (deviation, nan-mismatch, error, crash, timeout); default any
-    dtype = "float16"              # glob on the case dtype; default "*"
-    stage = "batch variance"       # glob on the first departing stage (localization); default "*"
-    formulation = "*one-pass*"     # glob on the fingerprint (the formulation that explains it); default "*"
-    version = "3.15.*"             # glob on the backend's version string; default "*" (any release)
-    reason = "one-pass variance (keras/src/backend/torch/nn.py: moments)"   # required
-    link = "https://github.com/..." # optional
-
-Every given field must hold. A `version` pins an entry to the releases it
-was written for, so that an upgrade that keeps the difference reports it as
-new again, for someone to look at.
-
-A failing result that an entry matches is reported as known: the pytest
-outcome is an xfail with the reason (a skip with --crossbn-known-skip), the
-record keeps `known: {entry, reason, link}`, and the report splits known
-from new findings. Entries that match nothing in a run are listed at its
-end, so a fixed bug's entry does not linger. The file is data only: nothing
-in it is executed.
+File format and design notes: docs/internals/run-and-records.md.
 """
 
 from __future__ import annotations

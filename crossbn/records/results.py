@@ -1,36 +1,11 @@
 """Result records: what one (case, backend, device) judgement leaves.
 
-One record per (case, backend, device), appended and flushed the moment it
-exists, so a killed run loses nothing finished (crossbn/records/store.py writes the
-run folder's files: one part file per process, merged into `results.jsonl`,
-sorted by (case id, backend, device) so that the same results give the same
-file however they were scheduled).
+One record per (case, backend, device), appended and flushed the moment it exists, so a killed run loses nothing
+finished (crossbn/records/store.py writes the files). `make_record` builds a record, `read` reads a results file
+(skipping a torn last line), `key` and `stable` give its sort key and its content without the volatile fields
+(`VOLATILE`), `judged` the error/bound ratio its verdict rests on. Records carry `schema` (`SCHEMA`, version 1).
 
-Record fields (version 1):
-  schema, case_id, pytest_id, suite, group, case (all Case fields),
-  backend, version, device, device_name, verdict, reason,
-  worst ({observable, ratio, verdict} of the worst observable),
-  observables ({"<step>.<name>": metrics, see compare.ObservableResult}),
-  not_exposed (observables the backend does not return), unexpected (ones it
-  returns that the case does not have), unjudged (elements the error model
-  could not bound, summed over observables),
-  localization (for deviation, nan-mismatch and convention results: the
-  first stage that departs, how it was found, and the probes that ran; see
-  localize.py), diagnosis (the formulation that explains the backend best,
-  with its score, margin and the evidence; see fingerprint.py),
-  digests (for judged results: a 16-hex-digit sha256 of each output array's
-  dtype, shape and bytes; judge.digests), inputs (for judged results: each input array's shape, dtype, range, mean,
-  std, non-finite count (inputs.summarize) and digest (judge.digests)),
-  cross_device (on a GPU: the same framework's outputs against its own CPU
-  outputs, see outputs.compare_runs; null on the CPU),
-  interpreter (the other Python the backend ran under, side by side; null:
-  the run's own), cross_version (side by side: the outputs against the same
-  case on the other installed release, `against` naming it; see
-  judge._versus; null when the run has no other),
-  backend_info (what the backend reported about the run, e.g. torch-compile's
-  compile time), seconds (wall time of the whole judgement), backend_seconds,
-  timings (seconds per phase of the judgement: start, inputs, backend, oracle,
-  compare, cross, localize, diagnose, record; judge.Clock), worker, time.
+Record fields and design notes: docs/internals/run-and-records.md.
 """
 
 from __future__ import annotations

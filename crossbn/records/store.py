@@ -1,20 +1,11 @@
 """A run folder's result files: written so that a kill loses nothing finished.
 
-Every process appends its records to its own part file,
-`results-<worker>.jsonl` (the controller "main", xdist workers "gw0", ...),
-each record one `os.write` of one whole line on a file opened O_APPEND,
-flushed to the operating system as it is written (it survives the process
-being killed, not the machine losing power: no fsync per record). The
-controller mirrors the parts' complete lines into `results.jsonl` as the
-run goes (`LiveResults`), so a run killed at any point has a
-`results.jsonl`; at the end `merge` rewrites it sorted by (case id,
-backend, device), through a temporary file renamed over it.
+Every process appends its records to its own part file, `results-<worker>.jsonl` (`ResultWriter`), one whole
+line per write. The controller mirrors the parts into `results.jsonl` as the run goes (`LiveResults`), and at the
+end `merge` rewrites it sorted by (case id, backend, device). A kill can leave only a torn last line, which
+readers skip (results.read) and `cut_torn_tail` cuts off before anything is appended after it.
 
-The one thing a kill can leave is a torn last line: a SIGKILL that lands
-inside a write of more than one page cuts it short (Linux checks for fatal
-signals between pages). Readers skip it (results.read), and `open_append`
-cuts it off before anything is appended after it, so it never becomes a
-torn line in the middle of a file.
+Design notes: docs/internals/run-and-records.md.
 """
 
 from __future__ import annotations

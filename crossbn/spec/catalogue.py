@@ -1,26 +1,12 @@
 """Case catalogues: `crossbn/cases/<suite>.toml` files expanded into `Case`s.
 
-A catalogue is data (TOML), read with the standard library's tomllib:
+A catalogue is data (TOML: optional `include` and [defaults], then [[group]] tables whose [group.axes] expand to
+their cartesian product), read with the standard library's tomllib. `suite_path` finds a suite's file,
+`load_cases` expands it; cases with the same id are kept once, first occurrence wins. Every mistake is a
+`CatalogueError` naming the file, the group, the case (its axis values) and the field. A file of [[model]]
+entries is a model catalogue (spec/network_catalogue.py).
 
-    include = ["found"]          # optional: other suites whose cases are added
-
-    [defaults]                   # optional: field values for every group
-    dtype = "float32"
-
-    [[group]]
-    name = "ranks"               # required; becomes part of every pytest id
-    train_steps = 3              # plain keys fix a Case field for the group
-    [group.axes]                 # each key lists values; the group expands to
-    shape = [[8, 3], [4, 3, 5]]  # their cartesian product, in file order
-    layout = ["channels_first", "channels_last"]
-
-Cases with the same content (same id) are kept once, first occurrence wins.
-Every mistake is a `CatalogueError` naming the file, the group, the case (its
-axis values) and the field.
-
-A file of [[model]] entries instead of [[group]]s is a model catalogue (the
-`models` suite of networks, spec/network_catalogue.py); spec/suites.py finds
-a suite's file and hands it to the right one.
+File format and design notes: docs/internals/run-and-records.md.
 """
 
 from __future__ import annotations

@@ -1,24 +1,11 @@
 """Model catalogues: `crossbn/cases/<suite>.toml` files of [[model]] entries.
 
-The format mirrors the BatchNorm catalogues (crossbn/spec/catalogue.py), with
-ModelCase fields:
+The format mirrors the BatchNorm catalogues (crossbn/spec/catalogue.py), with ModelCase fields and
+[model.axes] in place of [group.axes]. `is_model_catalogue` tells a model catalogue from a BatchNorm one,
+`load` expands it into `ModelCase`s, so `--suite models` works wherever a suite name does. Every mistake is a
+CatalogueError naming the file, the entry, the case (its axis values) and the field.
 
-    [defaults]                   # optional: field values for every entry
-    batch = 8
-
-    [[model]]
-    name = "train_eval"          # required; becomes part of every pytest id
-    description = "..."          # optional
-    train_steps = 2              # plain keys fix a ModelCase field
-    [model.axes]                 # each key lists values; the entry expands to
-    network = ["residual_block", "bn_chain"]   # their product, in file order
-    dtype = ["float32", "float64"]
-
-A file with a [[model]] table is a model catalogue (`is_model_catalogue`);
-crossbn/spec/catalogue.py's load_suite hands it here, so `--suite models` works
-wherever a suite name does. Cases with the same id are kept once. Every
-mistake is a CatalogueError naming the file, the entry, the case (its axis
-values) and the field.
+File format and design notes: docs/internals/run-and-records.md.
 """
 
 from __future__ import annotations

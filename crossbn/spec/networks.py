@@ -1,22 +1,12 @@
 """The small networks of the `models` suite, as data.
 
-A network is a list of named layers in execution (topological) order, each
-naming the layers it reads, so a residual add has two predecessors and the
-per-layer localization (metrics.py) knows every layer's inputs. The network
-input is the pseudo-layer "input". Every framework adapter builds the same
-network from this spec; nothing here imports a framework.
+A network (`Network`) is a list of named layers (`Layer`) in execution order, each naming the layers it reads;
+the network input is the pseudo-layer "input". The operations (`OPS`) are conv, bn, relu, maxpool, dense and add,
+in the canonical layout NCHW for images, OIHW for conv kernels, (out, in) for dense weights, as PyTorch stores
+them. `NETWORKS` names the suite's networks. Every framework adapter builds the same network from this spec;
+nothing here imports a framework.
 
-Operations (canonical layout NCHW for images, OIHW for conv kernels,
-(out, in) for dense weights, as PyTorch stores them):
-  conv     3x3 convolution, stride 1, zero padding 1 ("same"), with bias
-  bn       BatchNorm over the channel axis (axis 1): a 4-D input is
-           BatchNorm2d, a 2-D (N, features) input BatchNorm1d
-  relu     max(x, 0)
-  maxpool  2x2 max pooling, stride 2
-  dense    affine map with bias; a 4-D input is first flattened in canonical
-           (C, H, W) order, so adapters that hold images as NHWC permute the
-           weight rows instead of the data (what a real model port does)
-  add      elementwise sum of two layers of the same shape
+The operations in detail and design notes: docs/internals/run-and-records.md.
 """
 
 from __future__ import annotations

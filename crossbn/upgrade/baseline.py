@@ -1,21 +1,11 @@
 """Baselines: a run's results kept, and a later run compared against them.
 
-    crossbn baseline save NAME [RESULTS]      RESULTS: a results.jsonl or run folder (default: the newest under reports/)
-    crossbn compare BASE NEW                  each a baseline name (baselines/NAME) or results
+`save` stores results as the folder baselines/NAME/ (baseline.jsonl, diff-friendly, and meta.json; `crossbn
+baseline save`), `load` reads a baseline or results, `compare` classifies every (base, new) pair of one key
+(`CLASSES`; `crossbn compare`). A pair both of whose results fail is `regressed` when its ratio grew past
+REGRESSION_FACTOR times the base's; only `regressed` fails the compare.
 
-A baseline is the folder `baselines/NAME/`:
-  baseline.jsonl   one line per (case id, backend, device), sorted, keys sorted,
-                   so that two baselines diff line by line:
-                   {case_id, backend, device, pytest_id, verdict, ratio (the
-                   error/bound ratio the verdict rests on, results.judged),
-                   observable (where), ratios ({observable: ratio}), digests
-                   ({observable: sha256 of the output array}), version}
-  meta.json        {schema, name, source, saved, backends ({backend/device: version}), run (run.json)}
-
-Every pair (base, new) of one key is classified (CLASSES). A pair both of
-whose results fail is `regressed` when its ratio grew past REGRESSION_FACTOR
-times the base's, `improved` when it shrank by that factor; between, it is
-`changed` or `unchanged` by its digests. Only `regressed` fails the compare.
+File format and design notes: docs/internals/run-and-records.md.
 """
 
 from __future__ import annotations

@@ -1,21 +1,17 @@
 """Metrics and verdicts: a backend's observables against the oracle's.
 
-For every observable: the largest absolute and relative error, the largest
-distance in units in the last place of the output dtype, and the ratio
-error / bound from the error-bound model (tolerance.py), with the position of
-the worst element. NaN and ±Inf are compared by position (and sign), never by
-value. Verdicts, from the observable up to the whole result:
+For every observable: the largest absolute and relative error, the largest distance in units in
+the last place of the output dtype, and the ratio error / bound from the error-bound model
+(tolerance.py), with the position of the worst element. NaN and ±Inf are compared by position
+(and sign), never by value. Verdicts, from the observable up to the whole result:
 
   match         every compared element within its bound (ratio <= 1)
-  convention    outside the canonical bound (or NaN/Inf elsewhere than the
-                canonical result) but within the bound of the backend's
-                documented convention (e.g. PyTorch's unbiased running
-                variance; its running statistics kept, not NaN, after an
-                empty batch)
+  convention    outside the canonical bound but within that of the backend's documented convention
   deviation     outside both
   nan-mismatch  NaN/Inf where the oracle has none, or the other way round
-plus, decided by the runner: error (the framework raised, or returned arrays
-of the wrong shape or dtype), crash (its process died), timeout, unsupported.
+plus, decided by the runner: error, crash, timeout, unsupported.
+
+Design notes: docs/internals/oracle-and-verdict.md.
 """
 
 from __future__ import annotations

@@ -1,20 +1,14 @@
 """Formulation fingerprints: which way of computing BatchNorm explains a backend.
 
-A `Formulation` (formulation.py) is one way real implementations compute
-BatchNorm, simulated in the backend's dtype. `diagnose` scores formulations against what the
-backend returned and names the one that explains it best:
+A `Formulation` (formulation.py) is one way real implementations compute BatchNorm, simulated in
+the backend's dtype. `diagnose` scores formulations against what the backend returned and names
+the one that explains it best. score(F) is the worst error/bound over every compared element with
+F's output in place of the exact value; margin = score(exact canonical) / score(best). The search
+starts from the backend's documented semantics and greedily combines single changes (up to
+MAX_CHANGES). A formulation *explains* the backend when its score is at most 1: the backend's
+output is within rounding of it.
 
-  score(F)  = the worst error/bound over every compared element, with the
-              backend's output measured against F's output instead of the
-              exact value (the same bound as the verdict: score(exact
-              canonical) is the result's own ratio)
-  margin    = score(exact canonical) / score(best)
-
-The search starts from the backend's documented semantics, tries every
-single change, and keeps the best change while it at least halves the score
-(greedy, up to MAX_CHANGES changes combined: "one-pass variance, computed in
-float32" is two). A formulation *explains* the backend when its score is at
-most 1: the backend's output is within rounding of it.
+Design notes: docs/internals/oracle-and-verdict.md.
 """
 
 from __future__ import annotations

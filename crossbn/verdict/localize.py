@@ -1,27 +1,14 @@
 """Per-operation localization: the first stage inside BatchNorm that deviates.
 
-Stages in dataflow order (STAGES). Where the backend returns a stage's
-observable (batch_mean, batch_var, invstd, the running statistics, the
-gradients), the first non-matching one in dataflow order is the answer.
-y is the end of a chain (statistics -> inverse std -> normalized -> affine);
-where the backend hides the inside of that chain, differential probes,
-derived from the case and run on the same backend, take it apart:
+Stages in dataflow order (STAGES). Where the backend returns a stage's observable (batch_mean,
+batch_var, invstd, the running statistics, the gradients), the first non-matching one in dataflow
+order is the answer. Where the backend hides the inside of y's chain (statistics -> inverse std
+-> normalized -> affine), differential probes derived from the case and run on the same backend
+(momentum-0, eval-given-stats, affine-off, unit-dy) take it apart, and a per-channel fit of the
+y error separates an inverse-std (scale) error from an elementwise one. The result says which
+probes ran and what each showed.
 
-  momentum-0        one training step with momentum 0: the running statistics
-                    then ARE the batch statistics (mean, and variance under
-                    the backend's convention), exposing hidden reductions
-  eval-given-stats  eval mode with the failing step's exact batch statistics
-                    given as running statistics: the same normalization with
-                    the reductions bypassed
-  affine-off        gamma = 1, beta = 0 (affine=False): isolates the
-                    normalization from the affine output
-  unit-dy           a unit upstream gradient dy = 1 (then dbeta = n,
-                    dgamma = sum(x_hat) = 0, dx = 0 in exact arithmetic):
-                    isolates the reduction terms of the backward pass
-
-and a per-channel fit of the y error (y - beta)/gamma = s * x_hat + t
-separates an inverse-std (scale) error from an elementwise one. The result
-says which probes ran and what each showed.
+Design notes: docs/internals/oracle-and-verdict.md.
 """
 
 from __future__ import annotations

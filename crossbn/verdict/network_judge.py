@@ -1,33 +1,17 @@
 """One (model case, backend, device): run the network, localize, record.
 
-The models suite's counterpart of crossbn/verdict/judge.py:
-  ModelCase -> inputs (weights + batches) -> worker.run_model -> hidden states
-            `-> oracle network (float64) ------------------------> metrics -> record
-Verdicts:
-  match        no layer introduces an inconsistency (metrics.py: no layer's R
-               above its threshold, i.e. no δ beyond what rounding and the
-               propagation of its inputs' δ explain)
-  convention   layers introduce one against the canonical oracle but none
-               against the oracle run under the backend's declared
-               conventions (e.g. PyTorch's unbiased running variance, ONNX's
-               float32 eps): documented, different by design
-  deviation    layers introduce one even under the declared conventions; the
-               reason names them in step and execution order
-  error / crash / timeout / unsupported   as crossbn/verdict/judge.py reports them
-               (an `error` also for hidden states of the wrong shape or dtype)
+The models suite's counterpart of crossbn/verdict/judge.py: the hidden states of
+worker.run_model against the float64 oracle network's, per layer (network_metrics.py). Verdicts:
 
-The record has the same top-level fields as crossbn/results.make_record (it
-is built through it, so the two stay in step) plus `layers`: {step: {layer:
-{delta, delta_pre, R, R_threshold, bound, ratio, introduces, q3, dtype,
-shape, max_abs}}} against the canonical oracle; when the declared conventions
-were compared too, each entry also has `convention`: the same numbers against
-that oracle. `worst` names the layer the verdict rests on ({observable:
-"<step>.<layer>", ratio: δ / bound, verdict}); `localization`, for a
-deviation or convention, the first introducing layer in crossbn/verdict/localize.py's
-form ({stage: layer, step, observable, how}) plus `layers`, every introducing
-"<step>.<layer>"; `observables` is empty (the per-layer numbers are in
-`layers`); `not_exposed` / `unexpected` list the hidden states the backend
-left out or added.
+  match        no layer introduces an inconsistency
+  convention   layers introduce one against the canonical oracle, none under the declared conventions
+  deviation    layers introduce one even under the declared conventions
+  error / crash / timeout / unsupported   as crossbn/verdict/judge.py reports them
+
+The record is built through crossbn/records/results.py's make_record, plus `layers` (the per-layer
+numbers, per step); `worst` and `localization` name the layer the verdict rests on.
+
+Design notes: docs/internals/oracle-and-verdict.md.
 """
 
 from __future__ import annotations

@@ -1,71 +1,18 @@
 """Per-layer inconsistency: CRADLE's δ and R, and which layers introduce it.
 
-CRADLE (Pham et al., ICSE 2019) localizes an inconsistency between two
-implementations of one network by tracking its hidden states:
-  δ_L      the mean absolute difference of layer L's hidden state between the
-           two implementations (here: backend vs the float64 oracle network,
-           or backend vs backend)
-  δ_pre    the largest δ among L's inputs (the network input has δ = 0; a
-           residual add has two inputs)
-  R_L      = (δ_L − δ_pre) / (δ_pre + 1e-7), the inconsistency-introduction
-           rate: how much of L's inconsistency is new
-CRADLE picks the introducing layers by thresholding R: it highlights, in
-each localization map, the layers whose R exceeds the map's third quartile
-(75th percentile). (The paper's own wording was not in the reference corpus
-this module was written against; this is its method as recalled.) Here one
-map is one step's forward pass.
+As in CRADLE (Pham et al., ICSE 2019), two implementations of one network (a backend vs the
+float64 oracle network, or backend vs backend) are compared by their hidden states: δ_L is the
+mean absolute difference of layer L's hidden state, δ_pre the largest δ among L's inputs, and
+R_L = (δ_L − δ_pre) / (δ_pre + 1e-7) the inconsistency-introduction rate. Instead of CRADLE's
+third-quartile threshold on R, each layer gets its own threshold from the error model:
 
-The threshold is where a choice has to be made, and the quartile is not used
-for the verdict, for two reasons measured on this suite: a quarter of every
-map is above its third quartile, whether anything is wrong or not (in float32
-every layer adds rounding, so a correct network would always have
-"introducing" layers); and with ε = 1e-7, R cannot rank float64 layers at
-all: a BN that computes a float64 case in float32 adds δ ≈ 7e-8 on δ_pre ≈
-1e-16, R ≈ 0.7, below the R ≈ 1 of a dense layer that merely carries it
-(Keras 3 on torch, conv_bn_relu_pool_dense: the quartile named the dense
-layer). So each layer gets its own threshold from the error model instead:
+  L introduces an inconsistency  <=>  δ_L > bound_L = gain_L · δ_pre + τ_L
+with gain and local from the oracle network and τ_L = k · SAFETY · u · local_L (k sides rounding at u).
+ratio_L = δ_L / bound_L is reported like the BatchNorm suite's error/bound; the first flagged layer in
+execution order is where the inconsistency enters. Each entry also records `q3`, CRADLE's own
+highlight. `compare_backends`: backend against backend (k = 2).
 
-  L introduces an inconsistency  <=>  R_L > R*_L = ((gain_L − 1)·δ_pre + τ_L) / (δ_pre + ε)
-                                 <=>  δ_L > bound_L = gain_L · δ_pre + τ_L
-
-i.e. L's hidden state is further from the other side than rounding alone and
-a correct layer's propagation of its inputs' deviation can explain, with u
-the unit roundoff of the case dtype, τ_L = k · SAFETY · u · local_L (k the
-number of sides that round at u: the backend, plus the oracle in float64
-cases, whose own dot products round at the same u; in float32 the float64
-oracle's rounding is 2^-29 of the backend's), and gain and local from the
-oracle (oracle.py):
-  gain_L · δ_pre   what a CORRECT layer may make of its inputs' deviation: its
-                   Lipschitz constant in mean-abs terms (conv/dense:
-                   (fan-in channels / out) · the largest column sum Σ|w|,
-                   oracle._mean_abs_gain; BatchNorm: |γ|·invstd, times
-                   2 + mean|x̂|·max|x̂| in training, where the deviation also
-                   moves the batch statistics; ReLU 1; 2x2 max pool 4; add 2)
-  u · local_L      the layer's own rounding: its operations' error growth (a
-                   sum of n terms: tolerance.rho(n) = log2 n + 4√n, as in the
-                   BatchNorm suite's error model) times the magnitude that
-                   rounding is relative to, averaged over the hidden state like
-                   δ (Σ|w||x| + |b| for a dot product, |γ|·invstd·(|x| + |μ|) +
-                   |β| for BatchNorm, |a| + |b| for add; ReLU and max pool are
-                   exact)
-  SAFETY = 2       tolerance.SAFETY, for the first-order model's dropped terms
-No number in it is tuned to the data: only u, the layer's magnitudes and
-weights, and the growth laws above. The bound is conservative: on the
-results of the whole suite that match (every backend here), conv, dense and
-BN layers sit at a median 0.003-0.005 of it (max 0.17, float32 and float64
-alike), add, ReLU and max pool, whose bound is mostly their inputs' δ times
-their gain, at medians 0.29-0.56 (max 0.78);
-so a fault must add more than ~1e-5 (float32) of a layer's magnitude to be
-seen here: smaller ones are the per-operation suite's job.
-ratio_L = δ_L / bound_L is reported like the BatchNorm suite's error/bound.
-Downstream of a real fault δ stays large but within gain · δ_pre, so the
-layers that merely carry it are not flagged; the first flagged layer in
-execution order is where the inconsistency enters. Each entry also records
-`q3`, CRADLE's own highlight (R above the map's third quartile), for
-comparison with the paper's method.
-
-Backend against backend (`compare_backends`): the same map with both
-implementations' rounding in the bound (k = 2, whatever the dtype).
+Design notes: docs/internals/oracle-and-verdict.md.
 """
 
 from __future__ import annotations

@@ -1,28 +1,14 @@
 """Diagnosis per root cause: a run's findings grouped by a cheap signature.
 
-A suite's findings have far fewer causes than members: one backend that
-reduces float16 in float16 deviates on every float16 case. Localizing and
-fingerprinting each from scratch (dozens of formulations simulated) is most
-of crossbn's own work on a run. Here, the first finding of a signature is
-diagnosed in full and becomes the group's representative; each later one is
-*confirmed* against it: the representative's formulation is simulated once on
-the member's inputs, and when it explains the member's outputs (score <= 1,
-the same test as the full search), the member takes that diagnosis and the
-representative's stage. Where nothing the search tried explains the
-representative, it confirms only members that no formulation can come near
-either: a NaN or Inf where the exact value is finite, placed where neither
-its formulation nor the canonical one puts one (the score's cap), and only
-after a complete search (a large case's budget can cut one short). Any
-other member is better served by its own search: a float16 case where a
-large representative's search found nothing may well be explained on its
-own.
-A member no representative confirms is diagnosed on its own and becomes
-another representative (a few per signature at most).
+A suite's findings have far fewer causes than members. The first finding of a signature is
+diagnosed in full and becomes the group's representative; each later one is *confirmed* against
+it: the representative's formulation is simulated once on the member's inputs and, when it
+explains the member's outputs (score <= 1), the member takes that diagnosis and the
+representative's stage. A member no representative confirms is diagnosed on its own and becomes
+another representative (a few per signature at most). Every diagnosis says where it came from
+(`source`); `audit` mode also runs the full diagnosis of every confirmed member and records both.
 
-Every diagnosis says where it came from (`source`): its own search, or
-confirmed against which representative. `audit` mode also runs the full
-diagnosis of every confirmed member and records both, which is how the
-grouping is checked against per-finding diagnosis (benchmarks/audit.py).
+Design notes: docs/internals/oracle-and-verdict.md.
 """
 
 from __future__ import annotations

@@ -1,26 +1,13 @@
-"""Flax networks of the models suite: linen (`flax-linen` eager,
-`flax-linen-jit` under `jax.jit`) and nnx (`flax-nnx` eager, `flax-nnx-jit`
-under `nnx.jit`); the backend's `jit` flag and class pick.
+"""Flax networks of the models suite: linen (`flax-linen` eager, `flax-linen-jit` under `jax.jit`) and nnx
+(`flax-nnx` eager, `flax-nnx-jit` under `nnx.jit`); the backend's `jit` flag and class pick.
 
-Translation from the spec: images are NHWC, Flax's layout (inputs transposed
-in, hidden states transposed back to NCHW). conv is `nn.Conv(features, (3, 3),
-padding="SAME")` (pads 1 on each side at stride 1) with the OIHW kernel as
-HWIO; bn is `nn.BatchNorm(axis=-1, momentum, epsilon)` (Flax's momentum is
-the canonical one), with `use_running_average=not train`; relu `nn.relu`,
-maxpool `nn.max_pool((2, 2), strides=(2, 2))`, add `+`; dense is a reshape to
-(N, H*W*C) and `nn.Dense` with the kernel rows permuted from the canonical
-(C, H, W) order. `dtype` and `param_dtype` are the case dtype, and the
-running statistics are handed over in the case dtype (Flax would allocate
-them in float32; a restored float64 checkpoint keeps them float64).
+Images are NHWC, Flax's layout (inputs transposed in, hidden states transposed back to NCHW); weights come from
+the canonical layouts (OIHW kernels as HWIO, dense kernel rows permuted from the (C, H, W) order). bn is
+`nn.BatchNorm(axis=-1, momentum, epsilon)` (Flax's momentum is the canonical one); `dtype`, `param_dtype` and the
+running statistics are in the case dtype. linen steps are pure `apply` functions (jitted and cached under
+flax-linen-jit); nnx layers hold the case's values and update their BatchStats in place.
 
-Steps, linen: `apply(..., train=True, mutable=["batch_stats"])`, whose
-updated `batch_stats` are the next step's; eval `apply(..., train=False)`. One
-step is one pure function, jitted under flax-linen-jit and cached per network
-configuration (jax.jit's own cache then keys on shapes and dtypes).
-nnx: the same layers as `nnx.Conv` / `nnx.BatchNorm` / `nnx.Linear` objects
-holding the case's values (`nnx.Param`, `nnx.BatchStat`), called with
-`use_running_average=not train`; training calls update the BatchStats in
-place (under nnx.jit, nnx carries the update out of the traced function).
+Design notes: docs/internals/backends.md.
 """
 
 from __future__ import annotations

@@ -1,21 +1,13 @@
-"""Keras networks of the models suite: one builder for Keras 3 (`keras-tensorflow`,
-`keras-jax`, `keras-torch`: the worker's KERAS_BACKEND decides) and Keras 2
-(`tf-keras`, `tf-keras-fused`: the `tf_keras` package), parameterized by the
-keras module.
+"""Keras networks of the models suite: one builder for Keras 3 (`keras-tensorflow`, `keras-jax`, `keras-torch`: the
+worker's KERAS_BACKEND decides) and Keras 2 (`tf-keras`, `tf-keras-fused`: the `tf_keras` package), parameterized
+by the keras module.
 
-Translation from the spec: Keras holds images channels-last, its default and
-the only layout TensorFlow's CPU convolution runs, so inputs go in as NHWC and
-hidden states come back transposed to NCHW. conv is `Conv2D(k, 3,
-padding="same")` with the OIHW kernel transposed to HWIO; bn is
-`BatchNormalization(axis=-1, momentum, epsilon)` (Keras's momentum is the
-canonical one; tf-keras-fused adds fused=True, tf-keras fused=False); relu
-`ReLU()`, maxpool `MaxPooling2D(2)`, add `Add()`; dense is `Flatten()` +
-`Dense`, and since Flatten walks NHWC in (H, W, C) order, the dense kernel's
-rows are permuted from the canonical (C, H, W) order (the data stay as Keras
-has them). Every layer gets `dtype=case.dtype`.
-
-Steps: `layer(x, training=True)` updates the BatchNorm moving statistics in
+Images are channels-last (NHWC in, hidden states transposed back to NCHW); bn is `BatchNormalization(axis=-1,
+momentum, epsilon)` (Keras's momentum is the canonical one; tf-keras-fused adds fused=True, tf-keras fused=False);
+every layer gets `dtype=case.dtype`. Steps: `layer(x, training=True)` updates the BatchNorm moving statistics in
 place (eager), `training=False` uses them.
+
+Design notes: docs/internals/backends.md.
 """
 
 from __future__ import annotations

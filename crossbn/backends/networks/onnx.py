@@ -1,31 +1,14 @@
-"""ONNX networks of the models suite: the PyTorch network (torch_net.py)
-exported by `torch.onnx.export`, run on the backend's runtime (onnxruntime or
-the onnx reference evaluator: the backend's own `_runner`, as for its
+"""ONNX networks of the models suite: the PyTorch network (networks/torch.py) exported by `torch.onnx.export`, run on
+the backend's runtime (onnxruntime or the onnx reference evaluator: the backend's own `_runner`, as for its
 BatchNorm graphs).
 
-Export: the TorchScript exporter (`dynamo=False`, as onnx_graphs.py, for the
-same reasons) of the module in eval mode, `TrainingMode.EVAL`,
-`do_constant_folding=False`, with every layer's output a graph output (the
-module returns them all) and the weights as initializers. The
-`*-torch-export` backends export at the exporter's default opset; the
-`*-opset{9,14,15}` backends export at their own opset, so each runs the
-network with BatchNormalization of that opset. The model gets the lowest IR
-version its opsets allow (current onnx writes one newer than onnxruntime
-reads) and must pass `onnx.checker.check_model(full_check=True)`.
+The TorchScript exporter (`dynamo=False`) exports the module in eval mode, every layer's output a graph output;
+the `*-torch-export` backends export at the exporter's default opset, the `*-opset{9,14,15}` backends at their
+own. The exported graph must keep one BatchNormalization node per BN layer: a BN folded into its Conv is an error,
+not a result. Model cases with training steps are unsupported (the backend's `model_train` says so); eval-only
+cases run on the initial running statistics. eps and momentum are FLOAT attributes (`hyperparameters = "float32"`).
 
-The exported graph must keep one BatchNormalization node per BN layer: in eval
-mode the exporter may fold a BN into the preceding Conv when the Conv's
-output has no other use, which would silently test a different computation.
-Here every Conv output is itself a graph output, so nothing is folded; an
-export that does fold anyway is an error, not a result.
-
-ONNX runs no training here: a BatchNormalization graph in training mode
-exists (onnx_graphs.py) but a network would need its running statistics
-threaded from one session run to the next for every BN, which the exporter
-does not write. Model cases with training steps are unsupported (the backend's
-`model_train` says so); eval-only cases run on the initial running statistics.
-eps and momentum are FLOAT attributes: declared convention
-`hyperparameters = "float32"`, which the judge holds the backend to.
+Design notes: docs/internals/backends.md.
 """
 
 from __future__ import annotations

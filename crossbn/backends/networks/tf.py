@@ -1,24 +1,12 @@
-"""TensorFlow-op networks of the models suite: `tf-nn` and `tf-fused-op`, the
-network written with raw TensorFlow ops, as one writes it without Keras.
+"""TensorFlow-op networks of the models suite: `tf-nn` and `tf-fused-op`, the network written with raw TensorFlow
+ops, as one writes it without Keras.
 
-Images are NHWC (TensorFlow's CPU convolution runs no other layout): inputs
-go in transposed, hidden states come back as NCHW. conv is `tf.nn.conv2d(...,
-padding="SAME")` + `tf.nn.bias_add` with the OIHW kernel as HWIO; relu
-`tf.nn.relu`; maxpool `tf.nn.max_pool2d(2, 2, "VALID")`; dense `tf.matmul` on
-the NHWC flatten with the kernel rows permuted from the canonical order; add
-`+`. Everything runs eagerly in the case dtype.
+Images are NHWC (TensorFlow's CPU convolution runs no other layout): inputs go in transposed, hidden states come
+back as NCHW. Everything runs eagerly in the case dtype. The BatchNorm layers are the backend's own op, translated
+as its BatchNorm suite adapter does (crossbn/backends/tf_backend.py): `tf.nn.moments` +
+`tf.nn.batch_normalization` for `tf-nn`, `tf.raw_ops.FusedBatchNormV3` for `tf-fused-op` (float32 only).
 
-The BatchNorm layers are the backend's own op, translated as its BatchNorm
-suite adapter does (crossbn/backends/tf_backend.py):
-- `tf-nn`: `tf.nn.moments` + `tf.nn.batch_normalization` (batch statistics in
-  training, the running ones in eval), the running statistics updated by the
-  canonical momentum * running + (1 - momentum) * batch in TF ops (biased
-  variance);
-- `tf-fused-op`: `tf.raw_ops.FusedBatchNormV3` (NHWC; a BN over dense
-  features is reshaped to (N, 1, 1, C)), `is_training` per step with
-  `exponential_avg_factor = 1 - momentum`, its running statistics output
-  (Bessel-corrected variance: declared "unbiased") carried to the next step.
-  float32 only (the op's T has no float64), as the backend declares.
+Design notes: docs/internals/backends.md.
 """
 
 from __future__ import annotations

@@ -1,22 +1,13 @@
-"""PyTorch networks of the models suite (backends `torch`, `torch-compile`;
-also the source of the ONNX exports, onnx_net.py).
+"""PyTorch networks of the models suite (backends `torch`, `torch-compile`; also the source of the ONNX exports,
+networks/onnx.py).
 
-Translation from the spec: conv is `nn.Conv2d(k=3, padding=1)`, bn is
-`nn.BatchNorm2d` (4-D input) or `nn.BatchNorm1d` (features) with
-momentum = 1 - canonical momentum (PyTorch weighs the NEW batch statistic)
-and the case's eps, relu `torch.relu`, maxpool `F.max_pool2d(2)`, dense
-`nn.Linear` on `flatten(1)` (NCHW order: the canonical one), add `+`.
-Canonical layout is PyTorch's own, so weights are copied as they are.
-Declared convention (the torch backend's): the running variance is fed the
-UNBIASED batch variance.
+Canonical layout is PyTorch's own, so weights are copied as they are; bn is `nn.BatchNorm2d` (4-D input) or
+`nn.BatchNorm1d` (features) with momentum = 1 - canonical momentum (PyTorch weighs the NEW batch statistic).
+Steps: `model.train()` for training steps, `model.eval()` for the eval step, forward under `torch.no_grad()`; the
+running statistics live in the modules from step to step. `torch-compile` (`backend.model_compile`) runs the same
+module under `torch.compile(fullgraph=True)`.
 
-Steps: `model.train()` for training steps, `model.eval()` for the eval step,
-forward under `torch.no_grad()`; the running statistics live in the modules
-from step to step. `torch-compile` (`backend.model_compile`) runs the same
-module under `torch.compile(fullgraph=True)` (Inductor: it may fuse conv,
-BN and ReLU into one kernel, which is what the per-layer comparison is for),
-with every model case run (no sampling: 24 cases; each network compiles once
-per dtype and mode, 5-9 s here) and the compile time in `backend_info`.
+Design notes: docs/internals/backends.md.
 """
 
 from __future__ import annotations
