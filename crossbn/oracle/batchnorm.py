@@ -15,6 +15,7 @@ Design notes: docs/internals/oracle-and-verdict.md.
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 
@@ -38,7 +39,7 @@ __all__ = [
 
 # NaN/Inf are legitimate inputs whose IEEE propagation we *want*; silence the
 # warnings NumPy would print for them.
-_QUIET = dict(invalid="ignore", divide="ignore", over="ignore")
+_QUIET: dict[str, Any] = dict(invalid="ignore", divide="ignore", over="ignore")
 
 
 def _f64(a) -> np.ndarray:

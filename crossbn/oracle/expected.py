@@ -15,6 +15,7 @@ Design notes: docs/internals/oracle-and-verdict.md.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -70,7 +71,8 @@ def simulate(
         raise ValueError(f"frozen must be one of {FROZEN}, not {frozen!r}")
     ax = case.channel_axis
     gamma, beta = _f64(inputs.get("gamma")), _f64(inputs.get("beta"))
-    running = (_f64(inputs["running_mean"]), _f64(inputs["running_var"])) if case.track_running_stats else None
+    # (mean, var) as stored; None without running statistics
+    running: Any = (_f64(inputs["running_mean"]), _f64(inputs["running_var"])) if case.track_running_stats else None
     n = case.reduction_size
     expected: dict[str, np.ndarray] = {}
     traces: list[StepTrace] = []

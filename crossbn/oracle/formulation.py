@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -115,7 +116,9 @@ def simulate_with_spread(case, inputs: dict, f: Formulation) -> tuple[dict, dict
     first = simulate(case, inputs, f)
     axes = tuple(a for a in range(case.rank) if a != case.channel_axis)
     second = simulate(case, _reversed(case, inputs), f)
-    diff, scale, pooled = {}, {}, {}
+    diff: dict[str, Any] = {}
+    scale: dict[str, Any] = {}
+    pooled: dict[str, Any] = {}
     for k, v in first.items():
         w = np.flip(second[k], axes) if k.endswith((".y", ".dx")) else second[k]
         with np.errstate(invalid="ignore"):
@@ -153,7 +156,7 @@ def simulate(case, inputs: dict, f: Formulation) -> dict:
     # the inputs as the implementation holds them: cast to its compute dtype
     f64 = lambda a: None if a is None else rc(np.asarray(a, dtype=np.float64))  # noqa: E731
     gamma, beta = f64(inputs.get("gamma")), f64(inputs.get("beta"))
-    running = (f64(inputs["running_mean"]), f64(inputs["running_var"])) if case.track_running_stats else None
+    running: Any = (f64(inputs["running_mean"]), f64(inputs["running_var"])) if case.track_running_stats else None
     n = case.reduction_size
     out: dict[str, np.ndarray] = {}
     for k, step in enumerate(case.steps):

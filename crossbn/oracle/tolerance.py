@@ -15,6 +15,8 @@ Design notes: docs/internals/oracle-and-verdict.md.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from crossbn.oracle import batchnorm as ref
@@ -72,7 +74,7 @@ def model_bounds(case, traces, compute_dtype: str | None = None) -> dict[str, np
     ax, n, r_n = case.channel_axis, case.reduction_size, rho(case.reduction_size)
     top = overflow_threshold(compute_dtype or compute_dtype_of(case.dtype))
     out: dict[str, np.ndarray] = {}
-    d_running = None  # (d mean, d var) of the running statistics so far
+    d_running: Any = None  # (d mean, d var) of the running statistics so far
     if case.track_running_stats:
         d_running = (0.0, 0.0)  # the initial statistics are given exactly
     with np.errstate(invalid="ignore", over="ignore"):

@@ -14,6 +14,8 @@ Design notes: docs/internals/oracle-and-verdict.md.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 __all__ = [
@@ -32,7 +34,7 @@ __all__ = [
     "eval_backward",
 ]
 
-_QUIET = dict(invalid="ignore", divide="ignore", over="ignore")
+_QUIET: dict[str, Any] = dict(invalid="ignore", divide="ignore", over="ignore")
 
 
 def rounder(dtype):

@@ -117,7 +117,8 @@ class Judgements:
         self.hits += 1
         return entry
 
-    def _corrupt(self, path: Path, why: str) -> None:
+    def _corrupt(self, path: Path, why: str) -> dict | None:
+        """None (a miss), with a warning that names the file and what is wrong with it."""
         warnings.warn(f"crossbn cache: ignoring {path}: {why}; judged afresh", CacheWarning, stacklevel=3)
         self.misses += 1
         return None

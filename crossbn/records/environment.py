@@ -23,6 +23,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 SCHEMA = 1
 RUN_FILE = "run.json"
@@ -125,7 +126,7 @@ def read(out: Path) -> dict | None:
     if not isinstance(info, dict):
         return None
     # a partial or older file: the fields it lacks read as unknown
-    blank = {
+    blank: dict[str, Any] = {
         "crossbn": "",
         "commit": "",
         "platform": "",

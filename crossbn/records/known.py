@@ -116,24 +116,26 @@ def load(path: str | Path) -> list[Known]:
     if not isinstance(entries, list):
         raise KnownError(f"{p}: 'known' must be an array of tables ([[known]])")
     out = []
-    for i, e in enumerate(entries, 1):
+    for i, entry in enumerate(entries, 1):
         where = f"{p} [[known]] #{i}"
-        if not isinstance(e, dict):
+        if not isinstance(entry, dict):
             raise KnownError(f"{where}: not a table")
-        unknown = set(e) - _FIELDS
+        unknown = set(entry) - _FIELDS
         if unknown:
             raise KnownError(
                 f"{where}: unknown field(s) {', '.join(sorted(unknown))}; known: {', '.join(sorted(_FIELDS))}"
             )
         for field in ("backend", "reason"):
-            if not e.get(field):
+            if not entry.get(field):
                 raise KnownError(f"{where}: '{field}' is required")
-        for field, value in e.items():
+        for field, value in entry.items():
             if not isinstance(value, str):
                 raise KnownError(f"{where}: '{field}' must be a string, got {type(value).__name__}")
-        if e.get("verdict") and e["verdict"] not in FAILING:
-            raise KnownError(f"{where}: verdict {e['verdict']!r} is not a finding; one of {', '.join(sorted(FAILING))}")
-        out.append(Known(index=i, **e))
+        if entry.get("verdict") and entry["verdict"] not in FAILING:
+            raise KnownError(
+                f"{where}: verdict {entry['verdict']!r} is not a finding; one of {', '.join(sorted(FAILING))}"
+            )
+        out.append(Known(index=i, **entry))
     return out
 
 

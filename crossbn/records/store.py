@@ -69,6 +69,8 @@ class ResultWriter:
         self._fd: int | None = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
 
     def write(self, record: dict) -> None:
+        if self._fd is None:
+            raise ValueError(f"{self.path}: written after close")
         _write_all(self._fd, (json.dumps(record) + "\n").encode("utf-8"))
 
     def close(self) -> None:

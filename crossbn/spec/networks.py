@@ -52,7 +52,7 @@ class Network:
 
     def shapes(self, batch: int) -> dict[str, tuple[int, ...]]:
         """Canonical shape of every hidden state (and of "input") for a batch size."""
-        out = {INPUT: (batch, *self.input_shape)}
+        out: dict[str, tuple[int, ...]] = {INPUT: (batch, *self.input_shape)}
         for layer in self.layers:
             src = out[layer.inputs[0]]
             if layer.op == "conv":
@@ -67,7 +67,7 @@ class Network:
 
     def params(self, batch: int = 1) -> dict[str, tuple[int, ...]]:
         """Every parameter and BatchNorm statistic, "<layer>.<name>" -> canonical shape."""
-        shapes, out = self.shapes(batch), {}
+        shapes, out = self.shapes(batch), dict[str, tuple[int, ...]]()
         for layer in self.layers:
             src = shapes[layer.inputs[0]]
             if layer.op == "conv":

@@ -17,6 +17,7 @@ Design notes: docs/internals/oracle-and-verdict.md.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -166,7 +167,7 @@ def compare_observable(
     out_dtype = np.dtype(actual.dtype).name
     a = np.asarray(actual, dtype=np.float64)
     e = np.asarray(expected, dtype=np.float64)
-    blank = dict(
+    blank: dict[str, Any] = dict(
         name=name,
         ratio=float("inf"),
         max_abs=float("nan"),

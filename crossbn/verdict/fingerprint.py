@@ -14,6 +14,7 @@ Design notes: docs/internals/oracle-and-verdict.md.
 from __future__ import annotations
 
 import dataclasses
+from typing import Any
 
 import numpy as np
 
@@ -52,7 +53,12 @@ def _single_changes(case, base: Formulation) -> list[Formulation]:
     """Every formulation one aspect away from `base` that can matter for `case`."""
     trains = case.train_steps > 0
     running = trains and case.track_running_stats
-    changes = [dict(variance="one-pass"), dict(variance="welford"), dict(normalize="divide"), dict(eps_in_root=False)]
+    changes: list[dict[str, Any]] = [
+        dict(variance="one-pass"),
+        dict(variance="welford"),
+        dict(normalize="divide"),
+        dict(eps_in_root=False),
+    ]
     if case.reduction_size > 1:
         changes.append(dict(norm_var="unbiased"))
     if case.affine:
@@ -294,6 +300,7 @@ def diagnose(
         return trial(f)
 
     best = evaluate(base)
+    assert best is not None  # the first evaluation always runs: nothing was tried yet
     if base != Formulation():
         cand = evaluate(Formulation())
         if cand is not None and _better(cand, best):

@@ -122,6 +122,7 @@ def _explain(
     the full search, which then represents its group. The third value is
     the finding's signature (None without groups)."""
     c, semantics = judged.comparison, backend.semantics()
+    assert c is not None  # only a compared result is explained
     compared = {k: judged.actual[k] for k in c.observables}
     sig = None
     if causes is not None and first_off(c, c.verdict) is not None:
@@ -143,7 +144,7 @@ def _explain(
                     }
                 return where, diagnosis, sig
     where, diagnosis = _full_explain(judged, compared, backend, device, worker, timeout, clock)
-    if sig is not None:
+    if sig is not None and causes is not None:  # a signature is made only with groups
         causes.add(sig, judged.case, diagnosis, where, semantics)
     return where, diagnosis, sig
 
@@ -162,6 +163,7 @@ def _full_explain(judged: _Judged, compared: dict, backend, device, worker, time
         return probe.broken or probe.comparison
 
     c = judged.comparison
+    assert c is not None  # only a compared result is explained
     with clock("localize"):  # probes included: their backend runs, oracles and comparisons
         where = localize(
             judged.case, judged.inputs, c, c.verdict, judged.actual, judged.traces, judged.full_bounds(), run_probe
@@ -293,6 +295,7 @@ def judge(
             backend_seconds=outcome.seconds,
         )
     comparison = judged.comparison
+    assert comparison is not None  # malformed outputs were recorded above
     cross = None
     with clock("cross"):
         if device != "cpu" and "cpu" in description["devices"]:
@@ -325,6 +328,6 @@ def judge(
         backend_info=outcome.info,
         backend_seconds=outcome.seconds,
     )
-    if entry_key is not None:
+    if entry_key is not None and cache is not None:  # a key is made only with a cache
         cache.put(entry_key, rec, signature=sig)
     return rec

@@ -14,6 +14,7 @@ Design notes: docs/internals/oracle-and-verdict.md.
 from __future__ import annotations
 
 import dataclasses
+from typing import Any
 
 import numpy as np
 
@@ -166,7 +167,7 @@ def localize(case, inputs, comparison, verdict: str, actual: dict, traces, full_
     inputs)` runs a probe on the same backend and returns its Comparison, or
     a string saying why it could not run."""
     first = first_off(comparison, verdict)
-    out = {"stage": None, "step": None, "observable": None, "how": "observed", "probes": []}
+    out: dict[str, Any] = {"stage": None, "step": None, "observable": None, "how": "observed", "probes": []}
     if first is None:
         out["how"] = "no observable departs" + (f" ({comparison.note})" if comparison.note else "")
         return out

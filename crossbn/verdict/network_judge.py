@@ -141,7 +141,9 @@ def localize(case, states: dict, inputs: dict, backend) -> tuple[str, str, dict,
             )
     elif hits:
         verdict, reason = "deviation", f"inconsistency introduced at {_describe(hits, layers)}"
-    name, entry = metrics.worst(basis, case)
+    worst_layer = metrics.worst(basis, case)
+    assert worst_layer is not None  # a network has layers, each compared
+    name, entry = worst_layer
     worst = {"observable": name, "ratio": entry["ratio"], "verdict": verdict if entry["introduces"] else "match"}
     where = None
     if verdict != "match":  # in localize.py's form: the first layer that departs
@@ -228,7 +230,9 @@ def _cross_device(case, states: dict, on_cpu, inputs: dict, against: str = "cpu"
         return {"against": against, "verdict": "error", "note": f"malformed hidden states on {against}: {broken}"}
     layers = metrics.compare_backends(case, states, on_cpu.observables, inputs)
     hits = metrics.introducing(layers)
-    name, entry = metrics.worst(layers, case)
+    worst_layer = metrics.worst(layers, case)
+    assert worst_layer is not None  # a network has layers, each compared
+    name, entry = worst_layer
     return {
         "against": against,
         "verdict": "disagree" if hits else "agree",

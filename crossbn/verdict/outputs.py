@@ -9,6 +9,8 @@ comparison of its own, next to the comparison with the oracle.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from crossbn.backends.base import OBSERVABLES
@@ -57,7 +59,8 @@ def compare_runs(out: dict, other: dict, bounds: dict, name: str, against: str) 
     from crossbn.spec.verdicts import worst
     from crossbn.verdict.compare import compare_observable
 
-    observables, bitwise = {}, True
+    observables: dict[str, dict[str, Any]] = {}
+    bitwise = True
     for key in sorted(set(out) & set(other) & set(bounds)):
         a, b = out[key], other[key]
         if a.shape != b.shape:

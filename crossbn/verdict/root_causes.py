@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import json
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -173,7 +174,7 @@ def _source(rep: Representative) -> dict:
 def audit(records) -> dict:
     """An `audit` run's confirmed findings against their own full diagnosis:
     counts, and every difference with its reason."""
-    out = {"findings": 0, "own": 0, "confirmed": 0, "equal": 0, "differences": []}
+    out: dict[str, Any] = {"findings": 0, "own": 0, "confirmed": 0, "equal": 0, "differences": []}
     for rec in records:
         diag = rec.get("diagnosis")
         if not diag:
