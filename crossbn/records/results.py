@@ -15,10 +15,81 @@ import math
 import os
 import time
 from pathlib import Path
+from typing import Any, NotRequired, TypedDict
 
 SCHEMA = 1
 # Fields that depend on scheduling and timing, not on the result itself.
 VOLATILE = ("seconds", "backend_seconds", "timings", "worker", "time", "backend_info")
+
+
+# A number a record holds: non-finite floats are stored as their repr ("inf", "nan").
+Number = float | str
+
+
+class ObservableRecord(TypedDict):
+    """One observable's comparison as a record holds it (verdict/compare.py's ObservableResult)."""
+
+    name: str
+    verdict: str
+    ratio: Number
+    max_abs: Number
+    max_rel: Number
+    max_ulp: Number
+    where: list[int]
+    expected_at: Number
+    actual_at: Number
+    bound_at: Number
+    n_over: int
+    size: int
+    dtype: str
+    convention_ratio: Number | None
+    n_unjudged: int
+    note: str
+    worst_elements: list[dict[str, Any]]
+    per_channel: list[Number] | None
+
+
+class WorstObservable(TypedDict):
+    observable: str
+    ratio: Number
+    verdict: str
+
+
+class Record(TypedDict):
+    """One line of results.jsonl: a (case, backend, device) and its verdict, as make_record makes it."""
+
+    schema: int
+    case_id: str
+    pytest_id: str
+    suite: str
+    group: str
+    case: dict[str, Any]
+    backend: str
+    version: str
+    device: str
+    device_name: str
+    verdict: str
+    reason: str
+    worst: WorstObservable | None
+    observables: dict[str, ObservableRecord]
+    not_exposed: list[str]
+    unexpected: list[str]
+    unjudged: int
+    localization: dict[str, Any] | None
+    diagnosis: dict[str, Any] | None
+    inputs: dict[str, Any] | None
+    digests: dict[str, str]
+    cross_device: dict[str, Any] | None
+    interpreter: str | None
+    cross_version: dict[str, Any] | None
+    backend_info: dict[str, Any]
+    seconds: float
+    backend_seconds: float
+    timings: dict[str, float]
+    worker: str
+    time: str
+    # set after judging: the known-differences entry a finding matched (the plugin)
+    known: NotRequired[dict[str, Any]]
 
 
 def finite(x):
@@ -91,47 +162,49 @@ def make_record(
     interpreter: str | None = None,
     cross_version: dict | None = None,
     timings: dict | None = None,
-) -> dict:
-    observables, worst, not_exposed, unexpected = {}, None, [], []
+) -> Record:
+    observables: dict[str, ObservableRecord] = {}
+    worst: WorstObservable | None = None
+    not_exposed: list[str] = []
+    unexpected: list[str] = []
     if comparison is not None:
         observables = {k: o.to_dict() for k, o in comparison.observables.items()}
         w = comparison.worst_observable
         worst = None if w is None else {"observable": w.name, "ratio": w.ratio, "verdict": w.verdict}
         not_exposed, unexpected = comparison.not_exposed, comparison.unexpected
-    return finite(
-        {
-            "schema": SCHEMA,
-            "case_id": case.id,
-            "pytest_id": case.pytest_id,
-            "suite": case.suite,
-            "group": case.group,
-            "case": case.to_dict(),
-            "backend": backend,
-            "version": version,
-            "device": device,
-            "device_name": device_name,
-            "verdict": verdict,
-            "reason": reason,
-            "worst": worst,
-            "observables": observables,
-            "not_exposed": not_exposed,
-            "unexpected": unexpected,
-            "unjudged": sum(o["n_unjudged"] for o in observables.values()),
-            "localization": localization,
-            "diagnosis": diagnosis,
-            "inputs": inputs,
-            "digests": digests or {},
-            "cross_device": cross_device,
-            "interpreter": interpreter,
-            "cross_version": cross_version,
-            "backend_info": backend_info or {},
-            "seconds": round(seconds, 6),
-            "backend_seconds": round(backend_seconds, 6),
-            "timings": timings or {},
-            "worker": worker_id(),
-            "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        }
-    )
+    record: Record = {
+        "schema": SCHEMA,
+        "case_id": case.id,
+        "pytest_id": case.pytest_id,
+        "suite": case.suite,
+        "group": case.group,
+        "case": case.to_dict(),
+        "backend": backend,
+        "version": version,
+        "device": device,
+        "device_name": device_name,
+        "verdict": verdict,
+        "reason": reason,
+        "worst": worst,
+        "observables": observables,
+        "not_exposed": not_exposed,
+        "unexpected": unexpected,
+        "unjudged": sum(o["n_unjudged"] for o in observables.values()),
+        "localization": localization,
+        "diagnosis": diagnosis,
+        "inputs": inputs,
+        "digests": digests or {},
+        "cross_device": cross_device,
+        "interpreter": interpreter,
+        "cross_version": cross_version,
+        "backend_info": backend_info or {},
+        "seconds": round(seconds, 6),
+        "backend_seconds": round(backend_seconds, 6),
+        "timings": timings or {},
+        "worker": worker_id(),
+        "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+    return finite(record)
 
 
 def worker_id() -> str:

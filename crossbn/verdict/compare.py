@@ -17,12 +17,13 @@ Design notes: docs/internals/oracle-and-verdict.md.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
 from crossbn.backends.base import OBSERVABLES
 from crossbn.oracle.tolerance import SAFETY, unit_roundoff
+from crossbn.records.results import ObservableRecord
 from crossbn.spec.dtypes import MANTISSA_BITS, overflow_threshold, smallest_subnormal
 from crossbn.spec.verdicts import SEVERITY, UNJUDGED, worst
 
@@ -55,8 +56,8 @@ class ObservableResult:
     per_channel: list[float] | None = None  # max ratio per channel (None: a match, not per-channel, or
     # over MAX_CHANNELS channels); what the report's channel chart draws
 
-    def to_dict(self) -> dict:
-        return asdict(self)
+    def to_dict(self) -> ObservableRecord:
+        return cast(ObservableRecord, asdict(self))
 
 
 def ulp(values: np.ndarray, dtype_name: str) -> np.ndarray:

@@ -12,6 +12,7 @@ import dataclasses
 import hashlib
 import time
 from contextlib import contextmanager
+from typing import Any
 
 import numpy as np
 
@@ -227,8 +228,8 @@ def judge(
     judgement is taken from it, a new one written to it."""
     start, clock = time.perf_counter(), Clock()
 
-    def done(**fields) -> dict:
-        return make_record(**record, **fields, seconds=time.perf_counter() - start, timings=clock.rounded())
+    def done(**fields) -> dict[str, Any]:
+        return dict(make_record(**record, **fields, seconds=time.perf_counter() - start, timings=clock.rounded()))
 
     record = dict(case=case, backend=backend_name, device=device, interpreter=backend.interpreter)
     refused = limits.refuse(case) if limits is not None else None
@@ -275,7 +276,8 @@ def judge(
             cached = entry["record"]
             if causes is not None and entry.get("signature") and (cached.get("diagnosis") or {}).get("source") == OWN:
                 causes.add(entry["signature"], case, cached["diagnosis"], cached["localization"], backend.semantics())
-            fresh = make_record(
+            fresh: dict[str, Any] = {}
+            fresh |= make_record(
                 **record,
                 verdict=cached["verdict"],
                 seconds=time.perf_counter() - start,

@@ -17,6 +17,7 @@ Design notes: docs/internals/oracle-and-verdict.md.
 from __future__ import annotations
 
 import time
+from typing import Any
 
 import numpy as np
 
@@ -50,7 +51,8 @@ def model_record(
 ) -> dict:
     """A result record for a model case: make_record's fields, the models
     suite's worst / localization / not_exposed / unexpected, and `layers`."""
-    rec = make_record(
+    rec: dict[str, Any] = {}  # a Record, and the network's layers
+    rec |= make_record(
         case=case,
         backend=backend,
         device=device,
