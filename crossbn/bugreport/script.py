@@ -18,6 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
+from crossbn.oracle.inputs import DY_STREAM, PER_CHANNEL, X_STREAM, Draw, dy_draw, x_draw
+
 EMBED_LIMIT = 4096  # input elements in all: up to this many are written into the script
 
 
@@ -178,21 +180,26 @@ def _arrays(case, inputs: dict) -> list[tuple[str, Source]]:
     return out
 
 
-def _draw_x(case) -> tuple[Source, bool, Source]:
-    """The NumPy expression that draws x for a step (crossbn/oracle/inputs.py, one branch)."""
-    sigma, loc = case.scale, case.offset_ratio * case.scale
-    if case.distribution == "near_eps":
-        sigma = math.sqrt(case.eps) if case.eps > 0 else 1e-4
-        loc = case.offset_ratio * sigma
-    rng = "_rng(100 + step)"
-    if case.distribution == "uniform":
-        half = sigma * math.sqrt(3.0)
-        expr = f"{rng}.uniform({_number(loc - half)}, {_number(loc + half)}, size=SHAPE)"
-    elif case.distribution == "fp16_stress":
-        expr = f"np.clip({rng}.normal(3.0e4, 1.0e4, size=SHAPE), -60000.0, 60000.0)"
-    else:
-        expr = f"{rng}.normal({_number(loc)}, {_number(sigma)}, size=SHAPE)"
-    return Source(expr), case.distribution == "constant_channel", _number(loc if loc != 0 else sigma)
+def _draw(draw: Draw, stream: str, size: str) -> Source:
+    """A Draw as the NumPy expression repro.py evaluates (its _rng(stream) is crossbn's generator)."""
+    expr = f"_rng({stream}).{draw.method}({_number(draw.a)}, {_number(draw.b)}, size={size})"
+    if draw.clip is not None:
+        expr = f"np.clip({expr}, {_number(draw.clip[0])}, {_number(draw.clip[1])})"
+    return Source(expr)
+
+
+def _draws(case) -> dict[str, Source | bool]:
+    """The template's input expressions, from the oracle's one description (oracle/inputs.py)."""
+    x, constant = x_draw(case, 0)  # a step's x differs from the first's only in its stream
+    out: dict[str, Source | bool] = {
+        "draw_x": _draw(x, f"{X_STREAM} + step", "SHAPE"),
+        "draw_dy": _draw(dy_draw(0), f"{DY_STREAM} + step", "SHAPE"),
+        "constant_channel": constant is not None,
+        "constant_value": _number(constant if constant is not None else 0.0),
+    }
+    for name, draw in PER_CHANNEL.items():
+        out[f"draw_{name}"] = _draw(draw, str(draw.stream), "SHAPE[1]")
+    return out
 
 
 def _tolerance(bound) -> Source:
@@ -253,7 +260,6 @@ def render(
     fw = framework(backend_name)
     eps, momentum = _number(case.eps), _number(case.momentum)
     embedded = sum(a.size for a in inputs.values()) <= EMBED_LIMIT
-    draw_x, constant_channel, constant_value = _draw_x(case)
     text = (
         environment()
         .get_template(f"frameworks/{fw.template}.py.j2")
@@ -273,9 +279,7 @@ def render(
             convention=_convention(backend),
             embedded=embedded,
             arrays=_arrays(case, inputs) if embedded else [],
-            draw_x=draw_x,
-            constant_channel=constant_channel,
-            constant_value=constant_value,
+            **_draws(case),
             specials=Source(repr([(str(v), int(s), tuple(map(int, i))) for v, s, i in case.specials])),
             module=_TORCH_MODULES[case.rank],
             expect_error=expect_error,

@@ -13,6 +13,7 @@ Inputs travel to worker processes as `{name: array}`; see `wire.py`.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -21,14 +22,60 @@ from crossbn.spec.case import Case
 from crossbn.spec.dtypes import numpy_dtype
 
 # Stream numbers: fixed forever, so adding an array never shifts another one.
-_STREAM = {"gamma": 1, "beta": 2, "running_mean": 3, "running_var": 4}
-_X_STREAM = 100  # + step
-_DY_STREAM = 1000  # + step
+X_STREAM = 100  # + step
+DY_STREAM = 1000  # + step
 
 # float16 overflows at 65504; "fp16_stress" puts values just below it so that
 # a float16 accumulation of the mean or of squares overflows.
 _FP16_STRESS_LOC = 3.0e4
 _FP16_STRESS_SCALE = 1.0e4
+
+
+@dataclass(frozen=True)
+class Draw:
+    """How one array is drawn: `Generator([seed, stream]).<method>(a, b, size)`, then
+    clipped. The one description of the case's input distributions: `generate` draws
+    with it and the repro scripts write it out (bugreport/script.py)."""
+
+    stream: int
+    method: str  # "normal" (mean, standard deviation) or "uniform" (low, high)
+    a: float
+    b: float
+    clip: tuple[float, float] | None = None
+
+    def sample(self, case: Case, size) -> np.ndarray:
+        x = getattr(_rng(case, self.stream), self.method)(self.a, self.b, size=size)
+        return x if self.clip is None else np.clip(x, *self.clip)
+
+
+# The per-channel arrays: (C,)
+PER_CHANNEL = {
+    "gamma": Draw(1, "uniform", 0.5, 1.5),
+    "beta": Draw(2, "normal", 0.0, 0.5),
+    "running_mean": Draw(3, "normal", 0.0, 1.0),
+    "running_var": Draw(4, "uniform", 0.5, 2.0),
+}
+
+
+def dy_draw(step: int) -> Draw:
+    return Draw(DY_STREAM + step, "normal", 0.0, 1.0)
+
+
+def x_draw(case: Case, step: int) -> tuple[Draw, float | None]:
+    """The draw of a step's x, and channel 0's constant value (constant_channel) or None."""
+    sigma, loc = case.scale, case.offset_ratio * case.scale
+    if case.distribution == "near_eps":
+        # variance of the batch ~ eps: the normalization is dominated by eps
+        sigma = math.sqrt(case.eps) if case.eps > 0 else 1e-4
+        loc = case.offset_ratio * sigma
+    if case.distribution == "uniform":
+        half = sigma * math.sqrt(3.0)  # same variance as the normal
+        draw = Draw(X_STREAM + step, "uniform", loc - half, loc + half)
+    elif case.distribution == "fp16_stress":
+        draw = Draw(X_STREAM + step, "normal", _FP16_STRESS_LOC, _FP16_STRESS_SCALE, clip=(-60000.0, 60000.0))
+    else:
+        draw = Draw(X_STREAM + step, "normal", loc, sigma)
+    return draw, ((loc if loc != 0 else sigma) if case.distribution == "constant_channel" else None)
 
 
 def _rng(case: Case, stream: int) -> np.random.Generator:
@@ -43,22 +90,10 @@ def to_stored_layout(case: Case, logical: np.ndarray) -> np.ndarray:
 
 
 def _draw_x(case: Case, step: int) -> np.ndarray:
-    rng = _rng(case, _X_STREAM + step)
-    sigma, loc = case.scale, case.offset_ratio * case.scale
-    if case.distribution == "near_eps":
-        # variance of the batch ~ eps: the normalization is dominated by eps
-        sigma = math.sqrt(case.eps) if case.eps > 0 else 1e-4
-        loc = case.offset_ratio * sigma
-    if case.distribution == "uniform":
-        half = sigma * math.sqrt(3.0)  # same variance as the normal
-        x = rng.uniform(loc - half, loc + half, size=case.shape)
-    elif case.distribution == "fp16_stress":
-        x = rng.normal(_FP16_STRESS_LOC, _FP16_STRESS_SCALE, size=case.shape)
-        x = np.clip(x, -60000.0, 60000.0)
-    else:
-        x = rng.normal(loc, sigma, size=case.shape)
-    if case.distribution == "constant_channel":
-        x[:, 0] = loc if loc != 0 else sigma  # zero variance in channel 0
+    draw, constant = x_draw(case, step)
+    x = draw.sample(case, case.shape)
+    if constant is not None:
+        x[:, 0] = constant  # zero variance in channel 0
     return x
 
 
@@ -75,11 +110,11 @@ def generate(case: Case) -> dict[str, np.ndarray]:
             if s == step:
                 x[index] = float(value)
         out[f"x{step}"] = to_stored_layout(case, x).astype(dt)
-        dy = _rng(case, _DY_STREAM + step).normal(0.0, 1.0, size=case.shape)
+        dy = dy_draw(step).sample(case, case.shape)
         out[f"dy{step}"] = to_stored_layout(case, dy).astype(dt)
     if case.affine:
-        out["gamma"] = _rng(case, _STREAM["gamma"]).uniform(0.5, 1.5, size=c).astype(dt)
-        out["beta"] = _rng(case, _STREAM["beta"]).normal(0.0, 0.5, size=c).astype(dt)
+        out["gamma"] = PER_CHANNEL["gamma"].sample(case, c).astype(dt)
+        out["beta"] = PER_CHANNEL["beta"].sample(case, c).astype(dt)
     if case.track_running_stats and case.running_stats == "data":
         # What a model trained on this data holds: the statistics of the last
         # batch, exact (the oracle's) and rounded once to the dtype.
@@ -91,8 +126,8 @@ def generate(case: Case) -> dict[str, np.ndarray]:
     elif case.track_running_stats:
         # Non-default initial statistics, so eval after 0 steps and the
         # momentum-weighted old value are both visible in the outputs.
-        out["running_mean"] = _rng(case, _STREAM["running_mean"]).normal(0.0, 1.0, size=c).astype(dt)
-        out["running_var"] = _rng(case, _STREAM["running_var"]).uniform(0.5, 2.0, size=c).astype(dt)
+        out["running_mean"] = PER_CHANNEL["running_mean"].sample(case, c).astype(dt)
+        out["running_var"] = PER_CHANNEL["running_var"].sample(case, c).astype(dt)
     return out
 
 
