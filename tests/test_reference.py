@@ -589,3 +589,27 @@ def test_empty_batch_variant_formulations_agree_with_the_oracle(shape, axis, dty
     assert x_hat.shape == y.shape == grads["dx"].shape == shape
     np.testing.assert_array_equal(grads["dgamma"], np.zeros(c))
     np.testing.assert_array_equal(grads["dbeta"], np.zeros(c))
+
+
+def test_the_step_plan_is_what_each_step_does():
+    """One driver (crossbn/oracle/steps.py) for the oracle and the formulation simulator."""
+    from crossbn.oracle.steps import plan
+    from crossbn.spec.case import Case
+
+    c = Case(shape=(4, 3), train_steps=2, eval_step=True, cumulative=True)
+    got = [(s.name, s.use_batch, s.training, s.update, s.count) for s in plan(c)]
+    assert got == [
+        ("train0", True, True, "cumulative", 1),
+        ("train1", True, True, "cumulative", 2),
+        ("eval", False, False, None, 3),
+    ]
+    frozen = Case(shape=(4, 3), train_steps=1, eval_step=False, frozen=True)
+    assert [(s.as_inference, s.use_batch, s.update) for s in plan(frozen, frozen="inference")] == [(True, False, None)]
+    assert [(s.as_inference, s.use_batch, s.update) for s in plan(frozen)] == [(False, True, "momentum")]
+    empty = Case(shape=(0, 3), train_steps=1, eval_step=False)
+    assert [s.update for s in plan(empty, empty_batch="skip")] == ["kept"]
+    assert [s.update for s in plan(empty)] == ["momentum"]
+    untracked = Case(shape=(4, 3), train_steps=1, eval_step=True, track_running_stats=False)
+    assert [(s.use_batch, s.training, s.update) for s in plan(untracked)] == [(True, True, None), (True, False, None)]
+    with pytest.raises(ValueError, match="empty_batch must be one of"):
+        plan(c, empty_batch="keep")

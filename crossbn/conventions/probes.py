@@ -327,7 +327,8 @@ def frozen_facts(case: Case, inputs: dict, out: dict) -> dict:
     size), how far the running statistics moved, and which gradients came back."""
     if "train0.y" not in out:
         return {"missing": "the backend returned no training output"}
-    from crossbn.oracle.expected import FROZEN, simulate
+    from crossbn.oracle.expected import simulate
+    from crossbn.oracle.steps import FROZEN
 
     y = _f64(out["train0.y"])
     scale = float(np.max(np.abs(y[np.isfinite(y)]), initial=0.0)) or 1.0

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from crossbn.oracle import batchnorm as ref
+from crossbn.oracle import batchnorm as ref, steps
 from crossbn.spec.case import Case
 from crossbn.spec.dtypes import numpy_dtype
 
@@ -58,17 +58,10 @@ def _stored(a: np.ndarray, dtype: str) -> np.ndarray:
         return a.astype(numpy_dtype(dtype)).astype(np.float64)
 
 
-EMPTY_BATCH = ("nan", "skip")
-FROZEN = ("batch", "inference")
-
-
 def simulate(
     case: Case, inputs: dict, *, running_var: str = "biased", empty_batch: str = "nan", frozen: str = "batch"
 ) -> tuple[dict, list[StepTrace]]:
-    if empty_batch not in EMPTY_BATCH:
-        raise ValueError(f"empty_batch must be one of {EMPTY_BATCH}, not {empty_batch!r}")
-    if frozen not in FROZEN:
-        raise ValueError(f"frozen must be one of {FROZEN}, not {frozen!r}")
+    plan = steps.plan(case, frozen=frozen, empty_batch=empty_batch)
     ax = case.channel_axis
     gamma, beta = _f64(inputs.get("gamma")), _f64(inputs.get("beta"))
     # (mean, var) as stored; None without running statistics
@@ -76,43 +69,40 @@ def simulate(
     n = case.reduction_size
     expected: dict[str, np.ndarray] = {}
     traces: list[StepTrace] = []
-    for k, step in enumerate(case.steps):
+    for s in plan:
+        k, step, use_batch = s.index, s.name, s.use_batch
         x = _f64(inputs[f"x{k}"])
-        as_inference = case.frozen and frozen == "inference" and step != "eval"
-        use_batch = (step != "eval" and not as_inference) or not case.track_running_stats
         if use_batch:
             fwd = ref.train_forward(x, gamma, beta, case.eps, channel_axis=ax)
             mean, var = fwd["batch_mean"], fwd["batch_var"]
         else:
             mean, var = running
             fwd = ref.eval_forward(x, mean, var, gamma, beta, case.eps, channel_axis=ax)
-        t = StepTrace(
-            step, use_batch and step != "eval", x, mean, var, fwd["invstd"], fwd["x_hat"], fwd["y"], gamma, beta
-        )
+        t = StepTrace(step, s.training, x, mean, var, fwd["invstd"], fwd["x_hat"], fwd["y"], gamma, beta)
         expected[f"{step}.y"] = t.y
-        if as_inference:  # a frozen layer run as inference: the state is read, never written
+        if s.as_inference:  # a frozen layer run as inference: the state is read, never written
             t.running_before = t.running_after = running
             t.running_kept = True
             expected[f"{step}.running_mean"], expected[f"{step}.running_var"] = running
         if t.training:
             expected.update({f"{step}.batch_mean": mean, f"{step}.batch_var": var, f"{step}.invstd": t.invstd})
-        if t.training and running is not None:
+        if s.update is not None:
             t.running_before = running
             t.var_fed_factor = n / (n - 1) if running_var == "unbiased" and n > 1 else 1.0
             # n == 1 has no Bessel correction to apply (n - 1 = 0): the unbiased
             # convention then feeds the biased variance, as TensorFlow's
             # n / max(n - 1, 1) does (PyTorch refuses such a batch).
             t.var_fed = ref.unbiased_var(var, n) if running_var == "unbiased" and n > 1 else var
-            if n == 0 and empty_batch == "skip":
+            if s.update == "kept":
                 # the statistics of no values are never formed: the state is kept
                 # (PyTorch still counts the batch in num_batches_tracked, so a
                 # cumulative average's count k + 1 is unchanged)
                 t.running_kept = True
-            elif case.cumulative:
-                t.factor = 1.0 / (k + 1)
+            elif s.update == "cumulative":
+                t.factor = 1.0 / s.count
                 running = (
-                    ref.cumulative_update(running[0], mean, k + 1),
-                    ref.cumulative_update(running[1], t.var_fed, k + 1),
+                    ref.cumulative_update(running[0], mean, s.count),
+                    ref.cumulative_update(running[1], t.var_fed, s.count),
                 )
             else:
                 t.factor = 1.0 - case.momentum

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from crossbn.oracle import variants as var
+from crossbn.oracle import steps, variants as var
 from crossbn.spec.dtypes import numpy_dtype
 
 
@@ -159,10 +159,9 @@ def simulate(case, inputs: dict, f: Formulation) -> dict:
     running: Any = (f64(inputs["running_mean"]), f64(inputs["running_var"])) if case.track_running_stats else None
     n = case.reduction_size
     out: dict[str, np.ndarray] = {}
-    for k, step in enumerate(case.steps):
+    for s in steps.plan(case, frozen=f.frozen, empty_batch=f.empty_batch):
+        k, step, use_batch = s.index, s.name, s.use_batch
         x = f64(inputs[f"x{k}"])
-        as_inference = case.frozen and f.frozen == "inference" and step != "eval"
-        use_batch = (step != "eval" and not as_inference) or not case.track_running_stats
         var_term: float | np.ndarray = 1.0
         if use_batch:
             if f.variance == "welford":  # the running (count, mean, M2) state is the accumulator
@@ -188,14 +187,14 @@ def simulate(case, inputs: dict, f: Formulation) -> dict:
         out[f"{step}.y"] = store(y)
         if use_batch:
             out.update({f"{step}.batch_mean": mean, f"{step}.batch_var": v, f"{step}.invstd": invstd})
-        if use_batch and running is not None and step != "eval":
+        if s.update is not None:
             fed = rc(v * (n / (n - 1))) if f.running_var == "unbiased" and n > 1 else v
-            if n == 0 and f.empty_batch == "skip":
+            if s.update == "kept":
                 pass  # an empty batch: the state is kept
-            elif case.cumulative:
+            elif s.update == "cumulative":
                 running = (
-                    var.cumulative_update(running[0], mean, k + 1, cd),
-                    var.cumulative_update(running[1], fed, k + 1, cd),
+                    var.cumulative_update(running[0], mean, s.count, cd),
+                    var.cumulative_update(running[1], fed, s.count, cd),
                 )
             else:
                 direction = "old" if f.momentum == "old" else "new"
@@ -205,7 +204,7 @@ def simulate(case, inputs: dict, f: Formulation) -> dict:
                 )
             running = (store(running[0]), store(running[1]))
             out[f"{step}.running_mean"], out[f"{step}.running_var"] = running
-        if as_inference:  # the state, read and kept
+        if s.as_inference:  # the state, read and kept
             out[f"{step}.running_mean"], out[f"{step}.running_var"] = running
         if case.gradients:
             dy = f64(inputs[f"dy{k}"])
