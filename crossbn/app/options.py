@@ -1,11 +1,11 @@
-"""The plugin's options and its per-process state (crossbn/app/plugin.py uses them).
+"""The options of a run, declared once and resolved once.
 
-Each option has a command-line flag `--crossbn-<name>` and a CROSSBN_*
-environment fallback; `option` resolves one (flag, then environment, then
-default). `State` resolves them once per process and holds what a run
-needs: the cases, the backends, the limits, the worker pool (started on
-first use), the result writer, and the controller's run-folder state.
-Frameworks are never imported here.
+`OPTIONS` declares each (an `Option`): the plugin's `--crossbn-<name>`,
+`crossbn run`'s `--<name>`, its CROSSBN_* variable and the docs' table are
+made from it. `option` resolves one (flag, then variable, then default);
+`Resolved` resolves them all once per process and checks them: the cases,
+the backends, the devices, the limits, the cache. session.py holds what a
+run then does with them. Frameworks are never imported here.
 """
 
 from __future__ import annotations
@@ -186,14 +186,12 @@ def markdown() -> str:
     return "\n".join(rows)
 
 
-class State:
-    """Per-process crossbn state: options resolved once, the worker pool and
-    the result writer started on first use, the summary (controller)."""
+class Resolved:
+    """The options of a run, resolved once per process (flag, variable, default) and
+    checked: a bad one is a pytest.UsageError naming it, before any collection."""
 
     def __init__(self, config):
         from crossbn.backends import choose, discover, instantiate
-        from crossbn.records.results import worker_id
-        from crossbn.records.summary import Summary
         from crossbn.spec.catalogue import CatalogueError
         from crossbn.spec.suites import load_suite
 
@@ -269,40 +267,6 @@ class State:
         if root is not None:  # a variable the user set is theirs
             for name, value in cache.compiler_env(root).items():
                 os.environ.setdefault(name, value)
-        self.done: set = set()  # resume: (case id, backend, device) keys already recorded
-        self.resumed = None  # resume (controller): {"kept", "rerun"} from resume.prepare
-        self.crashed: list[str] = []  # tests whose xdist worker died under them (controller)
-        self.live, self.last_sync, self.restore_sigterm = None, 0.0, False  # run_folder.py
-        self.tmp = self.tmp_was = None  # run_folder.py: the run's own TMPDIR
-        self.worker_id = worker_id()
-        self._pool = self._writer = None
-        # the controller's end of run (pytest_sessionfinish): run.json, the comparison, the report
-        self.started, self.run_info, self.comparison, self.report, self.report_error = 0.0, None, None, None, None
-        self.side_by_side: list[dict] = []
-        self.summary = Summary()
-
-    @property
-    def pool(self):
-        if self._pool is None:
-            from crossbn.execution.runner import WorkerPool
-
-            self._pool = WorkerPool(self.specs, self.backends, worker_max_bytes=self.limits.worker_max_bytes)
-        return self._pool
-
-    def record(self, rec: dict) -> None:
-        if self.out is None:
-            return
-        if self._writer is None:
-            from crossbn.records.store import ResultWriter
-
-            self._writer = ResultWriter(self.out, self.worker_id)
-        self._writer.write(rec)
-
-    def close(self) -> None:
-        if self._pool is not None:
-            self._pool.close()
-        if self._writer is not None:
-            self._writer.close()
 
 
 if __name__ == "__main__":  # the docs' table: python -m crossbn.app.options

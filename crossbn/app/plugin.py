@@ -15,7 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from crossbn.app.options import OPTIONS as _OPTIONS, State as _State, option as _option
+from crossbn.app.options import OPTIONS as _OPTIONS, option as _option
+from crossbn.app.session import Session as _Session
 
 _STATE = pytest.StashKey()
 _CONFORMANCE = Path(__file__).resolve().parents[1] / "conformance"
@@ -35,12 +36,12 @@ def pytest_addoption(parser):
         )
 
 
-def _state(config) -> _State:
+def _state(config) -> _Session:
     if _STATE not in config.stash:
         from crossbn.backends import BackendError
 
         try:
-            config.stash[_STATE] = _State(config)
+            config.stash[_STATE] = _Session(config)
         except BackendError as e:
             raise pytest.UsageError(f"--crossbn-backends: {e}") from e
     return config.stash[_STATE]
@@ -70,14 +71,14 @@ def pytest_configure(config):
         from crossbn.app.progress import register as register_progress
 
         register_progress(config, _option(config, "progress"))  # crossbn/app/progress.py; nothing when "off"
-    if _is_controller(config) and st.out is not None:
+    if _is_controller(config) and st.options.out is not None:
         from crossbn.app import run_folder
 
         run_folder.begin(config, st, _option)
-    if st.resume and st.out is not None:
+    if st.options.resume and st.options.out is not None:
         from crossbn.records.resume import done
 
-        st.done = done(st.out)  # every process: the controller gathered them in begin, before workers start
+        st.run.done = done(st.options.out)  # every process: the controller gathered them in begin, before workers start
 
 
 def _user_named_dist(config) -> bool:
@@ -99,7 +100,7 @@ def pytest_xdist_make_scheduler(config, log):
     from crossbn.execution.schedule import BackendScheduling, scope_of
 
     st = _state(config)
-    return BackendScheduling(config, log, scope_of(st.backends, st.devices))
+    return BackendScheduling(config, log, scope_of(st.options.backends, st.options.devices))
 
 
 def _backend_of(item) -> str | None:
@@ -130,7 +131,7 @@ def pytest_ignore_collect(collection_path, config):
         or not _wants_conformance(config)
     ):
         return None
-    return True if path.name != _SUITE_MODULES[_state(config).kind] else None
+    return True if path.name != _SUITE_MODULES[_state(config).options.kind] else None
 
 
 def pytest_report_header(config):
@@ -138,10 +139,10 @@ def pytest_report_header(config):
         return None
     st = _state(config)
     lines = [
-        f"crossbn: suite {_option(config, 'suite')} ({len(st.cases)} cases), devices {','.join(st.devices)}, "
-        f"results {st.out / 'results.jsonl' if st.out else '(not written: no --crossbn-out)'}"
+        f"crossbn: suite {_option(config, 'suite')} ({len(st.options.cases)} cases), devices {','.join(st.options.devices)}, "
+        f"results {st.options.out / 'results.jsonl' if st.options.out else '(not written: no --crossbn-out)'}"
     ]
-    for name, b in st.backends.items():
+    for name, b in st.options.backends.items():
         why = b.available()
         versions = f"under {b.interpreter}" if b.interpreter else ", ".join(f"{k} {v}" for k, v in b.versions().items())
         against = f"  (compared with {b.compare_with})" if b.compare_with else ""
@@ -160,12 +161,12 @@ def pytest_generate_tests(metafunc):
     # oracle between backends, but measured slower: 59 cases on 21 backends,
     # -n 2, took 285 s backend-major, 331 s in blocks of 16 cases and 342 s
     # case by case (benchmarks/README.md, "Test order").
-    for name in st.backends:
+    for name in st.options.backends:
         marks = [pytest.mark.crossbn, pytest.mark.crossbn_backend(name)]
-        for case in st.cases:
-            if not st.backends[name].applies(case):
+        for case in st.options.cases:
+            if not st.options.backends[name].applies(case):
                 continue  # another framework's switches: not a case for this backend
-            for device in st.devices:
+            for device in st.options.devices:
                 params.append(pytest.param((case, name, device), id=f"{case.pytest_id}-{name}-{device}", marks=marks))
     metafunc.parametrize("crossbn_target", params)
 
@@ -176,7 +177,7 @@ def pytest_collection_modifyitems(config, items):
     if not _wants_conformance(config):
         return
     st = _state(config)
-    if st.shard is None and not st.done:
+    if st.options.shard is None and not st.run.done:
         return
     from crossbn.execution.shard import in_shard
 
@@ -184,9 +185,9 @@ def pytest_collection_modifyitems(config, items):
         if item.get_closest_marker("crossbn") is None:
             return True
         case, backend, device = item.callspec.params["crossbn_target"]
-        if (case.id, backend, device) in st.done:
+        if (case.id, backend, device) in st.run.done:
             return False
-        return st.shard is None or in_shard(item.name, *st.shard)
+        return st.options.shard is None or in_shard(item.name, *st.options.shard)
 
     keep, drop = [], []
     for item in items:
@@ -215,9 +216,9 @@ def crossbn_check(request):
             from crossbn.verdict.judge import judge
 
             # a model case's memory is its network's, not estimated here; its layers are not fingerprinted
-            limits = {"limits": st.limits, "causes": st.causes, "cache": st.cache}
+            limits = {"limits": st.options.limits, "causes": st.options.causes, "cache": st.options.cache}
         try:
-            rec = judge(case, backend, st.backends[backend], device, st.pool, st.timeout, **limits)
+            rec = judge(case, backend, st.options.backends[backend], device, st.pool, st.options.timeout, **limits)
         except Exception as e:  # crossbn's own failure: still leave a record, then report it
             st.record(
                 make_record(
@@ -230,10 +231,10 @@ def crossbn_check(request):
             )
             raise
         known = None
-        if rec["verdict"] in FAILING and st.known:
+        if rec["verdict"] in FAILING and st.options.known:
             from crossbn.records.known import first_match
 
-            known = first_match(st.known, rec)
+            known = first_match(st.options.known, rec)
             if known is not None:
                 rec["known"] = {"entry": known.index, "reason": known.reason, "link": known.link}
         st.record(rec)
@@ -263,7 +264,7 @@ def crossbn_check(request):
             pytest.skip(f"unsupported: {rec['reason']}")
         if known is not None:
             why = f"known difference #{known.index}: {known.reason}" + (f" ({known.link})" if known.link else "")
-            (pytest.skip if st.known_skip else pytest.xfail)(why)
+            (pytest.skip if st.options.known_skip else pytest.xfail)(why)
         if rec["verdict"] in FAILING:
             pytest.fail(failure_message(rec), pytrace=False)
         return rec
@@ -277,7 +278,7 @@ class _SummaryHooks:
 
     def __init__(self, st):
         self.st = st
-        self.summary = st.summary
+        self.summary = st.run.summary
 
     def pytest_runtest_logreport(self, report):
         # Runs on the controller for xdist workers' reports too; the data
@@ -294,7 +295,7 @@ class _SummaryHooks:
     def pytest_handlecrashitem(self, crashitem, report, sched):
         """xdist: a worker died under this test (a kill, or crossbn itself):
         no record; the run is incomplete and --resume runs it again."""
-        self.st.crashed.append(crashitem)
+        self.st.run.crashed.append(crashitem)
 
 
 def pytest_sessionfinish(session, exitstatus):
@@ -302,7 +303,7 @@ def pytest_sessionfinish(session, exitstatus):
         return
     st = _state(session.config)
     st.close()
-    if _is_controller(session.config) and st.out is not None and st.out.exists():
+    if _is_controller(session.config) and st.options.out is not None and st.options.out.exists():
         from crossbn.app import run_folder
 
         run_folder.finish(session, st, int(exitstatus), _option)
@@ -312,29 +313,29 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
     if not _wants_conformance(config):
         return
     st = _state(config)
-    lines = st.summary.lines()
+    lines = st.run.summary.lines()
     if lines:
         terminalreporter.section("crossbn verdicts")
     for line in lines:
         terminalreporter.write_line(line)
-    if st.known:
-        used = st.summary.known_used
+    if st.options.known:
+        used = st.run.summary.known_used
         terminalreporter.write_line(
-            f"known differences: {sum(used.values())} finding(s) matched {len(used)} of {len(st.known)} entries"
+            f"known differences: {sum(used.values())} finding(s) matched {len(used)} of {len(st.options.known)} entries"
         )
-        for k in st.known:
+        for k in st.options.known:
             if k.index not in used:
                 terminalreporter.write_line(f"  matched nothing: {k.label()}: {k.reason}", yellow=True)
-    if st.out is not None and (lines or st.report_error):
-        terminalreporter.write_line(f"results: {st.out / 'results.jsonl'}")
+    if st.options.out is not None and (lines or st.run.report_error):
+        terminalreporter.write_line(f"results: {st.options.out / 'results.jsonl'}")
         from crossbn.upgrade.checks import summary_lines
 
         for text, red in summary_lines(st):
             terminalreporter.write_line(text, red=red)
-        if st.report is not None:
-            terminalreporter.write_line(f"report: {st.report}")
-        if st.report_error:
-            terminalreporter.write_line(f"report: NOT written: {st.report_error}", red=True)
+        if st.run.report is not None:
+            terminalreporter.write_line(f"report: {st.run.report}")
+        if st.run.report_error:
+            terminalreporter.write_line(f"report: NOT written: {st.run.report_error}", red=True)
 
 
 def pytest_unconfigure(config):

@@ -52,22 +52,22 @@ def _own_tmpdir(st) -> None:
             os.environ["TORCHINDUCTOR_CACHE_DIR"] = str(system / f"torchinductor_{getpass.getuser()}")
         except (KeyError, OSError):
             pass
-    st.tmp = tempfile.mkdtemp(prefix=f"{RUN_TMP_PREFIX}{os.getpid()}-")
-    st.tmp_was = os.environ.get("TMPDIR")
-    os.environ["TMPDIR"] = st.tmp
+    st.run.tmp = tempfile.mkdtemp(prefix=f"{RUN_TMP_PREFIX}{os.getpid()}-")
+    st.run.tmp_was = os.environ.get("TMPDIR")
+    os.environ["TMPDIR"] = st.run.tmp
     tempfile.tempdir = None  # gettempdir() reads TMPDIR again
 
 
 def drop_tmpdir(st) -> None:
-    if st.tmp is None:
+    if st.run.tmp is None:
         return
-    if st.tmp_was is None:
+    if st.run.tmp_was is None:
         os.environ.pop("TMPDIR", None)
     else:
-        os.environ["TMPDIR"] = st.tmp_was
+        os.environ["TMPDIR"] = st.run.tmp_was
     tempfile.tempdir = None
-    shutil.rmtree(st.tmp, ignore_errors=True)
-    st.tmp = None
+    shutil.rmtree(st.run.tmp, ignore_errors=True)
+    st.run.tmp = None
 
 
 def recorded_options(config, st, option) -> dict:
@@ -94,7 +94,7 @@ def recorded_options(config, st, option) -> dict:
     options = {name: option(config, name) for name in names}
     for name in ("suite", "known", "compare"):
         options[name] = absolute(options[name])
-    options["backend_modules"] = [str(Path(m).resolve()) for m in st.modules]
+    options["backend_modules"] = [str(Path(m).resolve()) for m in st.options.modules]
     options["known_skip"] = bool(config.getoption("crossbn_known_skip"))
     options["keyword"] = config.getoption("keyword") or ""
     options["markexpr"] = config.getoption("markexpr") or ""
@@ -105,13 +105,13 @@ def begin(config, st, option) -> None:
     """The controller's first step (pytest_configure)."""
     from crossbn.records import environment
 
-    out = st.out
-    if st.resume:
+    out = st.options.out
+    if st.options.resume:
         from crossbn.records.resume import ResumeError, prepare, run_options
 
         try:
             run_options(out)  # a folder that can be resumed: its run.json recorded its options
-            st.resumed = prepare(out)
+            st.run.resumed = prepare(out)
         except (ResumeError, ValueError) as e:
             raise pytest.UsageError(f"--crossbn-resume: {e}") from e
     else:
@@ -124,33 +124,33 @@ def begin(config, st, option) -> None:
         stale.unlink(missing_ok=True)
     if threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGTERM) == signal.SIG_DFL:
         signal.signal(signal.SIGTERM, _terminated)
-        st.restore_sigterm = True
+        st.run.restore_sigterm = True
     _own_tmpdir(st)
-    st.started = time.monotonic()
-    st.run_info = environment.describe(
+    st.run.started = time.monotonic()
+    st.run.run_info = environment.describe(
         suite=option(config, "suite"),
-        backends=list(st.names),
-        devices=st.devices,
-        shard=None if st.shard is None else "{}/{}".format(*st.shard),
-        backend_modules=[Path(m).name for m in st.modules],
+        backends=list(st.options.names),
+        devices=st.options.devices,
+        shard=None if st.options.shard is None else "{}/{}".format(*st.options.shard),
+        backend_modules=[Path(m).name for m in st.options.modules],
         argv=[str(a) for a in config.invocation_params.args],
         options=recorded_options(config, st, option),
-        resumed=st.resumed,
+        resumed=st.run.resumed,
     )
-    environment.write(out, st.run_info)
+    environment.write(out, st.run.run_info)
     from crossbn.records.store import LiveResults
 
-    st.live = LiveResults(out)
+    st.run.live = LiveResults(out)
 
 
 def sync(st, *, force: bool = False) -> None:
     """Mirror the parts' new records into results.jsonl (throttled)."""
-    if st.live is None:
+    if st.run.live is None:
         return
     now = time.monotonic()
-    if force or now - st.last_sync >= SYNC_SECONDS:
-        st.last_sync = now
-        st.live.sync()
+    if force or now - st.run.last_sync >= SYNC_SECONDS:
+        st.run.last_sync = now
+        st.run.live.sync()
 
 
 def finish(session, st, exitstatus: int, option) -> None:
@@ -159,38 +159,40 @@ def finish(session, st, exitstatus: int, option) -> None:
     from crossbn.records import environment
     from crossbn.records.store import merge, parts
 
-    if st.restore_sigterm:
+    if st.run.restore_sigterm:
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
-        st.restore_sigterm = False
+        st.run.restore_sigterm = False
     drop_tmpdir(st)  # the workers are gone (st.close): nothing writes there any more
     from crossbn.records.results import ResultsError
 
     try:
-        merge(parts(st.out), st.out / "results.jsonl")  # none finished: an empty file, the run still reported
+        merge(
+            parts(st.options.out), st.options.out / "results.jsonl"
+        )  # none finished: an empty file, the run still reported
     except ResultsError as e:  # a part file damaged from outside: said, and the parts kept as they are
-        st.report_error = f"results not merged: {e}"
+        st.run.report_error = f"results not merged: {e}"
         return
     from crossbn.upgrade.checks import compare_side_by_side, compare_with_baseline
 
     compare_with_baseline(session, st, option(session.config, "compare"))
     compare_side_by_side(session, st)
-    if st.run_info is not None:
+    if st.run.run_info is not None:
         ended = exitstatus in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED) or (
-            exitstatus == pytest.ExitCode.NO_TESTS_COLLECTED and st.resume and st.done
+            exitstatus == pytest.ExitCode.NO_TESTS_COLLECTED and st.options.resume and st.run.done
         )
-        complete = ended and not (session.shouldstop or session.shouldfail) and not st.crashed
+        complete = ended and not (session.shouldstop or session.shouldfail) and not st.run.crashed
         environment.finish(
-            st.out,
-            {**st.run_info, "crashed_tests": st.crashed},
-            started=st.started,
+            st.options.out,
+            {**st.run.run_info, "crashed_tests": st.run.crashed},
+            started=st.run.started,
             exit_status=int(exitstatus),
             complete=complete,
         )
-    if not (st.out / "results.jsonl").exists():
+    if not (st.options.out / "results.jsonl").exists():
         return
     try:
         from crossbn.report import build
 
-        st.report = build([st.out], st.out)
+        st.run.report = build([st.options.out], st.options.out)
     except Exception as e:  # noqa: BLE001 - any failure here must leave the results usable
-        st.report_error = f"{type(e).__name__}: {e}"
+        st.run.report_error = f"{type(e).__name__}: {e}"

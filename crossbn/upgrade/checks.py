@@ -12,18 +12,18 @@ import pytest
 def compare_with_baseline(session, st, base: str | None) -> None:
     """--crossbn-compare: the merged results against the baseline, written
     beside them; a regression makes the session fail."""
-    if not base or not (st.out / "results.jsonl").exists():
+    if not base or not (st.options.out / "results.jsonl").exists():
         return
     from crossbn.upgrade.baseline import BaselineError, compare, load, write_comparison
 
     try:
-        rows = compare(load(base), load(st.out))
+        rows = compare(load(base), load(st.options.out))
     except BaselineError as e:
-        st.comparison = {"error": str(e)}
+        st.run.comparison = {"error": str(e)}
         session.exitstatus = pytest.ExitCode.USAGE_ERROR
         return
-    st.comparison = write_comparison(rows, st.out, base, str(st.out))
-    if st.comparison["counts"].get("regressed"):
+    st.run.comparison = write_comparison(rows, st.options.out, base, str(st.options.out))
+    if st.run.comparison["counts"].get("regressed"):
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
@@ -31,25 +31,25 @@ def compare_side_by_side(session, st) -> None:
     """Two releases of one framework in the run (`torch@/other/python,torch`):
     the later-named one's results classified against the first-named one's,
     as against a baseline; a regression makes the session fail."""
-    pairs = [(b.compare_with, name) for name, b in st.backends.items() if b.compare_with]
-    if not pairs or not (st.out / "results.jsonl").exists():
+    pairs = [(b.compare_with, name) for name, b in st.options.backends.items() if b.compare_with]
+    if not pairs or not (st.options.out / "results.jsonl").exists():
         return
     from crossbn.upgrade.baseline import side_by_side, write_side_by_side
 
-    st.side_by_side = side_by_side(st.out, pairs)
-    write_side_by_side(st.side_by_side, st.out)
-    if any(c["counts"].get("regressed") for c in st.side_by_side):
+    st.run.side_by_side = side_by_side(st.options.out, pairs)
+    write_side_by_side(st.run.side_by_side, st.options.out)
+    if any(c["counts"].get("regressed") for c in st.run.side_by_side):
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
 def summary_lines(st) -> list[tuple[str, bool]]:
     """The terminal summary's lines about both checks: (text, red)."""
     out = []
-    if st.comparison is not None and "error" in st.comparison:
-        out.append((f"compare: {st.comparison['error']}", True))
-    elif st.comparison is not None:
-        out.append(_counts_line(f"compared with {st.comparison['base']}", st.comparison))
-    for c in st.side_by_side:
+    if st.run.comparison is not None and "error" in st.run.comparison:
+        out.append((f"compare: {st.run.comparison['error']}", True))
+    elif st.run.comparison is not None:
+        out.append(_counts_line(f"compared with {st.run.comparison['base']}", st.run.comparison))
+    for c in st.run.side_by_side:
         out.append(_counts_line(f"side by side, {c['new']} against {c['base']}", c))
     return out
 
