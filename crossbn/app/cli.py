@@ -1,6 +1,6 @@
 """The `crossbn` command: `main(argv)` parses the arguments (`build_parser`) and runs one subcommand.
 
-  run          run a suite (pytest underneath, pytest-xdist for -n) into a run folder; --resume DIR finishes one
+  run          run a suite (pytest underneath, pytest-xdist for -n) into a run folder (run_command.py)
   backends     list backends, their versions and availability      suites       list the case catalogues
   baseline     save results as a baseline                            compare      classify results against one
   known        which findings a known-differences file covers        bugs         findings grouped by root cause
@@ -20,140 +20,10 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import time
 from pathlib import Path
 
 from crossbn.app.options import BY_NAME, OPTIONS, Option
-
-
-def _run(args: argparse.Namespace, extra: list[str]) -> int:
-    import pytest
-
-    if args.bug_reports:
-        from crossbn.execution.limits import seconds
-
-        try:
-            seconds(args.repro_budget, "--repro-budget")
-        except ValueError as e:
-            print(f"crossbn run: {e}", file=sys.stderr)
-            return 2
-
-    if args.resume:
-        try:
-            _resume_options(args)
-        except ValueError as e:
-            print(f"crossbn run: {e}", file=sys.stderr)
-            return 2
-    out = Path(args.out or os.environ.get("CROSSBN_OUT") or Path("reports") / time.strftime("%Y%m%d-%H%M%S"))
-    out.mkdir(parents=True, exist_ok=True)
-    progress = args.progress or os.environ.get("CROSSBN_PROGRESS") or "auto"
-    argv = [
-        "--pyargs",
-        "crossbn.conformance",
-        "-p",
-        "no:cacheprovider",
-        f"--crossbn-out={out}",
-        "-q",
-        "-rN",
-        "--tb=no",
-        f"--crossbn-progress={progress}",
-        # progress replaces the count filling
-        "-o",
-        f"console_output_style={'count' if progress == 'off' else 'classic'}",
-    ]
-    # Only what was given on the command line; the plugin applies CROSSBN_*
-    # environment variables and defaults, in one place.
-    if args.no_cache:
-        args.cache = "off"
-    for opt in OPTIONS:
-        value = getattr(args, opt.name, None) if opt.on_run else None
-        if opt.kind == "switch" and value:
-            argv.append(opt.pytest_flag)
-        elif opt.kind == "list":
-            argv += [f"{opt.pytest_flag}={v}" for v in value or ()]
-        elif opt.kind == "value" and value is not None and opt.name not in ("out", "progress"):  # both set above
-            argv.append(f"{opt.pytest_flag}={value}")
-    if args.resume:
-        argv.append("--crossbn-resume")
-        argv += [a for flag, value in (("-k", args.keyword), ("-m", args.markexpr)) if value for a in (flag, value)]
-    if args.n not in ("0", 0):
-        argv += ["-n", str(args.n)]
-    argv += extra
-    print(f"crossbn run: -n {args.n}, results -> {out / 'results.jsonl'}", flush=True)
-    code = pytest.main(argv)
-    if code == pytest.ExitCode.NO_TESTS_COLLECTED and args.resume and (out / "results.jsonl").exists():
-        code = pytest.ExitCode.OK  # nothing was left to run: the run folder is whole
-    if code == pytest.ExitCode.INTERRUPTED:
-        print(
-            f"crossbn run: interrupted; what finished is in {out} (`crossbn run --resume {out}` runs the rest)",
-            file=sys.stderr,
-        )
-        return 130
-    if code in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED):
-        if args.conventions:
-            _observe_conventions(args, out)
-        if args.bug_reports and (out / "results.jsonl").exists():
-            _bug_reports(args, out)
-        report = out / "index.html"
-        if report.exists():
-            print(f"crossbn run: results in {out / 'results.jsonl'}, report {report}")
-        else:
-            print(
-                f"crossbn run: results in {out / 'results.jsonl'}; the report could not be written "
-                f"(see above; `crossbn report {out}` retries)",
-                file=sys.stderr,
-            )
-        regressed = _regressed(out)
-        for where in regressed:
-            print(f"crossbn run: regressions {where}", file=sys.stderr)
-        if regressed:
-            return 1
-        return 1 if (args.strict and code == pytest.ExitCode.TESTS_FAILED) else 0
-    if code == pytest.ExitCode.USAGE_ERROR:
-        return 2
-    if code == pytest.ExitCode.NO_TESTS_COLLECTED:
-        print("crossbn run: no test selected (check --suite, --backends and any -k)", file=sys.stderr)
-        return 2
-    return 3
-
-
-def _resume_options(args: argparse.Namespace) -> None:
-    """--resume DIR: the run's own options, from DIR/run.json; the options
-    that select tests may not be given again (they would select others)."""
-    from crossbn.records.resume import run_options
-
-    given = [
-        f"--{n.replace('_', '-')}"
-        for n in ("suite", "backends", "devices", "shard", "compare", "known", "max_case_bytes")
-        if getattr(args, n) is not None
-    ]
-    given += ["--backend-module"] * bool(args.backend_module) + ["--out"] * bool(args.out)
-    if given:
-        raise ValueError(
-            f"--resume {args.resume}: {', '.join(given)} cannot be given with --resume "
-            f"(the run's own options, from its run.json, are used)"
-        )
-    options = run_options(Path(args.resume))
-    args.out = args.resume
-    for name in (
-        "suite",
-        "backends",
-        "devices",
-        "shard",
-        "compare",
-        "known",
-        "max_case_bytes",
-        "worker_max_mb",
-        "diagnosis",
-        "cache",
-    ):
-        if options.get(name) is not None:
-            setattr(args, name, str(options[name]))
-    if args.timeout is None and options.get("timeout") is not None:
-        args.timeout = str(options["timeout"])
-    args.backend_module = list(options.get("backend_modules") or [])
-    args.known_skip = args.known_skip or bool(options.get("known_skip"))
-    args.keyword, args.markexpr = options.get("keyword") or "", options.get("markexpr") or ""
+from crossbn.app.run_command import run as run_command
 
 
 def _cache(args: argparse.Namespace) -> int:
@@ -173,69 +43,6 @@ def _cache(args: argparse.Namespace) -> int:
         print(f"  {part:<11} {files:>7} files {size / 2**20:>9.1f} MB")
     print(f"  {'total':<11} {sum(r[1] for r in rows):>7} files {sum(r[2] for r in rows) / 2**20:>9.1f} MB")
     return 0
-
-
-def _bug_reports(args: argparse.Namespace, out: Path) -> None:
-    """A verified bug report per root cause of the new findings; the report rebuilt to link them."""
-    from crossbn.bugreport.batch import write_all
-    from crossbn.execution.limits import seconds
-    from crossbn.report import build
-
-    write_all(
-        out,
-        seconds(args.repro_budget, "--repro-budget"),
-        known_file=args.known or os.environ.get("CROSSBN_KNOWN"),
-        backend_modules=args.backend_module,
-    )
-    build([out], out)
-
-
-def _regressed(out: Path) -> list[str]:
-    """Where the run found regressions: against its baseline
-    (comparison.json), or side by side, one release against the other
-    (side-by-side.json)."""
-    import json
-
-    from crossbn.upgrade.baseline import COMPARISON_FILE, SIDE_BY_SIDE_FILE
-
-    found = []
-    try:
-        c = json.loads((out / COMPARISON_FILE).read_text())
-        if c["counts"].get("regressed"):
-            found.append(f"against {c['base']} (see {out / COMPARISON_FILE})")
-    except (OSError, ValueError, KeyError):
-        pass
-    try:
-        for c in json.loads((out / SIDE_BY_SIDE_FILE).read_text())["comparisons"]:
-            if c["counts"].get("regressed"):
-                found.append(f"of {c['new']} against {c['base']} (see {out / SIDE_BY_SIDE_FILE})")
-    except (OSError, ValueError, KeyError, TypeError):
-        pass
-    return found
-
-
-def _observe_conventions(args: argparse.Namespace, out: Path) -> None:
-    """`crossbn conventions` on the run's backends and devices, into the run's
-    folder, then the report (written by the plugin) again, now with them.
-    After the tests, so that bad options are reported by the run itself."""
-    from crossbn.report import ReportError, build
-
-    observed = _conventions(
-        argparse.Namespace(
-            backends=args.backends,
-            devices=args.devices,
-            out=str(out),
-            timeout=args.timeout,
-            strict=False,
-            backend_module=args.backend_module,
-            n="1" if str(args.n) == "0" else str(args.n),
-        )
-    )
-    if observed == 0 and (out / "results.jsonl").exists():
-        try:
-            build([out], out)
-        except ReportError as e:
-            print(f"crossbn run: report not rewritten: {e}", file=sys.stderr)
 
 
 def _baseline(args: argparse.Namespace) -> int:
@@ -450,7 +257,7 @@ def build_parser() -> argparse.ArgumentParser:
         timeout_of="case",
         strict="exit 1 when any result fails",
     )
-    run.set_defaults(func=_run, keyword="", markexpr="")  # --resume: the run's own -k and -m
+    run.set_defaults(func=run_command, keyword="", markexpr="")  # --resume: the run's own -k and -m
     rp = sub.add_parser(
         "report",
         help="render results into a self-contained HTML report",
@@ -541,7 +348,7 @@ def main(argv: list[str] | None = None) -> int:
         argv, extra = argv[:i], argv[i + 1 :]
     args = build_parser().parse_args(argv)
     if args.command == "run":
-        return _run(args, extra)
+        return run_command(args, extra)
     return args.func(args)
 
 
