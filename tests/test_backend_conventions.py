@@ -5,8 +5,6 @@ wrong one is a usage error that names the backend, before any work."""
 from __future__ import annotations
 
 import dataclasses
-import subprocess
-import sys
 import textwrap
 from pathlib import Path
 
@@ -14,6 +12,8 @@ import pytest
 
 from crossbn.backends import BackendError, discover, load
 from crossbn.backends.base import CANONICAL_CONVENTIONS, ConventionError, Conventions
+
+from run_crossbn import crossbn
 
 HERE = Path(__file__).parent
 MODULES = tuple(str(HERE / "backends" / m) for m in ("numpy_variants.py", "planted.py", "convention_plants.py"))
@@ -75,28 +75,9 @@ def test_a_backend_with_a_wrong_convention_is_a_usage_error(tmp_path):
     )
     with pytest.raises(BackendError, match="convention running_var = 'unbaised'; expected one of biased, unbiased"):
         load(f"{module}:Mine")
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "crossbn",
-            "run",
-            "--suite",
-            "smoke",
-            "--backend-module",
-            str(module),
-            "--backends",
-            "mine",
-            "--out",
-            str(tmp_path / "out"),
-            "-n",
-            "0",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    out = tmp_path / "out"
+    proc = crossbn("run", "--suite", "smoke", "--backend-module", module, "--backends", "mine", "--out", out, "-n", "0")
     assert proc.returncode == 2, proc.stdout + proc.stderr
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and "backend mine" in lines[0] and "running_var = 'unbaised'" in lines[0], lines
-    assert not (tmp_path / "out" / "results.jsonl").exists()
+    assert not (out / "results.jsonl").exists()

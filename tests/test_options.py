@@ -4,6 +4,7 @@ the docs' table, all made from that one record."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -12,6 +13,8 @@ import pytest
 
 from crossbn.app.cli import build_parser
 from crossbn.app.options import OPTIONS, Option, markdown
+
+from run_crossbn import crossbn
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -58,37 +61,22 @@ def test_a_malformed_option_is_refused_when_declared(kwargs, message):
 def test_a_run_flag_reaches_the_plugin(tmp_path):
     """--diagnosis each on `crossbn run` is --crossbn-diagnosis=each for pytest: the run records it."""
     out = tmp_path / "run"
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "crossbn",
-            "run",
-            "--suite",
-            "smoke",
-            "--backends",
-            "numpy-onepass",
-            "-n",
-            "0",
-            "--backend-module",
-            str(ROOT / "tests" / "backends" / "numpy_variants.py"),
-            "--no-conventions",
-            "--diagnosis",
-            "each",
-            "--known-skip",
-            "--out",
-            str(out),
-            "--",
-            "-k",
-            "f64",
-        ],
-        capture_output=True,
-        text=True,
+    module = ROOT / "tests" / "backends" / "numpy_variants.py"
+    args = ["run", "--suite", "smoke", "--backends", "numpy-onepass", "-n", "0", "--backend-module", module]
+    proc = crossbn(
+        *args,
+        "--no-conventions",
+        "--diagnosis",
+        "each",
+        "--known-skip",
+        "--out",
+        out,
+        "--",
+        "-k",
+        "f64",
         timeout=300,
         cwd=tmp_path,
     )
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
-    import json
-
     run = json.loads((out / "run.json").read_text())
     assert run["options"]["diagnosis"] == "each" and run["options"]["known_skip"] is True, run["options"]

@@ -7,7 +7,6 @@ virtual environment that has the framework but not crossbn).
 
 import json
 import math
-import os
 import subprocess
 import sys
 import venv
@@ -20,6 +19,8 @@ from crossbn.bugreport.group import root_cause
 from crossbn.bugreport.shrink import shrink
 from crossbn.spec.case import Case
 from crossbn.spec.suites import load_suite
+
+from run_crossbn import crossbn
 
 VARIANTS = str(Path(__file__).parent / "backends" / "numpy_variants.py")
 # A real finding of the default suite: PyTorch's CPU bfloat16 BatchNorm at a
@@ -88,17 +89,6 @@ def test_root_cause_drops_arrangement_details():
     assert root_cause("variance=one-pass,normalize=divide") == "variance=one-pass"
 
 
-def _crossbn(*args, timeout=600, env=None, cwd=None):
-    return subprocess.run(
-        [sys.executable, "-m", "crossbn", *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env={**os.environ, **(env or {})},
-        cwd=cwd,
-    )
-
-
 def _venv_without_crossbn(where: Path) -> Path:
     """A virtual environment that sees this one's installed frameworks (a .pth
     line adds its site-packages) but not crossbn: crossbn is installed in
@@ -122,7 +112,7 @@ def test_repro_of_a_real_torch_finding_runs_without_crossbn(tmp_path):
     pytest.importorskip("torch")
     suite = tmp_path / "one.toml"
     suite.write_text(casefile.group_toml(TORCH_BF16, "magnitude"))
-    proc = _crossbn(
+    proc = crossbn(
         "repro",
         f"{TORCH_BF16.id}--torch--cpu",
         "--suite",
@@ -173,7 +163,7 @@ def test_repro_says_so_when_there_is_no_finding(tmp_path):
     suite = tmp_path / "one.toml"
     plain = Case(shape=(4, 3), train_steps=1)
     suite.write_text(casefile.group_toml(plain, "plain"))
-    proc = _crossbn("repro", f"{plain.id}--torch", "--suite", str(suite), "--out", str(tmp_path / "br"))
+    proc = crossbn("repro", f"{plain.id}--torch", "--suite", str(suite), "--out", str(tmp_path / "br"))
     assert proc.returncode == 1 and "no-finding" in proc.stdout and not (tmp_path / "br").exists()
 
 
@@ -185,20 +175,20 @@ def test_repro_says_so_when_there_is_no_finding(tmp_path):
     ],
 )
 def test_repro_usage_errors(spec, message, tmp_path):
-    proc = _crossbn("repro", spec, "--suite", "smoke", cwd=tmp_path)  # no reports/ here: the suite is searched
+    proc = crossbn("repro", spec, "--suite", "smoke", cwd=tmp_path)  # no reports/ here: the suite is searched
     assert proc.returncode == 2 and message in proc.stderr
 
 
 def test_repro_rejects_a_bad_budget_and_an_unknown_backend():
     case = load_suite("smoke")[0]
-    bad = _crossbn("repro", f"{case.id}--torch", "--suite", "smoke", "--budget", "soon")
+    bad = crossbn("repro", f"{case.id}--torch", "--suite", "smoke", "--budget", "soon")
     assert bad.returncode == 2 and "--budget 'soon'" in bad.stderr
-    unknown = _crossbn("repro", f"{case.id}--nosuch", "--suite", "smoke")
+    unknown = crossbn("repro", f"{case.id}--nosuch", "--suite", "smoke")
     assert unknown.returncode == 2 and "unknown backend(s) nosuch" in unknown.stderr
 
 
 def _fuzz(out: Path):
-    return _crossbn(
+    return crossbn(
         "fuzz",
         "--backends",
         "numpy-onepass",
@@ -237,7 +227,7 @@ def test_fuzz_with_a_seed_is_reproducible_and_saves_minimized_regression_cases(t
     cases = load_suite(str(tmp_path / "a" / "found" / saved[0]))
     assert len(cases) == 1 and math.prod(cases[0].shape) <= 16  # shrunk: the one-pass variance needs little
     # the saved case still shows the finding when run as a suite
-    run = _crossbn(
+    run = crossbn(
         "run",
         "--suite",
         str(tmp_path / "a" / "found" / saved[0]),
@@ -258,9 +248,9 @@ def test_fuzz_with_a_seed_is_reproducible_and_saves_minimized_regression_cases(t
 
 
 def test_fuzz_usage_errors():
-    bad = _crossbn("fuzz", "--backends", "torch", "--dtypes", "float8")
+    bad = crossbn("fuzz", "--backends", "torch", "--dtypes", "float8")
     assert bad.returncode == 2 and "--dtypes 'float8'" in bad.stderr
-    unknown = _crossbn("fuzz", "--backends", "nosuch")
+    unknown = crossbn("fuzz", "--backends", "nosuch")
     assert unknown.returncode == 2 and "unknown backend(s) nosuch" in unknown.stderr
 
 
@@ -270,7 +260,7 @@ def test_run_bug_reports_one_per_root_cause_linked_from_every_finding_page(tmp_p
     from chromium_page import open_page
 
     out = tmp_path / "run"
-    proc = _crossbn(
+    proc = crossbn(
         "run",
         "--suite",
         "smoke",

@@ -22,7 +22,6 @@ from __future__ import annotations
 import ast
 import functools
 import json
-import os
 import re
 import subprocess
 import sys
@@ -40,6 +39,8 @@ from crossbn.records.results import read
 from crossbn.spec import catalogue, suites
 from crossbn.spec.case import Case
 from crossbn.upgrade import baseline
+
+from run_crossbn import crossbn
 
 HERE = Path(__file__).parent
 ROOT = HERE.parent
@@ -60,18 +61,6 @@ PYTHON = "__import__('os').system('touch PWNED')"
 SUITE_MARKUP = 'x"><img src=x onerror="window.__pwned=5"><svg onload=\'window.__pwned=6\'>'
 BASELINE_NAME = 'old<img src=x onerror="window.__pwned=7">'
 FORBIDDEN_TAGS = {"img", "iframe", "textarea", "object", "embed", "frame"}
-
-
-def _crossbn(*args, env=None, cwd=None):
-    proc = subprocess.run(
-        [sys.executable, "-m", "crossbn", *args],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        env={**os.environ, **(env or {})},
-        cwd=cwd,
-    )
-    return proc
 
 
 def _toml(entries: list[dict]) -> str:
@@ -176,7 +165,7 @@ def _hostile_run_and_report(root):
     )  # seed 1 deviates, seed 15 raises (hostile.py)
     (root / "known.toml").write_text(_toml(KNOWN), encoding="utf-8")
     run = root / "run"
-    proc = _crossbn(
+    proc = crossbn(
         "run",
         "--suite",
         str(suite),
@@ -199,7 +188,7 @@ def _hostile_run_and_report(root):
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     records = read(run / "results.jsonl")
     _baseline(root / "baselines" / BASELINE_NAME, records)
-    proc = _crossbn("compare", BASELINE_NAME, str(run), "--dir", str(root / "baselines"), "--out", str(run), cwd=root)
+    proc = crossbn("compare", BASELINE_NAME, str(run), "--dir", str(root / "baselines"), "--out", str(run), cwd=root)
     assert proc.returncode == 1, proc.stdout + proc.stderr  # every finding regressed against an all-match baseline
     planted = root / "planted"
     planted.mkdir()
