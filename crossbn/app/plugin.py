@@ -206,7 +206,7 @@ def crossbn_check(request):
     def check(case, backend: str, device: str) -> dict:
         from crossbn.records.results import failure_message
         from crossbn.spec.network_case import is_model_case
-        from crossbn.spec.verdicts import FAILING
+        from crossbn.spec.verdicts import FAILING, Verdict
 
         limits = {}
         if is_model_case(case):
@@ -260,7 +260,7 @@ def crossbn_check(request):
                 },
             )
         )
-        if rec["verdict"] == "unsupported":
+        if rec["verdict"] == Verdict.UNSUPPORTED:
             pytest.skip(f"unsupported: {rec['reason']}")
         if known is not None:
             why = f"known difference #{known.index}: {known.reason}" + (f" ({known.link})" if known.link else "")

@@ -13,6 +13,7 @@ import numpy as np
 
 from crossbn.bugreport import casefile, script
 from crossbn.spec.case import Case
+from crossbn.spec.verdicts import Verdict
 
 _HOW = {
     "observed": "seen directly in the values crossbn reads from the framework",
@@ -50,7 +51,7 @@ def _expected(case: Case, at, backend) -> str:
     if case.frozen and backend.convention("frozen") == "inference":
         conv.append("a frozen layer's training step run as inference, as this framework documents")
     held = f" Held to the framework's documented convention: {'; '.join(conv)}." if conv else ""
-    if at.record.get("verdict") == "nan-mismatch":  # positions, not magnitudes: no bound to quote
+    if at.record.get("verdict") == Verdict.NAN_MISMATCH:  # positions, not magnitudes: no bound to quote
         return (
             f"BatchNorm of a {case.dtype} input of shape {tuple(case.shape)} "
             f"({case.layout.replace('_', '-')}), eps {case.eps:g}, momentum {case.momentum:g} (weight kept on "
@@ -76,12 +77,12 @@ def _span(bound) -> str:
 
 def _happened(label: str, at) -> str:
     rec = at.record
-    if rec["verdict"] == "error":
+    if rec["verdict"] == Verdict.ERROR:
         first = ((rec.get("reason") or "").splitlines() or [""])[0]
         return f"{label} raises instead of returning a value: {first}"
     o = (rec.get("observables") or {}).get(at.target) or {}
     where = o.get("where")
-    if o.get("verdict") == "nan-mismatch" or rec["verdict"] == "nan-mismatch":
+    if o.get("verdict") == Verdict.NAN_MISMATCH or rec["verdict"] == Verdict.NAN_MISMATCH:
         return f"{label}'s {at.target}: {o.get('note') or rec.get('reason') or 'NaN or Inf where the exact value is finite'}."
     return (
         f"{label}'s {at.target} differs from the exact value in {o.get('n_over', '?')} of {o.get('size', '?')} "
@@ -93,7 +94,7 @@ def _happened(label: str, at) -> str:
 
 def _diagnosis(rec: dict) -> str:
     loc, diag = rec.get("localization") or {}, rec.get("diagnosis") or {}
-    if rec["verdict"] == "error":
+    if rec["verdict"] == Verdict.ERROR:
         return "The framework raises before producing outputs; there is no stage to localize."
     parts = []
     if loc.get("stage"):
@@ -162,7 +163,7 @@ def issue_text(
         gpu=system["gpu"],
         python=system["python"],
         expected_text=_expected(at.case, at, lab.backend)
-        if rec["verdict"] != "error"
+        if rec["verdict"] != Verdict.ERROR
         else "BatchNorm of this input has a value (see the inline formula in repro.py); the framework should return it.",
         happened_text=_happened(fw.label, at),
         tried=tried,

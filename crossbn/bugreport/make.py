@@ -23,7 +23,7 @@ from crossbn.bugreport.issue import OBSERVABLE_WORDS, issue_text, step_words
 from crossbn.bugreport.shrink import shrink
 from crossbn.oracle.inputs import generate
 from crossbn.records.results import finite, judged
-from crossbn.spec.verdicts import FAILING
+from crossbn.spec.verdicts import FAILING, Verdict
 
 _EXPLAINED = ("deviation", "nan-mismatch")
 CLEAR = 10.0  # error/bound: a discrepancy this far past the bound is plain to anyone
@@ -45,11 +45,11 @@ def title(lab: Lab, at: Attempt) -> str:
     fw = script.framework(lab.name)
     label = fw.label + (f" ({fw.variables['keras_backend']} backend)" if "keras_backend" in fw.variables else "")
     case, rec = at.case, at.record
-    if rec["verdict"] == "error":
+    if rec["verdict"] == Verdict.ERROR:
         return f"{label} BatchNorm raises on a {case.dtype} input of shape {tuple(case.shape)}"
     step, _, what = at.target.partition(".")
     obs = (rec.get("observables") or {}).get(at.target) or {}
-    if rec["verdict"] == "nan-mismatch" or obs.get("verdict") == "nan-mismatch":
+    if rec["verdict"] == Verdict.NAN_MISMATCH or obs.get("verdict") == Verdict.NAN_MISMATCH:
         kind = "is NaN or infinite where the exact value is not (or the other way round)"
     else:
         kind = f"is off by up to {obs.get('ratio', 0):.3g}x the {case.dtype} rounding-error bound"
@@ -100,7 +100,7 @@ def make(
         seen[candidate.id] = at
         if at.signature != signature:
             return False
-        if verdict == "error":
+        if verdict == Verdict.ERROR:
             return True
         ratio = judged(at.record)[0]
         visible = at.target is not None or first.target is None  # a script can compare it, if it could
@@ -136,7 +136,7 @@ def make(
         target=target,
         tolerance=at.tolerance if at.tolerance is not None else float("inf"),
         title=name,
-        expect_error=verdict == "error",
+        expect_error=verdict == Verdict.ERROR,
     )
     with tempfile.TemporaryDirectory(prefix="crossbn-repro-") as tmp:
         path = Path(tmp) / "repro.py"

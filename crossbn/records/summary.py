@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections import Counter, defaultdict
 
-from crossbn.spec.verdicts import FAILING, SEVERITY, UNJUDGED
+from crossbn.spec.verdicts import FAILING, SEVERITY, UNJUDGED, Verdict
 
 SHOW_FINDINGS = 10
 SHOW_REASONS = 2  # per backend: the most common reasons it skipped cases
@@ -38,12 +38,12 @@ class Summary:
         if data.get("unjudged"):
             self.unjudged[data["backend"]] += data["unjudged"]
             self.unjudged_results[data["backend"]] += 1
-        if data["verdict"] != "unsupported":
+        if data["verdict"] != Verdict.UNSUPPORTED:
             self.judged += 1
             self.cached += bool(data.get("cached"))
         if data.get("diagnosed"):
             self.diagnosed[data["diagnosed"]] += 1
-        if data["verdict"] == "unsupported":
+        if data["verdict"] == Verdict.UNSUPPORTED:
             self.skip_reasons[data["backend"]][data["reason"]] += 1
         self.versions[data["backend"]] = data["version"] or self.versions.get(data["backend"], "")
         if data["verdict"] in FAILING:
@@ -94,7 +94,7 @@ class Summary:
             shown = sorted(self.findings, key=_order)[:SHOW_FINDINGS]
             out.append(f"worst findings ({len(shown)} of {len(self.findings)}; error/bound, where):")
             for f in shown:
-                if f["verdict"] == "deviation" and f["observable"]:
+                if f["verdict"] == Verdict.DEVIATION and f["observable"]:
                     what = f"{f['observable']} error/bound {_ratio(f):.3g}"
                 else:
                     what = f"{f['observable'] or ''} {f['reason'][:80]}".strip()

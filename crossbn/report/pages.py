@@ -13,7 +13,7 @@ from pathlib import Path
 from crossbn.records.naming import rerun_command, slug, suite_name  # noqa: F401 (the pages use them)
 from crossbn.records.results import judged, number, observable_ratio, ratio_rank
 from crossbn.report import diagrams, svg
-from crossbn.spec.verdicts import FAILING, SEVERITY
+from crossbn.spec.verdicts import FAILING, SEVERITY, Verdict
 from crossbn.verdict.localize import STAGES
 
 # observable -> the dataflow stage whose value it is (y is the affine output)
@@ -294,7 +294,7 @@ def channel_series(rec: dict) -> list[tuple[str, list]]:
     obs = rec.get("observables") or {}
     with_channels = {n: o for n, o in obs.items() if o.get("per_channel")}
     off = [n for n, o in with_channels.items() if o.get("verdict") in ("deviation", "nan-mismatch")] or [
-        n for n, o in with_channels.items() if o.get("verdict") == "convention"
+        n for n, o in with_channels.items() if o.get("verdict") == Verdict.CONVENTION
     ]
     off.sort(key=lambda n: -ratio_rank(observable_ratio(obs[n])))
     return [(n, [number(v) for v in with_channels[n]["per_channel"]]) for n in off[:6]]

@@ -25,7 +25,7 @@ from crossbn.backends.base import OBSERVABLES
 from crossbn.oracle.tolerance import SAFETY, unit_roundoff
 from crossbn.records.results import ObservableRecord
 from crossbn.spec.dtypes import MANTISSA_BITS, overflow_threshold, smallest_subnormal
-from crossbn.spec.verdicts import SEVERITY, UNJUDGED, worst
+from crossbn.spec.verdicts import SEVERITY, UNJUDGED, Verdict, worst
 
 WORST_ELEMENTS = 5  # worst elements kept per observable
 MAX_CHANNELS = 1024  # per-channel ratios kept up to this many channels (a record stays small)
@@ -255,8 +255,8 @@ def compare_observable(
         convention_ratio=conv_ratio,
         n_unjudged=int(unbounded.sum()),
         note="; ".join(notes),
-        worst_elements=[] if verdict == "match" else _worst_elements(ratio, a, e, bound),
-        per_channel=None if verdict == "match" else _per_channel(ratio, channel_axis),
+        worst_elements=[] if verdict == Verdict.MATCH else _worst_elements(ratio, a, e, bound),
+        per_channel=None if verdict == Verdict.MATCH else _per_channel(ratio, channel_axis),
     )
 
 
@@ -270,7 +270,7 @@ class Comparison:
 
     @property
     def worst_observable(self) -> ObservableResult | None:
-        bad = [o for o in self.observables.values() if o.verdict != "match"]
+        bad = [o for o in self.observables.values() if o.verdict != Verdict.MATCH]
         pool = bad or list(self.observables.values())
         return max(pool, key=lambda o: (SEVERITY.index(o.verdict), o.ratio), default=None)
 

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from crossbn.oracle import batchnorm as ref
-from crossbn.spec.verdicts import FAILING
+from crossbn.spec.verdicts import FAILING, Verdict
 
 STAGES = (
     "batch mean",
@@ -51,7 +51,7 @@ def first_off(comparison, verdict: str):
     """The first observable, in dataflow order, that carries the verdict:
     the first convention difference of a `convention` result, else the
     first failing observable."""
-    wanted = {"convention"} if verdict == "convention" else FAILING
+    wanted = {Verdict.CONVENTION} if verdict == Verdict.CONVENTION else FAILING
     return next((o for o in comparison.observables.values() if o.verdict in wanted), None)
 
 

@@ -25,6 +25,7 @@ from crossbn.execution.runner import DEFAULT_TIMEOUT, device_problem, open_worke
 from crossbn.oracle import network_inputs as inputs_mod
 from crossbn.oracle.networks import forward
 from crossbn.records.results import finite, make_record
+from crossbn.spec.verdicts import Verdict
 from crossbn.verdict import network_metrics as metrics
 
 
@@ -148,7 +149,7 @@ def localize(case, states: dict, inputs: dict, backend) -> tuple[str, str, dict,
     name, entry = worst_layer
     worst = {"observable": name, "ratio": entry["ratio"], "verdict": verdict if entry["introduces"] else "match"}
     where = None
-    if verdict != "match":  # in localize.py's form: the first layer that departs
+    if verdict != Verdict.MATCH:  # in localize.py's form: the first layer that departs
         first = metrics.introducing(basis)
         step, layer = first[0].split(".")
         where = {

@@ -22,7 +22,7 @@ import numpy as np
 
 from crossbn.oracle.formulation import Formulation
 from crossbn.records.results import number
-from crossbn.spec.verdicts import FAILING
+from crossbn.spec.verdicts import FAILING, Verdict
 from crossbn.verdict.fingerprint import EPS_FLOORS, SCORE_CAP, Trials, base_formulation, score
 from crossbn.verdict.localize import DIRECT, first_off
 
@@ -40,7 +40,7 @@ def signature(case, backend: str, device: str, comparison) -> str:
     observables carry it; and the case's switches that change which
     formulations are candidates. Which gradients cross their bound is left
     out: with the same cause it varies from seed to seed."""
-    wanted = {"convention"} if comparison.verdict == "convention" else FAILING
+    wanted = {Verdict.CONVENTION} if comparison.verdict == Verdict.CONVENTION else FAILING
     failing = [(o.name, o.verdict) for o in comparison.observables.values() if o.verdict in wanted]
     kinds = sorted({(name.split(".", 1)[1], v) for name, v in failing} - {(g, v) for g in _GRADIENTS for v in wanted})
     hyper32 = np.float32(case.eps) == case.eps and np.float32(case.momentum) == case.momentum
