@@ -248,10 +248,10 @@ def _only(tmp_path, body: str) -> Case:
 def _oracle_runs(case: Case) -> dict:
     """The case's inputs and the oracle's outputs: what every backend is held to."""
     from crossbn.oracle import inputs
-    from crossbn.verdict.judge import _expectation
+    from crossbn.verdict.judge import expectation
 
     x = inputs.generate(case)
-    exp, _, _ = _expectation(case, x)
+    exp, _, _ = expectation(case, x)
     return {"inputs": x, "expected": exp}
 
 
@@ -342,7 +342,7 @@ def _judge_outputs(case, backend_name, change=None):
     with `change(outputs, inputs)` applied: verdict, localization, fingerprint."""
     from crossbn.backends import discover, load
     from crossbn.oracle import inputs
-    from crossbn.verdict.judge import Clock, _explain, _Judged
+    from crossbn.verdict.judge import Clock, Judged, explain_finding
 
     backend = load(discover()[backend_name])
     x = inputs.generate(case)
@@ -350,9 +350,9 @@ def _judge_outputs(case, backend_name, change=None):
     out = {k: v.astype(np.float32) for k, v in exp.items() if k.split(".")[1] not in ("batch_var", "invstd")}
     if change:
         change(out, x)
-    judged = _Judged(case, x, out, backend)
+    judged = Judged(case, x, out, backend)
     assert judged.broken is None
-    where, diagnosis, _ = _explain(judged, backend, backend.name, "cpu", _NoWorker(), 10.0, Clock(), None)
+    where, diagnosis, _ = explain_finding(judged, backend, backend.name, "cpu", _NoWorker(), 10.0, Clock(), None)
     return judged, where, diagnosis
 
 

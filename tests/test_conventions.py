@@ -41,10 +41,10 @@ class _Everything(Backend):
     no_frozen = None
 
 
-def _read(key, ran):
-    from crossbn.conventions import _read
+def read_property(key, ran):
+    from crossbn.conventions import read_property
 
-    return _read(key, _Everything(), ran)
+    return read_property(key, _Everything(), ran)
 
 
 def test_the_oracle_reads_as_the_canonical_conventions():
@@ -64,7 +64,7 @@ def test_the_oracle_reads_as_the_canonical_conventions():
             "case": case,
             "facts": probes.facts(probe.name, case, inputs, out),
         }
-    assert {key: _read(key, ran)[0] for key in infer.PROPERTIES} == CANONICAL
+    assert {key: read_property(key, ran)[0] for key in infer.PROPERTIES} == CANONICAL
 
 
 def _records(out: Path) -> dict:

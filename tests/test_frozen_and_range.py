@@ -26,7 +26,7 @@ from crossbn.oracle import batchnorm as ref, expected, inputs as inputs_mod
 from crossbn.spec.case import Case, CaseError
 from crossbn.spec.suites import load_suite
 from crossbn.verdict.compare import compare
-from crossbn.verdict.judge import _expectation
+from crossbn.verdict.judge import expectation
 
 # ---- 1. the oracle ------------------------------------------------------------------------------
 
@@ -101,8 +101,8 @@ def test_each_framework_freezes_as_it_declares(run, name):
     ins = inputs_mod.generate(case)
     other = {"batch": "inference", "inference": "batch"}[FROZEN_RUNS[name]]
     # held to the other reading, the same outputs would be far out of bound
-    exp_other, bounds_other, _ = _expectation(case, ins, frozen=other)
-    exp_declared, _, _ = _expectation(case, ins, frozen=FROZEN_RUNS[name])
+    exp_other, bounds_other, _ = expectation(case, ins, frozen=other)
+    exp_declared, _, _ = expectation(case, ins, frozen=FROZEN_RUNS[name])
     assert np.abs(exp_other["train0.y"] - exp_declared["train0.y"]).max() > 100 * bounds_other["train0.y"].max()
 
 
@@ -140,7 +140,7 @@ def test_default_covers_the_new_axes():
 
 def _judged(case, actual_from_exact):
     ins = inputs_mod.generate(case)
-    exp, bounds, _ = _expectation(case, ins)
+    exp, bounds, _ = expectation(case, ins)
     dt = ins["x0"].dtype
     with np.errstate(over="ignore"):
         actual = {k: actual_from_exact(k, np.asarray(v)).astype(dt) for k, v in exp.items()}

@@ -174,3 +174,16 @@ def test_module_docstrings_say_what_the_module_is_for_in_a_few_lines():
         if doc and len(doc.strip().splitlines()) > 15:
             long[str(path.relative_to(PACKAGE.parent))] = len(doc.strip().splitlines())
     assert long == {}
+
+
+def test_the_tests_import_no_private_name_of_crossbn():
+    tests = {f"tests.{p.stem}": p.read_text() for p in sorted(PACKAGE.parent.joinpath("tests").glob("*.py"))}
+    private = [
+        f"{module} imports {a.name} from {node.module}"
+        for module, source in tests.items()
+        for node in ast.walk(ast.parse(source))
+        if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("crossbn")
+        for a in node.names
+        if a.name.startswith("_") and not a.name.startswith("__")
+    ]
+    assert private == []

@@ -273,9 +273,9 @@ def test_a_new_run_replaces_an_old_one_in_the_same_folder(tmp_path):
 def test_faulty_backend_does_not_end_the_run(tmp_path):
     """Segfault, abort, exits, a hang, an exception and malformed outputs, each
     in the middle of a real parallel run: every case still gets its record."""
-    from crossbn.backends import _import_file
+    from crossbn.backends import import_file
 
-    faults = _import_file(MODULE).FAULTS
+    faults = import_file(MODULE).FAULTS
     suite = tmp_path / "faults.toml"
     seeds = [1, *faults, 2]
     suite.write_text(f"[[group]]\nname = 'faults'\nshape = [8, 3]\ngradients = false\n[group.axes]\nseed = {seeds}\n")

@@ -112,7 +112,7 @@ def test_inline_expectation_agrees_with_the_oracle(backend, running_var, hyperpa
     output, under the convention each template is rendered with."""
     import runpy
 
-    from crossbn.verdict.judge import _expectation
+    from crossbn.verdict.judge import expectation
 
     lab = Lab(backend)
     if lab.backend.available():
@@ -143,7 +143,7 @@ def test_inline_expectation_agrees_with_the_oracle(backend, running_var, hyperpa
             (tmp_path / "repro.py").write_text(text)
             script = runpy.run_path(str(tmp_path / "repro.py"), run_name="not_main")
             inline = script["expected"]()
-            exp = _expectation(case, inputs, running_var, hyperparameters, frozen=frozen)[0]
+            exp = expectation(case, inputs, running_var, hyperparameters, frozen=frozen)[0]
             for name, value in exp.items():
                 if name.split(".")[1] in PUBLIC:  # float64 rounding apart, the same numbers
                     assert np.abs(inline[name] - value).max() <= 1e-12 * max(1.0, np.abs(value).max()), (case, name)

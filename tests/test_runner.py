@@ -26,9 +26,9 @@ def faulty():
 
 
 def _seed(fault):
-    from crossbn.backends import _import_file
+    from crossbn.backends import import_file
 
-    return next(seed for seed, f in _import_file(MODULE).FAULTS.items() if f == fault)
+    return next(seed for seed, f in import_file(MODULE).FAULTS.items() if f == fault)
 
 
 @pytest.mark.parametrize("fault", ["abort", "segfault", "exit", "hard-exit"])

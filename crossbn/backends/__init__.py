@@ -52,7 +52,7 @@ class BackendError(ValueError):
 
 
 def _module_file_specs(path: str) -> dict[str, str]:
-    module = _import_file(path)
+    module = import_file(path)
     found = {}
     for attr, obj in vars(module).items():
         if (
@@ -67,7 +67,7 @@ def _module_file_specs(path: str) -> dict[str, str]:
     return found
 
 
-def _import_file(path: str):
+def import_file(path: str):
     p = Path(path)
     if not p.is_file():
         raise BackendError(
@@ -113,7 +113,7 @@ def load(spec: str) -> Backend:
     """Instantiate the backend a spec names (imports its adapter, not its framework)."""
     target, _, attr = spec.rpartition(":")
     try:
-        module = _import_file(target) if target.endswith(".py") else importlib.import_module(target)
+        module = import_file(target) if target.endswith(".py") else importlib.import_module(target)
         backend = getattr(module, attr)()
         _ = backend.declared  # its conventions checked now: a wrong one is a usage error, before any work
         return backend

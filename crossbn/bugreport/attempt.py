@@ -33,7 +33,7 @@ class Attempt:
     inputs: dict | None = None  # the generated inputs (None when nothing ran)
     target: str | None = None  # first public output a scalar-tolerance check sees departing
     tolerance: object = None  # crossbn's per-element bounds for `target` (an array), or None
-    judged: object = None  # the outputs held against the oracle (judge._Judged), when they came back
+    judged: object = None  # the outputs held against the oracle (judge.Judged), when they came back
 
     @property
     def signature(self) -> tuple[str, str]:

@@ -47,7 +47,7 @@ def _run_probes(backend, worker: BackendWorker, device: str, timeout: float) -> 
     return ran
 
 
-def _read(key: str, backend, ran: dict) -> tuple[str, str]:
+def read_property(key: str, backend, ran: dict) -> tuple[str, str]:
     """(observed, detail) for one property from the probes it reads."""
     sources = [ran[name] for name in infer.SOURCE[key]]
     if key == "hyperparameters":
@@ -75,7 +75,7 @@ def _read(key: str, backend, ran: dict) -> tuple[str, str]:
 def conclude(name: str, backend, description: dict, device: str, ran: dict) -> list[dict]:
     records = []
     for key in infer.PROPERTIES:
-        observed, detail = _read(key, backend, ran)
+        observed, detail = read_property(key, backend, ran)
         said = infer.declared(backend, key)
         facts = ran[infer.SOURCE[key][0]]["facts"]
         records.append(

@@ -32,7 +32,7 @@ from crossbn.verdict.root_causes import OWN, RootCauses, confirm, confirmed_loca
 EXPLAINED = frozenset({"deviation", "nan-mismatch", "convention"})
 
 
-def _expectation(
+def expectation(
     case,
     inputs,
     running_var: str = "biased",
@@ -65,7 +65,7 @@ class Clock:
         return {k: round(v, 6) for k, v in self.spent.items()}
 
 
-class _Judged:
+class Judged:
     """A backend's outputs for one (case, inputs) held against the oracle:
     what the verdict, the probes and the fingerprint all need."""
 
@@ -73,10 +73,10 @@ class _Judged:
         clock = clock or Clock()
         self.case, self.inputs, self.actual = case, inputs, observables
         with clock("oracle"):
-            self.exp, self.bounds, self.traces = _expectation(case, inputs)
+            self.exp, self.bounds, self.traces = expectation(case, inputs)
             self.convention = None
             if backend.differs_from_canonical():  # held to its documented semantics first (compare.py)
-                self.convention = _expectation(case, inputs, **backend.semantics())[:2]
+                self.convention = expectation(case, inputs, **backend.semantics())[:2]
         self.notes = []
         if case.reduction_size == 0:
             self.notes.append(_empty_batch_note(case, backend))
@@ -115,8 +115,8 @@ def _empty_batch_note(case, backend) -> str:
     return note
 
 
-def _explain(
-    judged: _Judged, backend, name: str, device, worker, timeout, clock: Clock, causes: RootCauses | None
+def explain_finding(
+    judged: Judged, backend, name: str, device, worker, timeout, clock: Clock, causes: RootCauses | None
 ) -> tuple[dict, dict, str | None]:
     """Localization and fingerprint: confirmed against a representative of
     the finding's root cause where one explains it (root_causes.py), else
@@ -150,7 +150,7 @@ def _explain(
     return where, diagnosis, sig
 
 
-def _full_explain(judged: _Judged, compared: dict, backend, device, worker, timeout, clock: Clock):
+def _full_explain(judged: Judged, compared: dict, backend, device, worker, timeout, clock: Clock):
     """Localization (with probes on the same backend) and the fingerprint search."""
 
     def run_probe(name, pcase, pinputs):
@@ -160,7 +160,7 @@ def _full_explain(judged: _Judged, compared: dict, backend, device, worker, time
         outcome = worker.run(pcase, pinputs, device, timeout)
         if outcome.status != "ok":
             return f"{outcome.status}: {outcome.message.splitlines()[0] if outcome.message else ''}"
-        probe = _Judged(pcase, pinputs, outcome.observables, backend)
+        probe = Judged(pcase, pinputs, outcome.observables, backend)
         return probe.broken or probe.comparison
 
     c = judged.comparison
@@ -219,7 +219,7 @@ def judge(
     cache: Judgements | None = None,
 ) -> dict:
     """Return the result record (see results.make_record). `keep`, when
-    given, receives the inputs and the `_Judged` outputs held against the
+    given, receives the inputs and the `Judged` outputs held against the
     oracle (crossbn/bugreport reads the arrays a record only summarizes).
     `limits` (crossbn/execution/limits.py): a case estimated over the memory limit is
     refused before anything is started or generated. `causes`: the run's
@@ -286,7 +286,7 @@ def judge(
                 backend_seconds=outcome.seconds,
             )
             return {**cached, **{k: fresh[k] for k in FRESH}, "cached": True}
-    judged = _Judged(case, inputs, outcome.observables, backend, clock)
+    judged = Judged(case, inputs, outcome.observables, backend, clock)
     if keep is not None:
         keep.update(inputs=inputs, judged=judged)
     if judged.broken:
@@ -311,7 +311,7 @@ def judge(
         versus = _versus(case, inputs, outcome.observables, judged.bounds, device, backend, backend_name, pool, timeout)
     where = diagnosis = sig = None
     if comparison.verdict in EXPLAINED:
-        where, diagnosis, sig = _explain(judged, backend, backend_name, device, worker, timeout, clock, causes)
+        where, diagnosis, sig = explain_finding(judged, backend, backend_name, device, worker, timeout, clock, causes)
     reason = "; ".join(n for n in (comparison.note, *judged.notes) if n)
     with clock("record"):
         summary, digest = inputs_mod.summarize(inputs), digests(outcome.observables)
