@@ -159,6 +159,9 @@ OPTIONS: tuple[Option, ...] = (
     ),
 )
 BY_NAME = {o.name: o for o in OPTIONS}
+# the options a run's run.json records, resolved, and `crossbn run --resume` gives back
+# (the folder is the run's own; progress only shows it)
+RECORDED = tuple(o.name for o in OPTIONS if o.kind == "value" and o.name not in ("out", "progress"))
 DEVICES = ("cpu", "cuda")
 
 

@@ -10,7 +10,7 @@ import sys
 import time
 from pathlib import Path
 
-from crossbn.app.options import OPTIONS
+from crossbn.app.options import OPTIONS, RECORDED
 
 
 def run(args: argparse.Namespace, extra: list[str]) -> int:
@@ -122,22 +122,9 @@ def resume_options(args: argparse.Namespace) -> None:
         )
     options = run_options(Path(args.resume))
     args.out = args.resume
-    for name in (
-        "suite",
-        "backends",
-        "devices",
-        "shard",
-        "compare",
-        "known",
-        "max_case_bytes",
-        "worker_max_mb",
-        "diagnosis",
-        "cache",
-    ):
-        if options.get(name) is not None:
+    for name in RECORDED:  # a --timeout given now wins over the run's
+        if options.get(name) is not None and (name != "timeout" or args.timeout is None):
             setattr(args, name, str(options[name]))
-    if args.timeout is None and options.get("timeout") is not None:
-        args.timeout = str(options["timeout"])
     args.backend_module = list(options.get("backend_modules") or [])
     args.known_skip = args.known_skip or bool(options.get("known_skip"))
     args.keyword, args.markexpr = options.get("keyword") or "", options.get("markexpr") or ""

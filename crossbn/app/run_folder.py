@@ -24,6 +24,8 @@ from pathlib import Path
 
 import pytest
 
+from crossbn.app.options import RECORDED
+
 SYNC_SECONDS = 0.5
 
 
@@ -78,20 +80,7 @@ def recorded_options(config, st, option) -> dict:
     def absolute(value):
         return str(Path(value).resolve()) if value and Path(value).is_file() else value
 
-    names = (
-        "suite",
-        "backends",
-        "devices",
-        "timeout",
-        "compare",
-        "known",
-        "shard",
-        "max_case_bytes",
-        "worker_max_mb",
-        "diagnosis",
-        "cache",
-    )
-    options = {name: option(config, name) for name in names}
+    options = {name: option(config, name) for name in RECORDED}
     for name in ("suite", "known", "compare"):
         options[name] = absolute(options[name])
     options["backend_modules"] = [str(Path(m).resolve()) for m in st.options.modules]

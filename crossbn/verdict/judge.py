@@ -276,14 +276,15 @@ def judge(
             cached = entry["record"]
             if causes is not None and entry.get("signature") and (cached.get("diagnosis") or {}).get("source") == OWN:
                 causes.add(entry["signature"], case, cached["diagnosis"], cached["localization"], backend.semantics())
-            fresh: dict[str, Any] = {}
-            fresh |= make_record(
-                **record,
-                verdict=cached["verdict"],
-                seconds=time.perf_counter() - start,
-                timings=clock.rounded(),
-                backend_info=outcome.info,
-                backend_seconds=outcome.seconds,
+            fresh: dict[str, Any] = dict(
+                make_record(
+                    **record,
+                    verdict=cached["verdict"],
+                    seconds=time.perf_counter() - start,
+                    timings=clock.rounded(),
+                    backend_info=outcome.info,
+                    backend_seconds=outcome.seconds,
+                )
             )
             return {**cached, **{k: fresh[k] for k in FRESH}, "cached": True}
     judged = Judged(case, inputs, outcome.observables, backend, clock)

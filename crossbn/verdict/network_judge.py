@@ -52,22 +52,23 @@ def model_record(
 ) -> dict:
     """A result record for a model case: make_record's fields, the models
     suite's worst / localization / not_exposed / unexpected, and `layers`."""
-    rec: dict[str, Any] = {}  # a Record, and the network's layers
-    rec |= make_record(
-        case=case,
-        backend=backend,
-        device=device,
-        verdict=verdict,
-        version=version,
-        device_name=device_name,
-        reason=reason,
-        seconds=seconds,
-        backend_seconds=backend_seconds,
-        cross_device=cross_device,
-        backend_info=backend_info,
-        localization=localization,
-        interpreter=interpreter,
-        cross_version=cross_version,
+    rec: dict[str, Any] = dict(
+        make_record(
+            case=case,
+            backend=backend,
+            device=device,
+            verdict=verdict,
+            version=version,
+            device_name=device_name,
+            reason=reason,
+            seconds=seconds,
+            backend_seconds=backend_seconds,
+            cross_device=cross_device,
+            backend_info=backend_info,
+            localization=localization,
+            interpreter=interpreter,
+            cross_version=cross_version,
+        )
     )
     rec.update(
         finite(
