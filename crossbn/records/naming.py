@@ -37,3 +37,15 @@ def rerun_command(rec: dict, run: dict | None) -> str:
         f"--devices {shlex.quote(rec['device'])} -n 0 --no-conventions "
         f"-- -k {shlex.quote(rec.get('pytest_id') or rec['case_id'])}"
     )
+
+
+def repro_command(rec: dict, results: str | Path | None = None) -> str:
+    """The `crossbn repro` line that turns this finding into a verified bug report
+    (`results`: the run folder it is from, as the user would type it)."""
+    finding = f"{rec['case_id']}--{rec['backend']}--{rec['device']}"
+    line = f"crossbn repro {shlex.quote(finding)}"
+    if results is not None:
+        line += f" --results {shlex.quote(str(results))}"
+    if rec.get("interpreter"):
+        line += f" --interpreter {shlex.quote(rec['interpreter'])}"
+    return line
