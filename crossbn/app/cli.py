@@ -214,6 +214,12 @@ def _backend_options(parser, output: str, *, n_default: str, n_help: str, timeou
     _add(parser, BY_NAME["timeout"], f"seconds per {timeout_of} before a worker is killed")
     _add(parser, BY_NAME["backend_module"])
     parser.add_argument("--strict", action="store_true", help=strict)
+    parser.add_argument(
+        "-v",
+        "--verbose",
+        action="store_true",
+        help="show the frameworks' own log lines and warnings, silenced by default (env CROSSBN_VERBOSE=1)",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -347,6 +353,8 @@ def main(argv: list[str] | None = None) -> int:
         i = argv.index("--")
         argv, extra = argv[:i], argv[i + 1 :]
     args = build_parser().parse_args(argv)
+    if getattr(args, "verbose", False):  # read by the plugin and every worker process (execution/quiet.py)
+        os.environ["CROSSBN_VERBOSE"] = "1"
     if args.command == "run":
         return run_command(args, extra)
     return args.func(args)
