@@ -162,7 +162,7 @@ def test_a_drifted_release_is_a_regression_and_fails_the_run(drifted):
     out, proc = drifted
     assert proc.returncode == 1, proc.stdout + proc.stderr
     assert "side by side, numpy-drifting@drift-2.0 against numpy-drifting: regressed 3" in proc.stdout
-    assert "regressions of numpy-drifting@drift-2.0 against numpy-drifting" in proc.stderr
+    assert "the gate fails for numpy-drifting@drift-2.0 against numpy-drifting: regressed 3" in proc.stderr
     data = json.loads((out / "side-by-side.json").read_text())
     (c,) = data["comparisons"]
     assert (c["base"], c["new"], c["counts"]) == ("numpy-drifting", "numpy-drifting@drift-2.0", {"regressed": 3})

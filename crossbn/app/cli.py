@@ -46,6 +46,7 @@ def _cache(args: argparse.Namespace) -> int:
 
 
 def _baseline(args: argparse.Namespace) -> int:
+    from crossbn.records.folders import FolderError, check_out_folder
     from crossbn.records.sources import newest_run
     from crossbn.upgrade.baseline import BaselineError, save
 
@@ -54,8 +55,9 @@ def _baseline(args: argparse.Namespace) -> int:
         print("crossbn baseline: no results given and none under reports/", file=sys.stderr)
         return 2
     try:
-        folder = save(args.name, results, Path(args.dir))
-    except BaselineError as e:
+        check_out_folder(Path(args.baselines) / args.name, "--baselines")
+        folder = save(args.name, results, Path(args.baselines))
+    except (BaselineError, FolderError) as e:
         print(f"crossbn baseline: {e}", file=sys.stderr)
         return 2
     print(f"crossbn baseline: {results} saved as {folder}")
@@ -65,30 +67,38 @@ def _baseline(args: argparse.Namespace) -> int:
 def _compare(args: argparse.Namespace) -> int:
     from collections import Counter
 
+    from crossbn.records.folders import FolderError, check_out_folder
     from crossbn.upgrade.baseline import (
         CLASSES,
-        FAILS,
         MEANING,
         REGRESSION_FACTOR,
         BaselineError,
         compare,
         describe,
+        find,
         load,
+        parse_fail_on,
     )
 
-    try:
-        rows = compare(load(args.base, Path(args.dir)), load(args.new, Path(args.dir)))
-    except BaselineError as e:
-        print(f"crossbn compare: {e}", file=sys.stderr)
+    root = Path(args.baselines)
+    try:  # every argument checked before either side is read
+        fails = parse_fail_on(args.fail_on)
+        find(args.base, root), find(args.new, root)
+        if args.out:
+            check_out_folder(args.out, "--out")
+        rows = compare(load(args.base, root), load(args.new, root))
+    except (BaselineError, FolderError) as e:
+        print(f"crossbn compare: {str(e).replace('fail-on ', '--fail-on ', 1)}", file=sys.stderr)
         return 2
     counts = Counter(r["class"] for r in rows)
     if args.out:
         from crossbn.upgrade.baseline import write_comparison
 
-        write_comparison(rows, Path(args.out), args.base, args.new)
+        write_comparison(rows, Path(args.out), args.base, args.new, fails)
     print(
         f"crossbn compare: {args.base} -> {args.new}, {len(rows)} results "
-        f"(regressed: a new finding, or error/bound grown > {REGRESSION_FACTOR:g}x)"
+        f"(regressed: a new finding, or error/bound grown > {REGRESSION_FACTOR:g}x; "
+        f"failing: {', '.join(sorted(fails))})"
     )
     for c in CLASSES:
         if counts[c]:
@@ -98,7 +108,7 @@ def _compare(args: argparse.Namespace) -> int:
         print("  " + describe(r))
     if len(shown) > args.show:
         print(f"  ... {len(shown) - args.show} more (--show N)")
-    return 1 if any(counts[c] for c in FAILS) else 0
+    return 1 if any(counts[c] for c in fails) else 0
 
 
 def _known(args: argparse.Namespace) -> int:
@@ -136,12 +146,15 @@ def _report(args: argparse.Namespace) -> int:
     if args.out is None and len(args.results) != 1:
         print("crossbn report: --out is needed with more than one results source", file=sys.stderr)
         return 2
+    from crossbn.records.folders import FolderError, check_out_folder
+
     out = Path(args.out) if args.out else Path(args.results[0])
     if out.suffix == ".jsonl":  # `crossbn report DIR/results.jsonl`: the report goes beside it
         out = out.parent
     try:
+        check_out_folder(out, "--out" if args.out else "the report folder")
         index = build(args.results, out, title=args.title)
-    except ReportError as e:
+    except (ReportError, FolderError) as e:
         print(f"crossbn report: {e}", file=sys.stderr)
         return 2
     print(f"crossbn report: {index}")
@@ -161,15 +174,21 @@ def _backends(args: argparse.Namespace) -> int:
     except BackendError as e:
         print(f"crossbn: {e}", file=sys.stderr)
         return 2
+    rows = []
     for name, spec in specs.items():
         try:
             b = load(spec)
         except BackendError as e:
-            print(f"{name:18s} broken: {e}")
+            rows.append((name, f"broken: {e}", "", ""))
             continue
         why = b.available()
         versions = ", ".join(f"{k} {v}" for k, v in b.versions().items())
-        print(f"{name:18s} {'unavailable: ' + why if why else 'available'}  ({versions})  [{spec}]")
+        rows.append((name, f"unavailable: {why}" if why else "available", versions, str(spec)))
+    # columns as wide as their longest entry (backend names come from --backend-module too)
+    width = [max(len(r[i]) for r in rows) for i in range(3)] if rows else [0, 0, 0]
+    for name, status, versions, spec in rows:
+        line = f"{name:{width[0]}}  {status:{width[1]}}  {versions:{width[2]}}"
+        print(f"{line}  [{spec}]" if spec else line.rstrip())
     return 0
 
 
@@ -187,7 +206,15 @@ def _suites(args: argparse.Namespace) -> int:
 
 def _conventions(args: argparse.Namespace) -> int:
     from crossbn.conventions.command import run
+    from crossbn.records.folders import FolderError, check_out_folder
 
+    out = args.out or os.environ.get("CROSSBN_OUT")
+    if out:
+        try:
+            check_out_folder(out, "--out")
+        except FolderError as e:
+            print(f"crossbn conventions: {e}", file=sys.stderr)
+            return 2
     return run(args)
 
 
@@ -222,13 +249,48 @@ def _backend_options(parser, output: str, *, n_default: str, n_help: str, timeou
     )
 
 
+def examples(*lines: str) -> str:
+    """A subcommand's help ends with examples of it."""
+    return "examples:\n" + "\n".join(f"  {line}" for line in lines)
+
+
+def _baselines_option(parser) -> None:
+    parser.add_argument(
+        "--baselines",
+        "--dir",
+        dest="baselines",
+        metavar="DIR",
+        default="baselines",
+        help="where baselines live (default: baselines; env CROSSBN_BASELINES)",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="crossbn", description="Cross-backend BatchNorm consistency suite.")
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        release = version("crossbn")
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        release = "unknown"
+    p = argparse.ArgumentParser(
+        prog="crossbn",
+        description="Cross-backend BatchNorm consistency suite.",
+        epilog=examples("crossbn run --suite smoke", "crossbn report reports/<timestamp>"),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--version", action="version", version=f"crossbn {release}")
     sub = p.add_subparsers(dest="command", required=True)
     run = sub.add_parser(
         "run",
         help="run a suite against backends (pytest underneath)",
-        description="Arguments after -- go to pytest (e.g. -- -k offset -x).",
+        description="Run a suite against backends into a run folder. Arguments after -- go to pytest "
+        "(e.g. -- -k offset -x).",
+        epilog=examples(
+            "crossbn run --suite smoke --backends torch,keras-jax --dtypes float16",
+            "crossbn run --known frameworks --compare before --fail-on regressed,removed",
+            "crossbn run --resume reports/20261204-101500",
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     for opt in OPTIONS:  # declared once, in crossbn/app/options.py (the plugin's --crossbn-<name> too)
         if opt.on_run and opt.name not in _BACKEND_OPTIONS:
@@ -261,7 +323,8 @@ def build_parser() -> argparse.ArgumentParser:
         n_default="auto",
         n_help="parallel pytest-xdist workers, 0 for none",
         timeout_of="case",
-        strict="exit 1 when any result fails",
+        strict="exit 1 when a result is a new finding: a deviation, nan-mismatch, error, crash or timeout "
+        "not covered by --known",
     )
     run.set_defaults(func=run_command, keyword="", markexpr="")  # --resume: the run's own -k and -m
     rp = sub.add_parser(
@@ -269,26 +332,46 @@ def build_parser() -> argparse.ArgumentParser:
         help="render results into a self-contained HTML report",
         description="Merge one or more results (results.jsonl files or run folders: workers, "
         "shards, machines) into DIR/index.html and one page per root cause of the findings.",
+        epilog=examples("crossbn report reports/20261204-101500", "crossbn report shard-1 shard-2 --out reports/all"),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     rp.add_argument("results", nargs="+", help="results.jsonl files or run folders")
     rp.add_argument("--out", help="report folder (default: the one source's folder; required with several)")
     rp.add_argument("--title", default="crossbn report", help="the report's title")
     rp.set_defaults(func=_report)
-    bl = sub.add_parser("baseline", help="store a run's results as a baseline (baselines/NAME)")
+    save_example = examples("crossbn baseline save before reports/20261204-101500")
+    bl = sub.add_parser(
+        "baseline",
+        help="store a run's results as a baseline (baselines/NAME)",
+        epilog=save_example,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     bl_sub = bl.add_subparsers(dest="action", required=True)
-    bs = bl_sub.add_parser("save", help="save results as baselines/NAME")
+    bs = bl_sub.add_parser(
+        "save",
+        help="save results as baselines/NAME",
+        epilog=save_example,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     bs.add_argument("name")
     bs.add_argument("results", nargs="?", help="results.jsonl or run folder (default: the newest under reports/)")
-    bs.add_argument("--dir", default="baselines", help="where baselines live (default: baselines)")
+    _baselines_option(bs)
     bs.set_defaults(func=_baseline)
     cp = sub.add_parser(
         "compare",
         help="compare results with a baseline; exit 1 on regressions",
-        description="BASE and NEW: each a baseline name (under --dir) or results (a results.jsonl or run folder).",
+        description="BASE and NEW: each a baseline name (under --baselines) or results (a results.jsonl or run "
+        "folder). Exit 0 when no result is of a --fail-on class, 1 when one is, 2 for bad usage.",
+        epilog=examples(
+            "crossbn compare before reports/20261204-101500",
+            "crossbn compare before after --fail-on regressed,removed --out reports/cmp",
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     cp.add_argument("base")
     cp.add_argument("new")
-    cp.add_argument("--dir", default="baselines", help="where baselines live (default: baselines)")
+    _baselines_option(cp)
+    cp.add_argument("--fail-on", metavar="CLASSES", help=BY_NAME["fail_on"].help + " (default: regressed)")
     cp.add_argument("--show", type=int, default=40, help="how many changed results to list (default: 40)")
     cp.add_argument("--out", help="also write DIR/comparison.json (`crossbn report DIR` then shows it)")
     cp.set_defaults(func=_compare)
@@ -298,32 +381,51 @@ def build_parser() -> argparse.ArgumentParser:
         description="Which findings of a run the file covers, which are new (grouped by backend, "
         "verdict, dtype, stage and fingerprint: what an entry is written for), and "
         "which entries match nothing.",
+        epilog=examples("crossbn known frameworks reports/20261204-101500", "crossbn known my-known.toml"),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    kn.add_argument("file", help="the known-differences TOML file")
+    kn.add_argument("file", help="the known-differences TOML file (a bare name: a built-in one, e.g. frameworks)")
     kn.add_argument("results", nargs="?", help="results.jsonl or run folder (default: the newest under reports/)")
     kn.set_defaults(func=_known)
     from crossbn.bugreport.command import add_parsers
 
     add_parsers(sub)
-    bk = sub.add_parser("backends", help="list backends and whether they can run here")
-    bk.add_argument("--backend-module", action="append", default=[])
+    bk = sub.add_parser(
+        "backends",
+        help="list backends and whether they can run here",
+        epilog=examples("crossbn backends", "crossbn backends --backend-module my_backend.py --markdown"),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    bk.add_argument("--backend-module", action="append", default=[], help=BY_NAME["backend_module"].help)
     bk.add_argument(
         "--markdown",
         action="store_true",
         help="print the table of devices and documented conventions that README.md holds",
     )
     bk.set_defaults(func=_backends)
-    su = sub.add_parser("suites", help="list case catalogues")
+    su = sub.add_parser(
+        "suites",
+        help="list case catalogues",
+        epilog=examples("crossbn suites"),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     su.set_defaults(func=_suites)
     ca = sub.add_parser(
         "cache",
         help="what crossbn's cache holds, or empty it",
         description="The judgements of unchanged outputs and the frameworks' compilation caches "
         "(JAX, Inductor) that `crossbn run` keeps; never needed for a right answer.",
+        epilog=examples("crossbn cache info", "crossbn cache clear"),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     ca.add_argument("action", choices=("info", "clear"))
     ca.add_argument(
-        "--dir", help="the cache folder (env CROSSBN_CACHE; default: $XDG_CACHE_HOME/crossbn or ~/.cache/crossbn)"
+        "--cache",
+        "--dir",
+        dest="dir",
+        metavar="DIR",
+        help="the cache folder, as `crossbn run --cache` (env CROSSBN_CACHE; default: $XDG_CACHE_HOME/crossbn or "
+        "~/.cache/crossbn)",
     )
     ca.set_defaults(func=_cache)
     co = sub.add_parser(
@@ -333,12 +435,14 @@ def build_parser() -> argparse.ArgumentParser:
         "precision, eps floor, variance algorithm, float16/bfloat16 accumulators, "
         "one value per channel and eps=0 on a constant channel, read off targeted "
         "runs and set beside each backend's declaration; a difference is a finding.",
+        epilog=examples("crossbn conventions --backends torch,flax-linen --out reports/conv --strict"),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     _backend_options(
         co,
         "conventions.jsonl",
-        n_default="2",
-        n_help="backends observed at once, or auto",
+        n_default="auto",
+        n_help="backends observed at once, or auto (one per core)",
         timeout_of="probe",
         strict="exit 1 when an observation differs from a declaration",
     )

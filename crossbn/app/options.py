@@ -62,6 +62,13 @@ class Option:
 OPTIONS: tuple[Option, ...] = (
     Option("suite", "CROSSBN_SUITE", "default", "case catalogue: a name in crossbn/cases/ or a path to a .toml file"),
     Option(
+        "dtypes",
+        "CROSSBN_DTYPES",
+        "all",
+        "comma-separated dtypes of the cases to run (float64, float32, float16, bfloat16), or 'all'",
+        metavar="LIST",
+    ),
+    Option(
         "backends",
         "CROSSBN_BACKENDS",
         "all",
@@ -85,6 +92,15 @@ OPTIONS: tuple[Option, ...] = (
         "compare the results with baselines/BASELINE (or results): comparison.json, a page in the report; "
         "regressions fail the run",
         metavar="BASELINE",
+    ),
+    Option("baselines", "CROSSBN_BASELINES", "baselines", "where --compare's baselines live", metavar="DIR"),
+    Option(
+        "fail_on",
+        "CROSSBN_FAIL_ON",
+        "regressed",
+        "the --compare classes that fail the run, comma-separated: regressed, removed (a result in the baseline "
+        "that did not run), new, changed, fixed, improved",
+        metavar="CLASSES",
     ),
     Option(
         "known",
@@ -221,6 +237,7 @@ class Resolved:
             self.cases = load_suite(option(config, "suite"))
         except CatalogueError as e:
             raise pytest.UsageError(f"--crossbn-suite: {e}") from e
+        self.cases = only_dtypes(self.cases, option(config, "dtypes"), option(config, "suite"))
         from crossbn.spec.network_case import is_model_case
 
         self.kind = "models" if any(is_model_case(c) for c in self.cases) else "batchnorm"
@@ -232,6 +249,13 @@ class Resolved:
                 raise pytest.UsageError(str(e)) from e
         out = option(config, "out")
         self.out = Path(out) if out else None
+        if self.out is not None and not option(config, "resume"):
+            from crossbn.records.folders import FolderError, check_out_folder
+
+            try:
+                check_out_folder(self.out, "--crossbn-out")
+            except FolderError as e:
+                raise pytest.UsageError(str(e)) from e
         self.known, self.known_skip = [], option(config, "known_skip")
         if option(config, "known"):
             from crossbn.records.known import KnownError, load as load_known
@@ -246,7 +270,19 @@ class Resolved:
             self.shard = parse_shard(option(config, "shard"))
         except ShardError as e:
             raise pytest.UsageError(f"--crossbn-shard: {e}") from e
-        if option(config, "compare") and self.out is None:
+        from crossbn.upgrade.baseline import BaselineError, find, parse_fail_on
+
+        self.compare, self.baselines = option(config, "compare"), Path(option(config, "baselines"))
+        try:
+            self.fail_on = parse_fail_on(option(config, "fail_on"))
+        except BaselineError as e:
+            raise pytest.UsageError(f"--crossbn-{e}") from e
+        try:
+            if self.compare:
+                find(self.compare, self.baselines)
+        except BaselineError as e:
+            raise pytest.UsageError(f"--crossbn-compare: {e}") from e
+        if self.compare and self.out is None:
             raise pytest.UsageError("--crossbn-compare: needs --crossbn-out, where the results to compare are written")
         self.resume = option(config, "resume")
         if self.resume and self.out is None:
@@ -270,6 +306,25 @@ class Resolved:
         if root is not None:  # a variable the user set is theirs
             for name, value in cache.compiler_env(root).items():
                 os.environ.setdefault(name, value)
+
+
+def only_dtypes(cases: list, dtypes: str, suite: str) -> list:
+    """--dtypes: the cases of these dtypes; an unknown name, or none left, is a usage error."""
+    from crossbn.spec.dtypes import NAMES
+
+    if dtypes in ("", "all"):
+        return cases
+    wanted = [d.strip() for d in dtypes.split(",") if d.strip()]
+    unknown = [d for d in wanted if d not in NAMES]
+    if unknown or not wanted:
+        raise pytest.UsageError(
+            f"--crossbn-dtypes {dtypes}: unknown dtype(s) {', '.join(unknown) or '(none given)'}; "
+            f"known: {', '.join(NAMES)}, or all"
+        )
+    kept = [c for c in cases if getattr(c, "dtype", None) in wanted]
+    if not kept:
+        raise pytest.UsageError(f"--crossbn-dtypes {dtypes}: suite {suite} has no case of these dtypes")
+    return kept
 
 
 if __name__ == "__main__":  # the docs' table: python -m crossbn.app.options

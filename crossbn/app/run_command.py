@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -16,22 +17,14 @@ from crossbn.app.options import OPTIONS, RECORDED
 def run(args: argparse.Namespace, extra: list[str]) -> int:
     import pytest
 
-    if args.bug_reports:
-        from crossbn.execution.limits import seconds
-
-        try:
-            seconds(args.repro_budget, "--repro-budget")
-        except ValueError as e:
-            print(f"crossbn run: {e}", file=sys.stderr)
-            return 2
-
-    if args.resume:
-        try:
-            resume_options(args)
-        except ValueError as e:
-            print(f"crossbn run: {e}", file=sys.stderr)
-            return 2
-    out = Path(args.out or os.environ.get("CROSSBN_OUT") or Path("reports") / time.strftime("%Y%m%d-%H%M%S"))
+    if not (args.out or args.resume or os.environ.get("CROSSBN_OUT")):
+        args.out = str(Path("reports") / time.strftime("%Y%m%d-%H%M%S"))
+    problem = usage_problem(args)
+    if problem:
+        print(f"crossbn run: {problem}", file=sys.stderr)
+        return 2
+    out = Path(args.out or os.environ["CROSSBN_OUT"])
+    existed = out.exists()
     out.mkdir(parents=True, exist_ok=True)
     progress = args.progress or os.environ.get("CROSSBN_PROGRESS") or "auto"
     argv = [
@@ -50,8 +43,6 @@ def run(args: argparse.Namespace, extra: list[str]) -> int:
     ]
     # Only what was given on the command line; the plugin applies CROSSBN_*
     # environment variables and defaults, in one place.
-    if args.no_cache:
-        args.cache = "off"
     for opt in OPTIONS:
         value = getattr(args, opt.name, None) if opt.on_run else None
         if opt.kind == "switch" and value:
@@ -92,16 +83,63 @@ def run(args: argparse.Namespace, extra: list[str]) -> int:
             )
         regressed = regressions(out)
         for where in regressed:
-            print(f"crossbn run: regressions {where}", file=sys.stderr)
+            print(f"crossbn run: the gate fails {where}", file=sys.stderr)
         if regressed:
             return 1
         return 1 if (args.strict and code == pytest.ExitCode.TESTS_FAILED) else 0
+    if code in (pytest.ExitCode.USAGE_ERROR, pytest.ExitCode.NO_TESTS_COLLECTED) and not existed:
+        shutil.rmtree(out, ignore_errors=True)  # nothing ran: no folder left behind
     if code == pytest.ExitCode.USAGE_ERROR:
         return 2
     if code == pytest.ExitCode.NO_TESTS_COLLECTED:
-        print("crossbn run: no test selected (check --suite, --backends and any -k)", file=sys.stderr)
+        print("crossbn run: no test selected (check --suite, --dtypes, --backends and any -k)", file=sys.stderr)
         return 2
     return 3
+
+
+class _Given:
+    """`crossbn run`'s arguments as the plugin reads its own (config.getoption),
+    so that the one check of the options (options.Resolved) runs here first."""
+
+    def __init__(self, args: argparse.Namespace):
+        self.args = args
+
+    def getoption(self, name: str, default=None):
+        value = getattr(self.args, name.removeprefix("crossbn_"), None)
+        return default if value is None else value
+
+
+def usage_problem(args: argparse.Namespace) -> str | None:
+    """The first thing wrong with the arguments, in `crossbn run`'s words, found
+    before anything is written or run; None when they are fine."""
+    import pytest
+
+    from crossbn.app.options import Resolved
+    from crossbn.execution.limits import seconds
+
+    if str(args.n) != "auto" and not str(args.n).isdigit():
+        return f"-n {args.n}: a number of worker processes (0: none), or auto"
+    if args.bug_reports:
+        try:
+            seconds(args.repro_budget, "--repro-budget")
+        except ValueError as e:
+            return str(e)
+    if args.resume:
+        try:
+            resume_options(args)
+        except ValueError as e:
+            return str(e)
+    if args.no_cache:
+        args.cache = "off"
+    from crossbn.backends import BackendError
+
+    try:
+        Resolved(_Given(args))
+    except pytest.UsageError as e:
+        return str(e).replace("--crossbn-", "--")
+    except BackendError as e:
+        return f"--backends: {e}"
+    return None
 
 
 def resume_options(args: argparse.Namespace) -> None:
@@ -111,7 +149,7 @@ def resume_options(args: argparse.Namespace) -> None:
 
     given = [
         f"--{n.replace('_', '-')}"
-        for n in ("suite", "backends", "devices", "shard", "compare", "known", "max_case_bytes")
+        for n in ("suite", "dtypes", "backends", "devices", "shard", "compare", "known", "max_case_bytes")
         if getattr(args, n) is not None
     ]
     given += ["--backend-module"] * bool(args.backend_module) + ["--out"] * bool(args.out)
@@ -146,9 +184,9 @@ def bug_reports(args: argparse.Namespace, out: Path) -> None:
 
 
 def regressions(out: Path) -> list[str]:
-    """Where the run found regressions: against its baseline
-    (comparison.json), or side by side, one release against the other
-    (side-by-side.json)."""
+    """Where the run failed its gate (the --fail-on classes, regressed by
+    default): against its baseline (comparison.json), or side by side, one
+    release against the other (side-by-side.json)."""
     import json
 
     from crossbn.upgrade.baseline import COMPARISON_FILE, SIDE_BY_SIDE_FILE
@@ -156,17 +194,25 @@ def regressions(out: Path) -> list[str]:
     found = []
     try:
         c = json.loads((out / COMPARISON_FILE).read_text())
-        if c["counts"].get("regressed"):
-            found.append(f"against {c['base']} (see {out / COMPARISON_FILE})")
+        if _failed(c):
+            found.append(f"against {c['base']}: {_failed(c)} (see {out / COMPARISON_FILE})")
     except (OSError, ValueError, KeyError):
         pass
     try:
         for c in json.loads((out / SIDE_BY_SIDE_FILE).read_text())["comparisons"]:
-            if c["counts"].get("regressed"):
-                found.append(f"of {c['new']} against {c['base']} (see {out / SIDE_BY_SIDE_FILE})")
+            if _failed(c):
+                found.append(f"for {c['new']} against {c['base']}: {_failed(c)} (see {out / SIDE_BY_SIDE_FILE})")
     except (OSError, ValueError, KeyError, TypeError):
         pass
     return found
+
+
+def _failed(comparison: dict) -> str:
+    """ "regressed 3, removed 2": the failing classes' counts, "" when none."""
+    from crossbn.upgrade.baseline import FAILS
+
+    fails = comparison.get("fails") or sorted(FAILS)
+    return ", ".join(f"{c} {n}" for c, n in comparison["counts"].items() if c in fails and n)
 
 
 def observe_conventions(args: argparse.Namespace, out: Path) -> None:

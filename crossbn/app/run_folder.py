@@ -163,7 +163,7 @@ def finish(session, st, exitstatus: int, option) -> None:
         return
     from crossbn.upgrade.checks import compare_side_by_side, compare_with_baseline
 
-    compare_with_baseline(session, st, option(session.config, "compare"))
+    compare_with_baseline(session, st)
     compare_side_by_side(session, st)
     if st.run.run_info is not None:
         ended = exitstatus in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED) or (

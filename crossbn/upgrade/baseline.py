@@ -3,7 +3,8 @@
 `save` stores results as the folder baselines/NAME/ (baseline.jsonl, diff-friendly, and meta.json; `crossbn
 baseline save`), `load` reads a baseline or results, `compare` classifies every (base, new) pair of one key
 (`CLASSES`; `crossbn compare`). A pair both of whose results fail is `regressed` when its ratio grew past
-REGRESSION_FACTOR times the base's; only `regressed` fails the compare.
+REGRESSION_FACTOR times the base's. `regressed` fails the compare; `parse_fail_on` adds other classes
+(`--fail-on regressed,removed`: a backend that stopped running fails the gate too).
 
 File format and design notes: docs/internals/run-and-records.md.
 """
@@ -34,7 +35,26 @@ MEANING = {
     "new": "not in the baseline",
     "removed": "in the baseline, not run now",
 }
-FAILS = frozenset({"regressed"})
+FAILS = frozenset({"regressed"})  # what fails a comparison unless --fail-on says otherwise
+
+
+def parse_fail_on(text: str | None) -> frozenset[str]:
+    """--fail-on: comma-separated classes that fail the comparison (default: regressed)."""
+    if not text:
+        return FAILS
+    classes = frozenset(c.strip() for c in text.split(",") if c.strip())
+    unknown = sorted(classes - set(CLASSES))
+    if unknown or not classes:
+        raise BaselineError(
+            f"fail-on {text}: unknown class(es) {', '.join(unknown) or '(none given)'}; known: {', '.join(CLASSES)}"
+        )
+    return classes
+
+
+def failing(comparison: dict) -> int:
+    """How many results of a written comparison (`summarize`) fail it."""
+    fails = comparison.get("fails") or sorted(FAILS)
+    return sum(n for c, n in comparison["counts"].items() if c in fails)
 
 
 class BaselineError(Exception):
@@ -97,17 +117,30 @@ def save(name: str, results, root: Path = BASELINES) -> Path:
 
 def load(source, root: Path = BASELINES) -> dict[tuple, dict]:
     """A baseline by name, or results (file or run folder) read as one."""
-    from crossbn.records.sources import ReportError, results_file
-
-    folder = root / str(source)
-    if (folder / "baseline.jsonl").is_file():
+    if find(source, root) == "baseline":
+        folder = root / str(source)
         _check_meta(folder / "meta.json")
         return {_key(e): e for e in _baseline_entries(folder / "baseline.jsonl")}
+    from crossbn.records.sources import results_file
+
+    return {_key(e): e for e in _entries(results_file(source))}
+
+
+def find(source, root: Path = BASELINES) -> str:
+    """What `source` names, "baseline" (baselines/NAME) or "results", checked
+    before a run starts (`--compare befor` is a usage error, not a late failure);
+    neither is a BaselineError listing the baselines there are."""
+    from crossbn.records.sources import ReportError, results_file
+
+    if (root / str(source) / "baseline.jsonl").is_file():
+        return "baseline"
     try:
-        path = results_file(source)
+        results_file(source)
     except ReportError as e:
-        raise BaselineError(f"{source}: neither a baseline under {root}/ nor results ({e})") from e
-    return {_key(e): e for e in _entries(path)}
+        known = sorted(p.name for p in root.glob("*") if (p / "baseline.jsonl").is_file()) if root.is_dir() else []
+        there = f"baselines in {root}/: {', '.join(known)}" if known else f"no baselines in {root}/"
+        raise BaselineError(f"{source}: neither a baseline nor results ({e}); {there}") from e
+    return "results"
 
 
 # What classify and describe need of every entry (and of every result read as one).
@@ -237,9 +270,9 @@ COMPARISON_FILE = "comparison.json"
 SIDE_BY_SIDE_FILE = "side-by-side.json"
 
 
-def summarize(rows: list[dict], base: str, new: str) -> dict:
-    """The counts per class and every row that is not `unchanged` (what the
-    report's comparison page shows)."""
+def summarize(rows: list[dict], base: str, new: str, fails: frozenset[str] = FAILS) -> dict:
+    """The counts per class, the classes that fail it, and every row that is
+    not `unchanged` (what the report's comparison page shows)."""
     from collections import Counter
 
     counts = Counter(r["class"] for r in rows)
@@ -249,6 +282,7 @@ def summarize(rows: list[dict], base: str, new: str) -> dict:
         "new": str(new),
         "factor": REGRESSION_FACTOR,
         "counts": {c: counts[c] for c in CLASSES if counts[c]},
+        "fails": sorted(fails),
         "rows": [
             {
                 "case_id": r["key"][0],
@@ -273,12 +307,12 @@ def _write(out: Path, name: str, data: dict) -> dict:
     return data
 
 
-def write_comparison(rows: list[dict], out: Path, base: str, new: str) -> dict:
+def write_comparison(rows: list[dict], out: Path, base: str, new: str, fails: frozenset[str] = FAILS) -> dict:
     """`out/comparison.json`: this run against a baseline (`summarize`)."""
-    return _write(out, COMPARISON_FILE, summarize(rows, base, new))
+    return _write(out, COMPARISON_FILE, summarize(rows, base, new, fails))
 
 
-def side_by_side(results, pairs: list[tuple[str, str]]) -> list[dict]:
+def side_by_side(results, pairs: list[tuple[str, str]], fails: frozenset[str] = FAILS) -> list[dict]:
     """Two releases of one framework in one run: for each (reference, other)
     pair of backend names, the other's results classified against the
     reference's exactly as against a baseline (the reference is the release
@@ -290,7 +324,7 @@ def side_by_side(results, pairs: list[tuple[str, str]]) -> list[dict]:
         def side(name):
             return {(e["case_id"], other, e["device"]): e for e in entries if e["backend"] == name}
 
-        out.append(summarize(compare(side(ref), side(other)), ref, other))
+        out.append(summarize(compare(side(ref), side(other)), ref, other, fails))
     return out
 
 

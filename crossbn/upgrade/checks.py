@@ -9,21 +9,23 @@ from __future__ import annotations
 import pytest
 
 
-def compare_with_baseline(session, st, base: str | None) -> None:
-    """--crossbn-compare: the merged results against the baseline, written
-    beside them; a regression makes the session fail."""
+def compare_with_baseline(session, st) -> None:
+    """--crossbn-compare: the merged results against the baseline (under
+    --crossbn-baselines), written beside them; a result of a --crossbn-fail-on
+    class (a regression, by default) makes the session fail."""
+    base = st.options.compare
     if not base or not (st.options.out / "results.jsonl").exists():
         return
-    from crossbn.upgrade.baseline import BaselineError, compare, load, write_comparison
+    from crossbn.upgrade.baseline import BaselineError, compare, failing, load, write_comparison
 
     try:
-        rows = compare(load(base), load(st.options.out))
+        rows = compare(load(base, st.options.baselines), load(st.options.out))
     except BaselineError as e:
         st.run.comparison = {"error": str(e)}
         session.exitstatus = pytest.ExitCode.USAGE_ERROR
         return
-    st.run.comparison = write_comparison(rows, st.options.out, base, str(st.options.out))
-    if st.run.comparison["counts"].get("regressed"):
+    st.run.comparison = write_comparison(rows, st.options.out, base, str(st.options.out), st.options.fail_on)
+    if failing(st.run.comparison):
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
@@ -34,11 +36,11 @@ def compare_side_by_side(session, st) -> None:
     pairs = [(b.compare_with, name) for name, b in st.options.backends.items() if b.compare_with]
     if not pairs or not (st.options.out / "results.jsonl").exists():
         return
-    from crossbn.upgrade.baseline import side_by_side, write_side_by_side
+    from crossbn.upgrade.baseline import failing, side_by_side, write_side_by_side
 
-    st.run.side_by_side = side_by_side(st.options.out, pairs)
+    st.run.side_by_side = side_by_side(st.options.out, pairs, st.options.fail_on)
     write_side_by_side(st.run.side_by_side, st.options.out)
-    if any(c["counts"].get("regressed") for c in st.run.side_by_side):
+    if any(failing(c) for c in st.run.side_by_side):
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
@@ -55,5 +57,7 @@ def summary_lines(st) -> list[tuple[str, bool]]:
 
 
 def _counts_line(what: str, comparison: dict) -> tuple[str, bool]:
+    from crossbn.upgrade.baseline import failing
+
     counts = ", ".join(f"{c} {n}" for c, n in comparison["counts"].items())
-    return f"{what}: {counts}", bool(comparison["counts"].get("regressed"))
+    return f"{what}: {counts}", bool(failing(comparison))
