@@ -160,3 +160,39 @@ def test_backends_keeps_its_columns_with_a_long_name(tmp_path):
     rows = [line for line in proc.stdout.splitlines() if line.strip()]
     status_at = {line.index(" available") if " available" in line else line.index(" unavailable") for line in rows}
     assert len(status_at) == 1, proc.stdout  # the status column starts at one place on every line
+
+
+def test_strict_means_in_the_readme_what_its_help_says():
+    from crossbn.app.cli import build_parser
+
+    run = next(a for a in build_parser()._actions if a.dest == "command").choices["run"]  # noqa: SLF001
+    strict = next(a.help for a in run._actions if a.dest == "strict")  # noqa: SLF001
+    readme = " ".join((Path(__file__).parents[1] / "README.md").read_text().split())
+    assert f"Add `--strict` to {strict}." in readme
+
+
+def test_plain_pytest_refuses_an_output_path_that_is_a_file(tmp_path):
+    import subprocess
+    import sys
+
+    afile = tmp_path / "afile"
+    afile.write_text("")
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "--pyargs",
+            "crossbn.conformance",
+            f"--crossbn-out={afile}",
+            "--crossbn-suite=smoke",
+            f"--crossbn-backend-module={NUMPY}",
+            "--crossbn-backends=numpy-twopass",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == pytest.ExitCode.USAGE_ERROR, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert "INTERNALERROR" not in proc.stdout + proc.stderr
+    assert f"--crossbn-out {afile}: is a file, not a folder" in proc.stderr
