@@ -72,6 +72,8 @@ def test_usage_errors_of_run_leave_no_folder_behind(tmp_path):
         "unknown backend": (("--backends", "numpy-nosuch"), "numpy-nosuch"),
         "bad -n": (("-n", "many"), "-n many"),
         "bad --fail-on": (("--compare", tmp_path, "--fail-on", "regresed"), "--fail-on regresed"),
+        "cache is a file": (("--cache", empty), f"--cache {empty}: is a file"),
+        "unknown known file": (("--known", "nosuch"), "--known: nosuch"),
     }
     for what, (args, fragment) in cases.items():
         out = tmp_path / what.replace(" ", "-")

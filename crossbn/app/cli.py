@@ -33,6 +33,9 @@ def _cache(args: argparse.Namespace) -> int:
     if root is None:
         print("crossbn cache: the cache is off (CROSSBN_CACHE); give --dir", file=sys.stderr)
         return 2
+    if root.exists() and not root.is_dir():
+        print(f"crossbn cache: --cache {root}: is a file, not a folder", file=sys.stderr)
+        return 2
     if args.action == "clear":
         cache.clear(root)
         print(f"crossbn cache: cleared {root}")

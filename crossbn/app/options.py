@@ -302,6 +302,13 @@ class Resolved:
         from crossbn.records import cache
 
         root = cache.resolve(option(config, "cache"))
+        if root is not None:
+            from crossbn.records.folders import FolderError, check_out_folder
+
+            try:
+                check_out_folder(root, "--crossbn-cache")
+            except FolderError as e:
+                raise pytest.UsageError(f"{e} (off: no cache)") from e
         self.cache = None if root is None else cache.Judgements(root)
         if root is not None:  # a variable the user set is theirs
             for name, value in cache.compiler_env(root).items():
