@@ -40,7 +40,16 @@ def test_the_docs_table_is_the_generated_one():
     text = (ROOT / "docs" / "reference" / "cli.md").read_text(encoding="utf-8")
     start = text.index("<!-- options-table")
     block = text[text.index("\n", start) + 1 : text.index("<!-- /options-table -->")].strip()
-    assert block == markdown(), "regenerate it: python -m crossbn.app.options"
+    assert block == markdown(), "regenerate it: python -m crossbn.app.reference"
+
+
+def test_the_reference_page_holds_every_commands_help_as_it_is():
+    from crossbn.app.reference import PAGE, help_text, render
+
+    text = PAGE.read_text(encoding="utf-8")
+    assert render(text) == text, "regenerate it: python -m crossbn.app.reference"
+    for command in ("", "run", "report", "baseline save", "compare", "known", "bugs", "repro", "fuzz", "conventions"):
+        assert help_text(command) in text, command  # each has its section
 
 
 @pytest.mark.parametrize(

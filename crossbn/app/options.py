@@ -334,5 +334,5 @@ def only_dtypes(cases: list, dtypes: str, suite: str) -> list:
     return kept
 
 
-if __name__ == "__main__":  # the docs' table: python -m crossbn.app.options
+if __name__ == "__main__":  # the docs table (python -m crossbn.app.reference writes it into the page)
     print(markdown())
