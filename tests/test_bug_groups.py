@@ -6,7 +6,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from crossbn.bugreport.group import group
+
+from run_crossbn import crossbn
 
 VARIANTS = str(Path(__file__).parent / "backends" / "numpy_variants.py")
 
@@ -21,6 +25,7 @@ def rec(
     steps=("train0",),
     ratio=5.0,
     reason="",
+    explains=True,
 ):
     return {
         "case_id": case_id,
@@ -31,7 +36,7 @@ def rec(
         "reason": reason,
         "case": {"shape": list(shape), "steps": list(steps), "dtype": "float32"},
         "localization": {"stage": stage} if verdict not in ("crash", "error") else None,
-        "diagnosis": {"formulation": formulation} if verdict not in ("crash", "error") else None,
+        "diagnosis": {"formulation": formulation, "explains": explains} if verdict not in ("crash", "error") else None,
         # a crash or error compared nothing
         "observables": {}
         if verdict in ("crash", "error")
@@ -76,6 +81,48 @@ def test_one_root_cause_across_verdicts_and_arrangements():
         ("compute=float32", 3, ["deviation", "nan-mismatch"]),
         ("compute=float16", 1, ["deviation"]),
     ]
+
+
+def test_an_explained_cause_is_one_group_wherever_it_first_shows():
+    """Keras 3 on JAX computes float64 in float32: one case's numbers show it at
+    the batch mean, another's only at the normalized values. One cause, one
+    group. Where nothing explains the findings, or only the canonical
+    formulas do, the stage still tells them apart."""
+    records = [
+        rec("a", stage="batch mean", formulation="compute=float32"),
+        rec("b", stage="normalized", formulation="compute=float32,affine=folded"),
+        rec("c", stage="batch mean", formulation="variance=one-pass", explains=False),
+        rec("d", stage="dx", formulation="variance=one-pass", explains=False),
+        rec("e", stage="running mean", formulation="hyperparameters=float32"),
+        rec("f", stage="eval statistics", formulation="canonical"),
+    ]
+    groups = group(records)
+    assert [(g.count, g.stage, g.fingerprint) for g in groups] == [
+        (2, "batch mean, normalized", "compute=float32"),  # the largest first, then by the stage in its key
+        (1, "batch mean", "variance=one-pass"),
+        (1, "dx", "variance=one-pass"),
+        (1, "eval statistics", "canonical"),
+        (1, "running mean", "canonical"),
+    ]
+
+
+@pytest.mark.slow  # a real Keras-JAX run of smoke's five float64 cases: about 10 s
+def test_bugs_and_the_report_group_keras_jax_float64_as_one_root_cause(tmp_path):
+    pytest.importorskip("keras")
+    pytest.importorskip("jax")
+    out = tmp_path / "run"
+    args = ("--suite", "smoke", "--backends", "keras-jax", "--no-conventions", "-n", "0", "--progress", "off")
+    proc = crossbn("run", *args, "--out", out, "--", "-k", "f64")
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    records = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
+    findings = [r for r in records if r["verdict"] == "deviation"]
+    assert len(findings) == 5 and len({r["localization"]["stage"] for r in findings}) > 1  # shows at two stages
+    listed = crossbn("bugs", out)
+    assert "5 finding(s)" in listed.stdout and "1 root cause(s)" in listed.stdout, listed.stdout
+    assert "5 x keras-jax/cpu deviation: batch mean, normalized | compute=float32" in listed.stdout
+    # the HTML report's root-cause pages: the same one group
+    assert len(list((out / "findings").glob("*.html"))) == 1
+    assert "5 findings in 1 root-cause group" in (out / "index.html").read_text()
 
 
 def test_bugs_command_on_a_real_run(tmp_path):

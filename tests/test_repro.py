@@ -170,7 +170,9 @@ def test_repro_says_so_when_there_is_no_finding(tmp_path):
 @pytest.mark.parametrize(
     "spec, message",
     [
-        ("nonsense", "expected CASE--BACKEND--DEVICE"),
+        ("a--b--c--d", "expected CASE--BACKEND--DEVICE"),
+        # a bare case is accepted (`crossbn bugs` lists one), but with no run to find it in, it needs its backend
+        ("nonsense", "no result of case 'nonsense' in any run"),
         ("0123456789ab--torch--cpu", "no case '0123456789ab' on torch/cpu"),
     ],
 )

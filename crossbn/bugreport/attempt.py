@@ -2,9 +2,9 @@
 
 Shrinking, fuzzing and the standalone reproducer all ask the same question of
 a case: what is its result record (`judge.judge`, the whole pipeline), and
-which public output would a plain "|actual - expected| > tolerance" check,
-the one `repro.py` makes, see departing? A `Lab` holds one backend's worker
-process, started once and reused for every case it is asked about.
+which public output shows it most strongly to a plain "|actual - expected| >
+tolerance" check, the one `repro.py` makes? A `Lab` holds one backend's
+worker process, started once and reused for every case it is asked about.
 """
 
 from __future__ import annotations
@@ -14,11 +14,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from crossbn.records.results import ratio_rank
 from crossbn.verdict.compare import full_bound
 
 # The outputs a reproducer compares: what every framework returns publicly
 # (batch_mean / invstd are crossbn's probes into the kernel, not API).
 PUBLIC = ("y", "running_mean", "running_var", "dbeta", "dgamma", "dx")
+DEVICES = ("cpu", "cuda")  # as `crossbn run --devices` names them
 _UNEXPLAINED = ("crash", "error", "timeout")
 
 
@@ -31,9 +33,10 @@ class Attempt:
     case: object  # the Case that was run
     record: dict  # its result record
     inputs: dict | None = None  # the generated inputs (None when nothing ran)
-    target: str | None = None  # first public output a scalar-tolerance check sees departing
+    target: str | None = None  # the public output repro.py checks: the one furthest past its bound
     tolerance: object = None  # crossbn's per-element bounds for `target` (an array), or None
     judged: object = None  # the outputs held against the oracle (judge.Judged), when they came back
+    strength: float | None = None  # `target`'s error/bound ratio (inf for a NaN/Inf mismatch)
 
     @property
     def signature(self) -> tuple[str, str]:
@@ -62,13 +65,17 @@ def mismatch(actual: np.ndarray, expected: np.ndarray, tolerance: float) -> np.n
     return off | (np.isnan(a) != np.isnan(e)) | (np.isposinf(a) != np.isposinf(e)) | (np.isneginf(a) != np.isneginf(e))
 
 
-def visible(judged) -> tuple[str | None, np.ndarray | None]:
-    """(output, its bounds): the first public output, in step order, that
-    departs from the expectation the backend is held to (its documented
+def visible(judged) -> tuple[str | None, np.ndarray | None, float | None]:
+    """(output, its bounds, its error/bound ratio): of the public outputs that
+    depart from the expectation the backend is held to (its documented
     convention, where it declares one) by more than crossbn's per-element
-    bound somewhere; (None, None) when none does. Each bound is rounded up
-    to three significant digits, as repro.py writes it."""
+    bound somewhere, the one furthest past its bound (the first in step order
+    on a tie); (None, None, None) when none does. Internal stages (batch_mean,
+    invstd) are crossbn's probes, not a user's outputs, and never the target.
+    Each bound is rounded up to three significant digits, as repro.py writes
+    it; the ratio is the verdict's own (a NaN/Inf mismatch ranks as inf)."""
     exp, bounds = judged.convention if judged.convention is not None else (judged.exp, judged.bounds)
+    found: list[tuple[str, np.ndarray, float]] = []
     for step in judged.case.steps:
         for what in PUBLIC:
             name = f"{step}.{what}"
@@ -76,8 +83,18 @@ def visible(judged) -> tuple[str | None, np.ndarray | None]:
                 continue
             tol = round_up(full_bound(bounds[name], exp[name], np.dtype(judged.actual[name].dtype).name))
             if mismatch(judged.actual[name], exp[name], tol).any():
-                return name, tol
-    return None, None
+                found.append((name, tol, _ratio(judged, name)))
+    if not found:
+        return None, None, None
+    return max(found, key=lambda t: ratio_rank(t[2]))  # max keeps the first of equals
+
+
+def _ratio(judged, name: str) -> float:
+    """An output's error/bound ratio under the backend's declared semantics (results.observable_ratio)."""
+    o = judged.comparison.observables.get(name) if judged.comparison is not None else None
+    if o is None:
+        return float("inf")
+    return float(o.convention_ratio if o.convention_ratio is not None else o.ratio)
 
 
 def round_up(bound: np.ndarray) -> np.ndarray:
@@ -106,11 +123,21 @@ class Lab:
             raise LabError(str(e)) from e
         if len(backends) != 1:
             raise LabError(f"name one backend, got {backend!r}")
+        if device not in DEVICES:
+            raise LabError(f"unknown device {device!r}; known: {', '.join(DEVICES)}")
         ((self.name, self.backend),) = backends.items()
         self.device, self.modules = device, modules
         self.timeout = DEFAULT_TIMEOUT if timeout is None else timeout
         self.pool = WorkerPool(specs, backends)
         self.runs = 0
+
+    def require(self) -> Lab:
+        """This lab, or a LabError when its framework is not installed here (a
+        command's usage check: a run would only record every case unsupported)."""
+        missing = self.backend.available()
+        if missing is not None:
+            raise LabError(f"backend unavailable: {missing}")
+        return self
 
     def attempt(self, case) -> Attempt:
         from crossbn.verdict.judge import judge
@@ -118,10 +145,10 @@ class Lab:
         keep: dict = {}
         self.runs += 1
         record = judge(case, self.name, self.backend, self.device, self.pool, self.timeout, keep=keep)
-        target = tolerance = None
+        target = tolerance = strength = None
         if "judged" in keep and not keep["judged"].broken:
-            target, tolerance = visible(keep["judged"])
-        return Attempt(case, record, keep.get("inputs"), target, tolerance, keep.get("judged"))
+            target, tolerance, strength = visible(keep["judged"])
+        return Attempt(case, record, keep.get("inputs"), target, tolerance, keep.get("judged"), strength)
 
     def close(self) -> None:
         self.pool.close()

@@ -67,6 +67,7 @@ def write_all(out: Path, budget: float, *, known_file: str | None = None, backen
                 dtypes=", ".join(g.dtypes),
                 worst=ratio,
                 original_name=rec.get("pytest_id", ""),
+                run=out,
             )
             say(
                 f"  {g.count:4d} x {g.backend}/{g.device} {g.stage or g.kind} | {g.fingerprint or '-'}: "

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import argparse
 import fnmatch
 import sys
 from pathlib import Path
 
+from crossbn.bugreport.helptext import examples, wrapped
 from crossbn.execution.limits import seconds
 
 DEFAULT_BUDGET = "2m"
@@ -15,9 +17,15 @@ def add_parsers(sub) -> None:
     bg = sub.add_parser(
         "bugs",
         help="a run's findings grouped by root cause, each with its smallest case",
-        description="One line per root cause: findings that share backend, device, first "
-        "departing stage and fingerprint (crash/error/timeout: the exception), "
-        "with their count, worst error/bound, smallest case and its rerun command.",
+        description=wrapped(
+            "One line per root cause: findings that share backend, device and root cause "
+            "(the fingerprint that explains them; the first departing stage where none does; "
+            "crash/error/timeout: the exception), with their count, worst error/bound, smallest "
+            "case, the command that reruns it and the `crossbn repro` command that writes its "
+            "bug report. Exit 0; 2 for bad usage."
+        ),
+        epilog=examples("crossbn bugs reports/20261204-101500", "crossbn bugs --backend 'keras-*'"),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     bg.add_argument("results", nargs="?", help="results.jsonl or run folder (default: the newest under reports/)")
     bg.add_argument("--backend", default="*", help="only backends matching this glob")
@@ -26,20 +34,29 @@ def add_parsers(sub) -> None:
     rp = sub.add_parser(
         "repro",
         help="minimize a finding and write a verified repro.py and ISSUE.md",
-        description="FINDING is CASE--BACKEND--DEVICE as the report names its finding pages "
-        "(CASE: a case id or pytest id). The case is shrunk with Hypothesis while "
-        "the same finding (verdict, first departing stage) persists, repro.py is "
-        "run in a fresh process, and only when it reproduces are repro.py, "
-        "ISSUE.md, case.toml and finding.json written. Exit 0 when written, 1 when "
-        "the finding does not reproduce, 2 for bad usage.",
+        description=wrapped(
+            "FINDING as crossbn prints it: CASE--BACKEND--DEVICE (the report's page "
+            "name), a pytest id CASE-BACKEND-DEVICE or its node id, or the bare CASE that "
+            "`crossbn bugs` lists (CASE: a case id, a prefix of one, or a pytest id). The case "
+            "is shrunk with Hypothesis while the same finding (verdict, first departing stage) "
+            "persists, its strongest public output at least min(the original's, 10) times past "
+            "its bound; repro.py, which checks that output, is run in a fresh process, and only "
+            "when it reproduces are repro.py, ISSUE.md, case.toml and finding.json written. "
+            "Exit 0 when written, 1 when the finding does not reproduce, 2 for bad usage."
+        ),
+        epilog=examples(
+            "crossbn repro smoke-f64-16x4-cf-t2e-f62bae26--keras-jax--cpu --results reports/20261204-101500",
+            "crossbn repro smoke-f16-16x4-cf-t2e-43b27cf4-torch-cpu --budget 30s",
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     rp.add_argument("finding")
     rp.add_argument(
         "--results",
         help="the run the finding is from (default: the newest under reports/; "
-        "otherwise the case is looked up in --suite)",
+        "otherwise the case is looked up in the suites)",
     )
-    rp.add_argument("--suite", default="default", help="catalogue to find the case in (default: default)")
+    rp.add_argument("--suite", help="catalogue to find the case in when no run has it (default: every built-in suite)")
     rp.add_argument(
         "--budget",
         default=DEFAULT_BUDGET,
@@ -62,16 +79,21 @@ def add_parsers(sub) -> None:
 
 def bugs(args) -> int:
     """The findings of a run grouped by root cause (crossbn/bugreport/group.py),
-    each with its count, worst ratio and smallest case, and the command that
-    reruns that case."""
+    each with its count, worst ratio and smallest case, the command that
+    reruns that case and the one that writes its bug report."""
     from crossbn.bugreport.group import group
     from crossbn.records import environment
-    from crossbn.records.naming import rerun_command
+    from crossbn.records.naming import repro_command, rerun_command
     from crossbn.records.results import read
     from crossbn.records.sources import ReportError, newest_run, results_file
 
     try:
-        path = results_file(args.results or newest_run() or "reports")
+        if args.show < 1:
+            raise ValueError(f"--show {args.show}: must be at least 1")
+        source = args.results or newest_run()
+        if source is None:
+            raise ReportError("no run under reports/ (name a run folder or results.jsonl)")
+        path = results_file(source)
         records = [r for r in read(path) if fnmatch.fnmatchcase(r.get("backend", ""), args.backend)]
     except (ReportError, ValueError) as e:
         print(f"crossbn bugs: {e}", file=sys.stderr)
@@ -79,7 +101,7 @@ def bugs(args) -> int:
     groups = group(records)
     print(
         f"crossbn bugs: {sum(g.count for g in groups)} finding(s) in {path}, {len(groups)} root cause(s) "
-        "(backend, device, first departing stage, fingerprint)"
+        "(backend, device, root cause; the first departing stage where no formulation explains it)"
     )
     run_info = environment.read(path.parent)
     for n, g in enumerate(groups[: args.show], 1):
@@ -91,6 +113,7 @@ def bugs(args) -> int:
         )
         print(f"        smallest: {g.smallest.get('pytest_id') or g.smallest['case_id']}")
         print(f"        rerun:    {rerun_command(g.smallest, run_info)}")
+        print(f"        repro:    {repro_command(g.smallest, source, run_info)}")
     if len(groups) > args.show:
         print(f"  ... {len(groups) - args.show} more (--show N)")
     return 0
@@ -122,6 +145,7 @@ def repro(args) -> int:
     from crossbn.bugreport.finding import FindingError, locate
     from crossbn.bugreport.make import make
     from crossbn.records import known as known_mod
+    from crossbn.records.folders import FolderError, check_out_folder
     from crossbn.records.naming import slug
     from crossbn.spec.catalogue import CatalogueError
 
@@ -130,11 +154,12 @@ def repro(args) -> int:
         where = locate(args.finding, args.results, args.suite)
         known = known_mod.load(args.known) if args.known else []
         _trusted_interpreter(where.record, args.interpreter)
-        lab = Lab(backend_spec(where.record, where.backend), where.device, tuple(args.backend_module))
-    except (FindingError, LabError, CatalogueError, known_mod.KnownError, ValueError) as e:
+        out = Path(args.out) if args.out else (where.run / "bug-reports" if where.run else Path("bug-reports"))
+        check_out_folder(out, "--out" if args.out else "the bug-reports folder")
+        lab = Lab(backend_spec(where.record, where.backend), where.device, tuple(args.backend_module)).require()
+    except (FindingError, LabError, CatalogueError, known_mod.KnownError, FolderError, ValueError) as e:
         print(f"crossbn repro: {e}", file=sys.stderr)
         return 2
-    out = Path(args.out) if args.out else (where.run / "bug-reports" if where.run else Path("bug-reports"))
     name = slug(
         where.record
         or {
@@ -149,7 +174,9 @@ def repro(args) -> int:
         flush=True,
     )
     with lab:
-        made = make(where.case, lab, out, budget, slug=name, known=known, original_name=where.case.pytest_id)
+        made = make(
+            where.case, lab, out, budget, slug=name, known=known, original_name=where.case.pytest_id, run=where.run
+        )
     if made.minimized is not None:
         print(
             f"  minimized to {made.minimized.pytest_id} (shape {made.minimized.shape}, steps "

@@ -1,24 +1,25 @@
 """`crossbn fuzz`: search the case space with Hypothesis for new findings.
 
-`search` runs every generated case (`cases`) on every chosen backend and steers Hypothesis towards larger
-disagreements; `run` is the subcommand. A new root cause's first case is shrunk (shrink.py), saved in
-crossbn/cases/found/ and, where repro.py reproduces it, given a bug report. Deterministic: the same `--seed` and
-`--examples` give the same cases, findings and saved files; `--budget` caps the search's wall-clock time. Every
-record is appended to <out>/fuzz.jsonl as it is made.
+`search` runs every generated case (`cases`) on every chosen backend and device and steers Hypothesis towards
+larger disagreements; `run` is the subcommand. A new root cause's first case is shrunk (shrink.py), saved as a
+one-case catalogue in `--found` (default <out>/found; the default suite's crossbn/cases/found only when named) and,
+where repro.py reproduces it, given a bug report. Deterministic: the same `--seed` and `--examples` give the same
+cases, findings and saved files; `--budget` caps the search's wall-clock time. Every record is appended to
+<out>/fuzz.jsonl as it is made.
 
 Design notes: docs/internals/run-and-records.md.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import math
 import sys
 import time
 from pathlib import Path
 
-from hypothesis import HealthCheck, Phase, assume, given, seed as hypothesis_seed, settings, strategies as st, target
-
+from crossbn.bugreport.helptext import examples, wrapped
 from crossbn.spec.case import DISTRIBUTIONS, LAYOUTS, Case
 from crossbn.spec.dtypes import NAMES as DTYPES
 from crossbn.spec.verdicts import FAILING
@@ -30,9 +31,18 @@ class _Stop(Exception):
     """The wall-clock budget is spent."""
 
 
-@st.composite
-def cases(draw, dtypes=DTYPES) -> Case:
-    """BatchNorm cases of every kind crossbn has, small enough to run in milliseconds."""
+def cases(dtypes=DTYPES):
+    """A Hypothesis strategy: BatchNorm cases of every kind crossbn has, small enough to run in milliseconds."""
+    # Hypothesis is imported when a search starts, not with the module: `crossbn run` builds every
+    # subcommand's parser before pytest starts, and a plugin's package imported then cannot be rewritten
+    from hypothesis import strategies as st
+
+    return st.composite(_case)(dtypes)
+
+
+def _case(draw, dtypes) -> Case:
+    from hypothesis import strategies as st
+
     rank = draw(st.integers(2, 5))
     shape = [draw(st.integers(1, 16)), draw(st.integers(1, 8))] + [draw(st.integers(1, 6)) for _ in range(rank - 2)]
     while math.prod(shape) > MAX_ELEMENTS:
@@ -65,14 +75,23 @@ def cases(draw, dtypes=DTYPES) -> Case:
 def add_parser(sub) -> None:
     fz = sub.add_parser(
         "fuzz",
-        help="search for new findings with Hypothesis; save them in crossbn/cases/found/",
-        description="Generated cases run on each backend; hypothesis.target steers towards the "
-        "worst error/bound ratios. Each new root cause is shrunk, saved as a "
-        "regression case (crossbn/cases/found/, included by the default suite) and, where "
-        "repro.py reproduces it, given a bug report. Exit 0; 2 for bad usage.",
+        help="search for new findings with Hypothesis; save each as a regression case",
+        description=wrapped(
+            "Generated cases run on each backend and device; hypothesis.target steers towards "
+            "the worst error/bound ratios. Each new root cause is shrunk, saved as a one-case "
+            "catalogue in --found (default: <out>/found; name crossbn/cases/found to add it to the "
+            "default suite) and, where repro.py reproduces it, given a bug report under "
+            "<out>/bug-reports. Exit 0; 2 for bad usage."
+        ),
+        epilog=examples(
+            "crossbn fuzz --backends torch,keras-jax --budget 10m --seed 0",
+            "crossbn fuzz --backends torch --devices cpu,cuda --dtypes float16 --out reports/fuzz-f16",
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     fz.add_argument("--backends", required=True, help="comma-separated backend names")
-    fz.add_argument("--device", default="cpu", help="device (default: cpu)")
+    fz.add_argument("--devices", default="cpu", help="comma-separated devices: cpu, cuda (default: cpu)")
+    fz.add_argument("--device", dest="device_alias", help=argparse.SUPPRESS)  # before --devices; kept working
     fz.add_argument("--budget", default="10m", help="wall-clock cap on the search, e.g. 90s, 10m (default: 10m)")
     fz.add_argument("--dtypes", default=",".join(DTYPES), help=f"dtypes to generate (default: {','.join(DTYPES)})")
     fz.add_argument("--examples", type=int, default=1000, help="cases to generate at most (default: 1000)")
@@ -80,7 +99,9 @@ def add_parser(sub) -> None:
     fz.add_argument("--shrink-budget", default="60s", help="time to shrink each new finding (default: 60s)")
     fz.add_argument("--known", metavar="FILE", help="known differences: findings they match are not new")
     fz.add_argument(
-        "--found", help="where regression cases go (default: crossbn/cases/found in crossbn's cases folder)"
+        "--found",
+        metavar="DIR",
+        help="where regression cases go (default: <out>/found; crossbn/cases/found adds them to the default suite)",
     )
     fz.add_argument("--out", help="records and bug reports (default: reports/fuzz-<time>)")
     fz.add_argument("--backend-module", action="append", default=[], help="a .py file with extra backends")
@@ -89,6 +110,8 @@ def add_parser(sub) -> None:
 
 def search(labs, *, examples: int, budget: float, seed: int, known, sink, dtypes=DTYPES) -> tuple[dict, int]:
     """({root-cause key: the first record showing it}, cases run)."""
+    from hypothesis import HealthCheck, Phase, assume, given, seed as hypothesis_seed, settings, target
+
     from crossbn.bugreport.group import key
     from crossbn.records.known import first_match
     from crossbn.records.results import finite, judged
@@ -118,7 +141,8 @@ def search(labs, *, examples: int, budget: float, seed: int, known, sink, dtypes
             sink.flush()
             ratio = judged(rec)[0]
             if ratio is not None:
-                target(min(300.0, math.log10(ratio)) if ratio > 0 else -300.0, label=lab.name)
+                label = lab.name if lab.device == "cpu" else f"{lab.name}/{lab.device}"  # cpu: as before devices
+                target(min(300.0, math.log10(ratio)) if ratio > 0 else -300.0, label=label)
             if rec["verdict"] in FAILING and first_match(known, rec) is None:
                 new.setdefault(key(rec), rec)
 
@@ -129,16 +153,28 @@ def search(labs, *, examples: int, budget: float, seed: int, known, sink, dtypes
     return new, count[0]
 
 
+def _devices(args) -> list[str]:
+    text = args.devices
+    if args.device_alias is not None:
+        print("crossbn fuzz: --device is now --devices (as for crossbn run)", file=sys.stderr)
+        text = args.device_alias
+    devices = list(dict.fromkeys(d.strip() for d in text.split(",") if d.strip()))
+    if not devices:
+        raise ValueError(f"--devices {text!r}: name at least one device (cpu, cuda)")
+    return devices
+
+
 def run(args) -> int:
     from crossbn.bugreport.attempt import Lab, LabError
     from crossbn.bugreport.casefile import group_toml
     from crossbn.bugreport.make import make
     from crossbn.execution.limits import seconds
     from crossbn.records import known as known_mod
+    from crossbn.records.folders import FolderError, check_out_folder
     from crossbn.records.naming import slug
     from crossbn.spec.case import Case
-    from crossbn.spec.catalogue import CASES_DIR
 
+    labs: list = []
     try:
         budget, shrink_budget = seconds(args.budget), seconds(args.shrink_budget, "--shrink-budget")
         dtypes = tuple(d.strip() for d in args.dtypes.split(",") if d.strip())
@@ -147,23 +183,22 @@ def run(args) -> int:
         if args.examples < 1:
             raise ValueError(f"--examples {args.examples}: must be at least 1")
         known = known_mod.load(args.known) if args.known else []
-        labs = [
-            Lab(name.strip(), args.device, tuple(args.backend_module))
-            for name in args.backends.split(",")
-            if name.strip()
-        ]
-        if not labs:
+        devices = _devices(args)
+        names = [name.strip() for name in args.backends.split(",") if name.strip()]
+        if not names:
             raise ValueError("--backends: name at least one backend")
-    except (LabError, ValueError, known_mod.KnownError) as e:
+        # every lab made (and so every name checked) before any runs; a worker starts on first use
+        labs = [Lab(name, device, tuple(args.backend_module)).require() for name in names for device in devices]
+        out = check_out_folder(args.out or Path("reports") / time.strftime("fuzz-%Y%m%d-%H%M%S"), "--out")
+        found = check_out_folder(args.found, "--found") if args.found else out / "found"
+    except (LabError, ValueError, known_mod.KnownError, FolderError) as e:
         print(f"crossbn fuzz: {e}", file=sys.stderr)
         return 2
-    out = Path(args.out or Path("reports") / time.strftime("fuzz-%Y%m%d-%H%M%S"))
-    found = Path(args.found) if args.found else CASES_DIR / "found"
     out.mkdir(parents=True, exist_ok=True)
-    found.mkdir(parents=True, exist_ok=True)
     print(
-        f"crossbn fuzz: {', '.join(lab.name for lab in labs)} on {args.device}, seed {args.seed}, up to "
-        f"{args.examples} cases or {budget:g} s; records -> {out / 'fuzz.jsonl'}",
+        f"crossbn fuzz: {', '.join(dict.fromkeys(lab.name for lab in labs))} on {', '.join(devices)}, seed "
+        f"{args.seed}, up to {args.examples} cases or {budget:g} s; records -> {out / 'fuzz.jsonl'}, "
+        f"regression cases -> {found}",
         flush=True,
     )
     start = time.perf_counter()
@@ -176,9 +211,9 @@ def run(args) -> int:
             f"crossbn fuzz: {ran} case(s) in {time.perf_counter() - start:.0f} s; {len(new)} new root cause(s)",
             flush=True,
         )
-        by_name = {lab.name: lab for lab in labs}
+        by_name = {(lab.name, lab.device): lab for lab in labs}
         for (backend, device, kind, stage, cause), rec in sorted(new.items()):
-            lab = by_name[backend]
+            lab = by_name[backend, device]
             case = Case.from_dict(rec["case"])
             made = make(
                 case,
@@ -191,6 +226,7 @@ def run(args) -> int:
             )
             line = f"  {backend}/{device} {stage or kind} | {cause or '-'}: {made.status}"
             if made.minimized is not None:
+                found.mkdir(parents=True, exist_ok=True)
                 saved = found / f"{backend.split('@')[0]}-{made.minimized.id}.toml"
                 if not saved.exists():
                     why = made.title or f"{backend} {rec['verdict']}: {stage or kind} | {cause}"

@@ -1,18 +1,18 @@
 """Findings grouped by root cause.
 
-A hundred cases that fail on one backend at the same stage, explained by the
-same formulation, are one bug upstream, not a hundred. A group is keyed by
-(backend, device, first departing stage, root cause); a deviation and a
-NaN/Inf mismatch with the same stage and cause are one group. The root cause
-is the fingerprint without the details that only say how a formulation is
-arranged within its precision (a folded affine, a division instead of a
-multiplication by the inverse std, Welford instead of two passes) or that
-restate the backend's documented convention (unbiased running variance,
-float32 attributes): `compute=float32,affine=folded` and `compute=float32`
-are one cause. A finding with no stage or fingerprint (a crash, an error, a
-timeout) is keyed by its verdict and the first line of its reason (the
-exception). Each group names its smallest case, where a reproducer starts:
-fewest elements, then fewest steps, then the case id (deterministic).
+A hundred cases explained by the same formulation on one backend are one bug
+upstream, not a hundred. A group is keyed by (backend, device, root cause),
+where a fingerprint that explains the outputs is the cause wherever it first
+shows (one case's magnitudes reveal it at the batch mean, another's only at
+the normalized values); the first departing stage joins the key only where
+no formulation explains the finding or the explanation is the canonical one.
+The root cause is the fingerprint without the details that only arrange a
+formulation within its precision (folded affine, division, Welford) or
+restate the backend's documented convention: `compute=float32,affine=folded`
+is `compute=float32`. A crash, error or timeout is keyed by its verdict and
+the first line of its reason. Each group names its smallest case: fewest
+elements, then fewest steps, then the case id. The HTML report's root-cause
+pages group by the same `key`.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 
 from crossbn.records.results import judged, ratio_rank
 from crossbn.spec.verdicts import FAILING
+from crossbn.verdict.localize import STAGES
 
 # crash, error and timeout: keyed by what was raised, not by a stage
 _UNEXPLAINED = frozenset({"crash", "error", "timeout"})
@@ -34,9 +35,17 @@ class Group:
     backend: str
     device: str
     kind: str  # "finding" (a deviation or NaN/Inf mismatch), or crash/error/timeout
-    stage: str  # first departing stage ("" for crash/error/timeout)
+    keyed_stage: str  # the stage in the key ("" where an explained cause or an exception keys it)
     fingerprint: str  # the root cause (see `root_cause`), or the first line of the reason
     records: list[dict] = field(default_factory=list)
+
+    @property
+    def stage(self) -> str:
+        """The first departing stage, or the members' stages (dataflow order) where they differ."""
+        if self.keyed_stage or self.kind != "finding":
+            return self.keyed_stage
+        stages = {(r.get("localization") or {}).get("stage") or "" for r in self.records} - {""}
+        return ", ".join(sorted(stages, key=lambda s: (STAGES.index(s) if s in STAGES else 99, s)))
 
     @property
     def count(self) -> int:
@@ -73,12 +82,17 @@ def root_cause(formulation: str) -> str:
 
 
 def key(rec: dict) -> tuple[str, str, str, str, str]:
+    """(backend, device, kind, stage, root cause): what makes two findings one bug (see above)."""
     if rec["verdict"] in _UNEXPLAINED:
         first = ((rec.get("reason") or "").splitlines() or [""])[0]
         return rec["backend"], rec["device"], rec["verdict"], "", first[:200]
     stage = (rec.get("localization") or {}).get("stage") or ""
-    formulation = (rec.get("diagnosis") or {}).get("formulation")
-    return rec["backend"], rec["device"], "finding", stage, root_cause(formulation) if formulation else ""
+    diagnosis = rec.get("diagnosis") or {}
+    formulation = diagnosis.get("formulation")
+    cause = root_cause(formulation) if formulation else ""
+    if cause not in ("", "canonical") and diagnosis.get("explains"):
+        stage = ""  # an explained cause: the stage only says where this case's numbers first show it
+    return rec["backend"], rec["device"], "finding", stage, cause
 
 
 def group(records) -> list[Group]:
@@ -91,4 +105,4 @@ def group(records) -> list[Group]:
         if k not in groups:
             groups[k] = Group(*k)
         groups[k].records.append(rec)
-    return sorted(groups.values(), key=lambda g: (-g.count, g.backend, g.device, g.kind, g.stage, g.fingerprint))
+    return sorted(groups.values(), key=lambda g: (-g.count, g.backend, g.device, g.kind, g.keyed_stage, g.fingerprint))

@@ -2,7 +2,8 @@
 
 Every sentence is made from the minimized case's own record: the verdict's
 numbers (how many elements, how far, where), the localization's stage and
-the fingerprint's formulation, the verification run's output.
+the fingerprint's formulation as observed.py states it (consistent with the
+run's observed conventions), the verification run's output.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from crossbn.bugreport import casefile, script
+from crossbn.records.results import observable_ratio
 from crossbn.spec.case import Case
 from crossbn.spec.verdicts import Verdict
 
@@ -86,13 +88,13 @@ def _happened(label: str, at) -> str:
         return f"{label}'s {at.target}: {o.get('note') or rec.get('reason') or 'NaN or Inf where the exact value is finite'}."
     return (
         f"{label}'s {at.target} differs from the exact value in {o.get('n_over', '?')} of {o.get('size', '?')} "
-        f"elements, by up to {o.get('max_abs', float('nan')):.3g} ({o.get('ratio', float('nan')):.3g} times the "
+        f"elements, by up to {o.get('max_abs', float('nan')):.3g} ({observable_ratio(o):.3g} times the "
         f"bound; {o.get('max_ulp', float('nan')):.3g} units in the last place) at index {where}: "
         f"{o.get('actual_at')!r} where {o.get('expected_at')!r} is right."
     )
 
 
-def _diagnosis(rec: dict) -> str:
+def _diagnosis(rec: dict, stated) -> str:
     loc, diag = rec.get("localization") or {}, rec.get("diagnosis") or {}
     if rec["verdict"] == Verdict.ERROR:
         return "The framework raises before producing outputs; there is no stage to localize."
@@ -106,18 +108,33 @@ def _diagnosis(rec: dict) -> str:
             f"{step_words(loc.get('step') or 'train0')}"
             f"{f' ({how})' if how else ''}."
         )
-    if diag.get("formulation"):
+    if stated is not None and stated.formulation:
         fits = (
             "explains the outputs to within its own rounding"
-            if diag.get("explains")
+            if stated.explains
             else "comes closest to the outputs, without explaining them fully"
         )
         parts.append(
             f"Of {diag.get('searched', 'several')} alternative formulations crossbn simulated, "
-            f"**{diag.get('description')}** (`{diag['formulation']}`) {fits}; the documented behaviour "
+            f"**{stated.description}** (`{stated.formulation}`) {fits}; the documented behaviour "
             f"is {diag.get('documented', 'the canonical formulas')}."
         )
+        if stated.note:
+            parts.append(stated.note)
     return " ".join(parts) or "crossbn could not localize this finding."
+
+
+def _kept(at, kept) -> str:
+    """How plainly the minimized case shows the finding, against the original."""
+    if kept is None or at.target is None or at.strength is None:
+        return ""
+    target, strength, floor = kept
+    return (
+        f"Its {at.target} is {at.strength:.3g} times the bound. The original case's strongest public "
+        f"output, {target}, was {strength:.3g} times; a smaller case is kept only while its strongest "
+        f"public output stays at least {floor:.3g} times past the bound (the original's, or 10 if that "
+        f"is less)."
+    )
 
 
 def issue_text(
@@ -134,6 +151,8 @@ def issue_text(
     worst: str,
     original: str,
     system: dict,
+    stated=None,
+    kept: tuple | None = None,
 ) -> str:
     import jinja2
 
@@ -172,7 +191,8 @@ def issue_text(
         count=count,
         dtypes=dtypes,
         worst=worst,
-        diagnosis_text=_diagnosis(rec),
+        diagnosis_text=_diagnosis(rec, stated),
+        kept_text=_kept(at, kept),
         requirement=fw.requirement,
         verification=f"exit {ran.returncode} in {ran.seconds:.1f} s",
         output=ran.output.strip(),

@@ -2,10 +2,10 @@
 
 1. run the case on its backend and take the finding's signature (verdict and
    first departing stage; see attempt.py);
-2. shrink it with Hypothesis while the same finding persists and a plain
-   tolerance check on a public output still sees it (shrink.py);
-3. write repro.py for the smallest case (script.py) and run it in a fresh
-   process under the backend's interpreter (verify.py);
+2. shrink it with Hypothesis while the same finding persists and its
+   strongest public output stays past the floor (`shrink_floor`; shrink.py);
+3. write repro.py for the smallest case, checking that output (script.py),
+   and run it in a fresh process under the backend's interpreter (verify.py);
 4. only when it exits 1, write the folder; otherwise say why not.
 """
 
@@ -20,13 +20,24 @@ from pathlib import Path
 from crossbn.bugreport import casefile, script, verify
 from crossbn.bugreport.attempt import Attempt, Lab
 from crossbn.bugreport.issue import OBSERVABLE_WORDS, issue_text, step_words
+from crossbn.bugreport.observed import Statement, read as read_observed, statement
 from crossbn.bugreport.shrink import shrink
 from crossbn.oracle.inputs import generate
-from crossbn.records.results import finite, judged
+from crossbn.records.results import finite, judged, observable_ratio, ratio_rank
 from crossbn.spec.verdicts import FAILING, Verdict
+from crossbn.verdict.fingerprint import base_formulation
 
 _EXPLAINED = ("deviation", "nan-mismatch")
 CLEAR = 10.0  # error/bound: a discrepancy this far past the bound is plain to anyone
+
+
+def shrink_floor(first: Attempt) -> float:
+    """The error/bound ratio a smaller case must keep on the output repro.py
+    checks: the original's strongest public output's, or CLEAR, whichever is
+    less (a 1.5x excess in one element of a tiny case convinces nobody
+    upstream). Without a public target, the ratio the verdict rests on."""
+    ratio = first.strength if first.target is not None else judged(first.record)[0]
+    return min(ratio_rank(ratio) if ratio is not None else 0.0, CLEAR)
 
 
 @dataclass
@@ -41,7 +52,9 @@ class BugReport:
     title: str = ""  # the issue's title (status "written")
 
 
-def title(lab: Lab, at: Attempt) -> str:
+def title(lab: Lab, at: Attempt, stated: Statement | None = None) -> str:
+    """The issue's title: framework, output, dtype, how far past the bound, and
+    the diagnosis where the run's observations do not contradict it."""
     fw = script.framework(lab.name)
     label = fw.label + (f" ({fw.variables['keras_backend']} backend)" if "keras_backend" in fw.variables else "")
     case, rec = at.case, at.record
@@ -52,8 +65,8 @@ def title(lab: Lab, at: Attempt) -> str:
     if rec["verdict"] == Verdict.NAN_MISMATCH or obs.get("verdict") == Verdict.NAN_MISMATCH:
         kind = "is NaN or infinite where the exact value is not (or the other way round)"
     else:
-        kind = f"is off by up to {obs.get('ratio', 0):.3g}x the {case.dtype} rounding-error bound"
-    diag = (rec.get("diagnosis") or {}).get("description")
+        kind = f"is off by up to {observable_ratio(obs):.3g}x the {case.dtype} rounding-error bound"
+    diag = stated.description if stated is not None and stated.settled else None
     return f"{label} BatchNorm: {case.dtype} {OBSERVABLE_WORDS[what]} {step_words(step)} {kind}" + (
         f" ({diag})" if diag and diag != "the canonical formulas, computed in float64" else ""
     )
@@ -71,7 +84,10 @@ def make(
     dtypes: str = "",
     worst: str = "",
     original_name: str = "",
+    run: Path | None = None,
 ) -> BugReport:
+    """`run`: the run folder the finding is from, whose conventions.jsonl (if
+    any) the diagnosis is stated against (observed.py)."""
     first = lab.attempt(case)
     verdict = first.record["verdict"]
     if verdict not in FAILING:
@@ -90,10 +106,7 @@ def make(
             record=first.record,
         )
     signature, seen = first.signature, {case.id: first}
-    # A smaller case must show the finding about as plainly: its error/bound
-    # ratio at least the original's, or CLEAR, whichever is less (a 1.5x
-    # excess in one element of a tiny case convinces nobody upstream).
-    floor = min(judged(first.record)[0] or 0.0, CLEAR)
+    floor = shrink_floor(first)
 
     def holds(candidate) -> bool:
         at = lab.attempt(candidate)
@@ -102,9 +115,11 @@ def make(
             return False
         if verdict == Verdict.ERROR:
             return True
-        ratio = judged(at.record)[0]
-        visible = at.target is not None or first.target is None  # a script can compare it, if it could
-        return visible and (ratio is None or ratio != ratio or ratio >= floor)
+        if first.target is None:  # no public output shows it even unshrunk: the finding alone must persist
+            ratio = judged(at.record)[0]
+            return ratio is None or ratio != ratio or ratio >= floor
+        # what repro.py and ISSUE.md will show: the candidate's strongest public output
+        return at.target is not None and ratio_rank(at.strength) >= floor
 
     minimized, tried = shrink(case, holds, budget) if budget > 0 else (case, 0)
     at = seen[minimized.id]
@@ -123,7 +138,14 @@ def make(
     except script.NoTemplate as e:
         return BugReport("no-template", str(e), case, minimized, tried=tried, record=at.record)
     target = at.target or f"{minimized.steps[0]}.y"
-    name = title(lab, at)
+    stated = statement(
+        at.record.get("diagnosis") or {},
+        minimized,
+        base_formulation(minimized, **lab.backend.semantics()),
+        read_observed(run, lab.name, lab.device, at.record.get("version", "")),
+        f"{lab.name} on {lab.device}",
+    )
+    name = title(lab, at, stated)
     # a framework that raised left no judged outputs, so the attempt kept no inputs: the same seeded ones
     inputs = at.inputs if at.inputs is not None else generate(minimized)
     text = script.render(
@@ -169,6 +191,8 @@ def make(
             worst=worst,
             original=original_name or case.pytest_id,
             system=_system(lab),
+            stated=stated,
+            kept=None if first.target is None else (first.target, first.strength, floor),
         ),
         "case.toml": casefile.group_toml(
             minimized,

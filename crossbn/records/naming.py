@@ -39,13 +39,15 @@ def rerun_command(rec: dict, run: dict | None) -> str:
     )
 
 
-def repro_command(rec: dict, results: str | Path | None = None) -> str:
+def repro_command(rec: dict, results: str | Path | None = None, run: dict | None = None) -> str:
     """The `crossbn repro` line that turns this finding into a verified bug report
-    (`results`: the run folder it is from, as the user would type it)."""
-    finding = f"{rec['case_id']}--{rec['backend']}--{rec['device']}"
+    (`results`: the run folder it is from, as the user would type it; `run`:
+    that run's run.json, whose backend modules the line names again)."""
+    finding = f"{rec.get('pytest_id') or rec['case_id']}--{rec['backend']}--{rec['device']}"
     line = f"crossbn repro {shlex.quote(finding)}"
     if results is not None:
         line += f" --results {shlex.quote(str(results))}"
+    line += "".join(f" --backend-module {shlex.quote(m)}" for m in (run or {}).get("backend_modules") or ())
     if rec.get("interpreter"):
         line += f" --interpreter {shlex.quote(rec['interpreter'])}"
     return line

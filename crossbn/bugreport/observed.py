@@ -1,0 +1,132 @@
+"""A diagnosis as ISSUE.md may state it: consistent with what the run observed.
+
+A fingerprint is inferred from one case, and several formulations can explain
+it alike (sums in float16 or in float32, when the sums are short). A run
+folder's conventions.jsonl (`crossbn conventions`, a run's first step) holds
+what crossbn saw the backend do on probes built to tell such things apart.
+`statement` picks what the report may say: the explaining formulation that
+agrees with the observation, or the fingerprint with a plain word that the
+observation contradicts it, or that the case cannot tell.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from crossbn.oracle.formulation import Formulation
+from crossbn.records.results import number
+from crossbn.verdict.fingerprint import IMPROVEMENT
+
+CONVENTIONS = "conventions.jsonl"
+_HALF = ("float16", "bfloat16")
+
+
+def read(run: Path | None, backend: str, device: str, version: str = "") -> dict[str, str]:
+    """{property: observed} for one backend and device from `run`'s
+    conventions.jsonl; {} when there is none (or it observed another
+    release than `version`)."""
+    path = Path(run) / CONVENTIONS if run else None
+    if path is None or not path.is_file():
+        return {}
+    out: dict[str, str] = {}
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            rec = json.loads(line)
+        except ValueError:
+            continue  # a torn last line of a killed run
+        if not isinstance(rec, dict) or (rec.get("backend"), rec.get("device")) != (backend, device):
+            continue
+        if version and rec.get("version") and rec["version"] != version:
+            continue
+        if isinstance(rec.get("property"), str) and isinstance(rec.get("observed"), str):
+            out[rec["property"]] = rec["observed"]
+    return out
+
+
+def formulation(label: str) -> Formulation:
+    """A Formulation from its label (`compute=float16,running_var=unbiased`)."""
+    kinds = {f.name: type(f.default) for f in dataclasses.fields(Formulation)}
+    values: dict = {}
+    for part in label.split(","):
+        name, _, value = part.partition("=")
+        if name not in kinds:
+            continue  # "canonical", or an aspect this release does not know
+        kind = kinds[name]
+        values[name] = value == "True" if kind is bool else kind(value)
+    return Formulation(**values)
+
+
+def accumulator(label: str, dtype: str) -> str:
+    """The dtype a formulation accumulates a `dtype` case's sums in."""
+    f = formulation(label)
+    return f.reduce or f.compute or ("float32" if dtype in _HALF else dtype)
+
+
+@dataclass(frozen=True)
+class Statement:
+    formulation: str  # the label stated ("" when there is no diagnosis)
+    description: str  # in words, against the backend's documented semantics
+    explains: bool  # the stated formulation explains the outputs within rounding
+    note: str = ""  # what the observation or the evidence adds, one or two sentences
+    settled: bool = True  # False: the observation contradicts it, so a title does not name it
+
+
+def statement(diagnosis: dict, case, base: Formulation, observed: dict[str, str], where: str) -> Statement:
+    """What ISSUE.md says of `diagnosis` (a record's) for `case`, given the
+    conventions `observed` on the backend (`where`: its name and device)."""
+    label = diagnosis.get("formulation") or ""
+    if not label:
+        return Statement("", "", False)
+    described = diagnosis.get("description") or formulation(label).describe(case, base)
+    main = Statement(label, described, bool(diagnosis.get("explains")))
+    if case.dtype not in _HALF:
+        return main
+    mine = accumulator(label, case.dtype)
+    seen = observed.get(f"reduce_{case.dtype}")
+    alike = [
+        e
+        for e in diagnosis.get("evidence") or ()
+        if number(e.get("score")) <= 1.0
+        and number(e.get("ulps")) <= IMPROVEMENT * number(diagnosis.get("ulps"))
+        and accumulator(e.get("formulation") or "", case.dtype) != mine
+    ]
+    if seen in ("float32", case.dtype):
+        probe = (
+            f"`crossbn conventions` observed {where} accumulate {case.dtype} statistics in {seen} "
+            f"(4,096 values per channel, where the two differ plainly)"
+        )
+        if seen == mine:
+            return dataclasses.replace(main, note=f"{probe}, as this formulation does.")
+        agrees = [  # the evidence is ranked, best first
+            e
+            for e in diagnosis.get("evidence") or ()
+            if number(e.get("score")) <= 1.0 and accumulator(e.get("formulation") or "", case.dtype) == seen
+        ]
+        if agrees:
+            other = agrees[0]["formulation"]
+            return Statement(
+                other,
+                formulation(other).describe(case, base),
+                True,
+                f"{probe}. Of the formulations that explain this case, this is the one that agrees "
+                f"with that; the fingerprint's first pick, {described} (`{label}`), "
+                + ("explains it as well." if main.explains else "came nearer by ulp distance."),
+            )
+        return dataclasses.replace(
+            main,
+            note=f"{probe}, which the nearest formulation, with its sums in {mine}, contradicts: it is "
+            f"the closest of those simulated, not the cause, which this case does not settle.",
+            settled=False,
+        )
+    if alike:
+        others = sorted({accumulator(e["formulation"], case.dtype) for e in alike})
+        return dataclasses.replace(
+            main,
+            description=f"{described}, the sums in {mine} or {' or '.join(others)}: this case cannot tell",
+            note=f"Formulations with the sums accumulated in {mine} and in {' or '.join(others)} explain this "
+            f"case alike: it does not tell which the backend uses (`crossbn conventions` observes it).",
+        )
+    return main
