@@ -122,7 +122,7 @@ def test_run_ends_with_a_report_and_its_environment(runs):
     page = _Page(a / "index.html")
     text = "".join(page.text)
     # every root cause is listed, linked to its page, with its stage and fingerprint
-    links = {x["href"] for x in page.having("a") if x.get("href", "").startswith("findings/")}
+    links = {x["href"].split("#")[0] for x in page.having("a") if x.get("href", "").startswith("findings/")}
     assert links == {f"findings/{p}" for p in pages}
     for f in findings:
         assert f["localization"]["stage"] in text and f["diagnosis"]["formulation"] in text
@@ -241,7 +241,7 @@ def test_finding_page_in_chromium(runs, browser, tmp_path):
     assert box.evaluate("e => getComputedStyle(e).strokeWidth") == "4px"
     assert page.locator("svg.channel-errors").count() == 1
     assert page.locator("table.evidence tbody tr").count() >= 1
-    assert rec["pytest_id"] in page.locator("pre.command").inner_text()
+    assert rec["pytest_id"] in page.locator("#case pre.command").inner_text()
     page.screenshot(path=str(tmp_path / "finding.png"), full_page=True)
 
 

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from crossbn.records.results import make_record
-from crossbn.report import ReportError, build, pages
+from crossbn.report import ReportError, build, finding_page, pages
 from crossbn.spec.case import Case
 from crossbn.spec.network_case import ModelCase
 from crossbn.verdict.compare import compare
@@ -85,7 +85,7 @@ def test_every_verdict_and_an_older_record_render(tmp_path):
 
 def test_channel_chart_shows_the_failing_observables_worst_first():
     rec = _deviation(Case(shape=(8, 3)))
-    series = pages.channel_series(rec)
+    series = finding_page.channel_series(rec)
     assert [name for name, _ in series] == ["train0.y"]
     per = series[0][1]
     assert per[2] > 1 and max(per[0], per[1]) < 1  # only channel 2 is off (the rest: float32 rounding)

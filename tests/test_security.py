@@ -211,8 +211,13 @@ def test_the_run_carried_the_markup(hostile):
     assert MARKUP in by_verdict["error"]["reason"]
     run_json = json.loads((hostile["run"] / "run.json").read_text())
     assert SUITE_MARKUP in run_json["suite"]
+    from crossbn.report.pairs import all_pairs, page_name
+
+    backends = {r["backend"] for r in read(hostile["report"] / "results.jsonl")}
     assert sorted(p.name for p in hostile["report"].rglob("*.html")) == sorted(
-        ["index.html", "comparison.html"] + [f"{n}.html" for n in _finding_slugs(hostile)]
+        ["index.html", "comparison.html"]
+        + [f"{n}.html" for n in _finding_slugs(hostile)]
+        + [Path(page_name(a, b)).name for a, b in all_pairs(backends)]  # backend against backend
     )
 
 

@@ -24,6 +24,7 @@ from pathlib import Path
 
 from crossbn.app.options import BY_NAME, OPTIONS, Option
 from crossbn.app.run_command import run as run_command
+from crossbn.bugreport.helptext import examples  # every subcommand's help ends with examples
 
 
 def _cache(args: argparse.Namespace) -> int:
@@ -156,7 +157,7 @@ def _report(args: argparse.Namespace) -> int:
         out = out.parent
     try:
         check_out_folder(out, "--out" if args.out else "the report folder")
-        index = build(args.results, out, title=args.title)
+        index = build(args.results, out, title=args.title, pairs=args.pair)
     except (ReportError, FolderError) as e:
         print(f"crossbn report: {e}", file=sys.stderr)
         return 2
@@ -252,11 +253,6 @@ def _backend_options(parser, output: str, *, n_default: str, n_help: str, timeou
     )
 
 
-def examples(*lines: str) -> str:
-    """A subcommand's help ends with examples of it."""
-    return "examples:\n" + "\n".join(f"  {line}" for line in lines)
-
-
 def _baselines_option(parser) -> None:
     parser.add_argument(
         "--baselines",
@@ -335,12 +331,22 @@ def build_parser() -> argparse.ArgumentParser:
         help="render results into a self-contained HTML report",
         description="Merge one or more results (results.jsonl files or run folders: workers, "
         "shards, machines) into DIR/index.html and one page per root cause of the findings.",
-        epilog=examples("crossbn report reports/20261204-101500", "crossbn report shard-1 shard-2 --out reports/all"),
+        epilog=examples(
+            "crossbn report reports/20261204-101500",
+            "crossbn report reports/20261204-101500 --pair torch,keras-jax",
+            "crossbn report shard-1 shard-2 --out reports/all",
+        ),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     rp.add_argument("results", nargs="+", help="results.jsonl files or run folders")
     rp.add_argument("--out", help="report folder (default: the one source's folder; required with several)")
     rp.add_argument("--title", default="crossbn report", help="the report's title")
+    rp.add_argument(
+        "--pair",
+        action="append",
+        metavar="A,B",
+        help="show backends A and B against each other (repeatable; default: every pair, as a matrix)",
+    )
     rp.set_defaults(func=_report)
     save_example = examples("crossbn baseline save before reports/20261204-101500")
     bl = sub.add_parser(

@@ -1,5 +1,8 @@
-"""The report's pages as plain data: what each template shows, computed here
-so that the templates only lay it out (and so it can be tested without HTML).
+"""The report's index as plain data, and what every page shares: a finding's
+line, its root-cause group, where its page is, its bug report. Computed here
+so that the templates only lay it out (and so it can be tested without HTML);
+finding_page.py does a finding's and a network's page, pairs.py the
+backend-against-backend view.
 
 Every result is placed and ranked by the ratio its verdict rests on
 (results.judged): a correct backend's ratios all sit at or below 1.
@@ -10,24 +13,11 @@ from __future__ import annotations
 from collections import Counter, defaultdict
 from pathlib import Path
 
-from crossbn.records.naming import rerun_command, slug, suite_name  # noqa: F401 (the pages use them)
-from crossbn.records.results import judged, number, observable_ratio, ratio_rank
-from crossbn.report import diagrams, svg
-from crossbn.spec.verdicts import FAILING, SEVERITY, Verdict
-from crossbn.verdict.localize import STAGES
+from crossbn.records.naming import slug, suite_name
+from crossbn.records.results import judged, ratio_rank
+from crossbn.report import fingerprints, svg
+from crossbn.spec.verdicts import FAILING, SEVERITY
 
-# observable -> the dataflow stage whose value it is (y is the affine output)
-OBSERVABLE_STAGE = {
-    "batch_mean": "batch mean",
-    "batch_var": "batch variance",
-    "invstd": "inverse std",
-    "y": "affine output",
-    "running_mean": "running mean",
-    "running_var": "running variance",
-    "dbeta": "dbeta",
-    "dgamma": "dgamma",
-    "dx": "dx",
-}
 FINDINGS_DIR = "findings"
 BUG_REPORTS_DIR = "bug-reports"  # <report>/bug-reports/<page slug>/{ISSUE.md,repro.py} (crossbn repro)
 
@@ -53,11 +43,11 @@ def page_href(rec: dict) -> str:
 
 
 def root_cause_key(rec: dict) -> tuple:
-    """What `crossbn bugs` and a known-differences entry group by (backend,
-    verdict, dtype, stage, fingerprint), and the device."""
-    from crossbn.records.known import group_key
+    """What `crossbn bugs` groups by (crossbn/bugreport/group.py: backend,
+    device, and the root cause; the stage where no formulation explains it)."""
+    from crossbn.bugreport.group import key
 
-    return (*group_key(rec), rec["device"])
+    return key(rec)
 
 
 def root_cause_groups(records) -> list[list[dict]]:
@@ -78,31 +68,22 @@ def adds_to_its_group(rec: dict, out: Path) -> bool:
     return bool(rec.get("cross_device") or rec.get("cross_version") or bug_reports(rec, out))
 
 
-def members(group: list[dict], out: Path) -> list[dict]:
-    """The member table of a group's page (every member, the page's own first)."""
-    rows = []
-    for rec in group:
-        line = finding_line(rec)
-        diag, source = rec.get("diagnosis") or {}, (rec.get("diagnosis") or {}).get("source") or {}
-        how = (
-            "its own search"
-            if source.get("how") == "own"
-            else f"confirmed against {source.get('representative_test')}"
-            if source.get("how") == "confirmed"
-            else ""
-        )
-        own = rec is group[0] or adds_to_its_group(rec, out)
-        rows.append(
-            {
-                **line,
-                "anchor": f"member-{slug(rec)}",
-                "page": f"{slug(rec)}.html" if own else None,
-                "diagnosed": how,
-                "score": diag.get("score"),
-                "max_ulp": ((rec.get("observables") or {}).get(line["observable"] or "") or {}).get("max_ulp"),
-            }
-        )
-    return rows
+def result_key(rec: dict) -> tuple[str, str, str]:
+    return (rec["case_id"], rec["backend"], rec["device"])
+
+
+def finding_links(records, out: Path) -> dict[tuple[str, str, str], str]:
+    """Where each finding is shown, from the report's folder: its own page,
+    or its row of its group's page (keyed by `result_key`)."""
+    links = {}
+    for group in root_cause_groups(records):
+        for rec in group:
+            own = rec is group[0] or adds_to_its_group(rec, out)
+            links[result_key(rec)] = page_href(rec) if own else f"{page_href(group[0])}#member-{slug(rec)}"
+    for rec in records:
+        if is_finding(rec) and is_network(rec):
+            links[result_key(rec)] = page_href(rec)
+    return links
 
 
 def backend_row(rec: dict) -> str:
@@ -142,15 +123,34 @@ def matrix(records) -> dict:
     return {"groups": groups, "rows": rows}
 
 
-def finding_line(rec: dict) -> dict:
+def rivals_by_result(records) -> dict[tuple[str, str, str], list[str]]:
+    """Each diagnosed result's rivals (fingerprints.rivals), keyed by
+    result_key. A diagnosis confirmed against its root cause's representative
+    holds only the one formulation it confirmed: it takes the
+    representative's rivals, whose search it shares."""
+    by = {result_key(r): r for r in records}
+    out = {}
+    for rec in records:
+        diag = rec.get("diagnosis") or {}
+        source = diag.get("source") or {}
+        if source.get("how") == "confirmed":
+            rep = (by.get((source.get("representative"), rec["backend"], rec["device"])) or {}).get("diagnosis")
+            if rep and rep.get("formulation") == diag.get("formulation"):
+                diag = rep
+        if diag:
+            out[result_key(rec)] = fingerprints.rivals(diag)
+    return out
+
+
+def finding_line(rec: dict, rivals: list[str] | None = None) -> dict:
+    """A finding as one row of a table; `rivals` (rivals_by_result): the
+    formulations as good as its fingerprint, when known beyond its own record."""
     loc = rec.get("localization") or {}
     diag = rec.get("diagnosis") or {}
-    if diag:
-        fingerprint = diag.get("formulation", "")
-        fingerprint += "" if diag.get("explains") else " (does not explain it)"
-    else:
-        fingerprint = ""
+    label = diag.get("formulation", "") if diag else ""
+    fingerprint = label + ("" if not diag or diag.get("explains") else " (does not explain it)")
     ratio, observable = judged(rec)
+    rivals = fingerprints.rivals(diag) if rivals is None else rivals
     return {
         "verdict": rec["verdict"],
         "ratio": ratio,
@@ -163,6 +163,12 @@ def finding_line(rec: dict) -> dict:
         "observable": observable,
         "stage": loc.get("stage") or "",
         "fingerprint": fingerprint,
+        "fingerprint_label": label,
+        # its parts in words, and the formulations that explain the output as well (fingerprints.py)
+        "fingerprint_parts": fingerprints.parts(label),
+        "explains": bool(diag.get("explains")),
+        "rivals": rivals,
+        "settled": fingerprints.settled(label, rivals),
         "reason": (rec.get("reason") or "").splitlines()[0:1],
         "known": rec.get("known"),
         "href": page_href(rec),
@@ -182,8 +188,13 @@ def findings(records) -> list[dict]:
 def group_lines(records) -> list[dict]:
     """The index's findings table: a row per root-cause group (its worst
     member, and how many it has), and one per network result."""
+    rivals = rivals_by_result(records)
     lines = [
-        {**finding_line(g[0]), "members": len(g), "known_members": sum(1 for r in g if r.get("known"))}
+        {
+            **finding_line(g[0], rivals.get(result_key(g[0]))),
+            "members": len(g),
+            "known_members": sum(1 for r in g if r.get("known")),
+        }
         for g in root_cause_groups(records)
     ]
     lines += [
@@ -194,13 +205,35 @@ def group_lines(records) -> list[dict]:
     return sorted(lines, key=_rank_key)
 
 
-def distribution(records) -> list[tuple[str, list[float]]]:
+def distribution(records, links: dict | None = None) -> list[tuple[str, list[float], list]]:
+    """Per backend row: the ratios, and for each a link to where it is shown
+    when it is a finding ((href, tooltip); None for a result with no page)."""
     per: dict[str, list[float]] = defaultdict(list)
+    to: dict[str, list] = defaultdict(list)
     for r in records:
         ratio = judged_ratio(r)
         if ratio is not None:
             per[backend_row(r)].append(ratio)
-    return [(name, per[name]) for name in sorted(per)]
+            href = (links or {}).get(result_key(r))
+            tip = f"{r.get('pytest_id') or r['case_id']}: {r['verdict']}, error/bound {ratio:.3g}"
+            to[backend_row(r)].append((href, tip) if href else None)
+    return [(name, per[name], to[name]) for name in sorted(per)]
+
+
+def linked_comparisons(comparisons: list[dict], links: dict) -> list[dict]:
+    """Comparisons (comparison.json, side-by-side.json) with each row's
+    finding link: the later side's finding, else the earlier side's."""
+    out = []
+    for c in comparisons:
+        rows = []
+        for r in c.get("rows") or []:
+            href = None
+            for side in (r.get("new"), r.get("base")):
+                if isinstance(side, dict) and href is None:
+                    href = links.get((side.get("case_id"), side.get("backend"), side.get("device")))
+            rows.append({**r, "href": href})
+        out.append({**c, "rows": rows})
+    return out
 
 
 def conventions_table(conventions: list[dict]) -> dict | None:
@@ -247,7 +280,8 @@ def environment(sources) -> list[dict]:
     return out
 
 
-def index(sources) -> dict:
+def index(sources, links: dict | None = None, pair_view: dict | None = None) -> dict:
+    """The index: `links` from finding_links, `pair_view` the backend-against-backend section."""
     records = sources.records
     lines = group_lines(records)
     known = sum(line["known_members"] for line in lines)
@@ -263,41 +297,12 @@ def index(sources) -> dict:
         "matrix": matrix(records),
         "conventions": conventions_table(sources.conventions),
         "findings": lines,
+        "fingerprint_legend": fingerprints.legend(line["fingerprint_label"] for line in lines),
         "n_findings": n_findings,
         "known_split": {"known": known, "new": n_findings - known} if known else None,
-        "distribution": svg.ratio_distribution(distribution(records)),
+        "distribution": svg.ratio_distribution(distribution(records, links)),
+        "pairs": pair_view,
     }
-
-
-# ---- a finding's page ---------------------------------------------------------------------
-
-
-def stage_verdicts(rec: dict) -> dict[str, str]:
-    """Each dataflow stage's verdict at the step where the result departs."""
-    loc = rec.get("localization") or {}
-    obs = rec.get("observables") or {}
-    step = loc.get("step") or ((rec.get("worst") or {}).get("observable") or ".").split(".")[0]
-    out = {s: "" for s in STAGES}
-    for name, o in obs.items():
-        s, _, what = name.partition(".")
-        if s == step and what in OBSERVABLE_STAGE:
-            out[OBSERVABLE_STAGE[what]] = o.get("verdict", "")
-    return out
-
-
-def channel_series(rec: dict) -> list[tuple[str, list]]:
-    """Per-channel ratios of the observables that fail (deviation,
-    nan-mismatch), worst first, the one the verdict rests on always among
-    them; of the convention differences when none fails. The ratios are
-    canonical: against a declared convention only the observable's largest
-    ratio is kept."""
-    obs = rec.get("observables") or {}
-    with_channels = {n: o for n, o in obs.items() if o.get("per_channel")}
-    off = [n for n, o in with_channels.items() if o.get("verdict") in ("deviation", "nan-mismatch")] or [
-        n for n, o in with_channels.items() if o.get("verdict") == Verdict.CONVENTION
-    ]
-    off.sort(key=lambda n: -ratio_rank(observable_ratio(obs[n])))
-    return [(n, [number(v) for v in with_channels[n]["per_channel"]]) for n in off[:6]]
 
 
 def bug_reports(rec: dict, out: Path) -> list[dict]:
@@ -316,90 +321,3 @@ def bug_reports(rec: dict, out: Path) -> list[dict]:
         for p in sorted(folder.iterdir())
         if p.is_file()
     ]
-
-
-def finding(rec: dict, run: dict | None, out: Path, group: list[dict] | None = None) -> dict:
-    """A finding's page; the page of its root-cause group when `group` (whose
-    first member is `rec`) has other members: then with the member table."""
-    loc = rec.get("localization") or {}
-    stage = loc.get("stage")
-    highlighted = {stage} if stage else set()
-    series = channel_series(rec)
-    return {
-        "rec": rec,
-        "line": finding_line(rec),
-        "command": rerun_command(rec, run),
-        "case_fields": list((rec.get("case") or {}).items()),
-        "inputs": rec.get("inputs") or {},
-        "observables": [
-            {"name": n, **o, "ratio": number(o.get("ratio"))} for n, o in (rec.get("observables") or {}).items()
-        ],
-        "localization": loc,
-        "diagnosis": rec.get("diagnosis"),
-        "dataflow": diagrams.dataflow(stage_verdicts(rec), highlighted=highlighted),
-        "channels": svg.channel_errors(series) if series else None,
-        "bug_reports": bug_reports(rec, out),
-        "members": members(group, out) if group and len(group) > 1 else None,
-    }
-
-
-# ---- a network's page (models suite) ------------------------------------------------------
-
-
-def network(rec: dict, run: dict | None, out: Path) -> dict:
-    from crossbn.spec.networks import INPUT, NETWORKS
-
-    spec = NETWORKS.get((rec.get("case") or {}).get("network", ""))
-    steps = []
-    for step, layers in (rec.get("layers") or {}).items():
-        order = list(spec.names) if spec else list(layers)
-        drawn = []
-        for name in order:
-            # the numbers the verdict rests on: against the oracle under the
-            # backend's declared conventions, where it declares any
-            e = {**layers.get(name, {}), **(layers.get(name, {}).get("convention") or {})}
-            layer = spec.layer(name) if spec else None
-            drawn.append(
-                {
-                    "name": name,
-                    "op": layer.op if layer else "?",
-                    "inputs": list(layer.inputs) if layer else [INPUT],
-                    "delta": _maybe(e.get("delta")),
-                    "R": _maybe(e.get("R")),
-                    "R_threshold": _maybe(e.get("R_threshold")),
-                    "introduces": bool(e.get("introduces")),
-                }
-            )
-        introducing = {d["name"] for d in drawn if d["introduces"]}
-        steps.append(
-            {
-                "step": step,
-                "graph": diagrams.network_graph(drawn, highlighted=introducing),
-                "layers": [
-                    {
-                        **layers.get(d["name"], {}),
-                        **(layers.get(d["name"], {}).get("convention") or {}),
-                        "name": d["name"],
-                        "op": d["op"],
-                    }
-                    for d in drawn
-                ],
-                "introducing": sorted(introducing, key=order.index),
-            }
-        )
-    conventions = any("convention" in e for layers in (rec.get("layers") or {}).values() for e in layers.values())
-    return {
-        "rec": rec,
-        "line": finding_line(rec),
-        "command": rerun_command(rec, run),
-        "case_fields": list((rec.get("case") or {}).items()),
-        "against_conventions": conventions,
-        "description": spec.description if spec else "",
-        "steps": steps,
-        "localization": rec.get("localization") or {},
-        "bug_reports": bug_reports(rec, out),
-    }
-
-
-def _maybe(x):
-    return None if x is None else number(x)

@@ -137,23 +137,25 @@ def _decades(values: list[float], floor: int, lowest: int, top_at_least: int) ->
 FLOOR_DECADE = -6  # ratios at or below 1e-6 are "exact enough"; 0 and negatives sit here
 
 
-def ratio_distribution(rows: list[tuple[str, list[float]]], *, bound: float = 1.0) -> Markup:
+def ratio_distribution(rows: list[tuple], *, bound: float = 1.0) -> Markup:
     """Error/bound ratios per backend on a log10 x axis (1e-6 .. a decade chosen from the data).
 
-    One row per (label, ratios): a dot per non-NaN ratio ("dot ok" at or under the bound,
-    "dot over" above it, plus "clipped" when inf or beyond the axis), jittered vertically by
-    a hash of its index; ratios <= 1e-6 (0, negatives) sit at the left edge. A quartile box
-    ("box") and median ("median") of the finite ratios, and "n=…, over bound: k" on the
-    right (", NaN: m" when some were NaN and so not drawn). A dashed "bound-line" at x=bound.
+    One row per (label, ratios) or (label, ratios, links): a dot per non-NaN ratio ("dot ok"
+    at or under the bound, "dot over" above it, plus "clipped" when inf or beyond the axis),
+    jittered vertically by a hash of its index; ratios <= 1e-6 (0, negatives) sit at the left
+    edge. links[i], when given and not None, is (href, tooltip): dot i is then an <a> to it
+    ("point-link"). A quartile box ("box") and median ("median") of the finite ratios, and
+    "n=…, over bound: k" on the right (", NaN: m" when some were NaN and so not drawn). A
+    dashed "bound-line" at x=bound.
     """
     bound = _check_bound(bound)
     title = "Distribution of error/bound ratios per backend"
-    data = [(str(label), [number(r) for r in ratios]) for label, ratios in rows]
+    data = [(str(row[0]), [number(r) for r in row[1]], list(row[2]) if len(row) > 2 else []) for row in rows]
     if not data:
         return empty("ratio-distribution", title)
     # right edge at least 1e2 (room right of the bound) and at least the bound's decade
     lo, hi = _decades(
-        [r for _, rs in data for r in rs], FLOOR_DECADE, FLOOR_DECADE, max(2, math.ceil(math.log10(bound)))
+        [r for _, rs, _ in data for r in rs], FLOOR_DECADE, FLOOR_DECADE, max(2, math.ceil(math.log10(bound)))
     )
     left, plot_w, top, row_h = 160.0, 540.0, 26.0, 30.0  # 200 units on the right for the notes
     bottom = top + row_h * len(data)
@@ -167,8 +169,8 @@ def ratio_distribution(rows: list[tuple[str, list[float]]], *, bound: float = 1.
         text(left + plot_w, bottom + 30, "error / bound (log scale)", "axis-label", "end"),
     ]
     body += [
-        _distribution_row(label, ratios, top + k * row_h + row_h / 2, x_of, hi, bound)
-        for k, (label, ratios) in enumerate(data)
+        _distribution_row(label, ratios, top + k * row_h + row_h / 2, x_of, hi, bound, links)
+        for k, (label, ratios, links) in enumerate(data)
     ]
     xb = x_of(bound)
     body += [
@@ -178,7 +180,7 @@ def ratio_distribution(rows: list[tuple[str, list[float]]], *, bound: float = 1.
     return root("ratio-distribution", 900, bottom + 36, title, body)
 
 
-def _distribution_row(label: str, ratios: list[float], mid: float, x_of, hi: int, bound: float) -> str:
+def _distribution_row(label: str, ratios: list[float], mid: float, x_of, hi: int, bound: float, links=()) -> str:
     out = [text(8, mid + 4, label, "row-label", room=26)]
     finite = [r for r in ratios if math.isfinite(r)]
     if finite:  # the box first: dots paint over it
@@ -197,10 +199,14 @@ def _distribution_row(label: str, ratios: list[float], mid: float, x_of, hi: int
         clipped = r > 10.0**hi  # inf, or off the right edge
         cls = ("dot over" if r > bound else "dot ok") + (" clipped" if clipped else "")
         fill = "#8d2a00" if clipped else RED if r > bound else "#2e7d32"
-        out.append(
+        dot = (
             f'<circle class="{cls}" cx="{coord(x_of(r))}" cy="{coord(mid + _jitter(i) * 11)}" '
             f'r="2.5" fill="{fill}" fill-opacity="0.7"/>'
         )
+        link = links[i] if i < len(links) else None
+        if link:  # a finding: the dot opens its page
+            dot = f'<a class="point-link" href="{esc(link[0])}"><title>{esc(link[1])}</title>{dot}</a>'
+        out.append(dot)
     note = f"n={n}, over bound: {over}" + (f", NaN: {nans}" if nans else "")
     out.append(text(x_of(10.0**hi) + 12, mid + 4, note, "row-note"))
     return "".join(out)

@@ -1,0 +1,99 @@
+"""Ambiguous fingerprints (crossbn/report/fingerprints.py): two formulations
+the search's own rule cannot tell apart (fingerprint.py keeps a change only
+when it at least halves the score or, within rounding, the ulp distance) are
+said to explain the outputs about equally well: on the numbers of a user's
+report, and on the real diagnoses of tests/test_report.py's runs."""
+
+from __future__ import annotations
+
+import json
+from html.parser import HTMLParser
+
+from test_report import runs  # noqa: F401 - the fixture: two real runs and their merged report
+
+from crossbn.records.results import read
+from crossbn.report import build, fingerprints, pages
+from crossbn.verdict.fingerprint import IMPROVEMENT
+
+
+class _Text(HTMLParser):
+    def __init__(self, html):
+        super().__init__()
+        self.parts = []
+        self.feed(html)
+
+    def handle_data(self, data):
+        self.parts.append(data)
+
+
+def _row(formulation, score, ulps):
+    return {"formulation": formulation, "score": score, "ulps": ulps}
+
+
+def test_the_users_close_call_is_ambiguous_and_a_clear_one_is_not():
+    """PyTorch float16 on a smoke case: the diagnosed formulation scored
+    0.0332 against 0.0345 for one more change, both within rounding, 0.42
+    against 0.40 ulps: nothing tells them apart."""
+    best = "reduce=float16,running_var=unbiased"
+    close = "reduce=float16,variance=one-pass,running_var=unbiased"
+    evidence = [
+        _row(close, 0.0345, 0.40),
+        _row(best, 0.0332, 0.42),
+        _row("reduce=float16,affine=folded,running_var=unbiased", 0.05, 0.42 * IMPROVEMENT * 1.01),  # 2x: apart
+        _row("running_var=unbiased", 3.4, 0.43),  # does not explain it
+    ]
+    diag = {"formulation": best, "explains": True, "score": 0.0332, "ulps": 0.42, "evidence": evidence}
+    assert fingerprints.rivals(diag) == [close]
+    said = fingerprints.settled(best, [close])
+    assert [p["part"] for p in said["settled"]] == ["reduce=float16", "running_var=unbiased"]
+    assert [p["part"] for p in said["unsettled"]] == ["variance=one-pass"]
+    # where nothing explains it, the scores decide
+    far = {"formulation": "a=1", "explains": False, "evidence": [_row("a=1", 40.0, 9.0), _row("b=2", 70.0, 1.0)]}
+    assert fingerprints.rivals(far) == ["b=2"]
+    far["evidence"][1]["score"] = 40.0 * IMPROVEMENT
+    assert fingerprints.rivals(far) == []
+
+
+def test_a_real_diagnosis_page_says_which_formulations_it_cannot_tell_apart(runs):  # noqa: F811
+    records = read(runs["merged"] / "results.jsonl")
+    rivals = pages.rivals_by_result(records)
+    onepass = [r for r in records if r["backend"] == "numpy-onepass" and r.get("diagnosis")]
+    assert onepass
+    for rec in onepass:
+        own = rec if rec["diagnosis"]["source"]["how"] == "own" else None
+        if own is None:  # a confirmed diagnosis takes its representative's search
+            rep = rec["diagnosis"]["source"]["representative"]
+            own = next(r for r in onepass if r["case_id"] == rep)
+        diag = own["diagnosis"]
+        best = next(e for e in diag["evidence"] if e["formulation"] == diag["formulation"])
+        found = rivals[pages.result_key(rec)]
+        assert found, "the one-pass variance's rounding leaves other changes undecided"
+        for e in diag["evidence"]:
+            if e is best:
+                continue
+            apart = e["score"] > 1 or max(e["ulps"], best["ulps"]) >= IMPROVEMENT * min(e["ulps"], best["ulps"])
+            assert (e["formulation"] in found) == (not apart), e
+    group = next(g for g in pages.root_cause_groups(records) if g[0]["backend"] == "numpy-onepass")
+    html = (runs["merged"] / pages.page_href(group[0])).read_text(encoding="utf-8")
+    text = " ".join("".join(_Text(html).parts).split())
+    names = ["variance=one-pass", *rivals[pages.result_key(group[0])]]
+    listed = ", ".join(names[:-1]) + " and " + names[-1]
+    assert f"Ambiguous: {listed} explain the outputs about equally well." in text
+    assert "What all of them share is what the outputs establish: variance=one-pass (variance in one pass" in text
+    index = (runs["merged"] / "index.html").read_text(encoding="utf-8")
+    assert index.count('class="tag ambiguous"') == sum(1 for line in pages.group_lines(records) if line["rivals"])
+
+
+def test_a_diagnosis_without_rivals_is_not_called_ambiguous(runs, tmp_path):  # noqa: F811
+    rec = next(
+        r
+        for r in read(runs["merged"] / "results.jsonl")
+        if r.get("diagnosis") and r["diagnosis"]["source"]["how"] == "own"
+    )
+    diag = rec["diagnosis"]
+    diag["evidence"] = [e for e in diag["evidence"] if e["formulation"] == diag["formulation"] or e["score"] > 1]
+    (tmp_path / "results.jsonl").write_text(json.dumps(rec) + "\n")
+    build([tmp_path], tmp_path)
+    html = (tmp_path / pages.page_href(rec)).read_text(encoding="utf-8")
+    assert 'id="ambiguous"' not in html and "Ambiguous" not in html
+    assert 'class="tag ambiguous"' not in (tmp_path / "index.html").read_text(encoding="utf-8")
