@@ -131,7 +131,7 @@ def test_a_bad_known_file_is_a_usage_error(tmp_path):
         text=True,
         timeout=120,
     )
-    assert proc.returncode == 2 and "--crossbn-known:" in proc.stdout + proc.stderr
+    assert proc.returncode == 2 and "crossbn run: --known:" in proc.stderr  # in the words of the command given
     assert "'backend' is required" in proc.stdout + proc.stderr
 
 

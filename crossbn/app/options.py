@@ -277,13 +277,13 @@ class Resolved:
             self.fail_on = parse_fail_on(option(config, "fail_on"))
         except BaselineError as e:
             raise pytest.UsageError(f"--crossbn-{e}") from e
+        if self.compare and self.out is None:
+            raise pytest.UsageError("--crossbn-compare: needs --crossbn-out, where the results to compare are written")
         try:
             if self.compare:
                 find(self.compare, self.baselines)
         except BaselineError as e:
             raise pytest.UsageError(f"--crossbn-compare: {e}") from e
-        if self.compare and self.out is None:
-            raise pytest.UsageError("--crossbn-compare: needs --crossbn-out, where the results to compare are written")
         self.resume = option(config, "resume")
         if self.resume and self.out is None:
             raise pytest.UsageError("--crossbn-resume: needs --crossbn-out, the folder of the run to finish")
