@@ -210,10 +210,11 @@ def test_user_backend_module_through_env(tmp_path):
         (["--backends", "nosuch"], "unknown backend(s) nosuch"),
         (["--devices", "tpu"], "unknown device(s) tpu; known: cpu, cuda"),
         (["--suite", "nosuchsuite"], "unknown suite 'nosuchsuite'"),
-        (["--timeout", "-1"], "--crossbn-timeout: must be a positive number of seconds, got '-1'"),
-        (["--timeout", "soon"], "--crossbn-timeout: must be a positive number of seconds, got 'soon'"),
-        (["--shard", "3/2"], "--crossbn-shard: '3/2': K must be between 1 and N (got shard 3 of 2)"),
-        (["--shard", "half"], "--crossbn-shard: 'half' is not K/N"),
+        # checked by `crossbn run` itself, before pytest starts: named as it was given
+        (["--timeout", "-1"], "crossbn run: --timeout: must be a positive number of seconds, got '-1'"),
+        (["--timeout", "soon"], "crossbn run: --timeout: must be a positive number of seconds, got 'soon'"),
+        (["--shard", "3/2"], "crossbn run: --shard: '3/2': K must be between 1 and N (got shard 3 of 2)"),
+        (["--shard", "half"], "crossbn run: --shard: 'half' is not K/N"),
     ],
 )
 def test_bad_options_exit_2_with_a_clear_message(tmp_path, args, message):

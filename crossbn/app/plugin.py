@@ -68,9 +68,10 @@ def pytest_configure(config):
     st = _state(config)  # bad options and catalogues fail here, before any collection
     config.pluginmanager.register(_SummaryHooks(st), "crossbn-summary")
     if _is_controller(config):
-        from crossbn.app.progress import register as register_progress
+        from crossbn.app.progress import quiet_xdist, register as register_progress
 
         register_progress(config, _option(config, "progress"))  # crossbn/app/progress.py; nothing when "off"
+        quiet_xdist(config)  # xdist's start-up line: only with CROSSBN_VERBOSE, and once
     if _is_controller(config) and st.options.out is not None:
         from crossbn.app import run_folder
 
@@ -79,6 +80,43 @@ def pytest_configure(config):
         from crossbn.records.resume import done
 
         st.run.done = done(st.options.out)  # every process: the controller gathered them in begin, before workers start
+        if _is_controller(config):
+            _summarize_earlier(st)
+
+
+def _summarize_earlier(st) -> None:
+    """Resuming: the records from before the interruption count in the summary
+    as the tests run now do, so it covers the whole run folder."""
+    from crossbn.records.results import read
+    from crossbn.records.resume import EARLIER
+
+    path = st.options.out / EARLIER
+    earlier = read(path) if path.is_file() else []
+    for rec in earlier:
+        st.run.summary.add(summary_data(rec))
+    st.run.earlier = len(earlier)
+
+
+def summary_data(rec: dict) -> dict:
+    """What the summary counts of one record; it travels on the test's report
+    (`user_properties`), so the summary is the same with or without xdist."""
+    worst = rec.get("worst") or {}
+    return {
+        "backend": rec["backend"],
+        "device": rec["device"],
+        "verdict": rec["verdict"],
+        "case": rec.get("pytest_id", rec.get("case_id", "")),
+        "ratio": worst.get("ratio"),
+        "observable": worst.get("observable"),
+        "version": rec.get("version", ""),
+        "reason": rec["reason"].splitlines()[0] if rec.get("reason") else "",
+        "cross_device": (rec.get("cross_device") or {}).get("verdict"),
+        "cross_version": rec.get("cross_version") and [rec["cross_version"][k] for k in ("against", "verdict")],
+        "known": (rec.get("known") or {}).get("entry"),
+        "unjudged": rec.get("unjudged", 0),
+        "cached": bool(rec.get("cached")),
+        "diagnosed": ((rec.get("diagnosis") or {}).get("source") or {}).get("how"),
+    }
 
 
 def _user_named_dist(config) -> bool:
@@ -238,28 +276,7 @@ def crossbn_check(request):
             if known is not None:
                 rec["known"] = {"entry": known.index, "reason": known.reason, "link": known.link}
         st.record(rec)
-        worst = rec["worst"] or {}
-        request.node.user_properties.append(
-            (
-                "crossbn",
-                {
-                    "backend": backend,
-                    "device": device,
-                    "verdict": rec["verdict"],
-                    "case": rec["pytest_id"],
-                    "ratio": worst.get("ratio"),
-                    "observable": worst.get("observable"),
-                    "version": rec["version"],
-                    "reason": rec["reason"].splitlines()[0] if rec["reason"] else "",
-                    "cross_device": (rec["cross_device"] or {}).get("verdict"),
-                    "cross_version": rec["cross_version"] and [rec["cross_version"][k] for k in ("against", "verdict")],
-                    "known": None if known is None else known.index,
-                    "unjudged": rec.get("unjudged", 0),
-                    "cached": bool(rec.get("cached")),
-                    "diagnosed": ((rec.get("diagnosis") or {}).get("source") or {}).get("how"),
-                },
-            )
-        )
+        request.node.user_properties.append(("crossbn", summary_data(rec)))
         if rec["verdict"] == Verdict.UNSUPPORTED:
             pytest.skip(f"unsupported: {rec['reason']}")
         if known is not None:
@@ -318,6 +335,14 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
         terminalreporter.section("crossbn verdicts")
     for line in lines:
         terminalreporter.write_line(line)
+    if st.run.resumed is not None and lines:
+        total = sum(sum(c.values()) for c in st.run.summary.counts.values())
+        again = st.run.resumed["rerun"]
+        terminalreporter.write_line(
+            f"resumed: {st.run.earlier} results from before the interruption, {total - st.run.earlier} run now"
+            + (f" ({again} crash/timeout results among them run again)" if again else "")
+            + f"; the summary covers all {total}"
+        )
     if st.options.known:
         used = st.run.summary.known_used
         terminalreporter.write_line(

@@ -10,7 +10,8 @@ Everything happens on the controller: with pytest-xdist the workers' reports
 arrive there (with the verdict each test carries in `user_properties`), and
 the number of tests comes from the workers' collection. While progress is
 shown, pytest's per-test letters (".F.s") are left out, as they would garble
-it; its outcome counts and final "N failed, M passed" line are kept.
+it; its outcome counts and final "N failed, M passed" line are kept. xdist's
+start-up line is shown only with CROSSBN_VERBOSE, once (`XdistStartLine`).
 """
 
 from __future__ import annotations
@@ -299,6 +300,46 @@ class XdistHooks:
         if self.each or not self.seen:  # otherwise all nodes collect the same tests
             self.seen = True
             self.hooks.add_total(len(ids))
+
+
+class XdistStartLine:
+    """xdist's worker-status line, shown by it while its workers start. Under
+    `crossbn run`'s -q it is always the same "bringing up nodes...", and where
+    stdout is no terminal xdist writes it as a line of its own twice: when the
+    workers are set up and again when they have collected. Quiet (no
+    CROSSBN_VERBOSE), it is not shown; verbose, once. xdist has no option for
+    it, so its reporter's two writers are wrapped. Registered only when xdist
+    distributes; its reporter exists from xdist's sessionstart, which runs last."""
+
+    def __init__(self, verbose: bool) -> None:
+        self.verbose = verbose
+
+    def pytest_sessionstart(self, session):
+        reporter = session.config.pluginmanager.get_plugin("terminaldistreporter")
+        if reporter is None or not hasattr(reporter, "ensure_show_status") or not hasattr(reporter, "rewrite"):
+            return  # another xdist: its own output stays as it is
+        if not self.verbose:
+            reporter.ensure_show_status = lambda: None
+            reporter.rewrite = lambda line, newline=False: None  # the same line in place, on a terminal
+            return
+        shown: set[str] = set()
+        show = reporter.ensure_show_status
+
+        def once():
+            line = reporter.getstatus()
+            if line not in shown:
+                shown.add(line)
+                show()
+
+        reporter.ensure_show_status = once
+
+
+def quiet_xdist(config) -> None:
+    """Called from the plugin's pytest_configure on the controller."""
+    from crossbn.execution.quiet import verbose
+
+    if config.getoption("dist", "no") not in ("no", None):
+        config.pluginmanager.register(XdistStartLine(verbose()), "crossbn-xdist-start")
 
 
 def register(config, mode: str) -> ProgressHooks | None:

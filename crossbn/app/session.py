@@ -17,6 +17,7 @@ class ControllerRun:
 
     done: set = field(default_factory=set)  # resume: (case id, backend, device) keys already recorded
     resumed: dict | None = None  # resume (controller): {"kept", "rerun"} from resume.prepare
+    earlier: int = 0  # resume (controller): records from before the interruption, counted in `summary`
     crashed: list[str] = field(default_factory=list)  # tests whose xdist worker died under them (controller)
     live: Any = None  # run_folder.py: the controller's live results.jsonl
     last_sync: float = 0.0

@@ -6,6 +6,7 @@ a worker under another interpreter needs NumPy and its framework, not an
 installed crossbn. Every request gets a reply; an exception in the framework
 becomes an "error" reply with its traceback, never a dead worker. Only a real
 crash (segfault, abort, OOM kill) ends the process, and the runner sees that.
+The frameworks' own log lines are kept out of the output unless asked for (quiet.py).
 """
 
 
@@ -32,6 +33,9 @@ def serve(channel):
     root, spec = channel.receive()
     if root not in sys.path:
         sys.path.insert(0, root)
+    from crossbn.execution.quiet import quiet_worker
+
+    quiet_worker()  # before any framework loads: its log lines and warnings only with CROSSBN_VERBOSE
     from crossbn.backends import Unsupported, load
     from crossbn.execution import wire
     from crossbn.spec.case import Case
