@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""ONNX BatchNorm: float64 running mean in training step 1 is off by up to 1.3e+07x the float64 rounding-error bound (computed in float32)
+"""ONNX BatchNorm: float64 running mean in training step 1 is off by up to 1.1e+07x the float64 rounding-error bound (computed in float32)
 
 A standalone reproducer written by crossbn: it needs only NumPy and
 onnx. It runs ONNX's BatchNorm on the case below (found
@@ -26,11 +26,13 @@ MOMENTUM = 0.1  # weight on the OLD running value: running = MOMENTUM * running 
 CUMULATIVE = False  # running statistics as the plain average of all batches (PyTorch momentum=None)
 AFFINE = False  # learnable gamma and beta
 TRACK_RUNNING_STATS = True
+FROZEN = False  # the layer is frozen as fine-tuning freezes it: its gamma and beta get no gradients
 TRAIN_STEPS = 1  # training-mode forward (and backward) passes, each on its own batch
 EVAL_STEP = False  # then one eval-mode pass on a fresh batch
 GRADIENTS = False  # backward passes with upstream gradient DY
 UNBIASED_RUNNING_VAR = False  # the running variance is fed the batch variance itself
 FLOAT32_ATTRIBUTES = True  # documented: eps and momentum reach the computation as 32-bit floats (the expectation uses those values)
+FROZEN_AS_INFERENCE = False  # a frozen layer's training step still uses, and updates, the batch statistics
 TARGET = "train0.running_mean"  # the output compared: <step>.<output>
 # crossbn's rounding-error bound for each element of TARGET: how far a correct
 # float64 implementation may stray from the exact value
@@ -81,7 +83,8 @@ def expected():
     with np.errstate(all="ignore"):
         for k, step in enumerate(STEPS):
             x = X[k]
-            batch = step != "eval" or not TRACK_RUNNING_STATS
+            as_inference = FROZEN and FROZEN_AS_INFERENCE and step != "eval"
+            batch = (step != "eval" and not as_inference) or not TRACK_RUNNING_STATS
             if batch:
                 mean = x.mean(axis=AXES)
                 var = ((x - per_channel(mean)) ** 2).mean(axis=AXES)
@@ -90,7 +93,9 @@ def expected():
             invstd = 1.0 / np.sqrt(var + eps)
             xhat = (x - per_channel(mean)) * per_channel(invstd)
             out[step + ".y"] = xhat * gamma + beta
-            if step != "eval" and TRACK_RUNNING_STATS:
+            if as_inference:  # the running statistics are read, and kept
+                out[step + ".running_mean"], out[step + ".running_var"] = rmean, rvar
+            elif step != "eval" and TRACK_RUNNING_STATS:
                 fed = var * n / (n - 1) if UNBIASED_RUNNING_VAR and n > 1 else var
                 if CUMULATIVE:
                     rmean, rvar = ((mean, fed) if k == 0 else
@@ -109,7 +114,7 @@ def expected():
                 else:
                     dx = g * per_channel(invstd)
                 out[step + ".dx"] = dx
-                if AFFINE:
+                if AFFINE and not FROZEN:
                     out[step + ".dgamma"] = (dy * xhat).sum(axis=AXES)
                     out[step + ".dbeta"] = dy.sum(axis=AXES)
     return out
@@ -185,7 +190,7 @@ def framework_outputs():
 
 
 def main():
-    print("ONNX %s, NumPy %s" % (framework_version(), np.__version__))
+    print("%s %s, NumPy %s" % ("ONNX", framework_version(), np.__version__))
     print("case: shape %s, %s, %s, eps %g, momentum %g, steps %s"
           % (SHAPE, DTYPE, "channels_last" if CHANNELS_LAST else "channels_first", EPS, MOMENTUM, STEPS))
     actual = framework_outputs()

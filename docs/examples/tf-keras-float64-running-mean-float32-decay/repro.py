@@ -28,11 +28,13 @@ MOMENTUM = 0.9  # weight on the OLD running value: running = MOMENTUM * running 
 CUMULATIVE = False  # running statistics as the plain average of all batches (PyTorch momentum=None)
 AFFINE = False  # learnable gamma and beta
 TRACK_RUNNING_STATS = True
+FROZEN = False  # the layer is frozen as fine-tuning freezes it: its gamma and beta get no gradients
 TRAIN_STEPS = 1  # training-mode forward (and backward) passes, each on its own batch
 EVAL_STEP = False  # then one eval-mode pass on a fresh batch
 GRADIENTS = False  # backward passes with upstream gradient DY
 UNBIASED_RUNNING_VAR = False  # the running variance is fed the batch variance itself
 FLOAT32_ATTRIBUTES = False  # eps and momentum are used as given
+FROZEN_AS_INFERENCE = True  # documented: a frozen layer's training step runs as inference (running statistics, left unchanged)
 TARGET = "train0.running_mean"  # the output compared: <step>.<output>
 # crossbn's rounding-error bound for each element of TARGET: how far a correct
 # float64 implementation may stray from the exact value
@@ -83,7 +85,8 @@ def expected():
     with np.errstate(all="ignore"):
         for k, step in enumerate(STEPS):
             x = X[k]
-            batch = step != "eval" or not TRACK_RUNNING_STATS
+            as_inference = FROZEN and FROZEN_AS_INFERENCE and step != "eval"
+            batch = (step != "eval" and not as_inference) or not TRACK_RUNNING_STATS
             if batch:
                 mean = x.mean(axis=AXES)
                 var = ((x - per_channel(mean)) ** 2).mean(axis=AXES)
@@ -92,7 +95,9 @@ def expected():
             invstd = 1.0 / np.sqrt(var + eps)
             xhat = (x - per_channel(mean)) * per_channel(invstd)
             out[step + ".y"] = xhat * gamma + beta
-            if step != "eval" and TRACK_RUNNING_STATS:
+            if as_inference:  # the running statistics are read, and kept
+                out[step + ".running_mean"], out[step + ".running_var"] = rmean, rvar
+            elif step != "eval" and TRACK_RUNNING_STATS:
                 fed = var * n / (n - 1) if UNBIASED_RUNNING_VAR and n > 1 else var
                 if CUMULATIVE:
                     rmean, rvar = ((mean, fed) if k == 0 else
@@ -111,7 +116,7 @@ def expected():
                 else:
                     dx = g * per_channel(invstd)
                 out[step + ".dx"] = dx
-                if AFFINE:
+                if AFFINE and not FROZEN:
                     out[step + ".dgamma"] = (dy * xhat).sum(axis=AXES)
                     out[step + ".dbeta"] = dy.sum(axis=AXES)
     return out
@@ -136,6 +141,7 @@ def framework_outputs():
         layer = tf_keras.layers.BatchNormalization(axis=-1 if CHANNELS_LAST else 1, momentum=MOMENTUM, epsilon=EPS,
                                                    center=AFFINE, scale=AFFINE, fused=False, dtype=DTYPE)
         layer.build(X[0].shape)
+        layer.trainable = not FROZEN  # frozen, as fine-tuning freezes it
         # float16/bfloat16 layers keep float32 variables
         for value, var in ((GAMMA, getattr(layer, "gamma", None)), (BETA, getattr(layer, "beta", None)),
                            (RUNNING_MEAN, layer.moving_mean), (RUNNING_VAR, layer.moving_variance)):
@@ -144,7 +150,7 @@ def framework_outputs():
         for k, step in enumerate(STEPS):
             training = step != "eval"
             x = tf.constant(np.asarray(X[k]).astype(dtype))
-            params = [layer.gamma, layer.beta] if AFFINE else []
+            params = [layer.gamma, layer.beta] if AFFINE and not FROZEN else []
             with tf.GradientTape() as tape:
                 tape.watch(x)
                 y = layer(x, training=training)
@@ -162,7 +168,7 @@ def framework_outputs():
 
 
 def main():
-    print("tf-keras %s, NumPy %s" % (framework_version(), np.__version__))
+    print("%s %s, NumPy %s" % ("tf-keras", framework_version(), np.__version__))
     print("case: shape %s, %s, %s, eps %g, momentum %g, steps %s"
           % (SHAPE, DTYPE, "channels_last" if CHANNELS_LAST else "channels_first", EPS, MOMENTUM, STEPS))
     actual = framework_outputs()

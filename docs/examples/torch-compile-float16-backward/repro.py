@@ -1,11 +1,11 @@
 #!/usr/bin/env python3
-"""PyTorch BatchNorm: float16 input gradient dx in training step 1 is off by up to 2.07x the float16 rounding-error bound (reductions accumulated in float16)
+"""PyTorch BatchNorm: float16 input gradient dx in training step 2 is off by up to 19.2x the float16 rounding-error bound (reductions accumulated in float16, the sums in float16 or float32: this case cannot tell)
 
 A standalone reproducer written by crossbn: it needs only NumPy and
 torch. It runs PyTorch's BatchNorm on the case below (found
 and minimized by crossbn on torch-compile, 2.13.0+cpu, cpu),
 computes what BatchNorm should give with an inline float64 NumPy formula, and
-compares one output, train0.dx.
+compares one output, train1.dx.
 
     python repro.py     # exit 1: the discrepancy is present; exit 0: it is not
 """
@@ -30,10 +30,10 @@ GRADIENTS = True  # backward passes with upstream gradient DY
 UNBIASED_RUNNING_VAR = True  # documented: the running variance is fed the unbiased batch variance, var * n / (n - 1)
 FLOAT32_ATTRIBUTES = False  # eps and momentum are used as given
 FROZEN_AS_INFERENCE = False  # a frozen layer's training step still uses, and updates, the batch statistics
-TARGET = "train0.dx"  # the output compared: <step>.<output>
+TARGET = "train1.dx"  # the output compared: <step>.<output>
 # crossbn's rounding-error bound for each element of TARGET: how far a correct
 # float16 implementation may stray from the exact value
-TOLERANCE = np.array([0.000416, 0.000135, 0.000605, 0.00119, 0.000816, 0.0017, 0.00184, 0.000244, 0.0012, 0.000737, 0.000827, 0.00133, 0.000784, 2.35e-05, 0.000379, 0.00132, 0.000425, 0.000487, 0.000937, 0.000377, 0.000972, 0.000468, 0.000664, 0.00132, 0.00111, 0.000372, 0.00086, 0.000656, 0.000404, 0.00144, 0.000711, 0.000628, 0.00123, 0.000548, 0.000794, 0.000952, 7.82e-05, 0.000949, 0.000339, 0.000293, 0.000439, 0.00135, 0.00178, 0.000942, 0.00118]).reshape((15, 3))
+TOLERANCE = np.array([0.0005, 0.00141, 0.00119, 8.43e-05, 0.000256, 0.00165, 0.0018, 0.000512, 0.000222, 0.000284, 3.67e-05, 0.00153, 0.000922, 8.68e-06, 0.000904, 0.000305, 0.000204, 0.00141, 0.000306, 0.000331, 0.0014, 0.000156, 0.00041, 0.000175, 0.000855, 0.000159, 0.000721, 0.000238, 0.000202, 0.000215, 0.000512, 0.000912, 0.00128, 0.000902, 3.76e-05, 0.000485, 0.000816, 0.000419, 0.00028, 0.00046, 6.33e-05, 0.000556, 0.00148, 6.11e-05, 0.00201]).reshape((15, 3))
 
 STEPS = ["train%d" % k for k in range(TRAIN_STEPS)] + (["eval"] if EVAL_STEP else [])
 CHANNEL_AXIS = len(SHAPE) - 1 if CHANNELS_LAST else 1

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""PyTorch BatchNorm: bfloat16 output y in training step 1 is off by up to 11.9x the bfloat16 rounding-error bound (computed in bfloat16, reductions accumulated in float32)
+"""PyTorch BatchNorm: bfloat16 output y in training step 1 is off by up to 11.9x the bfloat16 rounding-error bound (computed in bfloat16, reductions accumulated in float32, the sums in float32 or bfloat16: this case cannot tell)
 
 A standalone reproducer written by crossbn: it needs only NumPy and
 torch. It runs PyTorch's BatchNorm on the case below (found
@@ -23,11 +23,13 @@ MOMENTUM = 0.9  # weight on the OLD running value: running = MOMENTUM * running 
 CUMULATIVE = False  # running statistics as the plain average of all batches (PyTorch momentum=None)
 AFFINE = True  # learnable gamma and beta
 TRACK_RUNNING_STATS = True
+FROZEN = False  # the layer is frozen as fine-tuning freezes it: its gamma and beta get no gradients
 TRAIN_STEPS = 1  # training-mode forward (and backward) passes, each on its own batch
 EVAL_STEP = False  # then one eval-mode pass on a fresh batch
 GRADIENTS = False  # backward passes with upstream gradient DY
 UNBIASED_RUNNING_VAR = True  # documented: the running variance is fed the unbiased batch variance, var * n / (n - 1)
 FLOAT32_ATTRIBUTES = False  # eps and momentum are used as given
+FROZEN_AS_INFERENCE = False  # a frozen layer's training step still uses, and updates, the batch statistics
 TARGET = "train0.y"  # the output compared: <step>.<output>
 # crossbn's rounding-error bound for each element of TARGET: how far a correct
 # bfloat16 implementation may stray from the exact value
@@ -78,7 +80,8 @@ def expected():
     with np.errstate(all="ignore"):
         for k, step in enumerate(STEPS):
             x = X[k]
-            batch = step != "eval" or not TRACK_RUNNING_STATS
+            as_inference = FROZEN and FROZEN_AS_INFERENCE and step != "eval"
+            batch = (step != "eval" and not as_inference) or not TRACK_RUNNING_STATS
             if batch:
                 mean = x.mean(axis=AXES)
                 var = ((x - per_channel(mean)) ** 2).mean(axis=AXES)
@@ -87,7 +90,9 @@ def expected():
             invstd = 1.0 / np.sqrt(var + eps)
             xhat = (x - per_channel(mean)) * per_channel(invstd)
             out[step + ".y"] = xhat * gamma + beta
-            if step != "eval" and TRACK_RUNNING_STATS:
+            if as_inference:  # the running statistics are read, and kept
+                out[step + ".running_mean"], out[step + ".running_var"] = rmean, rvar
+            elif step != "eval" and TRACK_RUNNING_STATS:
                 fed = var * n / (n - 1) if UNBIASED_RUNNING_VAR and n > 1 else var
                 if CUMULATIVE:
                     rmean, rvar = ((mean, fed) if k == 0 else
@@ -106,7 +111,7 @@ def expected():
                 else:
                     dx = g * per_channel(invstd)
                 out[step + ".dx"] = dx
-                if AFFINE:
+                if AFFINE and not FROZEN:
                     out[step + ".dgamma"] = (dy * xhat).sum(axis=AXES)
                     out[step + ".dbeta"] = dy.sum(axis=AXES)
     return out
@@ -122,6 +127,9 @@ def framework_outputs():
     tensor = lambda a: torch.tensor(a, dtype=torch.float64).to(device=device, dtype=dtype)
     bn = torch.nn.BatchNorm2d(SHAPE[1], eps=EPS, momentum=None if CUMULATIVE else 1.0 - MOMENTUM,
                       affine=AFFINE, track_running_stats=TRACK_RUNNING_STATS, device=device, dtype=dtype)
+    if FROZEN:  # fine-tuning's freeze: the parameters get no gradients, the module stays in train mode
+        for p in bn.parameters():
+            p.requires_grad_(False)
     with torch.no_grad():
         if AFFINE:
             bn.weight.copy_(tensor(GAMMA))
@@ -146,7 +154,7 @@ def framework_outputs():
         if GRADIENTS:
             y.backward(tensor(DY[k]))
             out[step + ".dx"] = numpy(leaf.grad)
-            if AFFINE:
+            if AFFINE and not FROZEN:
                 out[step + ".dgamma"] = numpy(bn.weight.grad)
                 out[step + ".dbeta"] = numpy(bn.bias.grad)
     return out
@@ -154,7 +162,7 @@ def framework_outputs():
 
 
 def main():
-    print("PyTorch %s, NumPy %s" % (framework_version(), np.__version__))
+    print("%s %s, NumPy %s" % ("PyTorch", framework_version(), np.__version__))
     print("case: shape %s, %s, %s, eps %g, momentum %g, steps %s"
           % (SHAPE, DTYPE, "channels_last" if CHANNELS_LAST else "channels_first", EPS, MOMENTUM, STEPS))
     actual = framework_outputs()
