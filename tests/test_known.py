@@ -1,6 +1,7 @@
 """Known differences: the file's errors, and real runs where a planted
 finding is known (xfail, or skip), recorded as known and split in the report."""
 
+import fnmatch
 import json
 import os
 import subprocess
@@ -189,3 +190,24 @@ def test_known_command_checks_finished_results(tmp_path):
         [*cmd, str(tmp_path / "known.toml"), str(tmp_path / "nowhere")], capture_output=True, text=True
     )
     assert bad.returncode == 2 and "nowhere: no results file" in bad.stderr
+
+
+def test_entries_about_what_the_run_did_not_include_are_counted_not_listed(tmp_path):
+    """A run of two backends against the built-in file: the entries about other
+    backends are one line, not a screenful of "matched nothing"."""
+    from crossbn.records.known import load
+
+    entries = load("frameworks")
+    torch_only = [k for k in entries if k.in_scope(["torch"], ["cpu"], ["float16"], ["smoke-f16-16x4-cf-t2e-43b27cf4"])]
+    assert 0 < len(torch_only) < len(entries)
+    assert all(fnmatch.fnmatchcase("torch", k.backend) for k in torch_only)
+    numpy = str(Path(__file__).parent / "backends" / "numpy_variants.py")
+    proc = subprocess.run(
+        [sys.executable, "-m", "crossbn", "run", "--suite", "smoke", "--backend-module", numpy,
+         "--backends", "numpy-twopass", "--known", "frameworks", "--out", str(tmp_path / "r"), "-n", "0",
+         "--no-conventions", "--progress", "off"],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "  matched nothing: #" not in proc.stdout
+    assert f"{len(entries)} more matched nothing: about backends, devices, dtypes or cases" in proc.stdout

@@ -348,9 +348,21 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
         terminalreporter.write_line(
             f"known differences: {sum(used.values())} finding(s) matched {len(used)} of {len(st.options.known)} entries"
         )
-        for k in st.options.known:
-            if k.index not in used:
+        scope = (
+            st.options.names,
+            st.options.devices,
+            {getattr(c, "dtype", "") for c in st.options.cases},
+            [i for c in st.options.cases for i in (c.id, c.pytest_id)],
+        )
+        unused = [k for k in st.options.known if k.index not in used]
+        for k in unused:
+            if k.in_scope(*scope):
                 terminalreporter.write_line(f"  matched nothing: {k.label()}: {k.reason}", yellow=True)
+        elsewhere = sum(not k.in_scope(*scope) for k in unused)
+        if elsewhere:
+            terminalreporter.write_line(
+                f"  {elsewhere} more matched nothing: about backends, devices, dtypes or cases this run did not include"
+            )
     if st.options.out is not None and (lines or st.run.report_error):
         terminalreporter.write_line(f"results: {st.options.out / 'results.jsonl'}")
         from crossbn.upgrade.checks import summary_lines

@@ -76,6 +76,20 @@ class Known:
         failing = [n for n, o in (rec.get("observables") or {}).items() if o.get("verdict") in FAILING]
         return any(fnmatch.fnmatchcase(n, self.observable) for n in failing)
 
+    def in_scope(self, backends, devices, dtypes, case_ids) -> bool:
+        """Whether a run of these backends, devices, dtypes and cases (ids and
+        pytest ids) could give this entry a finding to match: one that could
+        not is not news when it matches nothing."""
+        return all(
+            pattern == "*" or any(fnmatch.fnmatchcase(v, pattern) for v in values)
+            for pattern, values in (
+                (self.backend, backends),
+                (self.device, devices),
+                (self.dtype, dtypes),
+                (self.case, case_ids),
+            )
+        )
+
     def label(self) -> str:
         given = ", ".join(
             f"{f}={getattr(self, f)}"
