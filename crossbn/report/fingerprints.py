@@ -122,7 +122,12 @@ def rivals(diagnosis: dict | None) -> list[str]:
     at least halves the score, or, within rounding, the ulp distance: factor
     IMPROVEMENT). Where the diagnosed formulation explains the output (score
     <= 1), the rivals explain it too and land within that factor in ulps;
-    where it does not, their scores are within that factor of its."""
+    where it does not, their scores are within that factor of its. A rival
+    that differs only in how the formulas are arranged (the parts a root cause
+    leaves out: a folded affine, Welford, ...) names the same cause: it makes
+    nothing ambiguous and is left out."""
+    from crossbn.bugreport.group import root_cause
+
     if not diagnosis:
         return []
     evidence = diagnosis.get("evidence") or []
@@ -131,7 +136,7 @@ def rivals(diagnosis: dict | None) -> list[str]:
         return []
     out = []
     for e in evidence:
-        if e is best or e.get("formulation") == best["formulation"]:
+        if e is best or root_cause(e.get("formulation") or "") == root_cause(best["formulation"] or ""):
             continue
         try:
             s_best, s_e, u_best, u_e = (float(x) for x in (best["score"], e["score"], best["ulps"], e["ulps"]))
