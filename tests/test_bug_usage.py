@@ -12,20 +12,7 @@ import pytest
 
 from crossbn.spec.catalogue import CASES_DIR
 
-from run_crossbn import crossbn
-
-NUMPY = str(Path(__file__).parent / "backends" / "numpy_variants.py")
-RUN = ("run", "--suite", "smoke", "--backend-module", NUMPY, "-n", "0", "--no-conventions", "--progress", "off")
-
-
-def _one_line_exit_2(proc, *fragments: str) -> str:
-    assert proc.returncode == 2, (proc.returncode, proc.stdout[-2000:], proc.stderr[-2000:])
-    lines = [line for line in proc.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1, proc.stderr
-    assert "Traceback" not in proc.stderr + proc.stdout
-    for f in fragments:
-        assert f in lines[0], lines[0]
-    return lines[0]
+from run_crossbn import NUMPY, RUN, crossbn, one_line_exit_2
 
 
 @pytest.fixture(scope="module")
@@ -75,7 +62,7 @@ def test_repro_and_fuzz_refuse_an_output_path_before_any_work(tmp_path, places, 
     }
     for what, args in commands.items():
         proc = crossbn(*args, cwd=tmp_path)
-        _one_line_exit_2(proc, str(bad))
+        one_line_exit_2(proc, str(bad))
         assert "shrinking" not in proc.stdout and "records ->" not in proc.stdout, what  # no work started
         assert sorted(p.name for p in tmp_path.iterdir()) == before, what  # nothing made on the way
     assert not (results / "bug-reports").exists()
@@ -117,7 +104,7 @@ def test_names_that_do_not_exist_are_one_line_and_exit_2(tmp_path, results):
     }
     for what, (args, fragment) in cases.items():
         proc = crossbn(*args, cwd=tmp_path)
-        _one_line_exit_2(proc, fragment)
+        one_line_exit_2(proc, fragment)
         assert list(tmp_path.iterdir()) == [], what  # no reports/, no bug-reports/, no found/
 
 

@@ -11,21 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.run_crossbn import crossbn
-
-NUMPY = str(Path(__file__).parent / "backends" / "numpy_variants.py")
-# two numpy backends, no framework imported: a run of a few cases takes seconds
-RUN = ("run", "--suite", "smoke", "--backend-module", NUMPY, "-n", "0", "--no-conventions", "--progress", "off")
-
-
-def _one_line_exit_2(proc, *fragments: str) -> str:
-    assert proc.returncode == 2, (proc.returncode, proc.stdout[-2000:], proc.stderr[-2000:])
-    lines = [line for line in proc.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1, proc.stderr
-    assert "Traceback" not in proc.stderr + proc.stdout
-    for f in fragments:
-        assert f in lines[0], lines[0]
-    return lines[0]
+from run_crossbn import NUMPY, RUN, crossbn, one_line_exit_2
 
 
 @pytest.fixture
@@ -58,7 +44,7 @@ def test_every_subcommand_refuses_an_output_path_it_cannot_write(tmp_path, place
     }
     for name, args in commands.items():
         proc = crossbn(*args, cwd=tmp_path)
-        _one_line_exit_2(proc, str(bad))
+        one_line_exit_2(proc, str(bad))
         assert sorted(p.name for p in tmp_path.iterdir()) == before, name  # nothing made on the way
 
 
@@ -79,7 +65,7 @@ def test_usage_errors_of_run_leave_no_folder_behind(tmp_path):
         out = tmp_path / what.replace(" ", "-")
         base = [a for a in RUN if a != "--suite" and a != "smoke"] if "--suite" in args else list(RUN)
         proc = crossbn(*base, "--backends", "numpy-twopass", "--out", out, *args)
-        _one_line_exit_2(proc, fragment)
+        one_line_exit_2(proc, fragment)
         assert not out.exists(), what
 
 
@@ -88,7 +74,7 @@ def test_a_misspelt_baseline_stops_the_run_before_it_starts(tmp_path):
     (tmp_path / "baselines" / "before" / "baseline.jsonl").write_text("")
     out = tmp_path / "after"
     proc = crossbn(*RUN, "--backends", "numpy-twopass", "--out", out, "--compare", "befor", cwd=tmp_path)
-    line = _one_line_exit_2(proc, "--compare", "befor", "before")  # names the baselines there are
+    line = one_line_exit_2(proc, "--compare", "befor", "before")  # names the baselines there are
     assert "baselines in baselines/: before" in line
     assert not out.exists() and "passed" not in proc.stdout  # no test ran
 
@@ -119,7 +105,7 @@ def test_the_gate_from_another_folder_and_fail_on_removed(tmp_path):
         crossbn("compare", "before", tmp_path / "a1", "--baselines", baselines, "--fail-on", "removed").returncode == 1
     )
     bad = crossbn("compare", "befor", tmp_path / "a1", "--baselines", baselines)
-    _one_line_exit_2(bad, "befor", "before")
+    one_line_exit_2(bad, "befor", "before")
 
 
 def test_dtypes_selects_float16_alone(tmp_path):
@@ -132,7 +118,7 @@ def test_dtypes_selects_float16_alone(tmp_path):
 
     assert len(records) == sum(c.dtype == "float16" for c in load_suite("smoke"))
     resumed = crossbn("run", "--resume", tmp_path / "r", "--dtypes", "float32")
-    _one_line_exit_2(resumed, "--dtypes")  # it selects tests: the run's own is used
+    one_line_exit_2(resumed, "--dtypes")  # it selects tests: the run's own is used
 
 
 def test_version():
