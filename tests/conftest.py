@@ -86,3 +86,12 @@ def _built_once(tmp_path_factory, distributed: bool, name: str, build: Callable[
             build(folder)
             done.touch()
     return folder
+
+
+@pytest.fixture
+def places(tmp_path) -> dict[str, Path]:
+    """Output paths that cannot be folders: a file, a path under a file, a
+    place no process can write (procfs refuses even root)."""
+    afile = tmp_path / "afile"
+    afile.write_text("not a folder")
+    return {"file": afile, "under a file": afile / "sub", "unwritable": Path("/proc/crossbn-out")}

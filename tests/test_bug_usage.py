@@ -30,15 +30,6 @@ def _finding(results: Path) -> dict:
     )
 
 
-@pytest.fixture
-def places(tmp_path):
-    """Output paths that cannot be folders: a file, a path under a file, a
-    place no process can write (procfs refuses even root)."""
-    afile = tmp_path / "afile"
-    afile.write_text("not a folder")
-    return {"file": afile, "under a file": afile / "sub", "unwritable": Path("/proc/crossbn-out")}
-
-
 @pytest.mark.parametrize("where", ["file", "under a file", "unwritable"])
 def test_repro_and_fuzz_refuse_an_output_path_before_any_work(tmp_path, places, results, where):
     bad = places[where]

@@ -14,15 +14,6 @@ import pytest
 from run_crossbn import NUMPY, RUN, crossbn, one_line_exit_2
 
 
-@pytest.fixture
-def places(tmp_path):
-    """Three output paths that cannot be folders: a file, a path under a file, a
-    place no process can write (procfs refuses even root)."""
-    afile = tmp_path / "afile"
-    afile.write_text("not a folder")
-    return {"file": afile, "under a file": afile / "sub", "unwritable": Path("/proc/crossbn-out")}
-
-
 def _results(tmp_path, backends="numpy-twopass,numpy-onepass", name="r", *extra) -> Path:
     out = tmp_path / name
     proc = crossbn(*RUN, "--backends", backends, "--out", out, *extra, "--", "-k", "f32")
