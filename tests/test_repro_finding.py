@@ -13,6 +13,7 @@ import subprocess
 import sys
 
 import pytest
+from test_issue_wording import check_issue
 
 from crossbn.bugreport.attempt import PUBLIC
 from crossbn.bugreport.make import CLEAR
@@ -63,7 +64,8 @@ def test_repro_checks_the_strongest_public_output_and_keeps_the_floor(run, repor
     script, issue = (report / "repro.py").read_text(), (report / "ISSUE.md").read_text()
     assert f'TARGET = "{strongest}"' in script
     assert f"off by up to {ratios[strongest]:.3g}x" in issue.splitlines()[0]
-    assert f"{strongest} differs from the exact value" in issue
+    assert f"{strongest} differs from the expected value" in issue
+    check_issue(issue)  # the numbers are repro.py's, the element the one furthest past its bound
     original = next(
         r for r in map(json.loads, (run / "r1" / "results.jsonl").read_text().splitlines()) if r["pytest_id"] == CASE
     )
@@ -137,11 +139,12 @@ def _stated(diagnosis, observed):
 
 
 def test_a_diagnosis_is_stated_no_further_than_the_evidence_and_the_observations_go():
-    # nothing observed: a tie between float16 and float32 sums is said to be one
+    # nothing observed: a tie between float16 and float32 sums is said to be one, asserting neither
     tied = _stated(_TIED, {})
+    assert tied.settled and tied.alternative == "compute=float16,reduce=float32,running_var=unbiased"
     assert (
-        tied.settled
-        and tied.description == "computed in float16, the sums in float16 or float32: this case cannot tell"
+        tied.cause
+        == "computed in float16, with the sums accumulated in float16 or float32: this case cannot tell which"
     )
     # float32 sums observed: the explaining formulation that agrees is the one stated
     agreed = _stated(_TIED, {"reduce_float16": "float32"})

@@ -12,8 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from crossbn.bugreport import casefile, script
-from crossbn.records.results import observable_ratio
+from crossbn.bugreport import casefile, happened, script
 from crossbn.spec.case import Case
 from crossbn.spec.verdicts import Verdict
 
@@ -82,16 +81,10 @@ def _happened(label: str, at) -> str:
     if rec["verdict"] == Verdict.ERROR:
         first = ((rec.get("reason") or "").splitlines() or [""])[0]
         return f"{label} raises instead of returning a value: {first}"
-    o = (rec.get("observables") or {}).get(at.target) or {}
-    where = o.get("where")
-    if o.get("verdict") == Verdict.NAN_MISMATCH or rec["verdict"] == Verdict.NAN_MISMATCH:
-        return f"{label}'s {at.target}: {o.get('note') or rec.get('reason') or 'NaN or Inf where the exact value is finite'}."
-    return (
-        f"{label}'s {at.target} differs from the exact value in {o.get('n_over', '?')} of {o.get('size', '?')} "
-        f"elements, by up to {o.get('max_abs', float('nan')):.3g} ({observable_ratio(o):.3g} times the "
-        f"bound; {o.get('max_ulp', float('nan')):.3g} units in the last place) at index {where}: "
-        f"{o.get('actual_at')!r} where {o.get('expected_at')!r} is right."
-    )
+    measured = happened.measure(at)
+    if measured is None:  # no judged outputs kept: the record's own words
+        return f"{label}'s {at.target}: {rec.get('reason') or 'it departs from the expected value'}."
+    return happened.sentence(label, at.target, measured)
 
 
 def _diagnosis(rec: dict, stated) -> str:
@@ -109,31 +102,59 @@ def _diagnosis(rec: dict, stated) -> str:
             f"{f' ({how})' if how else ''}."
         )
     if stated is not None and stated.formulation:
-        fits = (
-            "explains the outputs to within its own rounding"
-            if stated.explains
-            else "comes closest to the outputs, without explaining them fully"
-        )
-        parts.append(
-            f"Of {diag.get('searched', 'several')} alternative formulations crossbn simulated, "
-            f"**{stated.description}** (`{stated.formulation}`) {fits}; the documented behaviour "
-            f"is {diag.get('documented', 'the canonical formulas')}."
-        )
+        parts.append(_fit(stated, diag))
         if stated.note:
             parts.append(stated.note)
     return " ".join(parts) or "crossbn could not localize this finding."
 
 
-def _kept(at, kept) -> str:
+def _fit(stated, diag: dict) -> str:
+    """How the stated formulation fits, against the documented behaviour (said once when they are the same)."""
+    searched = f"Of {diag.get('searched', 'several')} alternative formulations crossbn simulated, "
+    documented = diag.get("documented", "the canonical formulas")
+    if stated.alternative:
+        return (
+            f"{searched}two explain the outputs alike, to within their own rounding: **{stated.description}** "
+            f"(`{stated.formulation}`) and **{stated.alternative_description}** (`{stated.alternative}`); the "
+            f"documented behaviour is {documented}."
+        )
+    if stated.as_documented:
+        if stated.explains:
+            return f"{searched}the documented behaviour itself ({documented}) explains the outputs."
+        return (
+            f"{searched}none explains the outputs; the closest is the documented behaviour itself "
+            f"({documented}, `{stated.formulation}`)."
+        )
+    fits = (
+        "explains the outputs to within its own rounding"
+        if stated.explains
+        else "comes closest to the outputs, without explaining them fully"
+    )
+    return (
+        f"{searched}**{stated.description}** (`{stated.formulation}`) {fits}; the documented behaviour is {documented}."
+    )
+
+
+def _times(ratio: float) -> str:
+    if ratio == ratio and ratio != float("inf"):
+        return f"{ratio:.3g} times the bound"
+    return "NaN or infinite where the expected value is not (or the other way round)"
+
+
+def kept_sentence(at, kept) -> str:
     """How plainly the minimized case shows the finding, against the original."""
     if kept is None or at.target is None or at.strength is None:
         return ""
     target, strength, floor = kept
+    measured = happened.measure(at)
+    if at.strength == float("inf") and measured is not None and measured.furthest.nonfinite:
+        mine = f"Its {at.target} has {measured.furthest.words()} (index {measured.furthest.where})."
+    else:
+        mine = f"Its {at.target} is {_times(at.strength)}."
     return (
-        f"Its {at.target} is {at.strength:.3g} times the bound. The original case's strongest public "
-        f"output, {target}, was {strength:.3g} times; a smaller case is kept only while its strongest "
-        f"public output stays at least {floor:.3g} times past the bound (the original's, or 10 if that "
-        f"is less)."
+        f"{mine} The original case's strongest public output, {target}, was {_times(strength)}; a smaller case "
+        f"is kept only while its strongest public output stays at least {floor:.3g} times past the bound (the "
+        f"original's, or 10 if that is less)."
     )
 
 
@@ -192,10 +213,10 @@ def issue_text(
         dtypes=dtypes,
         worst=worst,
         diagnosis_text=_diagnosis(rec, stated),
-        kept_text=_kept(at, kept),
+        kept_text=kept_sentence(at, kept),
         requirement=fw.requirement,
         verification=f"exit {ran.returncode} in {ran.seconds:.1f} s",
-        output=ran.output.strip(),
+        output=ran.shown.strip(),
         script=text.rstrip(),
         links=links,
     )

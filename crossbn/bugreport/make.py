@@ -17,7 +17,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from crossbn.bugreport import casefile, script, verify
+from crossbn.bugreport import casefile, happened, script, verify
 from crossbn.bugreport.attempt import Attempt, Lab
 from crossbn.bugreport.issue import OBSERVABLE_WORDS, issue_text, step_words
 from crossbn.bugreport.observed import Statement, read as read_observed, statement
@@ -53,8 +53,9 @@ class BugReport:
 
 
 def title(lab: Lab, at: Attempt, stated: Statement | None = None) -> str:
-    """The issue's title: framework, output, dtype, how far past the bound, and
-    the diagnosis where the run's observations do not contradict it."""
+    """The issue's title: framework, output, dtype, how far past the bound (or
+    which NaN/Inf is misplaced), and the cause where a formulation other than
+    the documented one explains the outputs (observed.Statement.cause)."""
     fw = script.framework(lab.name)
     label = fw.label + (f" ({fw.variables['keras_backend']} backend)" if "keras_backend" in fw.variables else "")
     case, rec = at.case, at.record
@@ -62,13 +63,16 @@ def title(lab: Lab, at: Attempt, stated: Statement | None = None) -> str:
         return f"{label} BatchNorm raises on a {case.dtype} input of shape {tuple(case.shape)}"
     step, _, what = at.target.partition(".")
     obs = (rec.get("observables") or {}).get(at.target) or {}
-    if rec["verdict"] == Verdict.NAN_MISMATCH or obs.get("verdict") == Verdict.NAN_MISMATCH:
+    measured = happened.measure(at)
+    if measured is not None and measured.furthest.nonfinite:
+        kind = f"is {measured.furthest.words()}"
+    elif rec["verdict"] == Verdict.NAN_MISMATCH or obs.get("verdict") == Verdict.NAN_MISMATCH:
         kind = "is NaN or infinite where the exact value is not (or the other way round)"
     else:
         kind = f"is off by up to {observable_ratio(obs):.3g}x the {case.dtype} rounding-error bound"
-    diag = stated.description if stated is not None and stated.settled else None
+    cause = stated.cause if stated is not None else ""
     return f"{label} BatchNorm: {case.dtype} {OBSERVABLE_WORDS[what]} {step_words(step)} {kind}" + (
-        f" ({diag})" if diag and diag != "the canonical formulas, computed in float64" else ""
+        f" ({cause})" if cause else ""
     )
 
 

@@ -72,6 +72,28 @@ class Statement:
     explains: bool  # the stated formulation explains the outputs within rounding
     note: str = ""  # what the observation or the evidence adds, one or two sentences
     settled: bool = True  # False: the observation contradicts it, so a title does not name it
+    as_documented: bool = False  # the stated formulation is the documented behaviour itself
+    alternative: str = ""  # the label of a formulation with its sums in another dtype that explains the case alike
+    alternative_description: str = ""
+    common: str | None = None  # what the two alike share, in words, when they differ only in the accumulator
+
+    @property
+    def cause(self) -> str:
+        """What a title may name as the cause: a formulation that explains the outputs, is not the
+        documented behaviour itself and is not contradicted by the observation (or the two that
+        explain it alike, as two); "" otherwise."""
+        if not (self.settled and self.explains and not self.as_documented):
+            return ""
+        if self.alternative:
+            sums = sorted({_sums(self.description), _sums(self.alternative_description)})
+            if self.common is not None:
+                shared = f"{self.common}, with the sums" if self.common else "sums"
+                return f"{shared} accumulated in {' or '.join(sums)}: this case cannot tell which"
+            return (
+                f"either {_joined(self.description)}, or {_joined(self.alternative_description)}: this case cannot "
+                "tell which"
+            )
+        return self.description
 
 
 def statement(diagnosis: dict, case, base: Formulation, observed: dict[str, str], where: str) -> Statement:
@@ -81,7 +103,9 @@ def statement(diagnosis: dict, case, base: Formulation, observed: dict[str, str]
     if not label:
         return Statement("", "", False)
     described = diagnosis.get("description") or formulation(label).describe(case, base)
-    main = Statement(label, described, bool(diagnosis.get("explains")))
+    main = Statement(
+        label, described, bool(diagnosis.get("explains")), as_documented=not formulation(label).changes(base)
+    )
     if case.dtype not in _HALF:
         return main
     mine = accumulator(label, case.dtype)
@@ -122,11 +146,42 @@ def statement(diagnosis: dict, case, base: Formulation, observed: dict[str, str]
             settled=False,
         )
     if alike:
-        others = sorted({accumulator(e["formulation"], case.dtype) for e in alike})
+        other = alike[0]["formulation"]  # the evidence is ranked, best first
         return dataclasses.replace(
             main,
-            description=f"{described}, the sums in {mine} or {' or '.join(others)}: this case cannot tell",
-            note=f"Formulations with the sums accumulated in {mine} and in {' or '.join(others)} explain this "
-            f"case alike: it does not tell which the backend uses (`crossbn conventions` observes it).",
+            note=f"One accumulates the sums in {mine}, the other in {accumulator(other, case.dtype)}; this case "
+            f"cannot tell which {where} does (`crossbn conventions` observes it).",
+            alternative=other,
+            alternative_description=_summed(formulation(other).describe(case, base), other, case.dtype),
+            description=_summed(described, label, case.dtype),
+            common=_common(label, other, case, base),
         )
     return main
+
+
+def _summed(description: str, label: str, dtype: str) -> str:
+    """A description that names the dtype its sums accumulate in."""
+    if "accumulated in" in description:
+        return description
+    return f"{description}, sums accumulated in {accumulator(label, dtype)}"
+
+
+def _common(label: str, other: str, case, base: Formulation) -> str | None:
+    """What two formulations that differ only in their accumulator share, in words ("" when that is
+    the documented behaviour); None when they differ in more."""
+    mine, theirs = (dataclasses.replace(formulation(x), reduce="") for x in (label, other))
+    if mine.compute_dtype(case) != theirs.compute_dtype(case) or dataclasses.replace(
+        mine, compute=""
+    ) != dataclasses.replace(theirs, compute=""):
+        return None
+    return mine.describe(case, base) if mine.changes(base) else ""
+
+
+def _sums(description: str) -> str:
+    """The accumulator a `_summed` description names."""
+    return description.rsplit("accumulated in ", 1)[1].split(",", 1)[0]
+
+
+def _joined(description: str) -> str:
+    """A description's aspects joined with "and", so two of them can stand side by side in one sentence."""
+    return " and ".join(description.split(", "))

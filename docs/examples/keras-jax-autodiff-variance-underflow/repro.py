@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Keras (jax backend) BatchNorm: float32 input gradient dx in training step 1 is off by up to 8.59e+04x the float32 rounding-error bound (the canonical formulas, computed in float32)
+"""Keras (jax backend) BatchNorm: float32 input gradient dx in training step 1 is off by up to 8.59e+04x the float32 rounding-error bound
 
 A standalone reproducer written by crossbn: it needs only NumPy and
 keras and jax. It runs Keras's BatchNorm on the case below (found

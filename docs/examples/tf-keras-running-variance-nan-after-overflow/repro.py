@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""tf-keras BatchNorm: float32 running variance in training step 2 is NaN or infinite where the exact value is not (or the other way round) (the canonical formulas, computed in float32)
+"""tf-keras BatchNorm: float32 running variance in training step 2 is NaN where +Inf is expected
 
 A standalone reproducer written by crossbn: it needs only NumPy and
 tf-keras (and tensorflow). It runs tf-keras's BatchNorm on the case below (found

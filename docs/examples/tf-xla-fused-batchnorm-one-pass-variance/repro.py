@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""TensorFlow BatchNorm: float32 running variance in training step 1 is off by up to 2.95e+03x the float32 rounding-error bound (as documented, computed in float32)
+"""TensorFlow BatchNorm: float32 running variance in training step 1 is off by up to 2.95e+03x the float32 rounding-error bound
 
 A standalone reproducer written by crossbn: it needs only NumPy and
 tensorflow. It runs TensorFlow's BatchNorm on the case below (found

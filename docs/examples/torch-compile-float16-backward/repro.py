@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""PyTorch BatchNorm: float16 input gradient dx in training step 2 is off by up to 19.2x the float16 rounding-error bound (reductions accumulated in float16, the sums in float16 or float32: this case cannot tell)
+"""PyTorch BatchNorm: float16 input gradient dx in training step 2 is off by up to 19.2x the float16 rounding-error bound (either reductions accumulated in float16, or computed in float16 and reductions accumulated in float32: this case cannot tell which)
 
 A standalone reproducer written by crossbn: it needs only NumPy and
 torch. It runs PyTorch's BatchNorm on the case below (found

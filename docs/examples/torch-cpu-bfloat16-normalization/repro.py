@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""PyTorch BatchNorm: bfloat16 output y in training step 1 is off by up to 11.9x the bfloat16 rounding-error bound (computed in bfloat16, reductions accumulated in float32, the sums in float32 or bfloat16: this case cannot tell)
+"""PyTorch BatchNorm: bfloat16 output y in training step 1 is off by up to 11.9x the bfloat16 rounding-error bound (either computed in bfloat16 and reductions accumulated in float32, or reductions accumulated in bfloat16: this case cannot tell which)
 
 A standalone reproducer written by crossbn: it needs only NumPy and
 torch. It runs PyTorch's BatchNorm on the case below (found

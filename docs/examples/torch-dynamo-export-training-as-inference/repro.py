@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""ONNX Runtime BatchNorm: float32 output y in training step 1 is off by up to 3.04e+05x the float32 rounding-error bound (as documented, computed in float32)
+"""ONNX Runtime BatchNorm: float32 output y in training step 1 is off by up to 3.04e+05x the float32 rounding-error bound
 
 A standalone reproducer written by crossbn: it needs only NumPy and
 torch, onnx and onnxruntime, onnxscript. It runs ONNX Runtime's BatchNorm on the case below (found
