@@ -111,12 +111,35 @@ def bugs(args) -> int:
             f"{g.fingerprint or '-'}"
             f"  [{', '.join(g.dtypes)}{worst}]"
         )
+        for note in observed_notes(g, path.parent):
+            print(f"        note:     {note}")
         print(f"        smallest: {g.smallest.get('pytest_id') or g.smallest['case_id']}")
         print(f"        rerun:    {rerun_command(g.smallest, run_info)}")
         print(f"        repro:    {repro_command(g.smallest, source, run_info)}")
     if len(groups) > args.show:
         print(f"  ... {len(groups) - args.show} more (--show N)")
     return 0
+
+
+def observed_notes(g, run: Path) -> list[str]:
+    """Where the run's observed conventions (conventions.jsonl) contradict the
+    accumulator a group's fingerprint names: said beside it, so that the list
+    never states as fact what the probes saw otherwise."""
+    from crossbn.bugreport import observed
+
+    seen = observed.read(run, g.backend, g.device)
+    notes = []
+    for dtype in g.dtypes:
+        if not g.fingerprint or dtype not in ("float16", "bfloat16") or not seen.get(f"reduce_{dtype}"):
+            continue
+        mine = observed.accumulator(g.fingerprint, dtype)
+        if seen[f"reduce_{dtype}"] in ("float32", dtype) and seen[f"reduce_{dtype}"] != mine:
+            notes.append(
+                f"the run's conventions observed {g.backend}/{g.device} accumulate {dtype} sums in "
+                f"{seen[f'reduce_{dtype}']}, where this fingerprint has them in {mine}: short sums can fit "
+                "either (`crossbn repro` says which explains its case)"
+            )
+    return notes
 
 
 def backend_spec(record: dict | None, backend: str) -> str:
