@@ -72,3 +72,20 @@ def test_channel_fit_tells_scale_from_elementwise_error():
     noisy = y.copy()
     noisy[3, 1] += 1e-3
     assert not channel_fit(case, noisy, y, x_hat, gamma, bound)["structured"]
+
+
+def test_given_statistics_past_the_dtype_range_are_stored_as_inf_without_a_warning():
+    """The probe that feeds exact statistics to an eval step rounds them to the
+    case's dtype: a float16 variance past 65504 is +inf there, as the framework
+    would hold it, and says so without a RuntimeWarning in the run's output."""
+    import warnings
+
+    from crossbn.oracle.inputs import generate
+    from crossbn.verdict.localize import probe_eval_given_stats
+
+    case = Case(shape=(4, 3), dtype="float16", train_steps=1, eval_step=True)
+    inputs = generate(case)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        _, new = probe_eval_given_stats(case, inputs, case.steps[0], np.zeros(3), np.full(3, 1e6))
+    assert np.isinf(new["running_var"]).all() and new["running_var"].dtype == np.float16
