@@ -189,30 +189,25 @@ def regressions(out: Path) -> list[str]:
     release against the other (side-by-side.json)."""
     import json
 
-    from crossbn.upgrade.baseline import COMPARISON_FILE, SIDE_BY_SIDE_FILE
+    from crossbn.upgrade.baseline import COMPARISON_FILE, SIDE_BY_SIDE_FILE, failing
+
+    def counts(comparison: dict) -> str:  # "regressed 3, removed 2"
+        return ", ".join(f"{c} {n}" for c, n in failing(comparison).items())
 
     found = []
     try:
         c = json.loads((out / COMPARISON_FILE).read_text())
-        if _failed(c):
-            found.append(f"against {c['base']}: {_failed(c)} (see {out / COMPARISON_FILE})")
+        if counts(c):
+            found.append(f"against {c['base']}: {counts(c)} (see {out / COMPARISON_FILE})")
     except (OSError, ValueError, KeyError):
         pass
     try:
         for c in json.loads((out / SIDE_BY_SIDE_FILE).read_text())["comparisons"]:
-            if _failed(c):
-                found.append(f"for {c['new']} against {c['base']}: {_failed(c)} (see {out / SIDE_BY_SIDE_FILE})")
+            if counts(c):
+                found.append(f"for {c['new']} against {c['base']}: {counts(c)} (see {out / SIDE_BY_SIDE_FILE})")
     except (OSError, ValueError, KeyError, TypeError):
         pass
     return found
-
-
-def _failed(comparison: dict) -> str:
-    """ "regressed 3, removed 2": the failing classes' counts, "" when none."""
-    from crossbn.upgrade.baseline import FAILS
-
-    fails = comparison.get("fails") or sorted(FAILS)
-    return ", ".join(f"{c} {n}" for c, n in comparison["counts"].items() if c in fails and n)
 
 
 def observe_conventions(args: argparse.Namespace, out: Path) -> None:

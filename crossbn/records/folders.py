@@ -42,12 +42,3 @@ def check_out_folder(path: str | os.PathLike, option: str) -> Path:
             except OSError:
                 pass
     return folder
-
-
-def remove_if_empty(folder: Path, existed: bool) -> None:
-    """A folder a run made and left empty (it stopped on a usage error), removed."""
-    if not existed:
-        try:
-            folder.rmdir()
-        except OSError:
-            pass

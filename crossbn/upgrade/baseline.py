@@ -51,10 +51,11 @@ def parse_fail_on(text: str | None) -> frozenset[str]:
     return classes
 
 
-def failing(comparison: dict) -> int:
-    """How many results of a written comparison (`summarize`) fail it."""
+def failing(comparison: dict) -> dict[str, int]:
+    """The classes of a written comparison (`summarize`) that fail it, with
+    their counts; empty when it passes."""
     fails = comparison.get("fails") or sorted(FAILS)
-    return sum(n for c, n in comparison["counts"].items() if c in fails)
+    return {c: n for c, n in comparison["counts"].items() if c in fails and n}
 
 
 class BaselineError(Exception):
