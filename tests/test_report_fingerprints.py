@@ -7,24 +7,14 @@ report, and on the real diagnoses of tests/test_report.py's runs."""
 from __future__ import annotations
 
 import json
-from html.parser import HTMLParser
 
 from test_report import runs  # noqa: F401 - the fixture: two real runs and their merged report
+from test_report_pages import PageText
 
 from crossbn.bugreport.group import root_cause
 from crossbn.records.results import read
 from crossbn.report import build, fingerprints, pages
 from crossbn.verdict.fingerprint import IMPROVEMENT
-
-
-class _Text(HTMLParser):
-    def __init__(self, html):
-        super().__init__()
-        self.parts = []
-        self.feed(html)
-
-    def handle_data(self, data):
-        self.parts.append(data)
 
 
 def _row(formulation, score, ulps):
@@ -77,7 +67,7 @@ def test_a_real_diagnosis_page_says_which_formulations_it_cannot_tell_apart(runs
             assert (e["formulation"] in found) == (not apart and not same_cause), e
     group = next(g for g in pages.root_cause_groups(records) if g[0]["backend"] == "numpy-onepass")
     html = (runs["merged"] / pages.page_href(group[0])).read_text(encoding="utf-8")
-    text = " ".join("".join(_Text(html).parts).split())
+    text = " ".join("".join(PageText(html).parts).split())
     names = ["variance=one-pass", *rivals[pages.result_key(group[0])]]
     listed = ", ".join(names[:-1]) + " and " + names[-1]
     assert f"Ambiguous: {listed} explain the outputs about equally well." in text

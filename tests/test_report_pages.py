@@ -40,7 +40,9 @@ def _write(folder, records, run=None):
     return folder
 
 
-class _Text(HTMLParser):
+class PageText(HTMLParser):
+    """A page's text, its markup left out."""
+
     def __init__(self, html):
         super().__init__()
         self.parts = []
@@ -104,7 +106,7 @@ def test_overlapping_sources_are_said_not_silently_dropped(tmp_path):
     a = _write(tmp_path / "box-a", [dev])
     b = _write(tmp_path / "box-b", [dict(dev, version="2.0")])
     index = build([a, b], tmp_path / "both").read_text()
-    text = " ".join(_Text(index).parts)
+    text = " ".join(PageText(index).parts)
     assert "1 result of box-a had the same case, backend and device as box-b" in text
     with pytest.raises(ReportError, match="one of the sources' folders"):
         build([a, b], a)
@@ -143,7 +145,7 @@ def test_a_page_per_root_cause_with_its_members(tmp_path):
     written = sorted(p.name for p in (tmp_path / "out" / "findings").glob("*.html"))
     assert written == sorted(f"{pages.slug(r)}.html" for r in (recs[0], recs[2], other))
     group = (tmp_path / "out" / pages.page_href(recs[0])).read_text()
-    text = "".join(_Text(group).parts)
+    text = "".join(PageText(group).parts)
     assert "This root cause: 3 findings" in text
     for rec in recs:
         assert rec["pytest_id"] in text and f'id="member-{pages.slug(rec)}"' in group
@@ -153,4 +155,4 @@ def test_a_page_per_root_cause_with_its_members(tmp_path):
     assert "This root cause" not in lonely  # a group of one is a plain finding page
     rows = [line for line in pages.group_lines([*recs, other])]
     assert [(r["backend"], r["members"]) for r in rows] == [("mine", 3), ("theirs", 1)]
-    assert "4 findings in 2 root-cause groups" in "".join(_Text(index.read_text()).parts)
+    assert "4 findings in 2 root-cause groups" in "".join(PageText(index.read_text()).parts)
