@@ -95,6 +95,8 @@ def test_the_gate_from_another_folder_and_fail_on_removed(tmp_path):
     assert (
         crossbn("compare", "before", tmp_path / "a1", "--baselines", baselines, "--fail-on", "removed").returncode == 1
     )
+    wrong_class = crossbn("compare", "before", tmp_path / "a1", "--baselines", baselines, "--fail-on", "remove")
+    one_line_exit_2(wrong_class, "crossbn compare: --fail-on remove: unknown class(es) remove")
     bad = crossbn("compare", "befor", tmp_path / "a1", "--baselines", baselines)
     one_line_exit_2(bad, "befor", "before")
 

@@ -68,14 +68,18 @@ def compare(args: argparse.Namespace) -> int:
     )
 
     root = Path(args.baselines)
-    try:  # every argument checked before either side is read
+    try:
         fails = parse_fail_on(args.fail_on)
+    except BaselineError as e:
+        print(f"crossbn compare: --fail-on {e}", file=sys.stderr)
+        return 2
+    try:  # every argument checked before either side is read
         find(args.base, root), find(args.new, root)
         if args.out:
             check_out_folder(args.out, "--out")
         rows = compare(load(args.base, root), load(args.new, root))
     except (BaselineError, FolderError) as e:
-        print(f"crossbn compare: {str(e).replace('fail-on ', '--fail-on ', 1)}", file=sys.stderr)
+        print(f"crossbn compare: {e}", file=sys.stderr)
         return 2
     counts = Counter(r["class"] for r in rows)
     if args.out:

@@ -276,7 +276,7 @@ class Resolved:
         try:
             self.fail_on = parse_fail_on(option(config, "fail_on"))
         except BaselineError as e:
-            raise pytest.UsageError(f"--crossbn-{e}") from e
+            raise pytest.UsageError(f"--crossbn-fail-on {e}") from e
         if self.compare and self.out is None:
             raise pytest.UsageError("--crossbn-compare: needs --crossbn-out, where the results to compare are written")
         try:

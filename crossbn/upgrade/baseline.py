@@ -46,7 +46,7 @@ def parse_fail_on(text: str | None) -> frozenset[str]:
     unknown = sorted(classes - set(CLASSES))
     if unknown or not classes:
         raise BaselineError(
-            f"fail-on {text}: unknown class(es) {', '.join(unknown) or '(none given)'}; known: {', '.join(CLASSES)}"
+            f"{text}: unknown class(es) {', '.join(unknown) or '(none given)'}; known: {', '.join(CLASSES)}"
         )
     return classes
 
