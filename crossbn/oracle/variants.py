@@ -21,6 +21,8 @@ import numpy as np
 __all__ = [
     "rounder",
     "tree_sum",
+    "sequential_sum",
+    "reduce_sum",
     "mean",
     "var_two_pass",
     "var_one_pass",
@@ -63,6 +65,32 @@ def _broadcast(v, ndim, channel_axis):
     return np.asarray(v, dtype=np.float64).reshape(shape)
 
 
+def sequential_sum(x, channel_axis, dtype):
+    """Per-channel sum as one running total in memory order, every partial sum
+    rounded to ``dtype``: what XLA's CPU reductions compute. A float32 sum of
+    n terms strays up to ~n ulps this way, against ~log2(n) pairwise."""
+    v = _channels_rows(x, channel_axis)
+    if v.shape[1] == 0:
+        return np.zeros(v.shape[0])
+    dt = np.dtype(dtype)
+    with np.errstate(**_QUIET):
+        if dt in (np.float64, np.float32, np.float16):
+            # NumPy's cumsum is a strict left-to-right sum in its dtype
+            return np.cumsum(v.astype(dt), axis=1, dtype=dt)[:, -1].astype(np.float64)
+        r = rounder(dtype)
+        total = np.zeros(v.shape[0])
+        for j in range(v.shape[1]):
+            total = r(total + v[:, j])
+        return total
+
+
+def reduce_sum(x, channel_axis, dtype, order: str = "pairwise"):
+    """Per-channel sum in the given order: "pairwise" or "sequential"."""
+    if order == "sequential":
+        return sequential_sum(x, channel_axis, dtype)
+    return tree_sum(x, channel_axis, dtype)
+
+
 def tree_sum(x, channel_axis, dtype):
     """Per-channel sum, pairwise, every partial sum rounded to ``dtype``."""
     r = rounder(dtype)
@@ -92,35 +120,45 @@ def tree_sum(x, channel_axis, dtype):
     return v[:, 0] if v.shape[1] else np.zeros(v.shape[0])
 
 
-def mean(x, channel_axis, dtype, acc=None):
+def _average(total, n, ra, order):
+    """sum / n in the accumulator: a sequential (XLA) reduction multiplies by
+    the rounded reciprocal 1/n, as XLA rewrites a division by a constant."""
+    if order == "sequential" and n:
+        return ra(total * ra(1.0 / n))
+    return ra(total / n)
+
+
+def mean(x, channel_axis, dtype, acc=None, order: str = "pairwise"):
     """sum(x) / n: the sum accumulated in `acc` (default `dtype`), divided
     in `acc` and rounded to `dtype` (a float32 sum of float16 terms may
     exceed float16's range; its mean does not)."""
     r, ra = rounder(dtype), rounder(acc or dtype)
     n = _channels_rows(x, channel_axis).shape[1]
     with np.errstate(**_QUIET):
-        return r(ra(tree_sum(x, channel_axis, acc or dtype) / n))
+        return r(_average(reduce_sum(x, channel_axis, acc or dtype, order), n, ra, order))
 
 
-def var_two_pass(x, m, channel_axis, dtype, acc=None):
+def var_two_pass(x, m, channel_axis, dtype, acc=None, order: str = "pairwise"):
     """sum((x - mean)**2) / n with the given (computed) mean; terms in
     `dtype`, the sum accumulated in `acc`."""
-    r = rounder(dtype)
+    r, ra = rounder(dtype), rounder(acc or dtype)
     x = np.asarray(x, dtype=np.float64)
     n = _channels_rows(x, channel_axis).shape[1]
     with np.errstate(**_QUIET):
         d = r(x - _broadcast(m, x.ndim, channel_axis))
-        return r(rounder(acc or dtype)(tree_sum(r(d * d), channel_axis, acc or dtype) / n))
+        return r(_average(reduce_sum(r(d * d), channel_axis, acc or dtype, order), n, ra, order))
 
 
-def var_one_pass(x, m, channel_axis, dtype, acc=None):
-    """E[x²] - E[x]², clamped at 0 as implementations do (max(0, ·))."""
-    r = rounder(dtype)
+def var_one_pass(x, m, channel_axis, dtype, acc=None, order: str = "pairwise", clamp: bool = True):
+    """E[x²] - E[x]², clamped at 0 (max(0, ·): Flax) or not (Keras 3 on
+    PyTorch: a negative variance, and NaN downstream)."""
+    r, ra = rounder(dtype), rounder(acc or dtype)
     x = np.asarray(x, dtype=np.float64)
     n = _channels_rows(x, channel_axis).shape[1]
     with np.errstate(**_QUIET):
-        ex2 = r(rounder(acc or dtype)(tree_sum(r(x * x), channel_axis, acc or dtype) / n))
-        return np.maximum(r(ex2 - r(m * m)), 0.0)
+        ex2 = r(_average(reduce_sum(r(x * x), channel_axis, acc or dtype, order), n, ra, order))
+        v = r(ex2 - r(m * m))
+        return np.maximum(v, 0.0) if clamp else v
 
 
 def var_welford(x, channel_axis, dtype):
@@ -212,7 +250,9 @@ def cumulative_update(old, batch, count, dtype):
         return r(old + r(r(batch - old) / count))
 
 
-def train_backward(dy, x_hat, invstd, gamma, channel_axis, dtype, *, var_term: float | np.ndarray = 1.0, acc=None):
+def train_backward(
+    dy, x_hat, invstd, gamma, channel_axis, dtype, *, var_term: float | np.ndarray = 1.0, acc=None, order="pairwise"
+):
     """dx = g*r/n * (n*dy - sum(dy) - k * x_hat * sum(dy*x_hat)), dgamma, dbeta.
 
     ``var_term`` k is the derivative of the formulation's invstd with respect
@@ -225,8 +265,8 @@ def train_backward(dy, x_hat, invstd, gamma, channel_axis, dtype, *, var_term: f
     n = _channels_rows(dy, channel_axis).shape[1]
     b = lambda v: _broadcast(v, nd, channel_axis)  # noqa: E731
     with np.errstate(**_QUIET):
-        dbeta = r(tree_sum(dy, channel_axis, acc or dtype))
-        dgamma = r(tree_sum(r(dy * x_hat), channel_axis, acc or dtype))
+        dbeta = r(reduce_sum(dy, channel_axis, acc or dtype, order))
+        dgamma = r(reduce_sum(r(dy * x_hat), channel_axis, acc or dtype, order))
         g = np.ones_like(dbeta) if gamma is None else np.asarray(gamma, dtype=np.float64)
         scale = r(r(g * invstd) / n)
         inner = r(r(r(n * dy) - b(dbeta)) - r(x_hat * b(r(np.asarray(var_term) * dgamma))))
@@ -234,13 +274,13 @@ def train_backward(dy, x_hat, invstd, gamma, channel_axis, dtype, *, var_term: f
     return {"dx": dx, "dgamma": dgamma, "dbeta": dbeta}
 
 
-def eval_backward(dy, x_hat, invstd, gamma, channel_axis, dtype, acc=None):
+def eval_backward(dy, x_hat, invstd, gamma, channel_axis, dtype, acc=None, order="pairwise"):
     """Statistics are constants: dx = dy * gamma * invstd."""
     r = rounder(dtype)
     dy, x_hat = np.asarray(dy, dtype=np.float64), np.asarray(x_hat, dtype=np.float64)
     with np.errstate(**_QUIET):
-        dbeta = r(tree_sum(dy, channel_axis, acc or dtype))
-        dgamma = r(tree_sum(r(dy * x_hat), channel_axis, acc or dtype))
+        dbeta = r(reduce_sum(dy, channel_axis, acc or dtype, order))
+        dgamma = r(reduce_sum(r(dy * x_hat), channel_axis, acc or dtype, order))
         g = np.ones_like(dbeta) if gamma is None else np.asarray(gamma, dtype=np.float64)
         dx = r(dy * _broadcast(r(g * invstd), dy.ndim, channel_axis))
     return {"dx": dx, "dgamma": dgamma, "dbeta": dbeta}

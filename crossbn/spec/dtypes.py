@@ -26,6 +26,8 @@ def numpy_dtype(name: str) -> np.dtype:
 
 
 def name_of(dtype) -> str:
+    if isinstance(dtype, str) and dtype in NAMES:
+        return dtype  # "bfloat16" is a NumPy dtype only once ml_dtypes is imported
     return np.dtype(dtype).name
 
 
