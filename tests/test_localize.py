@@ -14,8 +14,6 @@ from localization_score import PLANTS, judge_plant, outcome, pool_and_backends
 # The fingerprint cannot yet tell these apart from a neighbour; fixing one
 # turns its test red until it leaves this table.
 _FINGERPRINT_GAPS = {
-    "half-reductions": "float32 terms with float16 accumulators vs float16 terms with float32 "
-    "accumulators: both within rounding, ulp distance does not separate them",
     "welford-f16": "Welford in float16 is not told apart from float16 accumulation by ulp distance",
 }
 

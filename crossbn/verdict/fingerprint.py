@@ -28,10 +28,10 @@ MAX_CHANGES = 3
 # Where rounding dominates a formulation's result (E[x²]-E[x]² at a large
 # offset, sums in float16), its value depends on the summation order, which
 # no two implementations share. Each formulation is therefore evaluated in
-# two orders (the second with the reduced axes reversed); their difference
-# estimates its rounding spread, and a backend within NOISE_FACTOR spreads of
-# it is as close as the formulation can be pinned down. Two samples of a
-# spread underestimate its range: 4 covers the range of a sum's rounding error
+# three orders (formulation.simulate_with_spread); their range estimates its
+# rounding spread, and a backend within NOISE_FACTOR spreads of it is as
+# close as the formulation can be pinned down. Three samples of a spread
+# underestimate its range: 4 covers the range of a sum's rounding error
 # with high probability when it behaves like a normal variable (4 sigma).
 NOISE_FACTOR = 4.0
 # A change must at least halve the score to be kept: rounding-level
@@ -41,7 +41,7 @@ IMPROVEMENT = 2.0
 # one huge error does not make every candidate equally infinite.
 _CAP = 1e12
 SCORE_CAP = _CAP  # a score this high: a NaN/Inf no formulation puts there (root_causes.py)
-# Elements simulated per diagnosis at most (each formulation costs two runs
+# Elements simulated per diagnosis at most (each formulation costs three runs
 # of the case): about 3 s of NumPy. Large cases search fewer changes.
 BUDGET = 5e7
 # Clamped eps floors seen in real kernels: cuDNN's CUDNN_BN_MIN_EPSILON and
@@ -50,12 +50,25 @@ EPS_FLOORS = (1e-5, 1.001e-5)
 
 
 def _single_changes(case, base: Formulation) -> list[Formulation]:
-    """Every formulation one aspect away from `base` that can matter for `case`."""
+    """Every formulation one aspect (or one known pair of aspects) away from
+    `base` that can matter for `case`."""
     trains = case.train_steps > 0
     running = trains and case.track_running_stats
     changes: list[dict[str, Any]] = [
         dict(variance="one-pass"),
+        dict(variance="one-pass-unclamped"),
         dict(variance="welford"),
+        dict(order="sequential" if base.order == "pairwise" else "pairwise"),
+    ]
+    if base.variance == "two-pass" and base.order == "pairwise":
+        # E[x²]-E[x]² summed sequentially (XLA on CPU; PyTorch over a strided axis)
+        # can be no closer than the two-pass formulas with pairwise sums: one
+        # change at a time would never reach it
+        changes += [
+            dict(variance="one-pass", order="sequential"),
+            dict(variance="one-pass-unclamped", order="sequential"),
+        ]
+    changes += [
         dict(normalize="divide"),
         dict(eps_in_root=False),
     ]
@@ -78,6 +91,13 @@ def _single_changes(case, base: Formulation) -> list[Formulation]:
         changes.append(dict(hyperparameters="float32"))
     if case.dtype == "float64":
         changes.append(dict(compute="float32"))
+    if case.dtype in ("float32", "float64"):
+        # the input held in half precision (autocast, a half-precision copy)
+        # apart from where the arithmetic and the sums are done
+        if not base.input:
+            changes += [dict(input="float16"), dict(input="bfloat16")]
+        else:
+            changes += [dict(reduce=base.input), dict(compute=base.input)]
     if case.dtype in ("float16", "bfloat16"):
         # reductions in the half dtype; everything in it; or elementwise in it
         # with float32 accumulators (what NumPy's and many kernels' half sums do)
@@ -94,8 +114,9 @@ def _single_changes(case, base: Formulation) -> list[Formulation]:
     return out
 
 
-def _ratio(actual: np.ndarray, target: np.ndarray, bound: np.ndarray, out_dtype: str) -> float:
-    """Worst |actual - target| / bound; NaN/Inf compared by position and sign."""
+def _ratio(actual: np.ndarray, target: np.ndarray, bound: np.ndarray, out_dtype: str, free=None) -> float:
+    """Worst |actual - target| / bound; NaN/Inf compared by position and sign,
+    except where `free` (a mask) says any value, NaN included, is as likely."""
     a = np.asarray(actual, dtype=np.float64)
     t = np.asarray(target, dtype=np.float64)
     if a.shape != t.shape:
@@ -106,7 +127,10 @@ def _ratio(actual: np.ndarray, target: np.ndarray, bound: np.ndarray, out_dtype:
         all_finite = bool(both.all())  # the usual case: no masking needed
         err = np.abs(a - t) if all_finite else np.where(both, np.abs(a - t), 0.0)
         r = np.where(err == 0, 0.0, err / bound)
-        if not all_finite and not (both | (np.isnan(a) & np.isnan(t)) | (a == t)).all():
+        same = both | (np.isnan(a) & np.isnan(t)) | (a == t)
+        if free is not None:
+            same = same | np.broadcast_to(free, same.shape)
+        if not all_finite and not same.all():
             return _CAP  # a NaN/Inf where the target has none, or of the other sign
     # an unbounded (NaN) bound cannot tell formulations apart: fmax skips it
     return float(min(np.fmax.reduce(r, axis=None, initial=0.0), _CAP))
@@ -135,10 +159,12 @@ def score(
             bound = np.where(np.isfinite(bound), bound, np.nan)
             if cache is not None:
                 cache[key] = bound
+        free = None
         if spread is not None and name in spread:
+            free = np.isinf(spread[name])  # the formulation leaves these open, NaN included
             bound = bound + NOISE_FACTOR * spread[name]
             bound = np.where(np.isfinite(bound), bound, np.nan)
-        worst = max(worst, _ratio(a, target[name], bound, out_dtype))
+        worst = max(worst, _ratio(a, target[name], bound, out_dtype, free if free is not None and free.any() else None))
     return worst
 
 
@@ -172,6 +198,8 @@ def ulp_distance(actual: dict, target: dict, names) -> float:
 
 def _precision(case, f: Formulation) -> str:
     """The lowest precision `f` computes anything in."""
+    # (not the input's: rounding the input is one exact operation, which
+    # every implementation that does it does alike)
     names = [f.compute_dtype(case)] + ([f.reduce] if f.reduce else [])
     return max(names, key=lambda d: unit_roundoff(d))
 
@@ -183,13 +211,15 @@ def _rank(t: dict) -> tuple:
 
 
 def _better(cand: dict, cur: dict) -> bool:
-    """Keep a change when it at least halves the score, or when both explain
-    the output within rounding and it at least halves the ulp distance.
+    """Keep a change when it at least halves a score above 1, or when both
+    explain the output within rounding and it at least halves the ulp distance.
     Nothing halves 0: where the current formulation reproduces the output
     exactly (an empty batch's few values, say), no change is kept for a tie."""
-    if cand["score"] * IMPROVEMENT <= cur["score"] and cur["score"] > 0:
-        return True
-    return cand["score"] <= max(cur["score"], 1.0) and cand["ulps"] * IMPROVEMENT <= cur["ulps"] and cur["ulps"] > 0
+    if cur["score"] > 1.0:  # not explained yet: a lower score is the evidence
+        return cand["score"] * IMPROVEMENT <= cur["score"]
+    # explained already: scores far below 1 differ by rounding luck, the ulp
+    # distance is the evidence
+    return cand["score"] <= 1.0 and cand["ulps"] * IMPROVEMENT <= cur["ulps"] and cur["ulps"] > 0
 
 
 class Trials:
@@ -210,7 +240,7 @@ class Trials:
             if p not in self.bounds_at:
                 model = model_bounds(self.case, self.traces, compute_dtype=p)
                 self.bounds_at[p] = {k: model[k] for k in self.names if k in model}
-            target, spread = simulate_with_spread(self.case, self.inputs, f)
+            target, spread = simulate_with_spread(self.case, self.inputs, f, sign_noise=NOISE_FACTOR)
             self.tried[f.label()] = {
                 "formulation": f.label(),
                 "description": f.describe(self.case),
@@ -289,7 +319,7 @@ def diagnose(
     )
     trial = Trials(case, inputs, actual, exact, bounds, traces)
     tried = trial.tried
-    cost = 2 * len(case.steps) * int(np.prod(case.shape))
+    cost = 3 * len(case.steps) * int(np.prod(case.shape))
     budget = {"left": BUDGET}
 
     def evaluate(f: Formulation) -> dict | None:
@@ -299,6 +329,18 @@ def diagnose(
             budget["left"] -= cost
         return trial(f)
 
+    def kept(t: dict, cur: dict) -> bool:
+        if not _better(t, cur):
+            return False
+        f = t["_f"]
+        if f.order == cur["_f"].order:
+            return True
+        # the summation order is rounding itself: claimed only where the same
+        # formulation in the other order does not explain the output and this
+        # one at least halves its score; never on ulps alone
+        twin = evaluate(dataclasses.replace(f, order=cur["_f"].order))
+        return twin is None or (twin["score"] > 1.0 and t["score"] * IMPROVEMENT <= twin["score"])
+
     best = evaluate(base)
     assert best is not None  # the first evaluation always runs: nothing was tried yet
     if base != Formulation():
@@ -306,9 +348,9 @@ def diagnose(
         if cand is not None and _better(cand, best):
             best = cand
     for _ in range(MAX_CHANGES):
-        options = [t for t in (evaluate(f) for f in _single_changes(case, best["_f"])) if t is not None]
-        cand = min(options, key=_rank, default=None)
-        if cand is None or not _better(cand, best):
+        tried_now = (evaluate(f) for f in _single_changes(case, best["_f"]))
+        cand = min((t for t in tried_now if t is not None and kept(t, best)), key=_rank, default=None)
+        if cand is None:
             break
         best = cand
     ranked = sorted(tried.values(), key=_rank)
