@@ -204,6 +204,9 @@ def localize(case, inputs, comparison, verdict: str, actual: dict, traces, full_
 
     # y: take the chain apart
     trace = traces[_step_index(case, step)]
+    if not trace.training:
+        _localize_eval(case, inputs, comparison, actual, trace, first.name, full_bounds, out, probe, fails)
+        return out
     training = trace.training
     prefix = f"{step}."
     hidden = hidden_stats(comparison, prefix)
@@ -235,13 +238,64 @@ def localize(case, inputs, comparison, verdict: str, actual: dict, traces, full_
     out.update(fit=fit, how="fit")
     if not fit["structured"]:
         out["stage"] = "normalized"
-    elif not training:
-        out["stage"] = "eval statistics"  # the given running statistics are not what is used
     elif fit["offset"] > fit["scale"] * fit["x_hat_max"]:
         out["stage"] = "batch mean" if hidden else "normalized"
     else:
         out["stage"] = "inverse std"
     return out
+
+
+def _localize_eval(case, inputs, comparison, actual, trace, name, full_bounds, out, probe, fails) -> None:
+    """An eval-mode step (running statistics used) departs first. Tested, not
+    inferred from where it showed: the statistics the backend used against
+    the normalization and affine it applied to them.
+
+    1. Running statistics the backend keeps to itself after training: the
+       exact ones given to an eval step; right there, its own were wrong.
+    2. affine-off: right without gamma and beta, the affine is wrong.
+    3. The fit: an error that no per-channel scale and offset explains is
+       elementwise, in the normalization.
+    4. eval-given-batch-stats: the batch's own exact statistics given as
+       the running ones. Right there, the backend's eval is right whenever
+       the given statistics are the batch's: on the case it used other
+       statistics than it was given (the batch's, or stale ones). Still
+       wrong: the statistics are right and their use is not, a scale error
+       in the inverse std, an offset in the normalization."""
+    step = trace.step
+    k = _step_index(case, step)
+    if case.track_running_stats and case.train_steps and k > 0:
+        seen = any(o.endswith((".running_mean", ".running_var")) for o in comparison.observables)
+        if not seen:
+            pc, pin = probe_eval_given_stats(case, inputs, step, trace.mean, trace.var)
+            res = probe("eval-given-stats", "the exact running statistics given to an eval step", pc, pin)
+            if res is not None and fails(res, "eval.y") is False:
+                fit = channel_fit(case, actual[name], trace.y, trace.x_hat, trace.gamma, full_bounds[name])
+                shift = fit["offset"] > fit["scale"] * fit["x_hat_max"]
+                out.update(fit=fit, how="probe", stage="running mean" if shift else "running variance")
+                return
+    if case.affine:
+        pc, pin = probe_affine_off(case, inputs)
+        res = probe("affine-off", "gamma = 1, beta = 0: the normalization alone", pc, pin)
+        if res is not None and fails(res, name) is False:
+            out.update(stage="affine output", how="probe")
+            return
+    fit = channel_fit(case, actual[name], trace.y, trace.x_hat, trace.gamma, full_bounds[name])
+    out.update(fit=fit, how="fit")
+    if not fit["structured"]:
+        out["stage"] = "normalized"
+        return
+    batch = ref.train_forward(trace.x, None, None, case.eps, channel_axis=case.channel_axis)
+    pc, pin = probe_eval_given_stats(case, inputs, step, batch["batch_mean"], batch["batch_var"])
+    res = probe("eval-given-batch-stats", "the batch's own exact statistics given as the running ones", pc, pin)
+    wrong = fails(res, "eval.y")
+    if wrong is False:
+        out.update(stage="eval statistics", how="probe")
+    elif wrong:
+        out.update(
+            stage="normalized" if fit["offset"] > fit["scale"] * fit["x_hat_max"] else "inverse std", how="probe"
+        )
+    else:  # the probe could not run or judge: the fit alone, which cannot tell the statistics from their use
+        out["stage"] = "eval statistics"
 
 
 def hidden_stats(comparison, prefix: str) -> bool:
