@@ -7,9 +7,9 @@ shows (one case's magnitudes reveal it at the batch mean, another's only at
 the normalized values); the first departing stage joins the key only where
 no formulation explains the finding or the explanation is the canonical one.
 The root cause is the fingerprint without the details that only arrange a
-formulation within its precision (folded affine, division, Welford) or
+formulation within its precision (folded affine, division, Welford, summation order) or
 restate the backend's documented convention: `compute=float32,affine=folded`
-is `compute=float32`. A crash, error or timeout is keyed by its verdict and
+is `compute=float32` (`root_cause`, crossbn/verdict/confidence.py). A crash, error or timeout is keyed by its verdict and
 the first line of its reason. Each group names its smallest case: fewest
 elements, then fewest steps, then the case id. The HTML report's root-cause
 pages group by the same `key`.
@@ -22,12 +22,11 @@ from dataclasses import dataclass, field
 
 from crossbn.records.results import judged, ratio_rank
 from crossbn.spec.verdicts import FAILING
+from crossbn.verdict.confidence import root_cause
 from crossbn.verdict.localize import STAGES
 
 # crash, error and timeout: keyed by what was raised, not by a stage
 _UNEXPLAINED = frozenset({"crash", "error", "timeout"})
-# fingerprint parts that do not change the cause (see above)
-_ARRANGEMENT = ("affine=folded", "normalize=divide", "variance=welford", "running_var=", "hyperparameters=")
 
 
 @dataclass
@@ -73,12 +72,6 @@ def _size(rec: dict) -> tuple:
     case = rec.get("case") or {}
     shape = case.get("shape") or [0]
     return (math.prod(shape), len(case.get("steps") or ()), rec.get("case_id", ""))
-
-
-def root_cause(formulation: str) -> str:
-    """A fingerprint without its arrangement details; "canonical" when none is left."""
-    parts = [p for p in formulation.split(",") if p and p != "canonical" and not p.startswith(_ARRANGEMENT)]
-    return ",".join(parts) or "canonical"
 
 
 def key(rec: dict) -> tuple[str, str, str, str, str]:

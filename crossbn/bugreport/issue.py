@@ -118,6 +118,16 @@ def _fit(stated, diag: dict) -> str:
             f"(`{stated.formulation}`) and **{stated.alternative_description}** (`{stated.alternative}`); the "
             f"documented behaviour is {documented}."
         )
+    if stated.candidates:  # an ambiguous confidence: consistent with each, none named as the cause
+        alike = "; ".join(
+            f"**{d or f'the documented behaviour itself ({documented})'}** (`{c}`)"
+            for c, d in zip(stated.candidates, stated.candidate_descriptions)
+        )
+        return (
+            f"{searched}{len(stated.candidates)} explain the outputs alike, to within their own rounding, so the "
+            f"outputs are consistent with each and none is named as the cause: {alike}; the documented behaviour "
+            f"is {documented}."
+        )
     if stated.as_documented:
         if stated.explains:
             return f"{searched}the documented behaviour itself ({documented}) explains the outputs."

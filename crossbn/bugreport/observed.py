@@ -18,6 +18,7 @@ from pathlib import Path
 
 from crossbn.oracle.formulation import Formulation
 from crossbn.records.results import number
+from crossbn.verdict.confidence import formulation_of
 from crossbn.verdict.fingerprint import IMPROVEMENT
 
 CONVENTIONS = "conventions.jsonl"
@@ -46,17 +47,7 @@ def read(run: Path | None, backend: str, device: str, version: str = "") -> dict
     return out
 
 
-def formulation(label: str) -> Formulation:
-    """A Formulation from its label (`compute=float16,running_var=unbiased`)."""
-    kinds = {f.name: type(f.default) for f in dataclasses.fields(Formulation)}
-    values: dict = {}
-    for part in label.split(","):
-        name, _, value = part.partition("=")
-        if name not in kinds:
-            continue  # "canonical", or an aspect this release does not know
-        kind = kinds[name]
-        values[name] = value == "True" if kind is bool else kind(value)
-    return Formulation(**values)
+formulation = formulation_of  # a Formulation from its label (`compute=float16,running_var=unbiased`)
 
 
 def accumulator(label: str, dtype: str) -> str:
@@ -76,14 +67,27 @@ class Statement:
     alternative: str = ""  # the label of a formulation with its sums in another dtype that explains the case alike
     alternative_description: str = ""
     common: str | None = None  # what the two alike share, in words, when they differ only in the accumulator
+    # an ambiguous confidence (crossbn/verdict/confidence.py): every candidate's label and words, best first
+    candidates: tuple[str, ...] = ()
+    candidate_descriptions: tuple[str, ...] = ()
 
     @property
     def cause(self) -> str:
         """What a title may name as the cause: a formulation that explains the outputs, is not the
         documented behaviour itself and is not contradicted by the observation (or the two that
-        explain it alike, as two); "" otherwise."""
+        explain it alike, as two; or, ambiguous, what the outputs are consistent with); "" otherwise."""
         if not (self.settled and self.explains and not self.as_documented):
             return ""
+        if self.candidates:
+            if "" in self.candidate_descriptions:  # the documented behaviour explains it as well
+                return ""
+            shown = " or ".join(_joined(d) for d in self.candidate_descriptions[:2])
+            more = len(self.candidates) - 2
+            return (
+                f"consistent with {shown}"
+                + (f" (or {more} more)" if more > 0 else "")
+                + ": this case cannot tell which"
+            )
         if self.alternative:
             sums = sorted({_sums(self.description), _sums(self.alternative_description)})
             if self.common is not None:
@@ -98,7 +102,60 @@ class Statement:
 
 def statement(diagnosis: dict, case, base: Formulation, observed: dict[str, str], where: str) -> Statement:
     """What ISSUE.md says of `diagnosis` (a record's) for `case`, given the
-    conventions `observed` on the backend (`where`: its name and device)."""
+    conventions `observed` on the backend (`where`: its name and device) and
+    the diagnosis' `confidence`: a formulation is stated as the cause only
+    when it is discriminating (or the observation settles it); ambiguous, the
+    outputs are said to be consistent with each candidate; unexplained, none
+    explains them."""
+    conf = diagnosis.get("confidence")
+    label = diagnosis.get("formulation") or ""
+    if not isinstance(conf, dict) or not label:
+        return _stated(diagnosis, case, base, observed, where)
+    described = diagnosis.get("description") or formulation(label).describe(case, base)
+    main = Statement(
+        label, described, bool(diagnosis.get("explains")), as_documented=not formulation(label).changes(base)
+    )
+    level, candidates = conf.get("level"), [c for c in conf.get("candidates") or () if isinstance(c, str)]
+    if level == "unexplained":
+        return dataclasses.replace(
+            main,
+            explains=False,
+            note="No formulation crossbn simulated reproduces the outputs within rounding: the closest is not a cause.",
+        )
+    if case.dtype in _HALF and observed.get(f"reduce_{case.dtype}") in ("float32", case.dtype):
+        return _stated(diagnosis, case, base, observed, where)  # what the run observed settles the accumulator
+    sep = conf.get("separating") if isinstance(conf.get("separating"), dict) else None
+    if level == "ambiguous" and len(candidates) > 1:
+        forms = [formulation(c) for c in candidates]
+        return dataclasses.replace(
+            main,
+            candidates=tuple(candidates),
+            candidate_descriptions=tuple(f.describe(case, base) if f.changes(base) else "" for f in forms),
+            note=_separating_words(sep, conf.get("words") or ""),
+        )
+    if conf.get("resolved_from") and sep and sep.get("ran"):
+        alike = " and ".join(f"`{c}`" for c in sep.get("scores") or candidates)
+        return dataclasses.replace(
+            main,
+            note=f"Of {alike}, which explain this case alike, only `{label}` explains a separating case "
+            f"crossbn ran on {where} ({sep.get('case')}).",
+        )
+    return main
+
+
+def _separating_words(sep: dict | None, words: str) -> str:
+    """What the search for a case that separates the candidates found, in one sentence."""
+    if sep and sep.get("case"):
+        ran = "it ran" if sep.get("ran") else "it was not run"
+        return f"A case with {sep['case']} would separate them; {ran}: {sep.get('result')}."
+    if sep:
+        return f"No case that separates them was found: {sep.get('result')}."
+    tail = words.split("; ", 1)[-1] if "; " in words else "no case that separates them was run"
+    return tail[:1].upper() + tail[1:] + "."
+
+
+def _stated(diagnosis: dict, case, base: Formulation, observed: dict[str, str], where: str) -> Statement:
+    """`statement` for a diagnosis without a confidence (and for the observed accumulator)."""
     label = diagnosis.get("formulation") or ""
     if not label:
         return Statement("", "", False)

@@ -20,7 +20,7 @@ import warnings
 import zlib
 from pathlib import Path
 
-SCHEMA = 1
+SCHEMA = 2  # 2: diagnoses carry `confidence` (crossbn/verdict/confidence.py)
 # What a record keeps of the run that made it, not of its judgement: a hit
 # takes these from the run at hand.
 FRESH = ("seconds", "backend_seconds", "timings", "backend_info", "worker", "time")

@@ -4,12 +4,13 @@ A fingerprint is a formulation's label (crossbn/oracle/formulation.py,
 `Formulation.label`): `key=value` parts, one per aspect where it differs from
 the canonical formulas. `WORDS` says each aspect in words for the report's
 tooltips, legend and finding pages; `rivals` names the other formulations
-that explain a backend's output about as well as the diagnosed one.
+that explain a backend's output about as well as the diagnosed one and
+`confidence` what the diagnosis' confidence says (crossbn/verdict/confidence.py).
 """
 
 from __future__ import annotations
 
-from crossbn.verdict.fingerprint import IMPROVEMENT
+from crossbn.verdict.confidence import ties
 
 # key -> (the aspect, {value: words}); a value the table does not list is said as "<aspect>: <value>".
 # "{v}" in a value's words is the value itself (a dtype, a number).
@@ -20,6 +21,8 @@ WORDS: dict[str, tuple[str, dict[str, str]]] = {
         "variance algorithm",
         {
             "one-pass": "variance in one pass, E[x²] − E[x]² (cancels catastrophically when the mean is large)",
+            "one-pass-unclamped": "variance in one pass, E[x²] − E[x]², not clamped at 0 (a negative variance "
+            "gives NaN)",
             "welford": "variance by Welford's running update",
             "two-pass": "variance in two passes, E[(x − mean)²]",
         },
@@ -60,6 +63,14 @@ WORDS: dict[str, tuple[str, dict[str, str]]] = {
             "old": "momentum weighs the old running value",
         },
     ),
+    "order": (
+        "summation order",
+        {
+            "sequential": "every reduction a running sum in memory order (as XLA on CPU)",
+            "pairwise": "reductions summed pairwise",
+        },
+    ),
+    "input": ("input precision", {"*": "the input x (and dy) rounded to {v} before anything else"}),
     "eps_floor": ("eps clamping", {"*": "eps clamped to at least {v} (as cuDNN and fused kernels do)"}),
     "hyperparameters": (
         "hyperparameter precision",
@@ -111,43 +122,36 @@ def legend(labels) -> list[dict]:
     return [{"part": k, "words": v} for k, v in seen.items()]
 
 
-def _close(x: float, y: float) -> bool:
-    lo, hi = min(x, y), max(x, y)
-    return hi == lo or hi < IMPROVEMENT * lo
-
-
 def rivals(diagnosis: dict | None) -> list[str]:
-    """The other formulations of the evidence that the diagnosed one does not
-    beat by the search's own rule (fingerprint.py keeps a change only when it
-    at least halves the score, or, within rounding, the ulp distance: factor
-    IMPROVEMENT). Where the diagnosed formulation explains the output (score
-    <= 1), the rivals explain it too and land within that factor in ulps;
-    where it does not, their scores are within that factor of its. A rival
-    that differs only in how the formulas are arranged (the parts a root cause
-    leaves out: a folded affine, Welford, ...) names the same cause: it makes
-    nothing ambiguous and is left out."""
-    from crossbn.bugreport.group import root_cause
-
+    """The other formulations that explain a backend's output about as well as
+    the diagnosed one: the record's `confidence` candidates after the first
+    (crossbn/verdict/confidence.py, which a separating case may have narrowed),
+    or, for a record without one, the same rule (`ties`) on its evidence."""
     if not diagnosis:
         return []
-    evidence = diagnosis.get("evidence") or []
-    best = next((e for e in evidence if e.get("formulation") == diagnosis.get("formulation")), None)
-    if best is None:
-        return []
-    out = []
-    for e in evidence:
-        if e is best or root_cause(e.get("formulation") or "") == root_cause(best["formulation"] or ""):
-            continue
-        try:
-            s_best, s_e, u_best, u_e = (float(x) for x in (best["score"], e["score"], best["ulps"], e["ulps"]))
-        except (KeyError, TypeError, ValueError):
-            continue
-        if s_best <= 1.0:
-            if s_e <= 1.0 and _close(u_best, u_e):
-                out.append(e["formulation"])
-        elif _close(s_best, s_e):
-            out.append(e["formulation"])
-    return out
+    conf = diagnosis.get("confidence")
+    if isinstance(conf, dict) and isinstance(conf.get("candidates"), list):
+        return [c for c in conf["candidates"] if c != diagnosis.get("formulation")]
+    return ties(diagnosis)
+
+
+def confidence(diagnosis: dict | None, rivals: list[str]) -> dict | None:
+    """The diagnosis' confidence as a finding page says it: its level, the
+    candidates, and the separating case (whether it ran, what it showed);
+    for a record without one, the level `rivals` and `explains` give."""
+    if not diagnosis or not diagnosis.get("formulation"):
+        return None
+    conf = diagnosis.get("confidence")
+    if not isinstance(conf, dict):
+        level = "unexplained" if not diagnosis.get("explains") else "ambiguous" if rivals else "discriminating"
+        conf = {"level": level, "candidates": [diagnosis["formulation"], *rivals], "separating": None}
+    return {
+        "level": conf.get("level"),
+        "candidates": conf.get("candidates") or [diagnosis["formulation"]],
+        "separating": conf.get("separating"),
+        "resolved_from": conf.get("resolved_from"),
+        "words": conf.get("words") or "",
+    }
 
 
 def settled(label: str, rivals: list[str]) -> dict:

@@ -169,6 +169,7 @@ def finding_line(rec: dict, rivals: list[str] | None = None) -> dict:
         "explains": bool(diag.get("explains")),
         "rivals": rivals,
         "settled": fingerprints.settled(label, rivals),
+        "confidence": fingerprints.confidence(diag, rivals),
         "reason": (rec.get("reason") or "").splitlines()[0:1],
         "known": rec.get("known"),
         "href": page_href(rec),

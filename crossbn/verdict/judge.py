@@ -22,6 +22,7 @@ from crossbn.oracle.tolerance import model_bounds
 from crossbn.records.cache import FRESH, Judgements, key as cache_key
 from crossbn.records.results import make_record
 from crossbn.verdict.compare import compare, full_bound
+from crossbn.verdict.confidence import assess
 from crossbn.verdict.fingerprint import diagnose
 from crossbn.verdict.localize import first_off, localize
 from crossbn.verdict.outputs import compare_runs, output_problem, without_gradients
@@ -153,7 +154,7 @@ def explain_finding(
 def _full_explain(judged: Judged, compared: dict, backend, device, worker, timeout, clock: Clock):
     """Localization (with probes on the same backend) and the fingerprint search."""
 
-    def run_probe(name, pcase, pinputs):
+    def run_judged(name, pcase, pinputs):
         why = backend.supports(pcase)
         if why is not None:
             return f"unsupported: {why}"
@@ -161,7 +162,15 @@ def _full_explain(judged: Judged, compared: dict, backend, device, worker, timeo
         if outcome.status != "ok":
             return f"{outcome.status}: {outcome.message.splitlines()[0] if outcome.message else ''}"
         probe = Judged(pcase, pinputs, outcome.observables, backend)
-        return probe.broken or probe.comparison
+        return probe.broken or probe
+
+    def run_probe(name, pcase, pinputs):  # localize.py's probes: the comparison
+        probe = run_judged(name, pcase, pinputs)
+        return probe if isinstance(probe, str) else probe.comparison
+
+    def run_outputs(name, pcase, pinputs):  # confidence.py's separating case: the compared outputs
+        probe = run_judged(name, pcase, pinputs)
+        return probe if isinstance(probe, str) else {k: probe.actual[k] for k in probe.comparison.observables}
 
     c = judged.comparison
     assert c is not None  # only a compared result is explained
@@ -173,6 +182,8 @@ def _full_explain(judged: Judged, compared: dict, backend, device, worker, timeo
         diagnosis = diagnose(
             judged.case, judged.inputs, compared, judged.exp, judged.bounds, judged.traces, **backend.semantics()
         )
+    with clock("confidence"):  # a separating case, where the fingerprint is ambiguous and that is cheap
+        diagnosis = assess(judged.case, compared, diagnosis, run_outputs, backend.semantics())
     where["source"] = OWN
     return where, diagnosis
 

@@ -78,6 +78,7 @@ class Representative:
     explains: bool
     complete: bool  # its search tried every change (a large case's budget can stop it short)
     score: float
+    confidence: dict | None = None  # confidence.py's, which its confirmed members carry
 
 
 @dataclass
@@ -109,6 +110,7 @@ class RootCauses:
                     bool(diagnosis["explains"]),
                     bool(diagnosis.get("search_complete", True)),
                     number(diagnosis["score"]),
+                    diagnosis.get("confidence"),
                 )
             )
 
@@ -142,7 +144,7 @@ def confirm(
         "searched": 1,
         "search_complete": True,
         "source": _source(rep),
-    }
+    } | ({"confidence": rep.confidence} if rep.confidence is not None else {})
 
 
 def confirmed_localization(rep: Representative, case, comparison) -> dict:
