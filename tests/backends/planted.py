@@ -6,10 +6,11 @@ independently of `crossbn/oracle/variants.py` (numpy's own reductions, or
 adjacent-pair trees where a reduction must round in half precision), so a
 fingerprint has to recognise a formulation, not a copy of its own code.
 Each subclass plants one fault (FAULTS), in one stage or one variant
-formulation; `*-hidden` ones also hide the batch statistics and inverse std,
-as most frameworks do, so the localizer has to use its probes.
-tests/test_localize.py plants each one and checks the verdict, the stage and
-the fingerprint.
+formulation; `*-hidden` ones also hide the batch statistics and inverse std
+(or, for the running statistics, those), as most frameworks do, so the
+localizer has to use its probes; `*-eval` ones plant it in the eval step
+alone. tests/test_localize.py plants each one on one case;
+benchmarks/localization.py runs them all over the default suite.
 """
 
 import numpy as np
@@ -72,6 +73,10 @@ class Planted(Backend):
     compute = None  # compute dtype; None = the case's (float32 for halves)
     no_frozen = None  # a frozen layer: no parameter gradients; its training steps as `frozen_as` says
     frozen_as = "batch"  # "batch" (canonical) or "inference" (running statistics, kept)
+    eval_only = False  # the fault in the eval step alone (the training steps are right)
+    hide_running = False  # return no running_mean / running_var
+    input = None  # x and dy rounded to this dtype first (autocast-like input precision)
+    reduce = None  # sums accumulated in this dtype, adjacent pairs first
 
     def supports(self, case):
         if case.cumulative:
@@ -82,7 +87,7 @@ class Planted(Backend):
         return {"version": np.__version__, "devices": {"cpu": "numpy"}}
 
     def run(self, case, inputs, device):
-        f = self.fault
+        fault = f = self.fault
         cname = self.compute or ("float32" if case.dtype in ("float16", "bfloat16") else case.dtype)
         cd = numpy_dtype(cname)
         store = numpy_dtype(case.dtype)
@@ -94,16 +99,27 @@ class Planted(Backend):
         b = lambda v: np.asarray(v).reshape(shape)  # noqa: E731
         rows = lambda a: np.moveaxis(a, ax, 0).reshape(case.channels, -1)  # noqa: E731
 
+        acc = numpy_dtype(self.reduce) if self.reduce else (store if fault == "half-reductions" else None)
+        sequential = fault == "sequential"
+
         def total(a):
-            if f == "half-reductions":
-                return _pairwise_adjacent(rows(a), store).astype(cd)
+            if acc is not None:
+                return _pairwise_adjacent(rows(a), acc).astype(cd)
+            if sequential:  # a running sum in memory order (cumsum never reorders)
+                return np.cumsum(rows(a), axis=1, dtype=cd)[:, -1] if n else np.zeros(case.channels, cd)
             return a.sum(axis=axes, dtype=cd)
 
         def average(a):
+            if sequential:  # sum * (1/n), as XLA on CPU
+                return (total(a) * (cd.type(1) / cd.type(max(n, 1)))).astype(cd)
             # NumPy's own mean: float16 summed and divided in float32, then rounded
-            if f == "half-reductions":
+            if acc is not None:
                 return (total(a) / cd.type(n)).astype(cd)
             return a.mean(axis=axes).astype(cd)
+
+        def given(name):
+            v = inputs[name]
+            return v.astype(numpy_dtype(self.input)).astype(cd) if self.input else v.astype(cd)
 
         one, eps = cd.type(1), cd.type(case.eps)
         if f == "clamped-eps":
@@ -116,7 +132,8 @@ class Planted(Backend):
         rv = inputs["running_var"].astype(cd) if case.track_running_stats else None
         out = {}
         for k, step in enumerate(case.steps):
-            x = inputs[f"x{k}"].astype(cd)
+            f = fault if step == "eval" or not self.eval_only else None
+            x = given(f"x{k}")
             as_inference = case.frozen and self.frozen_as == "inference" and step != "eval"
             batch = (step != "eval" and not as_inference) or not case.track_running_stats
             if f == "eval-batch-stats":
@@ -131,6 +148,8 @@ class Planted(Backend):
                     pass
                 elif f == "one-pass":
                     v = np.maximum(average(x * x) - mean * mean, cd.type(0)).astype(cd)
+                elif f == "one-pass-unclamped":  # can go negative: NaN downstream
+                    v = (average(x * x) - mean * mean).astype(cd)
                 else:
                     v = average((x - b(mean)) ** 2)
                 if f == "var":
@@ -165,7 +184,7 @@ class Planted(Backend):
             out[f"{step}.y"] = y.astype(store)
             if batch and step != "eval" and not self.hide:
                 out.update({f"{step}.batch_mean": mean, f"{step}.batch_var": v, f"{step}.invstd": invstd})
-            if as_inference:
+            if as_inference and not self.hide_running:
                 out[f"{step}.running_mean"], out[f"{step}.running_var"] = rm.astype(store), rv.astype(store)
             elif step != "eval" and case.track_running_stats:
                 fed = (v * cd.type(n / (n - 1))).astype(cd) if f == "bessel" and n > 1 else v
@@ -176,9 +195,10 @@ class Planted(Backend):
                 if f == "running-var":
                     rv = (rv * cd.type(1.01)).astype(cd)
                 rm, rv = rm.astype(store).astype(cd), rv.astype(store).astype(cd)
-                out[f"{step}.running_mean"], out[f"{step}.running_var"] = rm.astype(store), rv.astype(store)
+                if not self.hide_running:
+                    out[f"{step}.running_mean"], out[f"{step}.running_var"] = rm.astype(store), rv.astype(store)
             if case.gradients:
-                dy = inputs[f"dy{k}"].astype(cd)
+                dy = given(f"dy{k}")
                 dbeta = total(dy)
                 dgamma = total(dy * x_hat)
                 if f == "dbeta":
@@ -238,12 +258,58 @@ FAULTS = {
     "folded-affine-f16": ("folded-affine", False, "float16"),
     "divide-f16": ("divide", False, "float16"),
     "welford-f16": ("welford", False, "float16"),
+    # first visible in the eval step, or through hidden running statistics
+    "invstd-eval": ("invstd", False, None),
+    "normalized-eval": ("normalized", False, None),
+    "normalized-hidden": ("normalized", True, None),
+    "affine-eval": ("affine", False, None),
+    "running-mean-hidden": ("running-mean", False, None),
+    "running-var-hidden": ("running-var", False, None),
+    "eval-batch-stats-hidden": ("eval-batch-stats", True, None),
+    "dx-eval": ("dx", False, None),
+    "dgamma-eval": ("dgamma", False, None),
+    # formulations as frameworks do them
+    "one-pass-unclamped": ("one-pass-unclamped", False, None),
+    "one-pass-unclamped-hidden": ("one-pass-unclamped", True, None),
+    "sequential": ("sequential", False, None),
+    "folded-affine": ("folded-affine", False, None),
+    "input-f16": (None, False, None),
+    "input-bf16": (None, False, None),
+    "input-f16-half-reductions": (None, False, None),
+}
+
+# more class attributes for some faults (see Planted's; `dtypes`, the Backend's: the case dtypes the
+# fault is meant for, others unsupported); the rest keep the defaults
+_MORE = {
+    "invstd-eval": {"eval_only": True},
+    "normalized-eval": {"eval_only": True},
+    "affine-eval": {"eval_only": True},
+    "dx-eval": {"eval_only": True},
+    "dgamma-eval": {"eval_only": True},
+    "running-mean-hidden": {"hide_running": True},
+    "running-var-hidden": {"hide_running": True},
+    "half-reductions": {"dtypes": ("float16", "bfloat16")},
+    "float32-compute": {"dtypes": ("float64",)},
+    "float16-compute": {"dtypes": ("float16",)},
+    "folded-affine-f16": {"dtypes": ("float16",)},
+    "divide-f16": {"dtypes": ("float16",)},
+    "welford-f16": {"dtypes": ("float16",)},
+    "input-f16": {"input": "float16", "dtypes": ("float32", "float64")},
+    "input-bf16": {"input": "bfloat16", "dtypes": ("float32",)},
+    "input-f16-half-reductions": {"input": "float16", "reduce": "float16", "dtypes": ("float32",)},
 }
 
 for _label, (_fault, _hide, _compute) in FAULTS.items():
     _cls = type(
         f"Planted_{_label.replace('-', '_')}",
         (Planted,),
-        {"name": f"planted-{_label}", "fault": _fault, "hide": _hide, "compute": _compute, "__module__": __name__},
+        {
+            "name": f"planted-{_label}",
+            "fault": _fault,
+            "hide": _hide,
+            "compute": _compute,
+            "__module__": __name__,
+            **_MORE.get(_label, {}),
+        },
     )
     globals()[_cls.__name__] = _cls
