@@ -21,6 +21,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from crossbn.oracle.formulation import Formulation
+
 from .common import ROOT, run_crossbn
 
 PLANTED = ROOT / "tests" / "backends" / "planted.py"
@@ -81,6 +83,7 @@ EXPECT: dict[str, Expect] = {
     "one-pass-unclamped": Expect(("batch variance",), {"variance": "one-pass-unclamped"}),
     "one-pass-unclamped-hidden": Expect(("batch variance", "batch statistics"), {"variance": "one-pass-unclamped"}),
     "sequential": Expect((*STATS, *GRADS), {"order": "sequential"}),
+    "one-pass-sequential": Expect(("batch variance",), {"variance": "one-pass", "order": "sequential"}),
     "eps-outside": Expect(("inverse std",), {"eps_in_root": False}),
     "unbiased-normalization": Expect(("inverse std",), {"norm_var": "unbiased"}),
     "bessel": Expect(("running variance",), {"running_var": "unbiased"}),
@@ -109,7 +112,10 @@ def judge_finding(fault: str, rec: dict) -> dict:
     if changes is None:  # a plain bug: right unless a formulation is claimed to explain it
         fingerprinted = not diag or (level == "unexplained" if level else not diag.get("explains"))
     else:
-        fingerprinted = bool(diag) and diag.get("changes") == changes and level != "unexplained"
+        # named outright, or one of the candidates an ambiguous diagnosis says it cannot tell apart
+        candidates = (diag.get("confidence") or {}).get("candidates") or []
+        named = bool(diag) and diag.get("changes") == changes and level != "unexplained"
+        fingerprinted = named or (level == "ambiguous" and Formulation(**changes).label() in candidates)
     return {"localized": loc.get("stage") in exp.stages, "fingerprinted": fingerprinted, "changes": changes}
 
 

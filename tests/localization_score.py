@@ -67,7 +67,29 @@ PLANTS = {
         "batch variance",
         {"compute": "float16", "variance": "welford"},
     ),
+    # first visible in the eval step: the stage is tested there, not inferred from where it showed
+    "invstd-eval": ({}, "inverse std", None),
+    "normalized-eval": ({}, "normalized", None),
+    "affine-eval": ({}, "affine output", None),
+    "running-mean-hidden": ({}, "running mean", None),
+    "running-var-hidden": ({}, "running variance", None),
+    "eval-batch-stats-hidden": ({}, "eval statistics", None),
+    "invstd-eval-only": ({"train_steps": 0}, "inverse std", None),
+    # formulations as frameworks do them
+    "one-pass-unclamped": (  # NumPy sums the rank-2 batch axis row after row: sequentially
+        {"offset_ratio": 1e4, "shape": (64, 4)},
+        "batch variance",
+        {"variance": "one-pass-unclamped", "order": "sequential"},
+    ),
+    "one-pass-sequential": (
+        {"offset_ratio": 1000.0, "shape": (64, 4)},
+        "batch variance",
+        {"variance": "one-pass", "order": "sequential"},
+    ),
+    "input-f16-half-reductions": ({"offset_ratio": 4.0}, "batch mean", {"input": "float16", "reduce": "float16"}),
 }
+# plant -> the planted backend it runs on, where that is not planted-<plant>
+BACKEND = {"invstd-eval-only": "invstd-eval"}
 
 
 def plant_case(plant: str):
@@ -80,7 +102,7 @@ def plant_case(plant: str):
 def judge_plant(plant: str, pool, backends) -> dict:
     from crossbn.verdict.judge import judge
 
-    name = f"planted-{plant}"
+    name = f"planted-{BACKEND.get(plant, plant)}"
     return judge(plant_case(plant), name, backends[name], "cpu", pool, timeout=120)
 
 

@@ -250,7 +250,8 @@ def simulate(case, inputs: dict, f: Formulation) -> dict:
             with np.errstate(divide="ignore", invalid="ignore"):
                 sd = np.sqrt(v_norm)
                 var_term = var_term * np.where(sd > 0, (sd + eps_c) / sd, 1.0)
-        divide_by = rc(np.sqrt(rc(v_norm + eps_c))) if f.normalize == "divide" and f.eps_in_root else None
+        with np.errstate(invalid="ignore"):  # an unclamped negative variance: NaN, as the backend's
+            divide_by = rc(np.sqrt(rc(v_norm + eps_c))) if f.normalize == "divide" and f.eps_in_root else None
         x_hat = var.normalize(x, mean, invstd, ax, cd, divide_by=divide_by)
         y = var.affine(x, x_hat, mean, invstd, gamma, beta, ax, cd, folded=f.affine == "folded")
         out[f"{step}.y"] = store(y)

@@ -142,12 +142,8 @@ def variations(case: Case) -> list[tuple[str, Case]]:
 
 def _lowest(case: Case, formulations) -> str:
     """The lowest precision any of `formulations` computes in: the loosest error model among them."""
-    names = [
-        d
-        for f in formulations
-        for d in (f.compute_dtype(case), f.reduce, getattr(f, "input", ""))  # (`input`: newer formulations)
-        if d
-    ]
+    # (not the input's precision: rounding the input is one exact operation, fingerprint._precision)
+    names = [d for f in formulations for d in (f.compute_dtype(case), f.reduce) if d]
     return max(names, key=unit_roundoff)
 
 
@@ -264,17 +260,20 @@ def confidence(case: Case, names, diagnosis: dict, run_probe: RunProbe | None) -
         "level": "ambiguous",
         "candidates": kept,
         "separating": separating,
+        # the separating case can rule out the search's first pick and leave others
+        **({"resolved_from": label} if kept[0] != label else {}),
         "words": f"{alike} explain the outputs alike; {tail}",
     }
 
 
 def assess(case: Case, actual: dict, diagnosis: dict, run_probe: RunProbe | None, semantics: dict) -> dict:
-    """`diagnosis` with its `confidence`; where a separating case leaves one
-    candidate, the diagnosis names it (with its own evidence on this case)
-    and `confidence["resolved_from"]` the formulation the search ranked first."""
+    """`diagnosis` with its `confidence`; where a separating case rules out
+    the search's first pick, the diagnosis names the best candidate left (with
+    its own evidence on this case) and `confidence["resolved_from"]` the
+    formulation the search ranked first."""
     conf = confidence(case, list(actual), diagnosis, run_probe)
     winner = conf["candidates"][0]
-    if conf.get("resolved_from") and winner != diagnosis["formulation"]:
+    if winner != diagnosis["formulation"]:
         row = next(e for e in diagnosis["evidence"] if e["formulation"] == winner)
         base = base_formulation(case, **semantics)
         f = formulation_of(winner)

@@ -19,7 +19,11 @@ from typing import Any
 import numpy as np
 
 from crossbn.oracle import batchnorm as ref
+from crossbn.oracle.expected import simulate as simulate_oracle
+from crossbn.oracle.tolerance import model_bounds, unit_roundoff
+from crossbn.spec.dtypes import name_of
 from crossbn.spec.verdicts import FAILING, Verdict
+from crossbn.verdict.compare import full_bound
 
 STAGES = (
     "batch mean",
@@ -139,7 +143,10 @@ def channel_fit(case, actual_y, expected_y, x_hat, gamma, bound) -> dict:
         slope = np.where(vx > 0, cov / vx, 0.0)
         offset = dm - slope * xm
         resid = np.abs(gb * (da - slope * x_hat - offset))
-        ratio = np.where(resid == 0, 0.0, resid / bound)
+        # the returned values are rounded at their own magnitude, which a scale
+        # error moves away from the expected values' that the bound allows for
+        room = bound + unit_roundoff(name_of(np.asarray(actual_y).dtype)) * np.abs(a)
+        ratio = np.where(resid == 0, 0.0, resid / room)
     if not np.all(np.isfinite(ratio)):
         return {
             "structured": False,
@@ -195,6 +202,11 @@ def localize(case, inputs, comparison, verdict: str, actual: dict, traces, full_
         o = res.observables.get(name) if res is not None else None
         return None if o is None else o.verdict in (FAILING | {"convention"})
 
+    trace = traces[_step_index(case, step)]
+    if obs == "dx" and not trace.training and f"{step}.y" in comparison.observables:
+        # an eval-mode dx departs while its y does not: the statistics or inverse std it scales by
+        _localize_eval(case, inputs, comparison, actual, trace, first.name, full_bounds, out, probe, fails)
+        return out
     if obs in DIRECT:
         out["stage"] = DIRECT[obs]
         if obs in ("dbeta", "dgamma", "dx"):
@@ -203,7 +215,6 @@ def localize(case, inputs, comparison, verdict: str, actual: dict, traces, full_
         return out
 
     # y: take the chain apart
-    trace = traces[_step_index(case, step)]
     if not trace.training:
         _localize_eval(case, inputs, comparison, actual, trace, first.name, full_bounds, out, probe, fails)
         return out
@@ -226,7 +237,13 @@ def localize(case, inputs, comparison, verdict: str, actual: dict, traces, full_
             # right once the statistics are given: the reductions, or the
             # inverse std the training step derives from them
             ran_m0 = any(p["name"] == "momentum-0" and p["ran"] for p in probes)
-            out.update(stage="batch statistics" if hidden and not ran_m0 else "inverse std", how="probe")
+            stage = "batch statistics" if hidden and not ran_m0 else "inverse std"
+            if hidden:  # an offset is the mean's: the inverse std only scales
+                fit = channel_fit(case, actual[first.name], trace.y, trace.x_hat, trace.gamma, full_bounds[first.name])
+                if fit["structured"] and fit["offset"] > fit["scale"] * fit["x_hat_max"]:
+                    stage = "batch mean"
+                out["fit"] = fit
+            out.update(stage=stage, how="probe")
             return out
     if case.affine:
         pc, pin = probe_affine_off(case, inputs)
@@ -245,34 +262,103 @@ def localize(case, inputs, comparison, verdict: str, actual: dict, traces, full_
     return out
 
 
+def with_batch_stats(case, inputs, step: str, actual: dict, names) -> float:
+    """The worst error/bound of a step's returned `names` (y, dx) against the
+    oracle's training step on the same input, normalized with the batch's own
+    statistics: at most 1 when an eval-mode step used them."""
+    k = _step_index(case, step)
+    tc = dataclasses.replace(
+        case,
+        train_steps=1,
+        eval_step=False,
+        track_running_stats=False,
+        running_stats="drawn",
+        cumulative=False,
+        frozen=False,
+        specials=(),
+    )
+    tin = {"x0": inputs[f"x{k}"], **_params(case, inputs)}
+    if tc.gradients:
+        tin["dy0"] = inputs[f"dy{k}"]
+    exp, traces = simulate_oracle(tc, tin)
+    model = model_bounds(tc, traces)
+    worst = 0.0
+    for name in names:
+        obs = name.split(".", 1)[1]
+        if f"train0.{obs}" not in exp or name not in actual:
+            continue
+        a = np.asarray(actual[name], dtype=np.float64)
+        e = exp[f"train0.{obs}"]
+        bound = full_bound(model[f"train0.{obs}"], e, np.dtype(actual[name].dtype).name)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            err = np.abs(a - e)
+            ratio = np.where(err == 0, 0.0, err / bound)
+        worst = max(worst, float(np.nanmax(ratio, initial=0.0)) if np.isfinite(a).all() else float("inf"))
+    return worst
+
+
+def scale_fit(actual, expected, bound, channel_axis: int) -> bool:
+    """True when actual = s * expected per channel (least squares) to within
+    the bound: a per-channel scale error, as a wrong inverse std makes an
+    eval step's dx = dy * gamma * invstd."""
+    a = np.asarray(actual, dtype=np.float64)
+    e = np.asarray(expected, dtype=np.float64)
+    axes = ref.reduction_axes(a.ndim, channel_axis)
+    with np.errstate(all="ignore"):
+        s = (a * e).sum(axis=axes, keepdims=True) / (e * e).sum(axis=axes, keepdims=True)
+        resid = np.abs(a - np.where(np.isfinite(s), s, 1.0) * e)
+        ratio = np.where(resid == 0, 0.0, resid / bound)
+    return bool(np.all(np.isfinite(ratio)) and ratio.max(initial=0.0) <= 1.0)
+
+
 def _localize_eval(case, inputs, comparison, actual, trace, name, full_bounds, out, probe, fails) -> None:
-    """An eval-mode step (running statistics used) departs first. Tested, not
-    inferred from where it showed: the statistics the backend used against
-    the normalization and affine it applied to them.
+    """An eval-mode step (running statistics used) departs first, in y or dx.
+    Tested, not inferred from where it showed: the statistics the backend
+    used against the normalization and affine it applied to them.
 
     1. Running statistics the backend keeps to itself after training: the
        exact ones given to an eval step; right there, its own were wrong.
-    2. affine-off: right without gamma and beta, the affine is wrong.
-    3. The fit: an error that no per-channel scale and offset explains is
+    2. The batch's own statistics: the output equals the oracle's training
+       step on this input, so they were used instead of the running ones.
+    3. dx (= dy * gamma * invstd in eval): a per-channel scale error is the
+       inverse std's, anything else dx's own.
+    4. affine-off: right without gamma and beta, the affine is wrong.
+    5. The fit: an error that no per-channel scale and offset explains is
        elementwise, in the normalization.
-    4. eval-given-batch-stats: the batch's own exact statistics given as
-       the running ones. Right there, the backend's eval is right whenever
-       the given statistics are the batch's: on the case it used other
-       statistics than it was given (the batch's, or stale ones). Still
-       wrong: the statistics are right and their use is not, a scale error
-       in the inverse std, an offset in the normalization."""
+    6. eval-given-batch-stats: the batch's exact statistics given as the
+       running ones. Right there, the backend is right whenever it is given
+       the batch's statistics: on the case it used others (stale ones).
+       Still wrong: the statistics are right and their use is not, a scale
+       error in the inverse std, an offset in the normalization."""
     step = trace.step
+    obs = name.split(".", 1)[1]
     k = _step_index(case, step)
     if case.track_running_stats and case.train_steps and k > 0:
         seen = any(o.endswith((".running_mean", ".running_var")) for o in comparison.observables)
         if not seen:
             pc, pin = probe_eval_given_stats(case, inputs, step, trace.mean, trace.var)
+            if case.gradients:
+                pc = dataclasses.replace(pc, gradients=True)
+                pin["dy0"] = inputs[f"dy{k}"]
             res = probe("eval-given-stats", "the exact running statistics given to an eval step", pc, pin)
-            if res is not None and fails(res, "eval.y") is False:
+            if res is not None and fails(res, f"eval.{obs}") is False:
+                if obs == "dx":  # an eval step's dx depends on the variance only
+                    out.update(how="probe", stage="running variance")
+                    return
                 fit = channel_fit(case, actual[name], trace.y, trace.x_hat, trace.gamma, full_bounds[name])
                 shift = fit["offset"] > fit["scale"] * fit["x_hat_max"]
                 out.update(fit=fit, how="probe", stage="running mean" if shift else "running variance")
                 return
+    used = [n for n in (f"{step}.y", f"{step}.dx") if n in comparison.observables]
+    out["batch_statistics_ratio"] = ratio = with_batch_stats(case, inputs, step, actual, used)
+    if ratio <= 1.0:
+        out.update(stage="eval statistics", how="fit")  # normalized with the batch's own statistics
+        return
+    if obs == "dx":
+        expected = trace.grads["dx"] if trace.grads else None
+        scaled = expected is not None and scale_fit(actual[name], expected, full_bounds[name], case.channel_axis)
+        out.update(stage="inverse std" if scaled else "dx", how="fit")
+        return
     if case.affine:
         pc, pin = probe_affine_off(case, inputs)
         res = probe("affine-off", "gamma = 1, beta = 0: the normalization alone", pc, pin)
