@@ -87,13 +87,59 @@ def _happened(label: str, at) -> str:
     return happened.sentence(label, at.target, measured)
 
 
+# What an eval-mode localization's probe or fit showed (crossbn/verdict/localize.py).
+_EVAL_HOW = {
+    ("eval-given-stats", "running mean"): "given the exact running statistics, the eval step is right: "
+    "the running mean the framework kept from training was wrong",
+    ("eval-given-stats", "running variance"): "given the exact running statistics, the eval step is right: "
+    "the running variance the framework kept from training was wrong",
+    ("eval-given-batch-stats", "eval statistics"): "rerun with the batch's own exact statistics given as the "
+    "running ones, the eval step is right: on the case it normalized with other statistics than it was given",
+    ("eval-given-batch-stats", "inverse std"): "rerun with the batch's own exact statistics given as the "
+    "running ones, the eval step is still off by a per-channel scale: the statistics are right and the "
+    "inverse standard deviation made of them is not",
+    ("eval-given-batch-stats", "normalized"): "rerun with the batch's own exact statistics given as the "
+    "running ones, the eval step is still off by a per-channel offset: the statistics are right and "
+    "their use in the normalization is not",
+}
+
+
+def how_words(loc: dict) -> str:
+    """How the localization found its stage, in words for the issue."""
+    how, stage = loc.get("how"), loc.get("stage")
+    ran = [p["name"] for p in loc.get("probes") or [] if p.get("ran")]
+    for name in reversed(ran):  # the last probe that ran decided
+        if (name, stage) in _EVAL_HOW:
+            return _EVAL_HOW[(name, stage)]
+    ratio = loc.get("batch_statistics_ratio")
+    if how == "fit" and stage == "eval statistics" and ratio is not None and float(ratio) <= 1:
+        return (
+            "the eval step's output is what the batch's own statistics give, within its bound: "
+            "not the running statistics it was given"
+        )
+    if how == "fit" and stage == "inverse std" and (loc.get("observable") or "").endswith(".dx"):
+        return "the eval step's input gradient is off by a per-channel scale, which in eval mode is the inverse std's"
+    if how == "fit" and stage in _FIT_SHAPE:
+        return f"inferred from how the output's error is shaped per channel: {_FIT_SHAPE[stage]}"
+    return _HOW.get(how or "", how or "")
+
+
+# the per-channel shape of the error behind a stage the fit names
+_FIT_SHAPE = {
+    "inverse std": "a scale, as a wrong inverse std makes",
+    "batch mean": "an offset, as a wrong mean makes",
+    "eval statistics": "a scale and an offset, as statistics other than the running ones make (no rerun "
+    "could tell the statistics from their use)",
+}
+
+
 def _diagnosis(rec: dict, stated) -> str:
     loc, diag = rec.get("localization") or {}, rec.get("diagnosis") or {}
     if rec["verdict"] == Verdict.ERROR:
         return "The framework raises before producing outputs; there is no stage to localize."
     parts = []
     if loc.get("stage"):
-        how = _HOW.get(loc.get("how"), loc.get("how") or "")
+        how = how_words(loc)
         parts.append(
             f"crossbn follows the values through BatchNorm's dataflow (batch mean, batch variance, "
             f"inverse std, normalized values, affine output, running statistics, gradients): they first "
