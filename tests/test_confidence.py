@@ -73,11 +73,6 @@ def test_a_tie_is_separated_by_a_case_run_on_the_backend(judged):
     assert diag["formulation"] == "eps_floor=1e-05"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="with the spread of three summation orders, no candidate explains the separating case "
-    "(a larger batch near eps) within rounding: the planted adjacent-pair float16 tree is not reproduced",
-)
 def test_the_separating_case_corrects_a_float16_misdiagnosis(judged):
     """Sums accumulated in float16 look like float16 arithmetic on float32
     sums on the plant's own case; longer sums near eps tell them apart."""

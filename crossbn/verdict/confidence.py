@@ -187,7 +187,10 @@ def _run_separating(case: Case, candidates: list[str], names, run_probe: RunProb
         return {**base, "ran": False, "result": outputs}, candidates
     exact, traces = simulate_oracle(chosen, inputs)
     model = model_bounds(chosen, traces)
-    trial = Trials(chosen, inputs, outputs, exact, {k: model[k] for k in model if k in outputs}, traces)
+    # (candidates that explained the case itself, only compared with each other: no search guard)
+    trial = Trials(
+        chosen, inputs, outputs, exact, {k: model[k] for k in model if k in outputs}, traces, plausible=False
+    )
     rows = sorted(
         ({k: v for k, v in trial(f).items() if k != "_f"} for f in formulations),
         key=lambda t: (max(t["score"], 1.0), t["ulps"]),
