@@ -87,9 +87,22 @@ PLANTS = {
         {"variance": "one-pass", "order": "sequential"},
     ),
     "input-f16-half-reductions": ({"offset_ratio": 4.0}, "batch mean", {"input": "float16", "reduce": "float16"}),
+    # where the fit is hardest: a bfloat16 output rounds large values by far more than small
+    # ones; a NaN or infinity both sides have; two values a channel, which any scale and offset fit
+    "invstd-hidden-bf16": ({"dtype": "bfloat16", "train_steps": 0}, "inverse std", None),
+    "running-mean-nonfinite": ({"shape": (8, 3, 4), "specials": (("inf", 0, (1, 1, 2)),)}, "running mean", None),
+    "normalized-two-a-channel": ({"dtype": "float64", "shape": (2, 5), "seed": 0}, "normalized", None),
+    # a bfloat16 batch at 1e4 sigma: its own and the running statistics alike within rounding
+    "dx-bf16-far-offset": ({"dtype": "bfloat16", "offset_ratio": 1e4, "shape": (16, 4, 6, 6)}, "dx", None),
 }
 # plant -> the planted backend it runs on, where that is not planted-<plant>
-BACKEND = {"invstd-eval-only": "invstd-eval"}
+BACKEND = {
+    "invstd-eval-only": "invstd-eval",
+    "invstd-hidden-bf16": "invstd-hidden",
+    "running-mean-nonfinite": "running-mean-hidden",
+    "normalized-two-a-channel": "normalized",
+    "dx-bf16-far-offset": "dx",
+}
 
 
 def plant_case(plant: str):
