@@ -96,9 +96,6 @@ def _single_changes(case, base: Formulation) -> list[Formulation]:
         # apart from where the arithmetic and the sums are done
         if not base.input:
             changes += [dict(input="float16"), dict(input="bfloat16")]
-            # and summed in it (a half-precision copy reduced as stored): no closer than the
-            # rounded input alone where the sums' error outweighs the input's rounding
-            changes += [dict(input="float16", reduce="float16"), dict(input="bfloat16", reduce="bfloat16")]
         else:
             changes += [dict(reduce=base.input), dict(compute=base.input)]
     if case.dtype in ("float16", "bfloat16"):
