@@ -199,8 +199,10 @@ def build_parser() -> argparse.ArgumentParser:
     kn.add_argument("results", nargs="?", help="results.jsonl or run folder (default: the newest under reports/)")
     kn.set_defaults(func=commands.known)
     from crossbn.bugreport.command import add_parsers
+    from crossbn.app.bisect_command import add_parser as add_bisect
 
     add_parsers(sub)
+    add_bisect(sub)
     bk = sub.add_parser(
         "backends",
         help="list backends and whether they can run here",
