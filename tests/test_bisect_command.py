@@ -6,6 +6,7 @@ import base64
 import hashlib
 import json
 import os
+import re
 import subprocess
 import sys
 import zipfile
@@ -145,6 +146,10 @@ def test_bisect_finds_the_planted_release_around_one_that_cannot_be_installed(tm
     data = json.loads((out / "bisect.json").read_text())
     assert {(a["last_good"], a["first_bad"]) for a in data["answers"]} == {("1.5.0", "1.6.0")}
     assert "1.4.0" in data["skipped"] and len(data["steps"]) <= 5  # BAD, then about log2(8) releases
+    assert re.search(r"match [0-9.e+-]+ at 1\.5\.0 -> deviation [0-9.e+-]+ at 1\.6\.0", proc.stdout)  # what changed
+    assert "release notes: https://example.org/planted/changelog" in proc.stdout  # from the release's metadata
+    page = (out / "bisect.html").read_text()
+    assert "https://example.org/planted/changelog" in page and "could not run" in page and "1.6.0" in page
     # the release that could not run hides where the change is: said, and exit 1
     index2 = planted_index(tmp_path / "two", "1.5.0", broken=("1.4.0",))
     proc = crossbn(

@@ -145,6 +145,7 @@ class Runner:
         self.good = releases[0]
         self.by_key = {_key(t): t for t in targets}
         self.pythons: dict[str, str] = {}
+        self.at_good: dict[tuple, Step] = {}  # each result at GOOD, from the runs' reference side
 
     def python(self, release: str) -> str:
         if release not in self.pythons:
@@ -191,6 +192,8 @@ class Runner:
             for r in records
             if r["backend"].endswith("@" + self.label(release))
         }
+        for k, rec in good.items():
+            self.at_good.setdefault(k, Step(False, rec["verdict"], (rec.get("worst") or {}).get("ratio"), "itself"))
         out = {}
         for k in keys:
             rec = mine.get(k)
@@ -245,7 +248,12 @@ def bisect_command(args) -> int:
     if args.finding and not found.answers[keys[0]].reproduced:
         return _fail(f"--finding {args.finding}: its outputs at BAD {args.bad} do not differ from GOOD {args.good}'s")
     _write(out, args, found, run)
-    print(summary(args.framework, found, run.by_key))
+    shown = view(args, backends, found, run)
+    from crossbn.report.bisect_page import write as write_page
+
+    page = write_page(shown, out)
+    print(summary(shown))
+    print(f"crossbn bisect: {out / 'bisect.json'}, {page}")
     return 0 if all(a.exact for a in found.answers.values() if a.reproduced) else 1
 
 
@@ -263,25 +271,106 @@ def _announce(run: Runner):
     return test
 
 
-def summary(framework: str, found: Bisection, by_key: dict) -> str:
-    """The answers grouped by (last good, first bad), then the sweep's timeline."""
+COLUMNS = 8  # results shown in the timeline (all of them are in bisect.json)
+
+
+def view(args, backends: list[str], found: Bisection, run: Runner) -> dict:
+    """What the terminal and the page show: the answers grouped by (last good,
+    first bad), what changed there, each release's notes, and the timeline."""
+    from crossbn.upgrade.releases import release_notes
+
     groups: dict[tuple, list] = {}
     for key, a in found.answers.items():
-        groups.setdefault((a.last_good, a.first_bad, tuple(a.untold)) if a.reproduced else ("same",), []).append(key)
+        g = (a.last_good, a.first_bad, tuple(a.untold)) if a.reproduced else (None, None, ())
+        groups.setdefault(g, []).append(key)
+    rows = []
+    for (last_good, first_bad, untold), members in sorted(
+        groups.items(), key=lambda kv: (kv[0][1] is None, str(kv[0]))
+    ):
+        first = members[0]
+        before = found.steps.get(last_good or "", {}).get(first) or run.at_good.get(first)
+        after = found.steps.get(first_bad or "", {}).get(first)
+        change = ""
+        if before and after:
+            change = (
+                f"{before.verdict} {_num(before.ratio)} at {last_good} -> {after.verdict} {_num(after.ratio)} "
+                f"at {first_bad} (outputs {after.against_good} against {run.good})"
+            )
+        notes = None
+        if first_bad and first_bad in run.pythons:
+            notes = release_notes(run.pythons[first_bad], args.framework, first_bad)
+        rows.append(
+            {
+                "last_good": last_good,
+                "first_bad": first_bad,
+                "untold": list(untold),
+                "count": len(members),
+                "names": [f"{run.by_key[k][0].pytest_id} on {k[1]}" for k in members[:3]],
+                "more": max(len(members) - 3, 0),
+                "change": change,
+                "notes": notes,
+            }
+        )
+    shown = sorted(found.answers, key=lambda k: not found.answers[k].reproduced)[:COLUMNS]
+    timeline = []
+    for release in found.releases:
+        steps = found.steps.get(release, {})
+        if release == run.good:
+            steps = {**{k: s for k, s in run.at_good.items() if k in shown}, **steps}
+        if steps or release in found.skipped:
+            cells = [steps.get(k) for k in shown]
+            timeline.append({"release": release, "skipped": release in found.skipped, "cells": cells})
+    return {
+        "framework": args.framework,
+        "good": args.good,
+        "bad": args.bad,
+        "releases": found.releases,
+        "backends": backends,
+        "bitwise": args.bitwise,
+        "sweep": args.sweep,
+        "answers": found.answers,
+        "groups": rows,
+        "skipped": found.skipped,
+        "columns": [f"{run.by_key[k][0].pytest_id} on {k[1]}" for k in shown],
+        "timeline": timeline,
+        "hidden": max(len(found.answers) - COLUMNS, 0),
+    }
+
+
+def _num(x) -> str:
+    return "–" if x is None else f"{x:.3g}"
+
+
+def summary(shown: dict) -> str:
+    """The terminal's answer: a line per group of results, the releases that
+    could not run, then the timeline (release by result)."""
     lines = []
-    for g, members in sorted(groups.items(), key=lambda kv: (kv[0][0] == "same", str(kv[0]))):
-        names = ", ".join(f"{by_key[k][0].pytest_id} on {k[1]}" for k in members[:3])
-        more = f" and {len(members) - 3} more" if len(members) > 3 else ""
-        if g[0] == "same":
-            lines.append(f"no change between GOOD and BAD: {len(members)} result(s) ({names}{more})")
+    for g in shown["groups"]:
+        names = ", ".join(g["names"]) + (f" and {g['more']} more" if g["more"] else "")
+        if g["first_bad"] is None:
+            lines.append(f"no change between GOOD and BAD: {g['count']} result(s) ({names})")
             continue
-        last_good, first_bad, untold = g
-        where = f"first bad {framework} {first_bad}, last good {last_good}"
-        if untold:
-            where += f" (or one of {', '.join(untold)}, which could not be run)"
-        lines.append(f"{where}: {len(members)} result(s) ({names}{more})")
-    for release, why in found.skipped.items():
+        where = f"first bad {shown['framework']} {g['first_bad']}, last good {g['last_good']}"
+        if g["untold"]:
+            where += f" (or one of {', '.join(g['untold'])}, which could not be run)"
+        lines.append(f"{where}: {g['count']} result(s) ({names})")
+        if g["change"]:
+            lines.append(f"  {g['change']}")
+        if g["notes"]:
+            lines.append(f"  release notes: {g['notes']}")
+    for release, why in shown["skipped"].items():
         lines.append(f"skipped {release}: {why}")
+    if shown["timeline"]:
+        lines.append("timeline (verdict, error/bound, outputs against GOOD's):")
+        for i, c in enumerate(shown["columns"]):
+            lines.append(f"  [{i + 1}] {c}")
+        width = max(len(r["release"]) for r in shown["timeline"])
+        for r in shown["timeline"]:
+            cells = [
+                f"[{i + 1}] {s.verdict} {_num(s.ratio)} {s.against_good}" if s else f"[{i + 1}] –"
+                for i, s in enumerate(r["cells"])
+            ]
+            lines.append(f"  {r['release']:<{width}}  " + ("could not run" if r["skipped"] else "  ".join(cells)))
     return "\n".join(lines)
 
 

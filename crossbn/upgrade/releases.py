@@ -11,6 +11,7 @@ cannot be installed here raises `ReleaseError` with pip's reason.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -123,3 +124,29 @@ def _site(exe: Path) -> Path:
     if proc.returncode != 0:
         raise ReleaseError(f"{exe}: the environment's python does not run: {proc.stderr.strip()[-200:]}")
     return Path(proc.stdout.strip())
+
+
+def release_notes(python: str, package: str, version: str) -> str | None:
+    """A link to `version`'s release notes from its own package metadata: a
+    URL it labels as a changelog or release notes, else its GitHub
+    repository's releases matching the version; None when it names neither."""
+    code = (
+        "import importlib.metadata as m, json, sys; d = m.metadata(sys.argv[1]); "
+        "print(json.dumps([d.get_all('Project-URL') or [], d.get('Home-page') or '']))"
+    )
+    proc = subprocess.run([python, "-c", code, package], capture_output=True, text=True, timeout=60)
+    if proc.returncode != 0:
+        return None
+    try:
+        labelled, home = json.loads(proc.stdout.strip().splitlines()[-1])
+    except (ValueError, IndexError):
+        return None
+    pairs = [(label.strip(), url.strip()) for label, _, url in (e.partition(",") for e in labelled)]
+    for label, url in pairs:
+        if re.search(r"change|release|news|history", label, re.IGNORECASE):
+            return url
+    for url in [u for _, u in pairs] + [home]:
+        repo = re.match(r"https?://github\.com/[^/#?]+/[^/#?]+", url or "")
+        if repo:
+            return f"{repo.group(0).removesuffix('.git')}/releases?q={version}"
+    return None
