@@ -198,8 +198,8 @@ def build_parser() -> argparse.ArgumentParser:
     kn.add_argument("file", help="the known-differences TOML file (a bare name: a built-in one, e.g. frameworks)")
     kn.add_argument("results", nargs="?", help="results.jsonl or run folder (default: the newest under reports/)")
     kn.set_defaults(func=commands.known)
-    from crossbn.bugreport.command import add_parsers
     from crossbn.app.bisect_command import add_parser as add_bisect
+    from crossbn.bugreport.command import add_parsers
 
     add_parsers(sub)
     add_bisect(sub)
