@@ -48,7 +48,19 @@ def test_the_reference_page_holds_every_commands_help_as_it_is():
 
     text = PAGE.read_text(encoding="utf-8")
     assert render(text) == text, "regenerate it: python -m crossbn.app.reference"
-    for command in ("", "run", "report", "baseline save", "compare", "known", "bugs", "repro", "fuzz", "conventions"):
+    for command in (
+        "",
+        "run",
+        "report",
+        "baseline save",
+        "compare",
+        "known",
+        "bugs",
+        "repro",
+        "fuzz",
+        "bisect",
+        "conventions",
+    ):
         assert help_text(command) in text, command  # each has its section
 
 

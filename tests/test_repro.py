@@ -326,3 +326,59 @@ def test_committed_examples_reproduce_without_crossbn(example, without_crossbn, 
     assert (folder / "repro.py").read_text().rstrip() in issue  # the issue carries the script it was verified with
     case = load_suite(str(folder / "case.toml"))[0]
     assert json.loads((folder / "finding.json").read_text())["case_id"] == case.id
+
+
+def _bisected(folder: Path, case_id: str, **answer) -> str:
+    """A bisect folder as `crossbn bisect` leaves it, with one answer."""
+    folder.mkdir(parents=True)
+    data = {
+        "framework": "torch",
+        "good": "2.11.0",
+        "bad": "2.13.0",
+        "bitwise": False,
+        "releases": ["2.11.0", "2.12.0", "2.12.1", "2.13.0"],
+        "notes": {"2.12.1": "https://github.com/pytorch/pytorch/releases?q=2.12.1"},
+        "steps": {"2.13.0": [], "2.12.0": [], "2.12.1": []},
+        "answers": [
+            {
+                "case_id": case_id,
+                "backend": "torch",
+                "device": "cpu",
+                "reproduced": True,
+                "last_good": "2.12.0",
+                "first_bad": "2.12.1",
+                "untold": [],
+                **answer,
+            }
+        ],
+    }
+    (folder / "bisect.json").write_text(json.dumps(data))
+    return str(folder)
+
+
+@pytest.mark.slow  # PyTorch's worker
+def test_repro_states_the_release_bisect_found(tmp_path):
+    pytest.importorskip("torch")
+    suite = tmp_path / "one.toml"
+    suite.write_text(casefile.group_toml(TORCH_BF16, "magnitude"))
+    found = _bisected(tmp_path / "bisect", TORCH_BF16.id)
+    args = ("repro", f"{TORCH_BF16.id}--torch--cpu", "--suite", str(suite), "--budget", "0", "--bisect", found)
+    proc = crossbn(*args, "--out", str(tmp_path / "br"))
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    issue = (next((tmp_path / "br").iterdir()) / "ISSUE.md").read_text()
+    assert issue.splitlines()[0].endswith("(regression in torch 2.12.1)")
+    assert "## Regression\n\nThis is a regression in torch 2.12.1: the outputs of 2.12.0" in issue
+    assert "and 2.12.1's differ from them (`crossbn bisect torch 2.11.0 2.13.0`: 3 of the 4 releases" in issue
+    assert "Release notes: https://github.com/pytorch/pytorch/releases?q=2.12.1" in issue
+
+
+def test_repro_refuses_a_bisect_folder_without_an_answer_for_the_finding(tmp_path):
+    case = load_suite("smoke")[0]
+    nothing = crossbn("repro", f"{case.id}--torch", "--suite", "smoke", "--bisect", str(tmp_path))
+    assert nothing.returncode == 2 and "no readable bisect.json" in nothing.stderr
+    other = _bisected(tmp_path / "other", "0123456789ab")
+    wrong = crossbn("repro", f"{case.id}--torch", "--suite", "smoke", "--bisect", other)
+    assert wrong.returncode == 2 and f"no answer for case {case.id} on torch/cpu" in wrong.stderr
+    same = _bisected(tmp_path / "same", case.id, reproduced=False, first_bad=None)
+    unchanged = crossbn("repro", f"{case.id}--torch", "--suite", "smoke", "--bisect", same)
+    assert unchanged.returncode == 2 and "does not differ between 2.11.0 and 2.13.0" in unchanged.stderr

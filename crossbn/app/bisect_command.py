@@ -42,7 +42,7 @@ def add_parser(sub) -> None:
         ),
         epilog=examples(
             "crossbn bisect keras 3.11.0 3.15.1 --backends keras-jax --suite smoke --dtypes float64",
-            "crossbn bisect flax 0.10.0 0.12.8 --finding offset-f32-16x4x6x6-cf-t3e-6da0ee4e--flax-linen--cpu --sweep",
+            "crossbn bisect flax 0.10.0 0.12.8 --finding smoke_offset-f32-8x4x6-cf-t2e-bf8e18d0--flax-linen--cpu --sweep",
         ),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -233,6 +233,7 @@ def bisect_command(args) -> int:
         releases = between(list_releases(args.framework, index_url=args.index_url), args.framework, args.good, args.bad)
     except (ValueError, FindingError, CatalogueError, FolderError, ReleaseError, ReportError, ResultsError) as e:
         return _fail(str(e))
+    backends = sorted({t[1] for t in targets}, key=backends.index)  # a finding's own backend, not all of them
     cache = cache_mod.resolve(args.cache) or cache_mod.default_root()
     print(
         f"crossbn bisect: {args.framework} {args.good} .. {args.bad}: {len(releases)} releases, "
@@ -245,10 +246,10 @@ def bisect_command(args) -> int:
         found = (sweep if args.sweep else bisect)(releases, keys, _announce(run))
     except ValueError as e:  # BAD could not run
         return _fail(str(e))
-    if args.finding and not found.answers[keys[0]].reproduced:
+    if args.finding and not args.sweep and not found.answers[keys[0]].reproduced:
         return _fail(f"--finding {args.finding}: its outputs at BAD {args.bad} do not differ from GOOD {args.good}'s")
-    _write(out, args, found, run)
     shown = view(args, backends, found, run)
+    _write(out, args, found, run, {g["first_bad"]: g["notes"] for g in shown["groups"] if g["notes"]})
     from crossbn.report.bisect_page import write as write_page
 
     page = write_page(shown, out)
@@ -311,7 +312,8 @@ def view(args, backends: list[str], found: Bisection, run: Runner) -> dict:
                 "notes": notes,
             }
         )
-    shown = sorted(found.answers, key=lambda k: not found.answers[k].reproduced)[:COLUMNS]
+    # the results that changed (those that did not: only when nothing did)
+    shown = [k for k, a in found.answers.items() if a.reproduced][:COLUMNS] or list(found.answers)[:COLUMNS]
     timeline = []
     for release in found.releases:
         steps = found.steps.get(release, {})
@@ -374,9 +376,10 @@ def summary(shown: dict) -> str:
     return "\n".join(lines)
 
 
-def _write(out: Path, args, found: Bisection, run: Runner) -> None:
+def _write(out: Path, args, found: Bisection, run: Runner, notes: dict) -> None:
     data = {
         "framework": args.framework,
+        "notes": notes,  # first bad release -> its release notes (crossbn repro --bisect cites them)
         "good": args.good,
         "bad": args.bad,
         "bitwise": args.bitwise,

@@ -71,6 +71,12 @@ def add_parsers(sub) -> None:
         help="side by side: the other release's interpreter the finding ran under; a results file "
         "is data, so the interpreter it names is run only when given here too",
     )
+    rp.add_argument(
+        "--bisect",
+        metavar="DIR",
+        help="a `crossbn bisect` folder: its answer for this finding goes into the title and ISSUE.md "
+        "(regression in X.Y.Z)",
+    )
     rp.set_defaults(func=repro)
     from crossbn.bugreport.fuzz import add_parser
 
@@ -167,6 +173,7 @@ def repro(args) -> int:
     from crossbn.bugreport.attempt import Lab, LabError
     from crossbn.bugreport.finding import FindingError, locate
     from crossbn.bugreport.make import make
+    from crossbn.bugreport.regression import answer_for
     from crossbn.records import known as known_mod
     from crossbn.records.folders import FolderError, check_out_folder
     from crossbn.records.naming import slug
@@ -180,6 +187,7 @@ def repro(args) -> int:
         out = Path(args.out) if args.out else (where.run / "bug-reports" if where.run else Path("bug-reports"))
         check_out_folder(out, "--out" if args.out else "the bug-reports folder")
         lab = Lab(backend_spec(where.record, where.backend), where.device, tuple(args.backend_module)).require()
+        regression = answer_for(args.bisect, where.case.id, where.backend, where.device) if args.bisect else None
     except (FindingError, LabError, CatalogueError, known_mod.KnownError, FolderError, ValueError) as e:
         print(f"crossbn repro: {e}", file=sys.stderr)
         return 2
@@ -198,7 +206,15 @@ def repro(args) -> int:
     )
     with lab:
         made = make(
-            where.case, lab, out, budget, slug=name, known=known, original_name=where.case.pytest_id, run=where.run
+            where.case,
+            lab,
+            out,
+            budget,
+            slug=name,
+            known=known,
+            original_name=where.case.pytest_id,
+            run=where.run,
+            regression=regression,
         )
     if made.minimized is not None:
         print(

@@ -230,8 +230,11 @@ def issue_text(
     system: dict,
     stated=None,
     kept: tuple | None = None,
+    regression: dict | None = None,
 ) -> str:
     import jinja2
+
+    from crossbn.bugreport.regression import sentence
 
     fw = script.framework(lab.name)
     rec = at.record
@@ -275,4 +278,5 @@ def issue_text(
         output=ran.shown.strip(),
         script=text.rstrip(),
         links=links,
+        regression_text=sentence(regression) if regression else "",
     )

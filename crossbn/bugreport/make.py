@@ -89,9 +89,12 @@ def make(
     worst: str = "",
     original_name: str = "",
     run: Path | None = None,
+    regression: dict | None = None,
 ) -> BugReport:
     """`run`: the run folder the finding is from, whose conventions.jsonl (if
-    any) the diagnosis is stated against (observed.py)."""
+    any) the diagnosis is stated against (observed.py); `regression`: the
+    `crossbn bisect` answer for it (regression.py), stated in the title and
+    ISSUE.md."""
     first = lab.attempt(case)
     verdict = first.record["verdict"]
     if verdict not in FAILING:
@@ -150,6 +153,8 @@ def make(
         f"{lab.name} on {lab.device}",
     )
     name = title(lab, at, stated)
+    if regression:
+        name += f" (regression in {regression['framework']} {regression['first_bad']})"
     # a framework that raised left no judged outputs, so the attempt kept no inputs: the same seeded ones
     inputs = at.inputs if at.inputs is not None else generate(minimized)
     text = script.render(
@@ -197,6 +202,7 @@ def make(
             system=_system(lab),
             stated=stated,
             kept=None if first.target is None else (first.target, first.strength, floor),
+            regression=regression,
         ),
         "case.toml": casefile.group_toml(
             minimized,
