@@ -78,6 +78,7 @@ def catalogue(root: Path) -> str:
     "args, message",
     [
         (["nosuch", "1.0", "2.0", "--suite", "smoke"], "no backend of crossbn runs 'nosuch'"),
+        (["keras", "3.11.0", "3.12.0"], "name what to bisect: --finding, --results or --suite"),
         (["keras", "3.11.0", "3.12.0", "--suite", "smoke", "--backends", "torch"], "not backends of keras"),
         (["keras", "3.11.0", "3.12.0", "--suite", "nosuch"], "nosuch"),
         (["keras", "3.11.0", "3.12.0", "--results", "no/such/run"], "no/such/run"),
@@ -150,6 +151,27 @@ def test_bisect_finds_the_planted_release_around_one_that_cannot_be_installed(tm
     assert "release notes: https://example.org/planted/changelog" in proc.stdout  # from the release's metadata
     page = (out / "bisect.html").read_text()
     assert "https://example.org/planted/changelog" in page and "could not run" in page and "1.6.0" in page
+    # one finding that does not differ at BAD: said, exit 2
+    finding = "p-f32-8x3x4-cf-t1-a02038b0--planted-fw--cpu"
+    proc = crossbn(
+        FW,
+        "1.0.0",
+        "1.3.0",
+        "--finding",
+        finding,
+        "--suite",
+        catalogue(tmp_path),
+        "--backend-module",
+        MODULE,
+        "--index-url",
+        index,
+        "--cache",
+        str(tmp_path / "cache"),
+        "--out",
+        str(tmp_path / "out3"),
+    )
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert f"--finding {finding}: its outputs at BAD 1.3.0 do not differ from GOOD 1.0.0's" in proc.stderr
     # the release that could not run hides where the change is: said, and exit 1
     index2 = planted_index(tmp_path / "two", "1.5.0", broken=("1.4.0",))
     proc = crossbn(

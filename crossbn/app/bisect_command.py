@@ -49,10 +49,12 @@ def add_parser(sub) -> None:
     bp.add_argument("framework", help="the distribution on the package index, e.g. keras, flax, torch")
     bp.add_argument("good", help="a release whose outputs are the reference")
     bp.add_argument("bad", help="a later release whose outputs differ")
-    what = bp.add_mutually_exclusive_group(required=True)
-    what.add_argument("--finding", help="one finding, named as `crossbn repro` takes it")
-    what.add_argument("--results", help="a run folder: its findings on the chosen backends")
-    what.add_argument("--suite", help="a case catalogue: every result of it that differs at BAD")
+    bp.add_argument(
+        "--finding",
+        help="one finding, named as `crossbn repro` takes it (looked up in --results or --suite when given)",
+    )
+    bp.add_argument("--results", help="a run folder: its findings on the chosen backends")
+    bp.add_argument("--suite", help="a case catalogue: every result of it that differs at BAD")
     bp.add_argument("--backends", help="backends of FRAMEWORK to run (default: every one installed here)")
     bp.add_argument("--dtypes", help="with --suite: only cases of these dtypes (comma-separated)")
     bp.add_argument("--bitwise", action="store_true", help="a release differs when any bit differs")
@@ -88,7 +90,8 @@ def _framework_backends(args) -> list[str]:
     if not ours:
         raise ValueError(f"no backend of crossbn runs {args.framework!r} (frameworks: {', '.join(sorted(seen))})")
     if not args.backends:
-        usable = [n for n, b in ours.items() if b.available() is None]
+        # the release's environment brings the framework itself; the rest must be here
+        usable = [n for n, b in ours.items() if _others_installed(b, args.framework)]
         if not usable:
             raise ValueError(f"no backend of {args.framework} can run here ({', '.join(ours)})")
         return usable
@@ -97,6 +100,16 @@ def _framework_backends(args) -> list[str]:
     if wrong or not named:
         raise ValueError(f"--backends {args.backends}: not backends of {args.framework} (those are: {', '.join(ours)})")
     return named
+
+
+def _others_installed(backend, framework: str) -> bool:
+    import importlib.util
+
+    return all(
+        importlib.util.find_spec(m) is not None
+        for m in backend.modules
+        if distribution(m.split(".")[0]) != distribution(framework)
+    )
 
 
 def _targets(args, backends: list[str]) -> list[tuple]:
@@ -108,7 +121,7 @@ def _targets(args, backends: list[str]) -> list[tuple]:
     if args.finding:
         from crossbn.bugreport.finding import locate
 
-        where = locate(args.finding, None, None)
+        where = locate(args.finding, args.results, args.suite)
         if where.backend.split("@")[0] not in backends:
             raise ValueError(f"--finding {args.finding}: a result of {where.backend}, not of {', '.join(backends)}")
         return [(where.case, where.backend.split("@")[0], where.device)]
@@ -222,6 +235,8 @@ def bisect_command(args) -> int:
     from crossbn.spec.catalogue import CatalogueError
 
     try:
+        if not (args.finding or args.results or args.suite):
+            raise ValueError("name what to bisect: --finding, --results or --suite")
         backends = _framework_backends(args)
         targets = _targets(args, backends)
         if not (args.n.isdigit() and int(args.n) > 0) and args.n != "auto":
