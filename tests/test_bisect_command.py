@@ -120,30 +120,22 @@ def test_versions_not_on_the_index_or_out_of_order_are_bad_usage(tmp_path):
     assert proc.returncode == 2 and "GOOD 1.5.0 must be older than BAD 1.2.0" in proc.stderr, proc.stderr
 
 
+def planted_bisect(tmp_path, index: str, good: str, bad: str, name: str, *more: str):
+    """crossbn bisect on the planted framework (its own cache and --out per call, under `name`)."""
+    return crossbn(
+        FW, good, bad, "--suite", catalogue(tmp_path), "--backend-module", MODULE, "--index-url", index,
+        "--cache", str(tmp_path / name / "cache"), "--out", str(tmp_path / name / "out"), *more,
+    )  # fmt: skip
+
+
 @pytest.mark.slow  # a few side-by-side runs of crossbn, releases installed by pip
 def test_bisect_finds_the_planted_release_around_one_that_cannot_be_installed(tmp_path):
     index = planted_index(tmp_path, "1.6.0", broken=("1.4.0",))
-    out = tmp_path / "out"
-    proc = crossbn(
-        FW,
-        "1.0.0",
-        "1.8.0",
-        "--suite",
-        catalogue(tmp_path),
-        "--backend-module",
-        MODULE,
-        "--backends",
-        "planted-fw",
-        "--index-url",
-        index,
-        "--cache",
-        str(tmp_path / "cache"),
-        "--out",
-        str(out),
-    )
+    proc = planted_bisect(tmp_path, index, "1.0.0", "1.8.0", "one", "--backends", "planted-fw")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert f"first bad {FW} 1.6.0, last good 1.5.0: 2 result(s)" in proc.stdout
     assert "skipped 1.4.0: crossbn-planted-fw==1.4.0 cannot be installed here" in proc.stdout
+    out = tmp_path / "one" / "out"
     data = json.loads((out / "bisect.json").read_text())
     assert {(a["last_good"], a["first_bad"]) for a in data["answers"]} == {("1.5.0", "1.6.0")}
     assert "1.4.0" in data["skipped"] and len(data["steps"]) <= 5  # BAD, then about log2(8) releases
@@ -151,46 +143,14 @@ def test_bisect_finds_the_planted_release_around_one_that_cannot_be_installed(tm
     assert "release notes: https://example.org/planted/changelog" in proc.stdout  # from the release's metadata
     page = (out / "bisect.html").read_text()
     assert "https://example.org/planted/changelog" in page and "could not run" in page and "1.6.0" in page
-    # one finding that does not differ at BAD: said, exit 2
+    # one finding that does not differ at BAD: said, exit 2 (its backend taken from the finding)
     finding = "p-f32-8x3x4-cf-t1-a02038b0--planted-fw--cpu"
-    proc = crossbn(
-        FW,
-        "1.0.0",
-        "1.3.0",
-        "--finding",
-        finding,
-        "--suite",
-        catalogue(tmp_path),
-        "--backend-module",
-        MODULE,
-        "--index-url",
-        index,
-        "--cache",
-        str(tmp_path / "cache"),
-        "--out",
-        str(tmp_path / "out3"),
-    )
+    proc = planted_bisect(tmp_path, index, "1.0.0", "1.3.0", "three", "--finding", finding)
     assert proc.returncode == 2, proc.stdout + proc.stderr
     assert f"--finding {finding}: its outputs at BAD 1.3.0 do not differ from GOOD 1.0.0's" in proc.stderr
     # the release that could not run hides where the change is: said, and exit 1
     index2 = planted_index(tmp_path / "two", "1.5.0", broken=("1.4.0",))
-    proc = crossbn(
-        FW,
-        "1.0.0",
-        "1.8.0",
-        "--suite",
-        catalogue(tmp_path),
-        "--backend-module",
-        MODULE,
-        "--backends",
-        "planted-fw",
-        "--index-url",
-        index2,
-        "--cache",
-        str(tmp_path / "cache2"),
-        "--out",
-        str(tmp_path / "out2"),
-    )
+    proc = planted_bisect(tmp_path, index2, "1.0.0", "1.8.0", "two", "--backends", "planted-fw")
     assert proc.returncode == 1, proc.stdout + proc.stderr
     assert (
         "first bad crossbn-planted-fw 1.5.0, last good 1.3.0 (or one of 1.4.0, which could not be run)" in proc.stdout
