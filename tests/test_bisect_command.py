@@ -148,6 +148,9 @@ def test_bisect_finds_the_planted_release_around_one_that_cannot_be_installed(tm
     proc = planted_bisect(tmp_path, index, "1.0.0", "1.3.0", "three", "--finding", finding)
     assert proc.returncode == 2, proc.stdout + proc.stderr
     assert f"--finding {finding}: its outputs at BAD 1.3.0 do not differ from GOOD 1.0.0's" in proc.stderr
+    # an end that cannot be installed: nothing to bisect against
+    proc = planted_bisect(tmp_path, index, "1.4.0", "1.8.0", "four", "--backends", "planted-fw")
+    assert proc.returncode == 2 and "crossbn-planted-fw==1.4.0 cannot be installed here" in proc.stderr, proc.stderr
     # the release that could not run hides where the change is: said, and exit 1
     index2 = planted_index(tmp_path / "two", "1.5.0", broken=("1.4.0",))
     proc = planted_bisect(tmp_path, index2, "1.0.0", "1.8.0", "two", "--backends", "planted-fw")

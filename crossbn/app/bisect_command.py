@@ -182,7 +182,8 @@ class Runner:
         bases = sorted({self.by_key[k][1] for k in keys})
         chosen = [f"{b}@{self.label(r)}={pythons[r]}" for r in dict.fromkeys((self.good, release)) for b in bases]
         cmd = [sys.executable, "-m", "crossbn", "run", "--suite", str(step / "cases.toml")]
-        cmd += ["--backends", ",".join(chosen), "--devices", "cpu", "--out", str(step / "run"), "-n", self.args.n]
+        devices = ",".join(sorted({k[2] for k in keys}))
+        cmd += ["--backends", ",".join(chosen), "--devices", devices, "--out", str(step / "run"), "-n", self.args.n]
         cmd += ["--no-conventions", "--progress", "plain"]
         for module in self.args.backend_module:
             cmd += ["--backend-module", module]
@@ -257,6 +258,10 @@ def bisect_command(args) -> int:
     )
     run = Runner(args, releases, targets, out, cache)
     keys = [_key(t) for t in targets]
+    try:  # the two ends are needed: a release between them that cannot be installed is skipped
+        run.python(releases[0]), run.python(releases[-1])
+    except ReleaseError as e:
+        return _fail(f"{e} (GOOD and BAD must both be installed to bisect between them)")
     try:
         found = (sweep if args.sweep else bisect)(releases, keys, _announce(run))
     except ValueError as e:  # BAD could not run
