@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from crossbn.spec.case import Case
-from crossbn.verdict.localize import channel_fit
+from crossbn.verdict.fits import channel_fit
 
 from localization_score import PLANTS, judge_plant, outcome, pool_and_backends
 
